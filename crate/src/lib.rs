@@ -5,3 +5,7 @@ pub mod gguf;
 pub mod quant;
 
 pub use error::{Error, Result};
+pub mod backend;
+pub mod model;
+pub mod engine;
+pub mod ppl;

@@ -1,0 +1,3 @@
+//! Implementations of the model op set ([`crate::model::Ops`]).
+
+pub mod f32;

@@ -1,0 +1,113 @@
+//! A loaded model behind one interface, whatever its numerics and backend:
+//! evaluate tokens at a position, get logits back.
+
+use crate::backend::f32::{F32Weight, RefF32};
+use crate::error::{Error, Result};
+use crate::gguf::Gguf;
+use crate::model::{forward, Config, Weights};
+
+/// Something that turns tokens into next-token logits, keeping its own KV cache.
+pub trait Engine {
+    fn config(&self) -> &Config;
+    /// Evaluate `ids` at positions `pos0..`, replacing whatever the cache held from `pos0` on.
+    /// Returns the logits of rows `out_rows`, flattened `[rows, n_vocab]`.
+    fn eval(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<Vec<f32>>;
+}
+
+/// Hyper-parameters and f32 weights of a model.
+pub struct RefModel {
+    pub cfg: Config,
+    pub weights: Weights<F32Weight>,
+}
+
+impl RefModel {
+    pub fn load(gguf: &Gguf) -> Result<RefModel> {
+        let cfg = Config::from_metadata(gguf.metadata())?;
+        let weights = Weights::load(gguf, &cfg, F32Weight::from_view)?;
+        Ok(RefModel { cfg, weights })
+    }
+
+    /// A fresh session (empty KV cache) over this model.
+    pub fn session(&self) -> RefSession<'_> {
+        RefSession { model: self, ops: RefF32::new(&self.cfg) }
+    }
+}
+
+pub struct RefSession<'a> {
+    model: &'a RefModel,
+    ops: RefF32,
+}
+
+impl Engine for RefSession<'_> {
+    fn config(&self) -> &Config {
+        &self.model.cfg
+    }
+
+    fn eval(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        let m = self.model;
+        let logits = forward(&mut self.ops, &m.cfg, &m.weights, ids, pos0, out_rows)?;
+        Ok(logits.data)
+    }
+}
+
+/// Index of the largest value; ties go to the lowest index. NaN never wins.
+pub fn argmax(xs: &[f32]) -> Option<u32> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &x) in xs.iter().enumerate() {
+        if best.map_or(!x.is_nan(), |(_, b)| x > b) {
+            best = Some((i, x));
+        }
+    }
+    best.map(|(i, _)| i as u32)
+}
+
+/// Why a generation stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// An end-of-generation token was produced (it is not part of the output).
+    Eog,
+    /// `max_tokens` were produced.
+    Length,
+    /// The callback asked to stop.
+    Stopped,
+}
+
+/// Greedy decoding: evaluate the prompt, then repeatedly append the argmax token.
+/// `on_token` sees each new token; returning `false` stops.
+pub fn generate_greedy(
+    engine: &mut dyn Engine,
+    prompt: &[u32],
+    max_tokens: usize,
+    eog: &[u32],
+    mut on_token: impl FnMut(u32) -> Result<bool>,
+) -> Result<(Vec<u32>, Finish)> {
+    if prompt.is_empty() {
+        return Err(Error::InvalidArgument("empty prompt".into()));
+    }
+    let ctx = engine.config().ctx_len;
+    if prompt.len() > ctx {
+        return Err(Error::ContextOverflow { len: prompt.len(), ctx });
+    }
+    let n_vocab = engine.config().n_vocab;
+    let mut out = Vec::new();
+    let mut logits = engine.eval(prompt, 0, prompt.len() - 1..prompt.len())?;
+    let mut pos = prompt.len();
+    loop {
+        if out.len() >= max_tokens {
+            return Ok((out, Finish::Length));
+        }
+        let next = argmax(&logits[..n_vocab]).ok_or_else(|| Error::InvalidArgument("logits are all NaN".into()))?;
+        if eog.contains(&next) {
+            return Ok((out, Finish::Eog));
+        }
+        out.push(next);
+        if !on_token(next)? {
+            return Ok((out, Finish::Stopped));
+        }
+        if out.len() >= max_tokens || pos >= ctx {
+            return Ok((out, Finish::Length));
+        }
+        logits = engine.eval(&[next], pos, 0..1)?;
+        pos += 1;
+    }
+}
