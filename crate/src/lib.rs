@@ -3,9 +3,11 @@
 pub mod error;
 pub mod gguf;
 pub mod quant;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub mod backend;
 pub mod model;
 pub mod engine;
 pub mod ppl;
+pub mod tiny;

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command (what CI runs): fetch what the tests need, check the wasm32
+# build, run every test of the fast tier. See README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(scripts/fetch-models.sh smollm2 gemma3 gpl3 | sed 's/^/export EDGEPROOF_PATH_/')"
+export EDGEPROOF_SMOLLM2="$EDGEPROOF_PATH_smollm2" EDGEPROOF_GEMMA3="$EDGEPROOF_PATH_gemma3" EDGEPROOF_GPL3="$EDGEPROOF_PATH_gpl3"
+
+echo "== wasm32 build of the library"
+cargo build --release -p edgeproof --lib --no-default-features --target wasm32-unknown-unknown
+
+echo "== native tests"
+cargo test --release --workspace
