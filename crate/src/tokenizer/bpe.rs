@@ -7,14 +7,17 @@ use fancy_regex::Regex;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
-/// The GPT-2 pattern as HF's ByteLevel spells it. The final `\s+` catches the
-/// last space of a run before a non-space that `\s+(?!\S)` leaves over (when it
-/// cannot join the next piece); llama.cpp's hand-written matcher does the same.
-const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+/// The GPT-2 pattern as HF's ByteLevel spells it,
+/// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`,
+/// less the look-ahead alternative, which [`Bpe::encode_words`] applies by hand:
+/// backtracking it overflows fancy-regex's stack on long whitespace runs.
+const GPT2_PATTERN: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
 
 pub(super) struct Bpe {
-    /// Vocabulary id of each byte's GPT-2 character.
-    byte_ids: [u32; 256],
+    /// Vocabulary id of each byte's GPT-2 character. Some vocabularies lack a few
+    /// (SmolLM2 has no 0x04, 0xC0, 0xFF...): HF drops such bytes before merging,
+    /// and so do we (llama.cpp throws).
+    byte_ids: [Option<u32>; 256],
     /// (left id, right id) → (rank, merged id).
     merges: HashMap<(u32, u32), (u32, u32)>,
     /// Each numeric character is a piece of its own (`pre = smollm`).
@@ -49,14 +52,14 @@ impl Bpe {
         };
         let regex = Regex::new(GPT2_PATTERN).map_err(|e| Error::Tokenizer(format!("pre-tokenizer pattern: {e}")))?;
         let chars = byte_chars();
-        let mut byte_ids = [0u32; 256];
-        for (b, c) in chars.iter().enumerate() {
-            byte_ids[b] = *ids
-                .get(c.to_string().as_str())
-                .ok_or_else(|| Error::Tokenizer(format!("byte {b:#04x} ('{c}') is not in the vocabulary")))?;
+        let mut byte_ids = [None; 256];
+        for (slot, c) in byte_ids.iter_mut().zip(chars) {
+            *slot = ids.get(c.to_string().as_str()).copied();
         }
         let id = |piece: &str| {
-            ids.get(piece).copied().ok_or_else(|| Error::Tokenizer(format!("merge piece '{piece}' is not in the vocabulary")))
+            ids.get(piece)
+                .copied()
+                .ok_or_else(|| Error::Tokenizer(format!("merge piece '{piece}' is not in the vocabulary")))
         };
         let mut table = HashMap::with_capacity(merges.len());
         for (rank, m) in merges.iter().enumerate() {
@@ -82,7 +85,8 @@ impl Bpe {
             if c.is_numeric() {
                 self.encode_words(&text[start..i], out)?;
                 start = i + c.len_utf8();
-                self.encode_words(&text[i..start], out)?;
+                // A lone numeric character is one piece of the pattern too (` ?\p{N}+`).
+                self.encode_word(&text.as_bytes()[i..start], out);
             }
         }
         self.encode_words(&text[start..], out)
@@ -90,14 +94,24 @@ impl Bpe {
 
     /// Split by the GPT-2 pattern (text it does not match stays a piece) and encode each piece.
     fn encode_words(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
-        let mut last = 0;
-        for m in self.regex.find_iter(text) {
-            let m = m.map_err(|e| Error::Tokenizer(format!("pre-tokenizer: {e}")))?;
+        let (mut pos, mut last) = (0, 0);
+        while let Some(m) =
+            self.regex.find_from_pos(text, pos).map_err(|e| Error::Tokenizer(format!("pre-tokenizer: {e}")))?
+        {
             if m.start() > last {
                 self.encode_word(&text.as_bytes()[last..m.start()], out);
             }
-            self.encode_word(m.as_str().as_bytes(), out);
-            last = m.end();
+            let mut end = m.end();
+            // `\s+(?!\S)`: a whitespace run followed by more text leaves its last
+            // character to start the next piece (so " world" keeps its space).
+            let run = m.as_str();
+            if end < text.len() && run.chars().all(char::is_whitespace) {
+                if let Some((i, _)) = run.char_indices().last().filter(|&(i, _)| i > 0) {
+                    end = m.start() + i;
+                }
+            }
+            self.encode_word(&text.as_bytes()[m.start()..end], out);
+            (pos, last) = (end, end);
         }
         if last < text.len() {
             self.encode_word(&text.as_bytes()[last..], out);
@@ -112,12 +126,13 @@ impl Bpe {
             prev: usize,
             next: usize,
         }
-        let n = word.len();
-        let mut sym: Vec<Sym> = word
+        let known: Vec<u32> = word.iter().filter_map(|&b| self.byte_ids[b as usize]).collect();
+        let n = known.len();
+        let mut sym: Vec<Sym> = known
             .iter()
             .enumerate()
-            .map(|(i, &b)| Sym {
-                id: self.byte_ids[b as usize],
+            .map(|(i, &id)| Sym {
+                id,
                 prev: if i == 0 { NONE } else { i - 1 },
                 next: if i + 1 == n { NONE } else { i + 1 },
             })

@@ -40,7 +40,9 @@ impl ChatTemplate {
         };
         let arch = meta.get_str("general.architecture").unwrap_or_default();
         match template {
-            Some(t) if t.contains("<|im_start|>") => Ok(ChatTemplate::ChatMl { default_system: chatml_default_system(t) }),
+            Some(t) if t.contains("<|im_start|>") => {
+                Ok(ChatTemplate::ChatMl { default_system: chatml_default_system(t) })
+            }
             Some(t) if t.contains("<start_of_turn>") => Ok(ChatTemplate::Gemma),
             None if arch.starts_with("gemma") => Ok(ChatTemplate::Gemma),
             Some(_) => Err(Error::Tokenizer("unsupported chat template".into())),

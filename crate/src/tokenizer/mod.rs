@@ -69,18 +69,15 @@ struct SpecialMatcher {
 }
 
 impl SpecialMatcher {
-    fn new(tokens: &[String], types: &[TokenType]) -> SpecialMatcher {
+    fn new(pieces: impl Iterator<Item = (String, u32)>) -> SpecialMatcher {
         let mut ids = HashMap::new();
         let mut lengths = vec![Vec::new(); 256];
-        for (id, (t, ty)) in tokens.iter().zip(types).enumerate() {
-            if t.is_empty() || !matches!(ty, TokenType::Control | TokenType::UserDefined | TokenType::Unknown) {
-                continue;
-            }
-            ids.insert(t.clone(), id as u32);
+        for (t, id) in pieces.filter(|(t, _)| !t.is_empty()) {
             let l: &mut Vec<usize> = &mut lengths[t.as_bytes()[0] as usize];
             if !l.contains(&t.len()) {
                 l.push(t.len());
             }
+            ids.insert(t, id);
         }
         for l in &mut lengths {
             l.sort_unstable_by(|a, b| b.cmp(a));
@@ -178,7 +175,9 @@ impl Tokenizer {
         };
         let id_key = |key: &str| -> Result<Option<u32>> {
             match optional(meta.get_u32(key))? {
-                Some(id) if id as usize >= n => Err(Error::Tokenizer(format!("{key} = {id} is not below the vocabulary size {n}"))),
+                Some(id) if id as usize >= n => {
+                    Err(Error::Tokenizer(format!("{key} = {id} is not below the vocabulary size {n}")))
+                }
                 v => Ok(v),
             }
         };
@@ -193,11 +192,24 @@ impl Tokenizer {
             eog.extend(id_key(key)?);
         }
         eog.extend(
-            EOG_PIECES.iter().filter_map(|p| ids.get(*p).copied()).filter(|&id| types[id as usize] == TokenType::Control),
+            EOG_PIECES
+                .iter()
+                .filter_map(|p| ids.get(*p).copied())
+                .filter(|&id| types[id as usize] == TokenType::Control),
         );
         eog.sort_unstable();
         eog.dedup();
-        let specials = SpecialMatcher::new(&tokens, &types);
+        let is_spm = matches!(model, Model::Spm(_));
+        let specials = SpecialMatcher::new(tokens.iter().zip(&types).enumerate().filter_map(|(id, (t, ty))| {
+            let text = match ty {
+                // As HF spells them: with U+2581 for spaces (see spm::Spm's aliases), so a
+                // run of plain spaces is left to the merges, as in HF.
+                TokenType::UserDefined if is_spm => t.replace(' ', "\u{2581}"),
+                TokenType::UserDefined | TokenType::Control | TokenType::Unknown => t.clone(),
+                _ => return None,
+            };
+            Some((text, id as u32))
+        }));
         Ok(Tokenizer { tokens, types, ids, model, specials, bos, eos, add_bos, add_eos, eog })
     }
 
@@ -245,7 +257,8 @@ impl Tokenizer {
         })
     }
 
-    /// The text of `ids`, with invalid UTF-8 replaced by U+FFFD.
+    /// The text of `ids`, with invalid UTF-8 replaced by U+FFFD. Every token is
+    /// rendered as it is (a space that `add_space_prefix` put in front is kept).
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         let mut bytes = Vec::new();
         for &id in ids {
@@ -284,7 +297,7 @@ impl Tokenizer {
     }
 
     /// Whether `encode(.., add_special = true, ..)` starts with BOS.
-    pub fn adds_bos(&self) -> bool {
+    pub fn add_bos(&self) -> bool {
         self.add_bos
     }
 
@@ -300,19 +313,20 @@ impl Tokenizer {
 
 /// Turns a stream of token ids into text, holding back bytes until they form
 /// complete UTF-8 (a character may be split over several byte tokens).
-#[derive(Clone, Debug, Default)]
-pub struct StreamDecoder {
+#[derive(Clone)]
+pub struct StreamDecoder<'t> {
+    tokenizer: &'t Tokenizer,
     pending: Vec<u8>,
 }
 
-impl StreamDecoder {
-    pub fn new() -> StreamDecoder {
-        StreamDecoder::default()
+impl<'t> StreamDecoder<'t> {
+    pub fn new(tokenizer: &'t Tokenizer) -> StreamDecoder<'t> {
+        StreamDecoder { tokenizer, pending: Vec::new() }
     }
 
     /// Add one token; returns the text that became complete (possibly empty).
-    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
-        self.pending.extend(tokenizer.token_bytes(id)?);
+    pub fn push(&mut self, id: u32) -> Result<String> {
+        self.pending.extend(self.tokenizer.token_bytes(id)?);
         let mut out = String::new();
         let mut rest: &[u8] = &self.pending;
         loop {

@@ -2,7 +2,8 @@
 //! spaces become U+2581, symbols start as single characters, and the adjacent
 //! pair whose concatenation is a vocabulary piece with the highest score merges
 //! first (ties: leftmost). Characters left outside the vocabulary fall back to
-//! `<0xNN>` byte tokens.
+//! `<0xNN>` byte tokens. Which pieces merge first follows HF's merges where the
+//! GGUF's scores differ from them (see [`Spm::new`]).
 
 use super::TokenType;
 use crate::error::{Error, Result};
@@ -13,7 +14,8 @@ use std::collections::{BinaryHeap, HashMap};
 pub(super) const SPACE: char = '\u{2581}';
 
 pub(super) struct Spm {
-    scores: Vec<f32>,
+    /// The priority of merging into each piece; `None` for pieces no merge makes.
+    scores: Vec<Option<f32>>,
     byte_ids: [Option<u32>; 256],
     unk: Option<u32>,
     add_space_prefix: bool,
@@ -73,12 +75,27 @@ impl Spm {
         unk: Option<u32>,
     ) -> Result<Spm> {
         if let Some(u) = unk.filter(|&u| u as usize >= tokens.len()) {
-            return Err(Error::Tokenizer(format!("unknown token id {u} is not below the vocabulary size {}", tokens.len())));
+            return Err(Error::Tokenizer(format!(
+                "unknown token id {u} is not below the vocabulary size {}",
+                tokens.len()
+            )));
         }
         let mut byte_ids = [None; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             *slot = ids.get(format!("<0x{b:02X}>").as_str()).copied();
         }
+        // Match HF's merges, which SentencePiece's own scores ordered: only learned
+        // and user-defined pieces are merge results, and user-defined ones (score 0
+        // in SentencePiece, -1000 after the GGUF converter) come before all learned ones.
+        let scores = scores
+            .into_iter()
+            .zip(types)
+            .map(|(s, ty)| match ty {
+                TokenType::Normal => Some(s),
+                TokenType::UserDefined => Some(f32::INFINITY),
+                _ => None,
+            })
+            .collect();
         let mut aliases = HashMap::new();
         for (id, (t, ty)) in tokens.iter().zip(types).enumerate() {
             if *ty == TokenType::UserDefined && t.contains(' ') {
@@ -97,7 +114,13 @@ impl Spm {
 
     /// Encode one run of plain text. `after_special`: the run starts the input or
     /// follows a special token, where `add_space_prefix` puts a space.
-    pub(super) fn encode(&self, text: &str, after_special: bool, ids: &HashMap<String, u32>, out: &mut Vec<u32>) -> Result<()> {
+    pub(super) fn encode(
+        &self,
+        text: &str,
+        after_special: bool,
+        ids: &HashMap<String, u32>,
+        out: &mut Vec<u32>,
+    ) -> Result<()> {
         let mut s = String::with_capacity(text.len() + 3);
         if self.add_space_prefix && after_special {
             s.push(SPACE);
@@ -114,8 +137,8 @@ impl Spm {
         let mut heap = BinaryHeap::new();
         let bigram = |sym: &[Sym], left: usize, right: usize| {
             let piece = &s[sym[left].start..sym[right].start + sym[right].len];
-            let id = self.lookup(ids, piece)?;
-            Some(Bigram { score: self.scores[id as usize], left, right, size: piece.len() })
+            let score = self.scores[self.lookup(ids, piece)? as usize]?;
+            Some(Bigram { score, left, right, size: piece.len() })
         };
         for i in 1..sym.len() {
             heap.extend(bigram(&sym, i - 1, i));
