@@ -620,8 +620,15 @@ fn write_value(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-/// Serialize a GGUF v3 file with the default alignment.
+/// Serialize a GGUF v3 file, aligned as `general.alignment` says (default 32).
 pub fn write(metadata: &Metadata, tensors: &[TensorData]) -> Result<Vec<u8>> {
+    // Readers place the data by this key, so the layout must follow it.
+    let a = match metadata.get("general.alignment") {
+        None => DEFAULT_ALIGNMENT,
+        Some(v) => v.as_u64().filter(|a| a.is_power_of_two()).ok_or_else(|| {
+            Error::InvalidArgument(format!("general.alignment {v:?} is not a power of two"))
+        })?,
+    };
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&3u32.to_le_bytes());
@@ -632,7 +639,6 @@ pub fn write(metadata: &Metadata, tensors: &[TensorData]) -> Result<Vec<u8>> {
         out.extend_from_slice(&v.type_id().to_le_bytes());
         write_value(&mut out, v);
     }
-    let a = DEFAULT_ALIGNMENT;
     let mut offset = 0u64;
     for t in tensors {
         let n: u64 = t.dims.iter().product();

@@ -402,6 +402,23 @@ fn custom_alignment() {
 }
 
 #[test]
+fn writer_follows_general_alignment() {
+    for align in [1u32, 8, 64, 4096] {
+        let mut md = Metadata::new();
+        md.set("general.alignment", Value::U32(align));
+        let tensors = every_tensor(&mut Rng(align as u64));
+        let g = Gguf::from_bytes(gguf::write(&md, &tensors).unwrap()).unwrap();
+        assert_eq!(g.header.alignment, align as u64);
+        for t in &tensors {
+            assert_eq!(g.tensor(&t.name).unwrap().data, &t.data[..], "alignment {align}");
+        }
+    }
+    let mut md = Metadata::new();
+    md.set("general.alignment", Value::U32(48));
+    assert_eq!(gguf::write(&md, &[]).err().unwrap().code(), "INVALID_ARGUMENT");
+}
+
+#[test]
 fn metadata_getters_name_the_key() {
     let md = every_value();
     assert_eq!(md.get_u64("scalar.4").unwrap(), u32::MAX as u64);
