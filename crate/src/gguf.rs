@@ -654,8 +654,11 @@ pub fn write(metadata: &Metadata, tensors: &[TensorData]) -> Result<Vec<u8>> {
         out.extend_from_slice(&offset.to_le_bytes());
         offset = align_up(offset + t.data.len() as u64, a).unwrap_or(u64::MAX);
     }
+    let pad = |out: &mut Vec<u8>| out.resize(align_up(out.len() as u64, a).unwrap_or(0) as usize, 0);
+    // The data section starts aligned even when it holds nothing, as readers (this one included) expect.
+    pad(&mut out);
     for t in tensors {
-        out.resize(align_up(out.len() as u64, a).unwrap_or(0) as usize, 0);
+        pad(&mut out);
         out.extend_from_slice(&t.data);
     }
     Ok(out)

@@ -368,6 +368,17 @@ fn round_trip_every_value_and_tensor_type() {
 }
 
 #[test]
+fn file_without_tensors_round_trips() {
+    let mut md = Metadata::new();
+    md.set("general.architecture", Value::Str("none".into()));
+    let bytes = gguf::write(&md, &[]).unwrap();
+    let g = Gguf::from_bytes(bytes.clone()).unwrap();
+    assert_eq!((g.header.tensors.len(), g.header.data_size), (0, 0));
+    assert_eq!(g.header.file_len(), bytes.len() as u64);
+    assert_eq!(g.metadata(), &md);
+}
+
+#[test]
 fn writer_rejects_wrong_data_length() {
     let t = TensorData { name: "w".into(), dims: vec![32], ty: TensorType::Q8_0, data: vec![0; 33] };
     let e = gguf::write(&Metadata::new(), &[t]).err().unwrap();
@@ -704,6 +715,49 @@ fn mutations_never_panic_and_stream_agrees() {
             (Err(a), Err(b)) => assert_eq!(a, b),
             (a, b) => panic!("whole {:?} vs stream {:?}", a.err(), b.err()),
         }
+    }
+}
+
+/// The fuzzer's seed corpus, `crate/fuzz/seeds/`: tiny files from the writer, each
+/// after the fuzz target's two control bytes (split point, chunk size).
+fn fuzz_seeds() -> Vec<(&'static str, [u8; 2], Vec<u8>)> {
+    let mut rng = Rng(5);
+    let one_block = TensorType::ALL
+        .iter()
+        .map(|&ty| TensorData {
+            name: ty.name().into(),
+            dims: vec![ty.block_len() as u64],
+            ty,
+            data: random_blocks(ty, 1, &mut rng),
+        })
+        .collect::<Vec<_>>();
+    let mut aligned = Metadata::new();
+    aligned.set("general.alignment", Value::U32(64));
+    vec![
+        ("empty", [0, 0], gguf::write(&Metadata::new(), &[]).unwrap()),
+        ("v2", [128, 3], one_tensor(2)),
+        ("small", [64, 0], small_file()),
+        ("every_type", [200, 63], gguf::write(&every_value(), &one_block).unwrap()),
+        ("aligned_64", [255, 255], gguf::write(&aligned, &one_block[..3]).unwrap()),
+    ]
+}
+
+/// Keeps the committed seeds equal to what the writer makes now;
+/// `EDGEPROOF_WRITE_SEEDS=1` rewrites them.
+#[test]
+fn fuzz_seeds_are_current() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    for (name, ctl, file) in fuzz_seeds() {
+        assert!(Gguf::from_bytes(file.clone()).is_ok());
+        let seed = [&ctl[..], &file].concat();
+        assert!(seed.len() <= 4096, "{name}: the fuzzer runs with -max_len=4096");
+        let path = dir.join(name);
+        if std::env::var_os("EDGEPROOF_WRITE_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &seed).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_default();
+        assert!(committed == seed, "{} is stale: rerun this test with EDGEPROOF_WRITE_SEEDS=1", path.display());
     }
 }
 
