@@ -97,7 +97,7 @@ impl TensorType {
     /// Bytes taken by `n` elements (`n` must be a multiple of the block length).
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let bl = self.block_len() as u64;
-        if n % bl != 0 {
+        if !n.is_multiple_of(bl) {
             return None;
         }
         (n / bl).checked_mul(self.block_bytes() as u64)
@@ -124,7 +124,7 @@ pub fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
 pub fn dequantize(ty: TensorType, src: &[u8], dst: &mut [f32]) -> Result<()> {
     let bl = ty.block_len();
     let bb = ty.block_bytes();
-    if dst.len() % bl != 0 || src.len() != dst.len() / bl * bb {
+    if !dst.len().is_multiple_of(bl) || src.len() != dst.len() / bl * bb {
         return Err(Error::InvalidArgument(format!(
             "dequantize {}: {} bytes cannot hold {} elements",
             ty.name(),

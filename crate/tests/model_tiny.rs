@@ -39,7 +39,7 @@ impl Naive {
     fn norm(&self, name: &str, x: &[f64]) -> Vec<f64> {
         let (w, _) = self.w(name);
         let group = w.len();
-        let eps = if self.gemma { 1e-6 } else { 1e-6 };
+        let eps = 1e-6; // both tiny models say so
         x.chunks(group)
             .flat_map(|g| {
                 let r = 1.0 / (g.iter().map(|v| v * v).sum::<f64>() / group as f64 + eps).sqrt();

@@ -77,7 +77,7 @@ fn main() {
     }
 }
 
-fn load(path: &PathBuf) -> Result<(Gguf, Tokenizer)> {
+fn load(path: &std::path::Path) -> Result<(Gguf, Tokenizer)> {
     let t = Instant::now();
     let gguf = Gguf::open(path)?;
     let tok = Tokenizer::from_metadata(gguf.metadata())?;

@@ -108,10 +108,10 @@ impl Config {
         if self.n_layer == 0 || self.n_embd == 0 || self.n_ff == 0 || self.n_vocab == 0 || self.ctx_len == 0 {
             return bad(format!("zero-sized hyper-parameter in {self:?}"));
         }
-        if self.n_head == 0 || self.n_head_kv == 0 || self.n_head % self.n_head_kv != 0 {
+        if self.n_head == 0 || self.n_head_kv == 0 || !self.n_head.is_multiple_of(self.n_head_kv) {
             return bad(format!("{} heads cannot share {} KV heads", self.n_head, self.n_head_kv));
         }
-        if self.head_dim == 0 || self.head_dim % 2 != 0 {
+        if self.head_dim == 0 || !self.head_dim.is_multiple_of(2) {
             return bad(format!("head size {} must be even", self.head_dim));
         }
         if self.sliding_window == Some(0) {
