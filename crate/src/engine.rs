@@ -1,6 +1,7 @@
 //! A loaded model behind one interface, whatever its numerics and backend:
 //! evaluate tokens at a position, get logits back.
 
+use crate::backend::exact::{ExactOps, ExactWeight, IMat};
 use crate::backend::f32::{F32Weight, RefF32};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
@@ -47,6 +48,52 @@ impl Engine for RefSession<'_> {
         let m = self.model;
         let logits = forward(&mut self.ops, &m.cfg, &m.weights, ids, pos0, out_rows)?;
         Ok(logits.data)
+    }
+}
+
+/// Hyper-parameters and integer weights of a model, for the exact mode.
+pub struct ExactModel {
+    pub cfg: Config,
+    pub weights: Weights<ExactWeight>,
+}
+
+impl ExactModel {
+    pub fn load(gguf: &Gguf) -> Result<ExactModel> {
+        let cfg = Config::from_metadata(gguf.metadata())?;
+        if !cfg.rms_eps.is_finite() || cfg.rms_eps < 0.0 {
+            return Err(Error::Corrupt(format!("RMS norm epsilon {}", cfg.rms_eps)));
+        }
+        let weights = Weights::load(gguf, &cfg, ExactWeight::from_view)?;
+        Ok(ExactModel { cfg, weights })
+    }
+
+    /// A fresh session (empty KV cache) over this model.
+    pub fn session(&self) -> ExactSession<'_> {
+        ExactSession { model: self, ops: ExactOps::new(&self.cfg) }
+    }
+}
+
+pub struct ExactSession<'a> {
+    model: &'a ExactModel,
+    ops: ExactOps,
+}
+
+impl ExactSession<'_> {
+    /// Like [`Engine::eval`], with the logits in their exact integer form.
+    pub fn eval_exact(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<IMat> {
+        let m = self.model;
+        forward(&mut self.ops, &m.cfg, &m.weights, ids, pos0, out_rows)
+    }
+}
+
+impl Engine for ExactSession<'_> {
+    fn config(&self) -> &Config {
+        &self.model.cfg
+    }
+
+    /// The exact logits converted to f32 (exactly: 24-bit mantissas), so argmax is unchanged.
+    fn eval(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        Ok(self.eval_exact(ids, pos0, out_rows)?.to_f32())
     }
 }
 

@@ -1,0 +1,659 @@
+//! The exact CPU implementation of [`Ops`]: integer-only arithmetic from
+//! [`crate::numerics`], weights kept as their GGUF quantized values. Its results
+//! are the bits every other exact backend must reproduce (see `docs/NUMERICS.md`).
+
+use crate::error::{Error, Result};
+use crate::gguf::TensorView;
+use crate::model::{AttnParams, Config, Ops, RopeKind};
+use crate::numerics::{
+    align_terms, bitlen, dot_i8, exp2_q20, f16_parts, f32_parts, gelu_mant, normalize, quantize_block,
+    rope_cos_sin, rshr, rsqrt, shl, silu_mant, strip_zeros, LOG2E_Q30,
+};
+use crate::quant::{scale_min_k4, TensorType};
+use rayon::prelude::*;
+use std::collections::HashMap;
+
+/// Activations: each row is i32 mantissas and one exponent, value = m · 2^e.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IMat {
+    pub rows: usize,
+    pub cols: usize,
+    pub m: Vec<i32>,
+    pub e: Vec<i32>,
+}
+
+impl IMat {
+    pub fn zeros(rows: usize, cols: usize) -> IMat {
+        IMat { rows, cols, m: vec![0; rows * cols], e: vec![0; rows] }
+    }
+    pub fn row(&self, i: usize) -> &[i32] {
+        &self.m[i * self.cols..(i + 1) * self.cols]
+    }
+    /// The values as f64 (exact: mantissas have at most 31 bits), for measurements only.
+    pub fn to_f64(&self) -> Vec<f64> {
+        (0..self.rows).flat_map(|i| self.row(i).iter().map(move |&m| libm::ldexp(m as f64, self.e[i]))).collect()
+    }
+    /// The values as f32: exact for 24-bit mantissas within f32's exponent range.
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.to_f64().into_iter().map(|v| v as f32).collect()
+    }
+    /// Index of the largest value of row `i` (one exponent per row: compares mantissas); ties to the lowest.
+    pub fn argmax_row(&self, i: usize) -> Option<u32> {
+        let r = self.row(i);
+        (0..r.len()).max_by(|&a, &b| r[a].cmp(&r[b]).then(b.cmp(&a))).map(|j| j as u32)
+    }
+}
+
+/// Scales of one 32-element weight block: element k is
+/// `a[k / 16] · q_k · 2^ea + b · 2^eb` (the two halves differ only for Q6_K).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockScale {
+    pub a: [i32; 2],
+    pub ea: i32,
+    pub b: i32,
+    pub eb: i32,
+}
+
+/// A weight matrix `[rows, cols]` in integer form.
+pub enum MatrixData {
+    /// Quantized types: int8 values and one [`BlockScale`] per 32 elements.
+    Blocks { q: Vec<i8>, scales: Vec<BlockScale> },
+    /// F16 / F32: each element its own mantissa and exponent.
+    Elems { m: Vec<i32>, e: Vec<i32> },
+}
+
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: MatrixData,
+    /// The largest exponent of any scale (or element): fixes the matmul accumulator grid.
+    pub max_exp: i32,
+}
+
+/// A weight in the exact backend's representation.
+pub enum ExactWeight {
+    Matrix(Matrix),
+    /// A 1-D weight (norms): mantissas with |m| < 2^30 and one shared exponent.
+    Vector { m: Vec<i32>, e: i32 },
+}
+
+/// Longest matrix row (and norm group): keeps every i64 accumulator below 2^62.
+pub const MAX_COLS: usize = 16_384;
+
+fn bad(t: &TensorView, msg: impl Into<String>) -> Error {
+    Error::BadTensor { name: t.info.name.clone(), msg: msg.into() }
+}
+
+/// Decode one GGUF block into int8 values and its 32-element scales; `None` on an Inf/NaN scale.
+fn decode_block(ty: TensorType, b: &[u8], q: &mut [i8], sc: &mut [BlockScale]) -> Option<()> {
+    let f16 = |i: usize| f16_parts(u16::from_le_bytes([b[i], b[i + 1]]));
+    let plain = |(m, e): (i32, i32)| BlockScale { a: [m, m], ea: e, b: 0, eb: e };
+    let with_min = |(m, e): (i32, i32), (mm, me): (i32, i32)| BlockScale { a: [m, m], ea: e, b: mm, eb: me };
+    match ty {
+        TensorType::Q4_0 => {
+            sc[0] = plain(f16(0)?);
+            for j in 0..16 {
+                q[j] = (b[2 + j] & 0xF) as i8 - 8;
+                q[j + 16] = (b[2 + j] >> 4) as i8 - 8;
+            }
+        }
+        TensorType::Q4_1 => {
+            sc[0] = with_min(f16(0)?, f16(2)?);
+            for j in 0..16 {
+                q[j] = (b[4 + j] & 0xF) as i8;
+                q[j + 16] = (b[4 + j] >> 4) as i8;
+            }
+        }
+        TensorType::Q5_0 | TensorType::Q5_1 => {
+            let min = ty == TensorType::Q5_1;
+            let at = if min { 4 } else { 2 };
+            sc[0] = if min { with_min(f16(0)?, f16(2)?) } else { plain(f16(0)?) };
+            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            let qs = &b[at + 4..at + 20];
+            let off = if min { 0 } else { 16 };
+            for j in 0..16 {
+                let h0 = ((qh >> j) << 4) & 0x10;
+                let h1 = (qh >> (j + 12)) & 0x10;
+                q[j] = ((qs[j] & 0xF) as u32 | h0) as i8 - off;
+                q[j + 16] = ((qs[j] >> 4) as u32 | h1) as i8 - off;
+            }
+        }
+        TensorType::Q8_0 => {
+            sc[0] = plain(f16(0)?);
+            for j in 0..32 {
+                q[j] = b[2 + j] as i8;
+            }
+        }
+        TensorType::Q4K | TensorType::Q5K => {
+            let ((dm, de), (mm, me)) = (f16(0)?, f16(2)?);
+            let five = ty == TensorType::Q5K;
+            let (qh, qs) = if five { (&b[16..48], &b[48..176]) } else { (&b[0..0], &b[16..144]) };
+            for j in 0..8 {
+                let (s, mn) = scale_min_k4(j, &b[4..16]);
+                let a = dm * s as i32;
+                sc[j] = BlockScale { a: [a, a], ea: de, b: -(mm * mn as i32), eb: me };
+                let (g, hi) = (j / 2, j % 2 == 1);
+                for l in 0..32 {
+                    let byte = qs[32 * g + l];
+                    let mut v = if hi { byte >> 4 } else { byte & 0xF };
+                    if five && qh[l] & (1 << j) != 0 {
+                        v += 16;
+                    }
+                    q[32 * j + l] = v as i8;
+                }
+            }
+        }
+        TensorType::Q6K => {
+            let (ql, qh, scs) = (&b[0..128], &b[128..192], &b[192..208]);
+            let (dm, de) = f16(208)?;
+            for j in 0..8 {
+                let (h, r) = (j / 4, j % 4);
+                let s = |k: usize| dm * scs[8 * h + 2 * r + k] as i8 as i32;
+                sc[j] = BlockScale { a: [s(0), s(1)], ea: de, b: 0, eb: de };
+                for l in 0..32 {
+                    let lo = ql[64 * h + l + 32 * (r % 2)];
+                    let lo = if r >= 2 { lo >> 4 } else { lo & 0xF };
+                    let hi = (qh[32 * h + l] >> (2 * r)) & 3;
+                    q[32 * j + l] = (lo | (hi << 4)) as i8 - 32;
+                }
+            }
+        }
+        TensorType::F32 | TensorType::F16 => unreachable!("element types are not blocks"),
+    }
+    Some(())
+}
+
+impl Matrix {
+    fn from_view(t: &TensorView) -> Result<Matrix> {
+        let (rows, cols, ty) = (t.info.n_rows(), t.info.row_len(), t.info.ty);
+        let n = rows * cols;
+        let data = match ty {
+            TensorType::F32 | TensorType::F16 => {
+                let bb = ty.block_bytes();
+                let mut m = Vec::with_capacity(n);
+                let mut e = Vec::with_capacity(n);
+                for c in t.data.chunks_exact(bb) {
+                    let p = if ty == TensorType::F32 {
+                        f32_parts(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    } else {
+                        f16_parts(u16::from_le_bytes([c[0], c[1]]))
+                    };
+                    let (pm, pe) = p.ok_or_else(|| bad(t, "Inf or NaN element"))?;
+                    m.push(pm);
+                    e.push(pe);
+                }
+                MatrixData::Elems { m, e }
+            }
+            _ => {
+                let (bl, bb) = (ty.block_len(), ty.block_bytes());
+                let mut q = vec![0i8; n];
+                let mut scales = vec![BlockScale::default(); n / 32];
+                for ((b, qb), sb) in t.data.chunks_exact(bb).zip(q.chunks_exact_mut(bl)).zip(scales.chunks_exact_mut(bl / 32)) {
+                    decode_block(ty, b, qb, sb).ok_or_else(|| bad(t, "Inf or NaN block scale"))?;
+                }
+                MatrixData::Blocks { q, scales }
+            }
+        };
+        let max_exp = match &data {
+            MatrixData::Blocks { scales, .. } => scales.iter().map(|s| s.ea.max(s.eb)).max(),
+            MatrixData::Elems { e, .. } => e.iter().copied().max(),
+        };
+        Ok(Matrix { rows, cols, data, max_exp: max_exp.unwrap_or(0) })
+    }
+
+    /// Row `r` as terms per element (value = sum of mantissa · 2^exponent).
+    fn row_terms(&self, r: usize) -> Vec<[(i64, i32); 2]> {
+        let c = self.cols;
+        match &self.data {
+            MatrixData::Blocks { q, scales } => (0..c)
+                .map(|k| {
+                    let s = &scales[(r * c + k) / 32];
+                    [(s.a[(k % 32) / 16] as i64 * q[r * c + k] as i64, s.ea), (s.b as i64, s.eb)]
+                })
+                .collect(),
+            MatrixData::Elems { m, e } => (0..c).map(|k| [(m[r * c + k] as i64, e[r * c + k]), (0, 0)]).collect(),
+        }
+    }
+}
+
+impl ExactWeight {
+    /// Convert a GGUF tensor: 1-D tensors become norm vectors, others matrices.
+    pub fn from_view(t: TensorView) -> Result<ExactWeight> {
+        let cols = t.info.row_len();
+        if cols > MAX_COLS {
+            return Err(bad(&t, format!("rows of {cols} exceed the exact mode's {MAX_COLS}")));
+        }
+        let is_vector = t.info.dims.len() == 1;
+        if !is_vector && cols % 32 != 0 {
+            return Err(bad(&t, format!("rows of {cols} are not whole blocks of 32")));
+        }
+        let mat = Matrix::from_view(&t)?;
+        if is_vector {
+            let mut m = vec![0i32; cols];
+            let e = align_terms(&mat.row_terms(0), 30, &mut m);
+            return Ok(ExactWeight::Vector { m, e });
+        }
+        Ok(ExactWeight::Matrix(mat))
+    }
+
+    fn matrix(&self) -> &Matrix {
+        match self {
+            ExactWeight::Matrix(m) => m,
+            ExactWeight::Vector { .. } => panic!("a 1-D weight used as a matrix"),
+        }
+    }
+
+    fn vector(&self) -> (&[i32], i32) {
+        match self {
+            ExactWeight::Vector { m, e } => (m, *e),
+            ExactWeight::Matrix(_) => panic!("a matrix used as a norm weight"),
+        }
+    }
+}
+
+/// Rows quantized to int8 in blocks of at most 32 (per `seg`-wide segment), with block exponents.
+struct QRows {
+    q: Vec<i8>,
+    /// Block exponents: row exponent + block shift.
+    e: Vec<i32>,
+    /// Block sums of q (for the min terms).
+    sum: Vec<i32>,
+    /// Per row, the largest block exponent.
+    emax: Vec<i32>,
+    /// Blocks per row.
+    nb: usize,
+}
+
+fn quantize_rows(x: &IMat, seg: usize) -> QRows {
+    let nbs = seg.div_ceil(32);
+    let nb = x.cols / seg * nbs;
+    let mut r = QRows { q: vec![0; x.m.len()], e: vec![0; x.rows * nb], sum: vec![0; x.rows * nb], emax: vec![0; x.rows], nb };
+    for i in 0..x.rows {
+        let mut b = i * nb;
+        for (ms, qs) in x.row(i).chunks(seg).zip(r.q[i * x.cols..(i + 1) * x.cols].chunks_mut(seg)) {
+            for (mb, qb) in ms.chunks(32).zip(qs.chunks_mut(32)) {
+                r.e[b] = x.e[i] + quantize_block(mb, qb) as i32;
+                r.sum[b] = qb.iter().map(|&v| v as i32).sum();
+                b += 1;
+            }
+        }
+        r.emax[i] = r.e[i * nb..(i + 1) * nb].iter().copied().max().unwrap_or(x.e[i]);
+    }
+    r
+}
+
+/// Guard bits of the matmul and attention-score accumulators below their largest possible term exponent.
+const GUARD: i32 = 16;
+
+/// `x · wᵀ`. Per x row, terms are accumulated exactly on the grid `A = K − 16`, where K is the
+/// weight's largest scale exponent plus the row's largest block exponent, so each term is
+/// shifted left by at most 16 (exact) or rounded by [`rshr`].
+///
+/// Bounds: a block dot is below 2^19 (32·128·127); times a scale below 2^18 (Q6_K: 2047·128)
+/// and over two halves, a term is below 2^35; min terms are below 2^29 (2047·63·32·127);
+/// F32 elements below 2^31. After the shift of at most 16, and at most 512 blocks
+/// (or 16384 elements) per row, |acc| < 2^62.
+fn matmul(x: &IMat, w: &Matrix) -> IMat {
+    let (n, k, m) = (x.rows, x.cols, w.rows);
+    assert_eq!(k, w.cols, "matmul of {k}-wide rows by a {}-wide weight", w.cols);
+    let xq = quantize_rows(x, k);
+    let nb = xq.nb;
+    let grid: Vec<i32> = xq.emax.iter().map(|&e| w.max_exp + e - GUARD).collect();
+    const CHUNK: usize = 16;
+    let mut acc_t = vec![0i64; m * n];
+    acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each(|(c, out)| {
+        for (jj, oj) in out.chunks_exact_mut(n).enumerate() {
+            let j = c * CHUNK + jj;
+            for (i, o) in oj.iter_mut().enumerate() {
+                let xe = &xq.e[i * nb..(i + 1) * nb];
+                let xs = &xq.q[i * k..(i + 1) * k];
+                let a = grid[i];
+                let mut acc = 0i64;
+                match &w.data {
+                    MatrixData::Blocks { q, scales } => {
+                        let wq = &q[j * k..(j + 1) * k];
+                        for (b, s) in scales[j * nb..(j + 1) * nb].iter().enumerate() {
+                            let (wb, xb) = (&wq[32 * b..32 * b + 32], &xs[32 * b..32 * b + 32]);
+                            let d0 = dot_i8(&wb[..16], &xb[..16]) as i64;
+                            let d1 = dot_i8(&wb[16..], &xb[16..]) as i64;
+                            acc += shl(s.a[0] as i64 * d0 + s.a[1] as i64 * d1, s.ea + xe[b] - a);
+                            if s.b != 0 {
+                                acc += shl(s.b as i64 * xq.sum[i * nb + b] as i64, s.eb + xe[b] - a);
+                            }
+                        }
+                    }
+                    MatrixData::Elems { m: wm, e: we } => {
+                        for t in 0..k {
+                            let term = wm[j * k + t] as i64 * xs[t] as i64;
+                            acc += shl(term, we[j * k + t] + xe[t / 32] - a);
+                        }
+                    }
+                }
+                *o = acc;
+            }
+        }
+    });
+    let mut out = IMat::zeros(n, m);
+    let mut row = vec![0i64; m];
+    for i in 0..n {
+        for (j, r) in row.iter_mut().enumerate() {
+            *r = acc_t[j * n + i];
+        }
+        out.e[i] = normalize(&row, grid[i], &mut out.m[i * m..(i + 1) * m]);
+    }
+    out
+}
+
+/// The KV cache of one layer: int8 values and one exponent per block (32 or fewer within a head).
+#[derive(Default)]
+struct LayerCache {
+    kq: Vec<i8>,
+    ke: Vec<i32>,
+    vq: Vec<i8>,
+    ve: Vec<i32>,
+}
+
+/// The exact op set, owning the KV cache and the RoPE tables built so far.
+pub struct ExactOps {
+    cache: Vec<LayerCache>,
+    /// (base bits, head size) → per position, (cos, sin) in Q30 of each pair.
+    rope: HashMap<(u32, usize), Vec<Vec<(i32, i32)>>>,
+}
+
+impl ExactOps {
+    pub fn new(cfg: &Config) -> ExactOps {
+        ExactOps { cache: (0..cfg.n_layer).map(|_| LayerCache::default()).collect(), rope: HashMap::new() }
+    }
+}
+
+/// `(m, e)` of a finite f32 with trailing zeros stripped.
+fn f32_const(v: f32) -> Option<(i32, i32)> {
+    f32_parts(v.to_bits()).map(strip_zeros)
+}
+
+/// One head of attention for one query: returns the head's output accumulator and its exponent.
+/// Keys `lo..=pos` of kv head `g` are visible.
+#[allow(clippy::too_many_arguments)]
+fn attend_head(
+    qq: &[i8],
+    qe: &[i32],
+    c: &LayerCache,
+    kv_blocks: usize,
+    g: usize,
+    hd: usize,
+    lo: usize,
+    pos: usize,
+    (sm, se): (i32, i32),
+) -> (Vec<i64>, i32) {
+    let nbh = qe.len();
+    let kv_dim = kv_blocks / nbh * hd;
+    let kvo = g * hd;
+    let eb = |e: &[i32], j: usize, b: usize| e[j * kv_blocks + g * nbh + b];
+    // Scores on the grid A = (max q block exp) + (max visible k block exp) − 16, as in matmul.
+    let kq_max = qe.iter().copied().max().unwrap_or(0);
+    let kk_max = (lo..=pos).flat_map(|j| (0..nbh).map(move |b| eb(&c.ke, j, b))).max().unwrap_or(0);
+    let a = kq_max + kk_max - GUARD;
+    // |score| < 8 blocks · 2^35 = 2^38 for heads up to 256; times |sm| < 2^16: below 2^54.
+    let scores: Vec<i64> = (lo..=pos)
+        .map(|j| {
+            let kr = &c.kq[j * kv_dim + kvo..j * kv_dim + kvo + hd];
+            let s: i64 = (0..nbh)
+                .map(|b| {
+                    let r = 32 * b..(32 * b + 32).min(hd);
+                    shl(dot_i8(&qq[r.clone()], &kr[r]) as i64, qe[b] + eb(&c.ke, j, b) - a)
+                })
+                .sum();
+            s * sm as i64
+        })
+        .collect();
+    let a = a + se;
+    let smax = scores.iter().copied().max().unwrap_or(0);
+    // Softmax: d = s − max <= 0 in Q20, clamped at −2^31 (−2048, where 2^z is 0 anyway),
+    // z = rshr(d·log2e, 30) in Q20, p = 2^z in Q30.
+    let p: Vec<i64> = scores
+        .iter()
+        .map(|&s| {
+            let d = s - smax;
+            let sh = a + 20;
+            let dq = if sh >= 0 {
+                if sh >= 31 || d < -(1i64 << (31 - sh)) { -(1i64 << 31) } else { d << sh }
+            } else {
+                rshr(d, sh.unsigned_abs()).max(-(1i64 << 31))
+            };
+            exp2_q20(rshr(dq * LOG2E_Q30, 30))
+        })
+        .collect();
+    // p <= 2^30 and p <= S, so p·inv <= 2^62; probabilities in Q24.
+    let sum: i64 = p.iter().sum();
+    let inv = (1i64 << 62) / sum;
+    let p: Vec<i64> = p.iter().map(|&v| rshr(v * inv, 38)).collect();
+    // Values: per block, on the grid of the largest visible exponent less 8 guard bits and the 24 of Q24.
+    let mut out = vec![0i64; hd];
+    let mut bexp = vec![0i32; nbh];
+    for (b, be) in bexp.iter_mut().enumerate() {
+        let vmax = (lo..=pos).map(|j| eb(&c.ve, j, b)).max().unwrap_or(0);
+        *be = vmax - 8 - 24;
+        for (pj, j) in p.iter().zip(lo..=pos) {
+            let sh = eb(&c.ve, j, b) - vmax + 8;
+            let vr = &c.vq[j * kv_dim + kvo..j * kv_dim + kvo + hd];
+            for d in 32 * b..(32 * b + 32).min(hd) {
+                out[d] += shl(pj * vr[d] as i64, sh);
+            }
+        }
+    }
+    let eh = bexp.iter().copied().max().unwrap_or(0);
+    for (b, &be) in bexp.iter().enumerate() {
+        for o in &mut out[32 * b..(32 * b + 32).min(hd)] {
+            *o = shl(*o, be - eh);
+        }
+    }
+    (out, eh)
+}
+
+impl Ops for ExactOps {
+    type Act = IMat;
+    type W = ExactWeight;
+
+    /// Rows dequantized exactly (mantissa · q · 2^exp per term), summed on one grid, normalized.
+    fn embed(&mut self, w: &ExactWeight, ids: &[u32]) -> Result<IMat> {
+        let w = w.matrix();
+        let mut x = IMat::zeros(ids.len(), w.cols);
+        for (i, &t) in ids.iter().enumerate() {
+            if t as usize >= w.rows {
+                return Err(Error::InvalidArgument(format!("token id {t} is outside the vocabulary of {}", w.rows)));
+            }
+            x.e[i] = align_terms(&w.row_terms(t as usize), crate::numerics::ROW_BITS, &mut x.m[i * w.cols..(i + 1) * w.cols]);
+        }
+        Ok(x)
+    }
+
+    /// Mantissa times the f32's mantissa (exact product below 2^48), normalized.
+    fn scale(&mut self, x: &mut IMat, s: f32) {
+        let (sm, se) = f32_const(s).unwrap_or((0, 0));
+        let cols = x.cols;
+        for i in 0..x.rows {
+            let acc: Vec<i64> = x.row(i).iter().map(|&m| m as i64 * sm as i64).collect();
+            x.e[i] = normalize(&acc, x.e[i] + se, &mut x.m[i * cols..(i + 1) * cols]);
+        }
+    }
+
+    /// Per group: S = Σm² (u64), mean = floor(S'/n) with S rescaled to 61 bits, plus eps on a
+    /// common 61-bit grid, integer rsqrt; y = rshr(m·r, 32)·w; groups aligned to the row's largest
+    /// exponent (rshr), normalized.
+    fn rms_norm(&mut self, x: &IMat, w: &ExactWeight, group: usize, eps: f32) -> IMat {
+        let (wm, we) = w.vector();
+        assert_eq!(wm.len(), group, "norm weight of {} for groups of {group}", wm.len());
+        let (em, ee) = f32_const(eps).unwrap_or((0, 0));
+        let mut out = IMat::zeros(x.rows, x.cols);
+        let mut acc = vec![0i64; x.cols];
+        let mut gexp = Vec::new();
+        for i in 0..x.rows {
+            let e = x.e[i];
+            gexp.clear();
+            for (gm, ga) in x.row(i).chunks_exact(group).zip(acc.chunks_exact_mut(group)) {
+                let s: u64 = gm.iter().map(|&m| (m as i64 * m as i64) as u64).sum();
+                let s1 = bitlen(s) as i32 - 61;
+                let mean = (shl(s as i64, -s1) as u64 / group as u64) as i64;
+                let terms = [(mean, 2 * e + s1), (em as i64, ee)];
+                let top = terms.iter().filter(|t| t.0 != 0).map(|&(m, x)| x + bitlen(m as u64) as i32).max();
+                let Some(top) = top else {
+                    ga.iter_mut().for_each(|v| *v = 0);
+                    gexp.push(None);
+                    continue;
+                };
+                let grid = top - 61;
+                let v: i64 = terms.iter().map(|&(m, x)| shl(m, x - grid)).sum();
+                let (r, re) = rsqrt(v as u64, grid);
+                for ((a, &m), &wv) in ga.iter_mut().zip(gm).zip(wm) {
+                    *a = rshr(m as i64 * r as i64, 32) * wv as i64;
+                }
+                gexp.push(Some(e + re + 32 + we));
+            }
+            let emax = gexp.iter().flatten().copied().max().unwrap_or(0);
+            for (ga, ge) in acc.chunks_exact_mut(group).zip(&gexp) {
+                if let Some(ge) = ge {
+                    ga.iter_mut().for_each(|v| *v = shl(*v, ge - emax));
+                }
+            }
+            out.e[i] = normalize(&acc, emax, &mut out.m[i * x.cols..(i + 1) * x.cols]);
+        }
+        out
+    }
+
+    fn matmul(&mut self, x: &IMat, w: &ExactWeight) -> IMat {
+        matmul(x, w.matrix())
+    }
+
+    /// x·c − y·s and x·s + y·c with Q30 cos/sin, exact in i64 at exponent e − 30, normalized.
+    fn rope(&mut self, x: &mut IMat, pos0: usize, head_dim: usize, base: f32, kind: RopeKind) {
+        let table = self.rope.entry((base.to_bits(), head_dim)).or_default();
+        while table.len() < pos0 + x.rows {
+            table.push(rope_cos_sin(base, head_dim, table.len()));
+        }
+        let (half, cols) = (head_dim / 2, x.cols);
+        let mut acc = vec![0i64; cols];
+        for i in 0..x.rows {
+            let cs = &table[pos0 + i];
+            let row = &x.m[i * cols..(i + 1) * cols];
+            for (h, ah) in row.chunks_exact(head_dim).zip(acc.chunks_exact_mut(head_dim)) {
+                for (t, &(c, s)) in cs.iter().enumerate() {
+                    let (a, b) = match kind {
+                        RopeKind::Norm => (2 * t, 2 * t + 1),
+                        RopeKind::Neox => (t, t + half),
+                    };
+                    let (x0, x1, c, s) = (h[a] as i64, h[b] as i64, c as i64, s as i64);
+                    ah[a] = x0 * c - x1 * s;
+                    ah[b] = x0 * s + x1 * c;
+                }
+            }
+            x.e[i] = normalize(&acc, x.e[i] - 30, &mut x.m[i * cols..(i + 1) * cols]);
+        }
+    }
+
+    fn attention(&mut self, q: &IMat, k: &IMat, v: &IMat, pos0: usize, p: AttnParams) -> Result<IMat> {
+        let hd = p.head_dim;
+        let kv_dim = p.n_head_kv * hd;
+        if hd > 256 || p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 {
+            return Err(Error::InvalidArgument(format!("exact attention: {} heads, {} KV heads of {hd}", p.n_head, p.n_head_kv)));
+        }
+        let (mut sm, mut se) =
+            f32_const(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))?;
+        // Keep the scale's mantissa to 16 bits so scaled scores stay below 2^54.
+        let sb = bitlen(sm.unsigned_abs() as u64);
+        if sb > 16 {
+            sm = rshr(sm as i64, sb - 16) as i32;
+            se += sb as i32 - 16;
+        }
+        let c = self
+            .cache
+            .get_mut(p.layer)
+            .ok_or_else(|| Error::InvalidArgument(format!("layer {} has no cache", p.layer)))?;
+        let nbh = hd.div_ceil(32);
+        let kv_blocks = p.n_head_kv * nbh;
+        let cached = c.kq.len() / kv_dim;
+        if pos0 > cached {
+            return Err(Error::InvalidArgument(format!("position {pos0} skips past the {cached} cached positions")));
+        }
+        // Re-evaluating from an earlier position drops what followed it.
+        c.kq.truncate(pos0 * kv_dim);
+        c.vq.truncate(pos0 * kv_dim);
+        c.ke.truncate(pos0 * kv_blocks);
+        c.ve.truncate(pos0 * kv_blocks);
+        let (kr, vr) = (quantize_rows(k, hd), quantize_rows(v, hd));
+        c.kq.extend_from_slice(&kr.q);
+        c.ke.extend_from_slice(&kr.e);
+        c.vq.extend_from_slice(&vr.q);
+        c.ve.extend_from_slice(&vr.e);
+        let qr = quantize_rows(q, hd);
+        let c = &*c;
+        let group = p.n_head / p.n_head_kv;
+        let heads: Vec<(Vec<i64>, i32)> = (0..q.rows * p.n_head)
+            .into_par_iter()
+            .map(|ih| {
+                let (i, h) = (ih / p.n_head, ih % p.n_head);
+                let pos = pos0 + i;
+                let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                let qq = &qr.q[i * q.cols + h * hd..i * q.cols + (h + 1) * hd];
+                let qe = &qr.e[i * qr.nb + h * nbh..i * qr.nb + (h + 1) * nbh];
+                attend_head(qq, qe, c, kv_blocks, h / group, hd, lo, pos, (sm, se))
+            })
+            .collect();
+        let mut out = IMat::zeros(q.rows, p.n_head * hd);
+        let cols = out.cols;
+        for (i, row) in heads.chunks_exact(p.n_head).enumerate() {
+            let ec = row.iter().map(|h| h.1).max().unwrap_or(0);
+            let acc: Vec<i64> = row.iter().flat_map(|(a, e)| a.iter().map(move |&v| shl(v, e - ec))).collect();
+            out.e[i] = normalize(&acc, ec, &mut out.m[i * cols..(i + 1) * cols]);
+        }
+        Ok(out)
+    }
+
+    /// silu(g) (mantissa units of g) times u's mantissa, at exponent e_g + e_u, normalized.
+    fn swiglu(&mut self, gate: &IMat, up: &IMat) -> IMat {
+        gated(gate, up, silu_mant)
+    }
+
+    fn geglu(&mut self, gate: &IMat, up: &IMat) -> IMat {
+        gated(gate, up, gelu_mant)
+    }
+
+    /// Both rows on the grid 32 bits below the larger exponent (exact unless the exponents differ
+    /// by more than 32, then rshr), summed, normalized. An all-zero row adds nothing.
+    fn add(&mut self, x: &mut IMat, y: &IMat) {
+        let cols = x.cols;
+        for i in 0..x.rows {
+            let (xr, yr) = (&x.m[i * cols..(i + 1) * cols], y.row(i));
+            if yr.iter().all(|&v| v == 0) {
+                continue;
+            }
+            if xr.iter().all(|&v| v == 0) {
+                x.m[i * cols..(i + 1) * cols].copy_from_slice(yr);
+                x.e[i] = y.e[i];
+                continue;
+            }
+            let g = x.e[i].max(y.e[i]) - 32;
+            let acc: Vec<i64> = xr.iter().zip(yr).map(|(&a, &b)| shl(a as i64, x.e[i] - g) + shl(b as i64, y.e[i] - g)).collect();
+            x.e[i] = normalize(&acc, g, &mut x.m[i * cols..(i + 1) * cols]);
+        }
+    }
+
+    fn rows(&mut self, x: &IMat, rows: std::ops::Range<usize>) -> IMat {
+        IMat {
+            rows: rows.len(),
+            cols: x.cols,
+            m: x.m[rows.start * x.cols..rows.end * x.cols].to_vec(),
+            e: x.e[rows].to_vec(),
+        }
+    }
+}
+
+fn gated(gate: &IMat, up: &IMat, f: fn(i32, i32) -> i64) -> IMat {
+    let mut out = IMat::zeros(gate.rows, gate.cols);
+    let cols = gate.cols;
+    for i in 0..gate.rows {
+        let eg = gate.e[i];
+        let acc: Vec<i64> = gate.row(i).iter().zip(up.row(i)).map(|(&g, &u)| f(g, eg) * u as i64).collect();
+        out.e[i] = normalize(&acc, eg + up.e[i], &mut out.m[i * cols..(i + 1) * cols]);
+    }
+    out
+}

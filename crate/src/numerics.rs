@@ -1,0 +1,319 @@
+//! The exact mode's integer arithmetic ("numerics v1", specified in `docs/NUMERICS.md`).
+//!
+//! Every function here uses integer operations only. Values are integers with a
+//! power-of-two exponent; every rounding is [`rshr`] (round half to even) or a
+//! floor division, stated where it happens. Tables of non-linear functions are
+//! built with the pure-Rust `libm` crate, rounded to integers once, and covered
+//! by [`numerics_digest`].
+
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
+
+/// The spec version, hashed first into the digest.
+pub const VERSION: &str = "edgeproof numerics v1";
+
+/// Mantissa width of a normalized activation row: max |m| in [2^23, 2^24).
+pub const ROW_BITS: u32 = 24;
+/// log2(e) in Q30.
+pub const LOG2E_Q30: i64 = 1_549_082_005;
+/// 2·sqrt(2/π) in Q30 (GELU-tanh as a sigmoid).
+pub const GELU_2C_Q30: i64 = 1_713_444_047;
+/// 0.044715 in Q30.
+pub const GELU_K_Q30: i64 = 48_012_366;
+/// Sigmoid arguments saturate at ±2^7 (in Q16: ±2^23).
+pub const SIGMOID_SAT_Q16: i64 = 1 << 23;
+/// GELU's cubic is evaluated on g saturated at ±2^5 (in Q16: ±2^21); beyond it the sigmoid is saturated anyway.
+pub const GELU_SAT_Q16: i64 = 1 << 21;
+/// Entries of the exp2 table: 2^(k/1024) for k = 0..=1024 (the last one closes the interpolation).
+pub const EXP2_TABLE_LEN: usize = 1025;
+
+/// `x / 2^s`, rounded to nearest, ties to even.
+#[inline]
+pub fn rshr(x: i64, s: u32) -> i64 {
+    if s == 0 {
+        return x;
+    }
+    if s >= 64 {
+        // |x| < 2^63, so |x / 2^s| < 1/2.
+        return 0;
+    }
+    let q = x >> s;
+    let r = (x as u64) & ((1u64 << s) - 1);
+    let half = 1u64 << (s - 1);
+    if r > half || (r == half && q & 1 == 1) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// `x · 2^s`: an exact left shift for `s >= 0` (the caller bounds |x| so it fits), [`rshr`] otherwise.
+#[inline]
+pub fn shl(x: i64, s: i32) -> i64 {
+    if s >= 0 {
+        x << s
+    } else {
+        rshr(x, s.unsigned_abs())
+    }
+}
+
+/// Number of significant bits of |x| (0 for 0).
+#[inline]
+pub fn bitlen(x: u64) -> u32 {
+    64 - x.leading_zeros()
+}
+
+/// Scale an i64 row with exponent `exp` to mantissas of at most `bits` bits:
+/// max |m| in [2^(bits-1), 2^bits). Returns the row's exponent; an all-zero row keeps `exp`.
+pub fn normalize_bits(acc: &[i64], exp: i32, bits: u32, out: &mut [i32]) -> i32 {
+    let max = acc.iter().map(|a| a.unsigned_abs()).max().unwrap_or(0);
+    if max == 0 {
+        out.iter_mut().for_each(|o| *o = 0);
+        return exp;
+    }
+    let mut s = bitlen(max) as i32 - bits as i32;
+    if s > 0 && rshr(max as i64, s as u32) >= 1 << bits {
+        s += 1;
+    }
+    for (o, &a) in out.iter_mut().zip(acc) {
+        *o = shl(a, -s) as i32;
+    }
+    exp + s
+}
+
+/// [`normalize_bits`] to [`ROW_BITS`]: what every op ends with.
+pub fn normalize(acc: &[i64], exp: i32, out: &mut [i32]) -> i32 {
+    normalize_bits(acc, exp, ROW_BITS, out)
+}
+
+/// A sum of `(mantissa, exponent)` terms per element, rounded to one shared exponent with
+/// mantissas of `bits` bits. Terms are first put on a grid 60 bits below the largest one
+/// (exact left shifts, or [`rshr`]), summed, then normalized.
+pub fn align_terms(terms: &[[(i64, i32); 2]], bits: u32, out: &mut [i32]) -> i32 {
+    let top = terms
+        .iter()
+        .flatten()
+        .filter(|t| t.0 != 0)
+        .map(|&(m, e)| e + bitlen(m.unsigned_abs()) as i32)
+        .max();
+    let Some(top) = top else {
+        out.iter_mut().for_each(|o| *o = 0);
+        return 0;
+    };
+    let grid = top - 60;
+    let acc: Vec<i64> = terms.iter().map(|t| t.iter().map(|&(m, e)| shl(m, e - grid)).sum()).collect();
+    normalize_bits(&acc, grid, bits, out)
+}
+
+/// An f16's bits as `(signed mantissa, exponent)`: normal `1024 + frac` at `E - 25`,
+/// subnormal `frac` at `-24`. `None` for Inf and NaN.
+pub fn f16_parts(bits: u16) -> Option<(i32, i32)> {
+    let (e, frac) = (((bits >> 10) & 31) as i32, (bits & 1023) as i32);
+    let (m, e) = match e {
+        31 => return None,
+        0 => (frac, -24),
+        _ => (1024 + frac, e - 25),
+    };
+    Some((if bits & 0x8000 != 0 { -m } else { m }, e))
+}
+
+/// An f32's bits as `(signed mantissa, exponent)`: normal `2^23 + frac` at `E - 150`,
+/// subnormal `frac` at `-149`. `None` for Inf and NaN.
+pub fn f32_parts(bits: u32) -> Option<(i32, i32)> {
+    let (e, frac) = (((bits >> 23) & 255) as i32, (bits & 0x7F_FFFF) as i32);
+    let (m, e) = match e {
+        255 => return None,
+        0 => (frac, -149),
+        _ => ((1 << 23) + frac, e - 150),
+    };
+    Some((if bits & 0x8000_0000 != 0 { -m } else { m }, e))
+}
+
+/// `(m, e)` with trailing zero bits of `m` moved into `e` (0 stays `(0, 0)`).
+pub fn strip_zeros((m, e): (i32, i32)) -> (i32, i32) {
+    if m == 0 {
+        return (0, 0);
+    }
+    let tz = m.trailing_zeros();
+    (m >> tz, e + tz as i32)
+}
+
+/// Quantize one block of mantissas to int8: shift `t = max(0, bitlen(max) - 7)`, plus one
+/// if rounding reaches 128, so every `q` is in [-127, 127]. Returns `t`.
+pub fn quantize_block(m: &[i32], q: &mut [i8]) -> u32 {
+    let max = m.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
+    let mut t = bitlen(max).saturating_sub(7);
+    if rshr(max as i64, t) >= 128 {
+        t += 1;
+    }
+    for (o, &v) in q.iter_mut().zip(m) {
+        *o = rshr(v as i64, t) as i8;
+    }
+    t
+}
+
+/// The integer dot product of two int8 vectors (on the GPU: `dot4I8Packed` over packed words).
+#[inline]
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
+}
+
+/// floor(sqrt(x)), bit by bit.
+pub fn isqrt(x: u64) -> u64 {
+    let (mut rem, mut root) = (x, 0u64);
+    let mut bit = 1u64 << 62;
+    while bit > rem {
+        bit >>= 2;
+    }
+    while bit != 0 {
+        if rem >= root + bit {
+            rem -= root + bit;
+            root = (root >> 1) + bit;
+        } else {
+            root >>= 1;
+        }
+        bit >>= 2;
+    }
+    root
+}
+
+/// 1/sqrt(v·2^e) for v > 0, as `(r, re)` with r in [2^31 - 1, 2^32): v is rescaled to
+/// [2^60, 2^62] at an even exponent (rshr), `r = floor((2^62 - 1) / isqrt(v))`.
+pub fn rsqrt(v: u64, e: i32) -> (u64, i32) {
+    debug_assert!(v > 0 && v < 1 << 63);
+    let mut s = bitlen(v) as i32 - 62;
+    if (e + s) & 1 != 0 {
+        s += 1;
+    }
+    let vn = shl(v as i64, -s) as u64;
+    let root = isqrt(vn);
+    (((1u64 << 62) - 1) / root, -62 - (e + s) / 2)
+}
+
+/// The exp2 table: `round(2^(k/1024) · 2^30)` for k in 0..=1024, built with `libm::exp2`.
+pub fn exp2_table() -> &'static [i64; EXP2_TABLE_LEN] {
+    static T: OnceLock<[i64; EXP2_TABLE_LEN]> = OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = [0i64; EXP2_TABLE_LEN];
+        for (k, v) in t.iter_mut().enumerate() {
+            *v = libm::round(libm::exp2(k as f64 / 1024.0) * (1u64 << 30) as f64) as i64;
+        }
+        t
+    })
+}
+
+/// 2^(z / 2^20) in Q30 for z <= 0 (Q20): the table at the top 10 fraction bits, linear
+/// interpolation on the low 10 (rshr 10), then rshr by the integer part (0 beyond 62).
+pub fn exp2_q20(z: i64) -> i64 {
+    debug_assert!(z <= 0);
+    let t = exp2_table();
+    let int = z >> 20; // floor, <= 0
+    let frac = (z & 0xF_FFFF) as usize;
+    let (k, r) = (frac >> 10, (frac & 1023) as i64);
+    let v = t[k] + rshr((t[k + 1] - t[k]) * r, 10);
+    let sh = int.unsigned_abs();
+    if sh > 62 {
+        0
+    } else {
+        rshr(v, sh as u32)
+    }
+}
+
+/// sigmoid(y) in Q30 for y in Q16 (saturated at ±[`SIGMOID_SAT_Q16`]):
+/// with z = rshr(|y|·log2e, 26) in Q20 and t = 2^-z, `floor(2^60 / (2^30 + t))` for y >= 0, `floor(t·2^30 / (2^30 + t))` for y < 0.
+pub fn sigmoid_q16(y: i64) -> i64 {
+    let ys = y.clamp(-SIGMOID_SAT_Q16, SIGMOID_SAT_Q16);
+    let z = rshr(ys.abs() * LOG2E_Q30, 26);
+    let t = exp2_q20(-z);
+    let den = (1i64 << 30) + t;
+    if ys >= 0 {
+        (1i64 << 60) / den
+    } else {
+        (t << 30) / den
+    }
+}
+
+/// `m·2^e` in Q16, saturated at ±`sat`.
+pub fn to_q16_sat(m: i32, e: i32, sat: i64) -> i64 {
+    let s = e + 16;
+    let m = m as i64;
+    if s >= 0 {
+        // |m| < 2^31: a shift of 40 or more exceeds any saturation bound used here.
+        if s >= 40 || m.abs() > sat >> s {
+            return if m < 0 { -sat } else if m > 0 { sat } else { 0 };
+        }
+        m << s
+    } else {
+        rshr(m, s.unsigned_abs()).clamp(-sat, sat)
+    }
+}
+
+/// silu(g) for g = m·2^e, in units of 2^e: `rshr(m · sigmoid_q16(g), 30)`.
+pub fn silu_mant(m: i32, e: i32) -> i64 {
+    let sig = sigmoid_q16(to_q16_sat(m, e, SIGMOID_SAT_Q16));
+    rshr(m as i64 * sig, 30)
+}
+
+/// gelu_tanh(g) = g·sigmoid(2c·(g + k·g³)) for g = m·2^e, in units of 2^e. The cubic in
+/// Q16 on g saturated at ±[`GELU_SAT_Q16`]: g² = rshr(g·g, 16), p = 2^16 + rshr(k·g², 30),
+/// inner = rshr(g·p, 16), y = rshr(2c·inner, 30).
+pub fn gelu_mant(m: i32, e: i32) -> i64 {
+    let g = to_q16_sat(m, e, GELU_SAT_Q16);
+    let g2 = rshr(g * g, 16);
+    let p = (1i64 << 16) + rshr(GELU_K_Q30 * g2, 30);
+    let inner = rshr(g * p, 16);
+    let y = rshr(GELU_2C_Q30 * inner, 30);
+    rshr(m as i64 * sigmoid_q16(y), 30)
+}
+
+/// RoPE frequency of pair `i` of a head of `d`: `libm::pow(base, -2i/d)`.
+fn rope_freq(base: f32, i: usize, d: usize) -> f64 {
+    libm::pow(base as f64, -2.0 * i as f64 / d as f64)
+}
+
+/// (cos, sin) in Q30 of `pos · freq_i` for each of the `d/2` pairs: libm, rounded once.
+pub fn rope_cos_sin(base: f32, d: usize, pos: usize) -> Vec<(i32, i32)> {
+    let q30 = (1u64 << 30) as f64;
+    (0..d / 2)
+        .map(|i| {
+            let th = pos as f64 * rope_freq(base, i, d);
+            (libm::round(libm::cos(th) * q30) as i32, libm::round(libm::sin(th) * q30) as i32)
+        })
+        .collect()
+}
+
+/// SHA-256 over the spec version, the constants, the exp2 table and RoPE probes
+/// (layout in `docs/NUMERICS.md`): equal digests mean equal numerics.
+pub fn numerics_digest() -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update((VERSION.len() as u32).to_le_bytes());
+    h.update(VERSION.as_bytes());
+    for c in [ROW_BITS as i64, LOG2E_Q30, GELU_2C_Q30, GELU_K_Q30, SIGMOID_SAT_Q16, GELU_SAT_Q16] {
+        h.update(c.to_le_bytes());
+    }
+    for v in exp2_table() {
+        h.update(v.to_le_bytes());
+    }
+    for (base, d, pos) in ROPE_PROBES {
+        for (c, s) in rope_cos_sin(base, d, pos) {
+            h.update(c.to_le_bytes());
+            h.update(s.to_le_bytes());
+        }
+    }
+    h.finalize().into()
+}
+
+/// RoPE tables are computed per position on demand; these probes pin libm's results in the digest.
+pub const ROPE_PROBES: [(f32, usize, usize); 6] = [
+    (10_000.0, 64, 1),
+    (10_000.0, 256, 511),
+    (100_000.0, 64, 255),
+    (100_000.0, 64, 8191),
+    (1_000_000.0, 256, 32_767),
+    (1_000_000.0, 16, 3),
+];
+
+/// [`numerics_digest`] as lowercase hex.
+pub fn numerics_digest_hex() -> String {
+    numerics_digest().iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,418 @@
+//! The exact mode: each integer primitive against a straightforward reference written
+//! here (equality), non-linear functions against f64 math within stated bounds, the
+//! exact matmul per weight type, and whole models: tiny models close to the f32
+//! reference and bit-identical between batched prefill and token-by-token decode;
+//! SmolLM2 greedy in exact mode.
+
+use edgeproof::backend::exact::{ExactOps, ExactWeight, IMat};
+use edgeproof::backend::f32::F32Weight;
+use edgeproof::engine::{generate_greedy, Engine, ExactModel, RefModel};
+use edgeproof::gguf::Gguf;
+use edgeproof::model::{Arch, Config, Ops};
+use edgeproof::numerics::*;
+use edgeproof::tiny::{tiny_model, SplitMix64};
+use edgeproof::tokenizer::Tokenizer;
+
+mod common;
+
+/// Sizes that catch edge cases: 1, odd, not a multiple of 4 or 32.
+const SIZES: [usize; 6] = [1, 3, 7, 31, 33, 257];
+
+fn rand_i64(rng: &mut SplitMix64, bits: u32) -> i64 {
+    let v = (rng.next_u64() >> (64 - bits)) as i64;
+    if rng.next_u64() & 1 == 1 {
+        -v
+    } else {
+        v
+    }
+}
+
+/// Reference: x / 2^s rounded half to even, in i128.
+fn rshr_ref(x: i64, s: u32) -> i64 {
+    let (x, d) = (x as i128, 1i128 << s);
+    let q = x.div_euclid(d);
+    let r = x.rem_euclid(d);
+    (if 2 * r > d || (2 * r == d && q % 2 != 0) { q + 1 } else { q }) as i64
+}
+
+fn first_diff<T: PartialEq + std::fmt::Debug>(a: &[T], b: &[T]) -> Option<(usize, String)> {
+    if a.len() != b.len() {
+        return Some((usize::MAX, format!("lengths {} and {}", a.len(), b.len())));
+    }
+    a.iter().zip(b).position(|(x, y)| x != y).map(|i| (i, format!("{:?} vs {:?}", a[i], b[i])))
+}
+
+#[test]
+fn rshr_is_round_half_even() {
+    let mut rng = SplitMix64(1);
+    for s in 0..=70u32 {
+        for &x in &[0i64, 1, -1, 2, -2, 3, -3, i64::MAX, i64::MIN + 1, 1 << 40, -(1 << 40) - 1] {
+            assert_eq!(rshr(x, s), rshr_ref(x, s.min(100)), "rshr({x}, {s})");
+        }
+        for _ in 0..2000 {
+            let bits = 1 + (rng.next_u64() % 63) as u32;
+            let x = rand_i64(&mut rng, bits);
+            assert_eq!(rshr(x, s), rshr_ref(x, s), "rshr({x}, {s})");
+        }
+    }
+    // Ties: 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, -0.5 -> 0, -1.5 -> -2.
+    assert_eq!([rshr(1, 1), rshr(3, 1), rshr(5, 1), rshr(-1, 1), rshr(-3, 1)], [0, 2, 2, 0, -2]);
+}
+
+/// Reference normalize: exact value in i128, then the same rule written out directly.
+fn normalize_ref(acc: &[i64], exp: i32, bits: u32) -> (Vec<i32>, i32) {
+    let max = acc.iter().map(|a| a.unsigned_abs()).max().unwrap_or(0);
+    if max == 0 {
+        return (vec![0; acc.len()], exp);
+    }
+    let mut s = (64 - max.leading_zeros()) as i32 - bits as i32;
+    loop {
+        let m: Vec<i64> = acc.iter().map(|&a| if s <= 0 { a << -s } else { rshr_ref(a, s as u32) }).collect();
+        if m.iter().all(|v| v.unsigned_abs() < 1 << bits) {
+            return (m.iter().map(|&v| v as i32).collect(), exp + s);
+        }
+        s += 1;
+    }
+}
+
+#[test]
+fn normalize_matches_reference() {
+    let mut rng = SplitMix64(2);
+    for &n in &SIZES {
+        for bits in [1u32, 8, 20, 40, 62] {
+            for _ in 0..50 {
+                let acc: Vec<i64> = (0..n).map(|_| rand_i64(&mut rng, bits)).collect();
+                for target in [24u32, 30] {
+                    let mut out = vec![0i32; n];
+                    let e = normalize_bits(&acc, -7, target, &mut out);
+                    let (want, we) = normalize_ref(&acc, -7, target);
+                    assert_eq!(e, we, "exponent, n={n} bits={bits}");
+                    if let Some((i, d)) = first_diff(&out, &want) {
+                        panic!("n={n} bits={bits}: first difference at {i}: {d}");
+                    }
+                    let mx = out.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+                    assert!(mx == 0 || (mx >= 1 << (target - 1) && mx < 1 << target), "max {mx}");
+                }
+            }
+        }
+    }
+    // Rounding up to 2^24 bumps the shift: 2^25 - 1 becomes 2^23 at one more shift.
+    let mut out = [0];
+    assert_eq!(normalize(&[(1 << 25) - 1], 0, &mut out), 2);
+    assert_eq!(out[0], 1 << 23);
+}
+
+#[test]
+fn quantize_block_matches_reference() {
+    let mut rng = SplitMix64(3);
+    for &n in &[1usize, 5, 16, 31, 32] {
+        for bits in [1u32, 6, 7, 8, 12, 24] {
+            for _ in 0..200 {
+                let m: Vec<i32> = (0..n).map(|_| rand_i64(&mut rng, bits) as i32).collect();
+                let mut q = vec![0i8; n];
+                let t = quantize_block(&m, &mut q);
+                // Reference: the smallest shift that puts every rounded value in [-127, 127].
+                let t_ref = (0..32).find(|&t| m.iter().all(|&v| rshr_ref(v as i64, t).abs() <= 127)).unwrap();
+                assert_eq!(t, t_ref, "shift for {m:?}");
+                let want: Vec<i8> = m.iter().map(|&v| rshr_ref(v as i64, t) as i8).collect();
+                if let Some((i, d)) = first_diff(&q, &want) {
+                    panic!("first difference at {i}: {d}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dot_i8_matches_reference() {
+    let mut rng = SplitMix64(4);
+    for &n in &SIZES {
+        let a: Vec<i8> = (0..n).map(|_| rng.next_u64() as i8).collect();
+        let b: Vec<i8> = (0..n).map(|_| rng.next_u64() as i8).collect();
+        let want: i64 = a.iter().zip(&b).map(|(&x, &y)| x as i64 * y as i64).sum();
+        assert_eq!(dot_i8(&a, &b) as i64, want, "n={n}");
+    }
+}
+
+#[test]
+fn isqrt_is_floor_sqrt() {
+    let mut rng = SplitMix64(5);
+    let mut xs: Vec<u64> = (0..20_000).map(|_| rng.next_u64() >> (rng.next_u64() % 64)).collect();
+    xs.extend([0, 1, 2, 3, 4, u64::MAX, (1 << 62), (1 << 62) - 1, (1u64 << 32) * ((1 << 32) - 1)]);
+    for x in xs {
+        let r = isqrt(x) as u128;
+        assert!(r * r <= x as u128 && (r + 1) * (r + 1) > x as u128, "isqrt({x}) = {r}");
+    }
+}
+
+#[test]
+fn rsqrt_relative_error_below_2_pow_minus_28() {
+    let mut rng = SplitMix64(6);
+    for _ in 0..20_000 {
+        let v = (rng.next_u64() >> (1 + rng.next_u64() % 63)).max(1);
+        let e = (rng.next_u64() % 200) as i32 - 100;
+        let (r, re) = rsqrt(v, e);
+        assert!(r >= (1 << 31) - 1 && r < 1 << 32, "mantissa {r}");
+        let got = libm::ldexp(r as f64, re);
+        let want = 1.0 / libm::sqrt(libm::ldexp(v as f64, e));
+        assert!(((got - want) / want).abs() < libm::ldexp(1.0, -28), "rsqrt({v}·2^{e}): {got} vs {want}");
+    }
+}
+
+#[test]
+fn f16_and_f32_parts_are_exact() {
+    for bits in 0..=u16::MAX {
+        let h = half::f16::from_bits(bits);
+        match f16_parts(bits) {
+            None => assert!(!h.is_finite(), "{bits:#x}"),
+            Some((m, e)) => assert_eq!(libm::ldexp(m as f64, e), h.to_f64(), "{bits:#x}"),
+        }
+    }
+    let mut rng = SplitMix64(7);
+    let special = [0u32, 0x8000_0000, 1, 0x807F_FFFF, 0x7F7F_FFFF, 0x7F80_0000, 0x7FC0_0000, 0x3F80_0000];
+    for bits in special.into_iter().chain((0..100_000).map(|_| rng.next_u64() as u32)) {
+        let f = f32::from_bits(bits);
+        match f32_parts(bits) {
+            None => assert!(!f.is_finite(), "{bits:#x}"),
+            Some((m, e)) => assert_eq!(libm::ldexp(m as f64, e), f as f64, "{bits:#x}"),
+        }
+    }
+}
+
+#[test]
+fn exp2_table_and_interpolation_within_2_pow_minus_20() {
+    let t = exp2_table();
+    for (k, &v) in t.iter().enumerate() {
+        assert_eq!(v, libm::round(libm::exp2(k as f64 / 1024.0) * (1u64 << 30) as f64) as i64);
+    }
+    assert_eq!((t[0], t[1024]), (1 << 30, 1 << 31));
+    let mut rng = SplitMix64(8);
+    for _ in 0..50_000 {
+        let z = -((rng.next_u64() % (70 << 20)) as i64);
+        let got = exp2_q20(z) as f64 / (1u64 << 30) as f64;
+        let want = libm::exp2(z as f64 / (1 << 20) as f64);
+        // Relative bound, plus half a Q30 unit (and the final rshr) for small values.
+        assert!((got - want).abs() <= want * libm::ldexp(1.0, -20) + libm::ldexp(1.0, -30), "2^({z}/2^20): {got} vs {want}");
+    }
+    assert_eq!(exp2_q20(0), 1 << 30);
+    assert_eq!(exp2_q20(-(63 << 20)), 0);
+}
+
+#[test]
+fn sigmoid_silu_gelu_against_f64() {
+    let mut rng = SplitMix64(9);
+    for _ in 0..50_000 {
+        let y = rand_i64(&mut rng, 24);
+        let x = y as f64 / 65536.0;
+        let got = sigmoid_q16(y) as f64 / (1u64 << 30) as f64;
+        let xs = x.clamp(-128.0, 128.0);
+        let want = 1.0 / (1.0 + libm::exp(-xs));
+        assert!((got - want).abs() < libm::ldexp(1.0, -20), "sigmoid({x}): {got} vs {want}");
+    }
+    for _ in 0..50_000 {
+        let m = rand_i64(&mut rng, 24) as i32;
+        let e = (rng.next_u64() % 30) as i32 - 26;
+        let g = libm::ldexp(m as f64, e);
+        let silu = libm::ldexp(silu_mant(m, e) as f64, e);
+        let want = g / (1.0 + libm::exp(-g));
+        assert!((silu - want).abs() <= want.abs() * 1e-5 + libm::ldexp(1.0, e + 1), "silu({g}): {silu} vs {want}");
+        let gelu = libm::ldexp(gelu_mant(m, e) as f64, e);
+        let want = 0.5 * g * (1.0 + libm::tanh((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g)));
+        // The cubic's Q16 steps cost up to about 2^-15 absolute in the sigmoid's argument.
+        assert!((gelu - want).abs() <= g.abs() * 1e-4 + libm::ldexp(1.0, e + 1), "gelu({g}): {gelu} vs {want}");
+    }
+}
+
+#[test]
+fn rope_tables_against_f64() {
+    for (base, d, pos) in [(10_000.0f32, 64usize, 7usize), (1e6, 256, 32_767), (100_000.0, 16, 1)] {
+        for (i, (c, s)) in rope_cos_sin(base, d, pos).into_iter().enumerate() {
+            let th = pos as f64 * (base as f64).powf(-2.0 * i as f64 / d as f64);
+            let (wc, ws) = (th.cos() * (1u64 << 30) as f64, th.sin() * (1u64 << 30) as f64);
+            assert!((c as f64 - wc).abs() <= 1.0 && (s as f64 - ws).abs() <= 1.0, "pair {i} at {pos}");
+        }
+    }
+}
+
+/// Changing any table, constant or the spec version changes this digest: update it (and
+/// the spec version in docs/NUMERICS.md) only on purpose.
+#[test]
+fn numerics_digest_is_pinned() {
+    assert_eq!(numerics_digest_hex(), "4f407997785622b16e199e28591ebef19fa983be814c4429785de69c196b35f1");
+}
+
+fn tiny(arch: Arch) -> Gguf {
+    let src = std::fs::read(common::model_path("smollm2")).expect("read SmolLM2 (tokenizer source)");
+    let header = edgeproof::gguf::parse_header(&src).expect("parse SmolLM2 header");
+    Gguf::from_bytes(tiny_model(arch, &header.metadata, 7).expect("build tiny model")).expect("parse tiny model")
+}
+
+fn rand_imat(rng: &mut SplitMix64, rows: usize, cols: usize) -> IMat {
+    let mut x = IMat::zeros(rows, cols);
+    for i in 0..rows {
+        let mut acc: Vec<i64> = (0..cols).map(|_| rand_i64(rng, 20)).collect();
+        // Some blocks much smaller than others, and a zero block.
+        if cols >= 64 {
+            acc[32..64].iter_mut().for_each(|v| *v >>= 12);
+        }
+        if cols >= 96 {
+            acc[64..96].iter_mut().for_each(|v| *v = 0);
+        }
+        x.e[i] = normalize(&acc, -20 - i as i32, &mut x.m[i * cols..(i + 1) * cols]);
+    }
+    x
+}
+
+/// The exact matmul on every weight type of the tiny model, against f64 products with the
+/// f32-dequantized weights: the difference is within the int8 rounding of x (half a block
+/// step per element, times |w|) plus 2^-20 of the row's largest output.
+#[test]
+fn matmul_every_weight_type_within_the_quantization_bound() {
+    let g = tiny(Arch::Gemma3);
+    let cfg = Config::from_metadata(g.metadata()).expect("config");
+    let mut ops = ExactOps::new(&cfg);
+    let mut rng = SplitMix64(10);
+    let mut seen = std::collections::HashSet::new();
+    for t in g.header.tensors.iter().filter(|t| t.dims.len() == 2 && t.name != "token_embd.weight") {
+        if !seen.insert(t.ty) {
+            continue;
+        }
+        let view = g.tensor(&t.name).expect("tensor");
+        let we = ExactWeight::from_view(view).expect("exact weight");
+        let wf = F32Weight::from_view(view).expect("f32 weight");
+        for n in [1usize, 3] {
+            let x = rand_imat(&mut rng, n, wf.cols);
+            let y = ops.matmul(&x, &we);
+            let (xf, yf) = (x.to_f64(), y.to_f64());
+            for i in 0..n {
+                let xr = &xf[i * wf.cols..(i + 1) * wf.cols];
+                // Half a quantization step of each x element's block.
+                let step: Vec<f64> = xr
+                    .chunks(32)
+                    .flat_map(|b| {
+                        let mx = b.iter().fold(0f64, |a, v| a.max(v.abs()));
+                        let st = if mx == 0.0 { 0.0 } else { mx / 127.0 * 2.0 };
+                        std::iter::repeat(st / 2.0).take(b.len())
+                    })
+                    .collect();
+                let yr = &yf[i * wf.rows..(i + 1) * wf.rows];
+                let ymax = yr.iter().fold(0f64, |a, v| a.max(v.abs()));
+                for j in 0..wf.rows {
+                    let w = &wf.data[j * wf.cols..(j + 1) * wf.cols];
+                    let want: f64 = w.iter().zip(xr).map(|(&a, &b)| a as f64 * b).sum();
+                    let bound: f64 = w.iter().zip(&step).map(|(&a, s)| (a as f64).abs() * s).sum::<f64>() + ymax * 1e-6;
+                    assert!((yr[j] - want).abs() <= bound, "{} ({}), row {i} output {j}: {} vs {want} (bound {bound})", t.name, t.ty.name(), yr[j]);
+                }
+            }
+        }
+    }
+    assert!(seen.len() >= 9, "types covered: {seen:?}");
+}
+
+fn max_rel(a: &[f32], b: &[f32]) -> f64 {
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+    a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).abs()).fold(0.0, f64::max) / scale
+}
+
+/// Exact logits on the tiny models are close to the f32 reference, and batched prefill
+/// equals token-by-token decode bit for bit (also re-evaluating from an earlier position).
+fn tiny_exact(arch: Arch) {
+    let g = tiny(arch);
+    let (exact, reference) = (ExactModel::load(&g).expect("exact"), RefModel::load(&g).expect("ref"));
+    let ids: Vec<u32> = (0..20).map(|i| (i * 7919 + 13) % 49_152).collect();
+    let n = ids.len();
+    let batched = exact.session().eval_exact(&ids, 0, 0..n).expect("batched");
+    let mut s = exact.session();
+    for (p, &t) in ids.iter().enumerate() {
+        let row = s.eval_exact(&[t], p, 0..1).expect("decode");
+        assert_eq!(row.e[0], batched.e[p], "{arch:?} position {p}: exponents differ");
+        if let Some((i, d)) = first_diff(row.row(0), batched.row(p)) {
+            panic!("{arch:?} position {p}: decode and batched differ first at logit {i}: {d}");
+        }
+    }
+    // Re-evaluate the tail from position 12: the cache is truncated, results identical.
+    let tail = s.eval_exact(&ids[12..], 12, 0..n - 12).expect("re-eval");
+    assert_eq!(tail.m, batched.m[12 * batched.cols..]);
+    let want = reference.session().eval(&ids, 0, 0..n).expect("reference");
+    let got = batched.to_f32();
+    let d = max_rel(&got, &want);
+    eprintln!("{arch:?}: max |exact - f32| / max |f32| = {d:.2e}");
+    // int8 activation blocks cost about 0.7% of the largest output per matmul on these random
+    // weights (1.4% after the heavy-tailed SwiGLU); a few layers of that give ~3%.
+    assert!(d < 0.05, "{arch:?}: exact logits differ from f32 by {d} of the largest");
+}
+
+#[test]
+fn tiny_llama_exact_close_to_f32_and_batch_equals_decode() {
+    tiny_exact(Arch::Llama);
+}
+
+#[test]
+fn tiny_gemma3_exact_close_to_f32_and_batch_equals_decode() {
+    tiny_exact(Arch::Gemma3);
+}
+
+#[test]
+fn smollm2_exact_greedy_paris() {
+    let g = Gguf::open(&common::model_path("smollm2")).expect("open SmolLM2");
+    let tok = Tokenizer::from_metadata(g.metadata()).expect("tokenizer");
+    let m = ExactModel::load(&g).expect("load exact");
+    let ids = tok.encode("The capital of France is", true, false).expect("encode");
+    let t0 = std::time::Instant::now();
+    let (out, _) = generate_greedy(&mut m.session(), &ids, 2, tok.eog_ids(), |_| Ok(true)).expect("generate");
+    eprintln!("exact greedy: {:?} in {:.2?}", tok.decode(&out), t0.elapsed());
+    assert!(tok.decode(&out).expect("decode").starts_with(" Paris"));
+}
+
+fn gpl3_tokens(tok: &Tokenizer) -> Vec<u32> {
+    let path = std::env::var("EDGEPROOF_GPL3").unwrap_or_else(|_| "/usr/share/common-licenses/GPL-3".into());
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    tok.encode(&text, true, false).expect("encode")
+}
+
+/// Perplexity of exact vs f32 on the GPL-3 text at ctx 256 (`EDGEPROOF_PPL_CHUNKS` limits
+/// the chunks), and top-1 agreement: exact within 1.5% of f32, agreement at least 95%.
+#[test]
+#[ignore = "check-full: SmolLM2 perplexity in exact and f32 mode (minutes)"]
+fn smollm2_exact_perplexity_close_to_f32() {
+    let g = Gguf::open(&common::model_path("smollm2")).expect("open SmolLM2");
+    let tok = Tokenizer::from_metadata(g.metadata()).expect("tokenizer");
+    let mut ids = gpl3_tokens(&tok);
+    let ctx = 256;
+    if let Some(n) = std::env::var("EDGEPROOF_PPL_CHUNKS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        ids.truncate(n * ctx);
+    }
+    let t0 = std::time::Instant::now();
+    let exact = ExactModel::load(&g).expect("load exact");
+    let pe = edgeproof::ppl::perplexity(&mut exact.session(), &ids, ctx, None, |c, n, p| eprintln!("exact {c}/{n}: {p:.3}")).expect("exact ppl");
+    let te = t0.elapsed();
+    drop(exact);
+    let reference = RefModel::load(&g).expect("load f32");
+    let pr = edgeproof::ppl::perplexity(&mut reference.session(), &ids, ctx, None, |_, _, _| {}).expect("f32 ppl");
+    let agree = pe.argmax.iter().zip(&pr.argmax).filter(|(a, b)| a == b).count() as f64 / pe.argmax.len() as f64;
+    let tokens = pe.n_chunks * ctx;
+    eprintln!(
+        "exact PPL {:.3} ± {:.3}, f32 PPL {:.3} ± {:.3} ({} chunks, {} scored), top-1 agreement {:.2}%, exact prefill {:.1} tokens/s",
+        pe.ppl, pe.ppl_err, pr.ppl, pr.ppl_err, pe.n_chunks, pe.n_scored, 100.0 * agree, tokens as f64 / te.as_secs_f64()
+    );
+    assert!((pe.ppl / pr.ppl - 1.0).abs() < 0.015, "exact PPL {} vs f32 {}", pe.ppl, pr.ppl);
+    assert!(agree >= 0.95, "top-1 agreement {agree}");
+}
+
+/// Decode speed of the exact mode on SmolLM2 (printed; no threshold).
+#[test]
+#[ignore = "check-full: exact decode speed"]
+fn smollm2_exact_decode_speed() {
+    let g = Gguf::open(&common::model_path("smollm2")).expect("open SmolLM2");
+    let tok = Tokenizer::from_metadata(g.metadata()).expect("tokenizer");
+    let m = ExactModel::load(&g).expect("load exact");
+    let ids = tok.encode("The capital of France is", true, false).expect("encode");
+    let mut s = m.session();
+    s.eval(&ids, 0, ids.len() - 1..ids.len()).expect("prefill");
+    let n = 32;
+    let t0 = std::time::Instant::now();
+    for p in 0..n {
+        s.eval(&[ids[p % ids.len()]], ids.len() + p, 0..1).expect("decode");
+    }
+    eprintln!("exact decode: {:.1} tokens/s", n as f64 / t0.elapsed().as_secs_f64());
+}
