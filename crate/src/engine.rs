@@ -6,6 +6,7 @@ use crate::backend::f32::{F32Weight, RefF32};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::model::{forward, Config, Weights};
+use crate::sampling::{sample, SamplingParams};
 
 /// Something that turns tokens into next-token logits, keeping its own KV cache.
 pub trait Engine {
@@ -97,16 +98,7 @@ impl Engine for ExactSession<'_> {
     }
 }
 
-/// Index of the largest value; ties go to the lowest index. NaN never wins.
-pub fn argmax(xs: &[f32]) -> Option<u32> {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &x) in xs.iter().enumerate() {
-        if best.map_or(!x.is_nan(), |(_, b)| x > b) {
-            best = Some((i, x));
-        }
-    }
-    best.map(|(i, _)| i as u32)
-}
+pub use crate::sampling::argmax;
 
 /// Why a generation stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,12 +111,25 @@ pub enum Finish {
     Stopped,
 }
 
-/// Greedy decoding: evaluate the prompt, then repeatedly append the argmax token.
-/// `on_token` sees each new token; returning `false` stops.
+/// Greedy decoding: [`generate`] with [`SamplingParams::greedy`].
 pub fn generate_greedy(
     engine: &mut dyn Engine,
     prompt: &[u32],
     max_tokens: usize,
+    eog: &[u32],
+    on_token: impl FnMut(u32) -> Result<bool>,
+) -> Result<(Vec<u32>, Finish)> {
+    generate(engine, prompt, max_tokens, &SamplingParams::greedy(), eog, on_token)
+}
+
+/// Evaluate the prompt, then repeatedly append the token [`sample`] picks
+/// (step `i` of the RNG for the `i`-th generated token).
+/// `on_token` sees each new token; returning `false` stops.
+pub fn generate(
+    engine: &mut dyn Engine,
+    prompt: &[u32],
+    max_tokens: usize,
+    params: &SamplingParams,
     eog: &[u32],
     mut on_token: impl FnMut(u32) -> Result<bool>,
 ) -> Result<(Vec<u32>, Finish)> {
@@ -143,7 +148,7 @@ pub fn generate_greedy(
         if out.len() >= max_tokens {
             return Ok((out, Finish::Length));
         }
-        let next = argmax(&logits[..n_vocab]).ok_or_else(|| Error::InvalidArgument("logits are all NaN".into()))?;
+        let next = sample(&logits[..n_vocab], params, out.len() as u64)?;
         if eog.contains(&next) {
             return Ok((out, Finish::Eog));
         }

@@ -11,4 +11,5 @@ pub mod model;
 pub mod numerics;
 pub mod engine;
 pub mod ppl;
+pub mod sampling;
 pub mod tiny;

@@ -1,7 +1,8 @@
 //! The native command-line interface.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use edgeproof::engine::{generate_greedy, Engine, Finish, RefModel};
+use edgeproof::engine::{generate, Engine, ExactModel, Finish, RefModel};
+use edgeproof::sampling::{SamplingParams, StopMatcher};
 use edgeproof::gguf::Gguf;
 use edgeproof::model::Arch;
 use edgeproof::tokenizer::chat::{ChatTemplate, Message};
@@ -24,9 +25,17 @@ enum ArchArg {
     Gemma3,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Numerics {
+    /// Integer-only, bit-exact on every backend (docs/NUMERICS.md).
+    Exact,
+    /// The plain f32 reference.
+    F32,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Generate text greedily, streaming it to stdout; speed goes to stderr.
+    /// Generate text, streaming it to stdout; speed goes to stderr.
     Generate {
         #[arg(long)]
         model: PathBuf,
@@ -34,6 +43,21 @@ enum Cmd {
         prompt: String,
         #[arg(long, default_value_t = 64)]
         max_tokens: usize,
+        #[arg(long, value_enum, default_value_t = Numerics::Exact)]
+        numerics: Numerics,
+        /// 0 is greedy (ties to the lowest token id).
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Keep only the k most likely tokens (0: all).
+        #[arg(long, default_value_t = 40)]
+        top_k: u32,
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop when the text contains this string (repeatable); it is not printed.
+        #[arg(long)]
+        stop: Vec<String>,
         /// Wrap the prompt in the model's chat template as a user message.
         #[arg(long)]
         chat: bool,
@@ -49,6 +73,18 @@ enum Cmd {
         text: PathBuf,
         #[arg(long, default_value_t = 256)]
         ctx: usize,
+        /// With `exact`, also runs the f32 reference and prints top-1 agreement with it.
+        #[arg(long, value_enum, default_value_t = Numerics::Exact)]
+        numerics: Numerics,
+    },
+    /// Prefill and decode speed, one thread and all threads, both numerics.
+    Bench {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        prefill: usize,
+        #[arg(long, default_value_t = 32)]
+        decode: usize,
     },
     /// Write the tiny random-weight test model.
     Tiny {
@@ -81,15 +117,97 @@ fn load(path: &std::path::Path) -> Result<(Gguf, Tokenizer)> {
     let t = Instant::now();
     let gguf = Gguf::open(path)?;
     let tok = Tokenizer::from_metadata(gguf.metadata())?;
-    eprintln!("loaded {} in {:.2}s", path.display(), t.elapsed().as_secs_f64());
+    eprintln!("read {} in {:.2}s", path.display(), t.elapsed().as_secs_f64());
     Ok((gguf, tok))
+}
+
+/// Load the model in the chosen numerics and hand a fresh session to `f`.
+fn with_engine<T>(gguf: &Gguf, numerics: Numerics, f: impl FnOnce(&mut dyn Engine) -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    match numerics {
+        Numerics::Exact => {
+            let m = ExactModel::load(gguf)?;
+            eprintln!("exact weights ready in {:.2}s", t.elapsed().as_secs_f64());
+            f(&mut m.session())
+        }
+        Numerics::F32 => {
+            let m = RefModel::load(gguf)?;
+            eprintln!("f32 weights ready in {:.2}s", t.elapsed().as_secs_f64());
+            f(&mut m.session())
+        }
+    }
+}
+
+/// Sequential read bandwidth of this machine in GB/s (sum over a 512 MiB buffer, all threads).
+fn read_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    let buf = vec![1u64; 64 << 20];
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let s: u64 = buf.par_chunks(1 << 16).map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b))).sum();
+        std::hint::black_box(s);
+        best = best.max((buf.len() * 8) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize) -> Result<()> {
+    let gguf = Gguf::open(model)?;
+    let cfg = edgeproof::model::Config::from_metadata(gguf.metadata())?;
+    // Bytes a decode step must read: every weight but the embedding table (one row of it),
+    // plus the output projection (the embedding again when tied).
+    let tensor_bytes = |f32_mode: bool| -> u64 {
+        gguf.header
+            .tensors
+            .iter()
+            .filter(|t| t.name != "token_embd.weight" || gguf.header.tensor_info("output.weight").is_none())
+            .map(|t| if f32_mode { t.n_elements() * 4 } else { t.n_bytes })
+            .sum()
+    };
+    let bw = read_bandwidth();
+    let ids: Vec<u32> = (0..n_prefill as u32).map(|i| (i * 7919 + 11) % cfg.n_vocab as u32).collect();
+    let threads = rayon::current_num_threads();
+    println!("model {} ({:?}), prefill {n_prefill} tokens, decode {n_decode} tokens", model.display(), cfg.arch);
+    println!("machine read bandwidth: {bw:.1} GB/s ({threads} threads)");
+    println!("| numerics | threads | prefill tok/s | decode tok/s | bytes read per decode step | decode bandwidth (of {bw:.1} GB/s) |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for numerics in [Numerics::Exact, Numerics::F32] {
+        let bytes = tensor_bytes(numerics == Numerics::F32);
+        for n_threads in [1, threads] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n_threads)
+                .build()
+                .map_err(|e| Error::InvalidArgument(format!("thread pool: {e}")))?;
+            let (pre, dec) = pool.install(|| {
+                with_engine(&gguf, numerics, |engine| {
+                    let t = Instant::now();
+                    engine.eval(&ids, 0, n_prefill - 1..n_prefill)?;
+                    let pre = n_prefill as f64 / t.elapsed().as_secs_f64();
+                    let t = Instant::now();
+                    for i in 0..n_decode {
+                        engine.eval(&ids[i % n_prefill..i % n_prefill + 1], n_prefill + i, 0..1)?;
+                    }
+                    Ok((pre, n_decode as f64 / t.elapsed().as_secs_f64()))
+                })
+            })?;
+            let gbs = bytes as f64 * dec / 1e9;
+            println!(
+                "| {} | {n_threads} | {pre:.1} | {dec:.2} | {:.1} MB | {gbs:.2} GB/s ({:.0}%) |",
+                if numerics == Numerics::Exact { "exact" } else { "f32" },
+                bytes as f64 / 1e6,
+                gbs / bw * 100.0
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Generate { model, prompt, max_tokens, chat, system } => {
+        Cmd::Generate { model, prompt, max_tokens, numerics, temperature, top_k, top_p, seed, stop, chat, system } => {
+            let params = SamplingParams::new(temperature, top_k, top_p, seed)?;
             let (gguf, tok) = load(&model)?;
-            let m = RefModel::load(&gguf)?;
             let ids = if chat {
                 let mut msgs = Vec::new();
                 if let Some(s) = system {
@@ -101,59 +219,81 @@ fn run(cmd: Cmd) -> Result<()> {
             } else {
                 tok.encode(&prompt, true, false)?
             };
-            let mut session = m.session();
-            let mut dec = StreamDecoder::new(&tok);
-            let mut out = std::io::stdout();
-            let start = Instant::now();
-            let mut first: Option<f64> = None;
-            let (tokens, finish) = generate_greedy(&mut session, &ids, max_tokens, tok.eog_ids(), |t| {
-                first.get_or_insert_with(|| start.elapsed().as_secs_f64());
-                let piece = dec.push(t)?;
-                out.write_all(piece.as_bytes()).and_then(|_| out.flush())?;
-                Ok(true)
-            })?;
-            let rest = dec.finish();
-            writeln!(out, "{rest}")?;
-            let total = start.elapsed().as_secs_f64();
-            let prefill = first.unwrap_or(total);
-            let n_dec = tokens.len().saturating_sub(1);
-            eprintln!(
-                "prompt {} tokens: prefill {:.1} tok/s; generated {} tokens ({}): decode {:.1} tok/s",
-                ids.len(),
-                ids.len() as f64 / prefill,
-                tokens.len(),
-                match finish {
-                    Finish::Eog => "end of generation",
-                    Finish::Length => "length",
-                    Finish::Stopped => "stopped",
-                },
-                if n_dec > 0 { n_dec as f64 / (total - prefill) } else { 0.0 },
-            );
-            Ok(())
+            with_engine(&gguf, numerics, |engine| {
+                let mut dec = StreamDecoder::new(&tok);
+                let mut stops = StopMatcher::new(&stop);
+                let mut out = std::io::stdout();
+                let start = Instant::now();
+                let mut first: Option<f64> = None;
+                let (tokens, finish) = generate(engine, &ids, max_tokens, &params, tok.eog_ids(), |t| {
+                    first.get_or_insert_with(|| start.elapsed().as_secs_f64());
+                    let (text, stopped) = stops.push(&dec.push(t)?);
+                    out.write_all(text.as_bytes()).and_then(|_| out.flush())?;
+                    Ok(!stopped)
+                })?;
+                let tail = match finish {
+                    Finish::Stopped => String::new(),
+                    _ => stops.push(&dec.finish()).0 + &stops.finish(),
+                };
+                writeln!(out, "{tail}")?;
+                let total = start.elapsed().as_secs_f64();
+                let prefill = first.unwrap_or(total);
+                let n_dec = tokens.len().saturating_sub(1);
+                eprintln!(
+                    "prompt {} tokens: prefill {:.1} tok/s; generated {} tokens ({}): decode {:.1} tok/s",
+                    ids.len(),
+                    ids.len() as f64 / prefill,
+                    tokens.len(),
+                    match finish {
+                        Finish::Eog => "end of generation",
+                        Finish::Length => "length",
+                        Finish::Stopped => "stop string",
+                    },
+                    if n_dec > 0 { n_dec as f64 / (total - prefill) } else { 0.0 },
+                );
+                Ok(())
+            })
         }
-        Cmd::Ppl { model, text, ctx } => {
+        Cmd::Ppl { model, text, ctx, numerics } => {
             let (gguf, tok) = load(&model)?;
-            let m = RefModel::load(&gguf)?;
             let text = std::fs::read_to_string(&text).map_err(|e| Error::Io(format!("{}: {e}", text.display())))?;
             let tokens = tok.encode(&text, true, false)?;
             let bos = if tok.add_bos() { tok.bos() } else { None };
-            let mut session = m.session();
             eprintln!("{} tokens, ctx {ctx}, {} chunks", tokens.len(), tokens.len() / ctx);
-            let start = Instant::now();
-            let r = edgeproof::ppl::perplexity(&mut session as &mut dyn Engine, &tokens, ctx, bos, |c, n, p| {
-                eprint!("\r[{c}/{n}] {p:.4}");
-            })?;
-            eprintln!();
-            println!(
-                "PPL = {:.4} +/- {:.4} ({} chunks of {ctx}, {} scored tokens, {:.1}s)",
-                r.ppl,
-                r.ppl_err,
-                r.n_chunks,
-                r.n_scored,
-                start.elapsed().as_secs_f64()
-            );
+            let run = |numerics: Numerics| -> Result<edgeproof::ppl::Perplexity> {
+                with_engine(&gguf, numerics, |engine| {
+                    let start = Instant::now();
+                    let r = edgeproof::ppl::perplexity(engine, &tokens, ctx, bos, |c, n, p| eprint!("\r[{c}/{n}] {p:.4}"))?;
+                    eprintln!();
+                    println!(
+                        "{}: PPL = {:.4} +/- {:.4} ({} chunks of {ctx}, {} scored tokens, {:.1}s)",
+                        match numerics {
+                            Numerics::Exact => "exact",
+                            Numerics::F32 => "f32",
+                        },
+                        r.ppl,
+                        r.ppl_err,
+                        r.n_chunks,
+                        r.n_scored,
+                        start.elapsed().as_secs_f64()
+                    );
+                    Ok(r)
+                })
+            };
+            let r = run(numerics)?;
+            if numerics == Numerics::Exact {
+                let f = run(Numerics::F32)?;
+                let same = r.argmax.iter().zip(&f.argmax).filter(|(a, b)| a == b).count();
+                println!(
+                    "exact vs f32: PPL {:+.2}%, top-1 agreement {:.2}% ({same}/{})",
+                    (r.ppl / f.ppl - 1.0) * 100.0,
+                    same as f64 * 100.0 / r.argmax.len() as f64,
+                    r.argmax.len()
+                );
+            }
             Ok(())
         }
+        Cmd::Bench { model, prefill, decode } => bench(&model, prefill, decode),
         Cmd::Tiny { arch, tokenizer_from, out, seed } => {
             let src = std::fs::read(&tokenizer_from).map_err(|e| Error::Io(format!("{}: {e}", tokenizer_from.display())))?;
             let header = edgeproof::gguf::parse_header(&src)?;
