@@ -152,7 +152,7 @@ fn rsqrt_relative_error_below_2_pow_minus_28() {
         let v = (rng.next_u64() >> (1 + rng.next_u64() % 63)).max(1);
         let e = (rng.next_u64() % 200) as i32 - 100;
         let (r, re) = rsqrt(v, e);
-        assert!(r >= (1 << 31) - 1 && r < 1 << 32, "mantissa {r}");
+        assert!(((1 << 31) - 1..1 << 32).contains(&r), "mantissa {r}");
         let got = libm::ldexp(r as f64, re);
         let want = 1.0 / libm::sqrt(libm::ldexp(v as f64, e));
         assert!(((got - want) / want).abs() < libm::ldexp(1.0, -28), "rsqrt({v}·2^{e}): {got} vs {want}");
@@ -292,16 +292,15 @@ fn matmul_every_weight_type_within_the_quantization_bound() {
                     .flat_map(|b| {
                         let mx = b.iter().fold(0f64, |a, v| a.max(v.abs()));
                         let st = if mx == 0.0 { 0.0 } else { mx / 127.0 * 2.0 };
-                        std::iter::repeat(st / 2.0).take(b.len())
+                        std::iter::repeat_n(st / 2.0, b.len())
                     })
                     .collect();
                 let yr = &yf[i * wf.rows..(i + 1) * wf.rows];
                 let ymax = yr.iter().fold(0f64, |a, v| a.max(v.abs()));
-                for j in 0..wf.rows {
-                    let w = &wf.data[j * wf.cols..(j + 1) * wf.cols];
+                for (j, (w, &y)) in wf.data.chunks_exact(wf.cols).zip(yr).enumerate() {
                     let want: f64 = w.iter().zip(xr).map(|(&a, &b)| a as f64 * b).sum();
                     let bound: f64 = w.iter().zip(&step).map(|(&a, s)| (a as f64).abs() * s).sum::<f64>() + ymax * 1e-6;
-                    assert!((yr[j] - want).abs() <= bound, "{} ({}), row {i} output {j}: {} vs {want} (bound {bound})", t.name, t.ty.name(), yr[j]);
+                    assert!((y - want).abs() <= bound, "{} ({}), row {i} output {j}: {y} vs {want} (bound {bound})", t.name, t.ty.name());
                 }
             }
         }
@@ -415,4 +414,34 @@ fn smollm2_exact_decode_speed() {
         s.eval(&[ids[p % ids.len()]], ids.len() + p, 0..1).expect("decode");
     }
     eprintln!("exact decode: {:.1} tokens/s", n as f64 / t0.elapsed().as_secs_f64());
+}
+
+/// Inf or NaN in a block scale or an F16/F32 element is rejected at load.
+#[test]
+fn non_finite_weights_are_bad_tensors() {
+    use edgeproof::gguf::{write, Metadata, TensorData};
+    use edgeproof::quant::TensorType;
+    let mut q8 = vec![0u8; 34 * 2];
+    q8[34..36].copy_from_slice(&0x7C00u16.to_le_bytes()); // +Inf scale in the second block
+    let mut f16 = vec![0u8; 2 * 32];
+    f16[6..8].copy_from_slice(&0x7E00u16.to_le_bytes()); // NaN
+    let tensors = vec![
+        TensorData { name: "q8".into(), dims: vec![32, 2], ty: TensorType::Q8_0, data: q8 },
+        TensorData { name: "h".into(), dims: vec![32], ty: TensorType::F16, data: f16 },
+    ];
+    let g = Gguf::from_bytes(write(&Metadata::new(), &tensors).expect("write")).expect("parse");
+    for name in ["q8", "h"] {
+        match ExactWeight::from_view(g.tensor(name).expect("tensor")) {
+            Err(edgeproof::Error::BadTensor { name: n, .. }) => assert_eq!(n, name),
+            Err(e) => panic!("{name}: {e}"),
+            Ok(_) => panic!("{name}: accepted a non-finite weight"),
+        }
+    }
+}
+
+#[test]
+fn logits_argmax_compares_mantissas_ties_to_lowest() {
+    let x = IMat { rows: 2, cols: 5, m: vec![3, -9, 9, 9, 1, 0, 0, 0, 0, 0], e: vec![-4, 7] };
+    assert_eq!(x.argmax_row(0), Some(2));
+    assert_eq!(x.argmax_row(1), Some(0));
 }

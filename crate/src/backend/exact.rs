@@ -224,7 +224,7 @@ impl ExactWeight {
             return Err(bad(&t, format!("rows of {cols} exceed the exact mode's {MAX_COLS}")));
         }
         let is_vector = t.info.dims.len() == 1;
-        if !is_vector && cols % 32 != 0 {
+        if !is_vector && !cols.is_multiple_of(32) {
             return Err(bad(&t, format!("rows of {cols} are not whole blocks of 32")));
         }
         let mat = Matrix::from_view(&t)?;
@@ -353,11 +353,14 @@ struct LayerCache {
     ve: Vec<i32>,
 }
 
+/// Per position, (cos, sin) in Q30 of each pair.
+type RopeTable = Vec<Vec<(i32, i32)>>;
+
 /// The exact op set, owning the KV cache and the RoPE tables built so far.
 pub struct ExactOps {
     cache: Vec<LayerCache>,
-    /// (base bits, head size) → per position, (cos, sin) in Q30 of each pair.
-    rope: HashMap<(u32, usize), Vec<Vec<(i32, i32)>>>,
+    /// Keyed by (base bits, head size).
+    rope: HashMap<(u32, usize), RopeTable>,
 }
 
 impl ExactOps {
@@ -553,7 +556,7 @@ impl Ops for ExactOps {
     fn attention(&mut self, q: &IMat, k: &IMat, v: &IMat, pos0: usize, p: AttnParams) -> Result<IMat> {
         let hd = p.head_dim;
         let kv_dim = p.n_head_kv * hd;
-        if hd > 256 || p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0 {
+        if hd > 256 || p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
             return Err(Error::InvalidArgument(format!("exact attention: {} heads, {} KV heads of {hd}", p.n_head, p.n_head_kv)));
         }
         let (mut sm, mut se) =
