@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Exact-mode parity in wasm32: runs crate/tests/exact_golden.rs compiled to
+# wasm32-unknown-unknown under Node (wasm-bindgen-test-runner), against the same
+# golden tokens the native run checks. Extra arguments go to the test runner
+# (e.g. --include-ignored for the Gemma 3 run past 600 positions).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+eval "$(scripts/fetch-models.sh smollm2 gemma3 | sed 's/^/export EDGEPROOF_PATH_/')"
+export EDGEPROOF_SMOLLM2="$EDGEPROOF_PATH_smollm2" EDGEPROOF_GEMMA3="$EDGEPROOF_PATH_gemma3"
+command -v wasm-bindgen-test-runner >/dev/null || {
+  echo "wasm-bindgen-test-runner is missing: .ci/run installs it (cargo install wasm-bindgen-cli --version <Cargo.lock's wasm-bindgen>)" >&2
+  exit 1
+}
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-3600}
+cargo test --release -p edgeproof --no-default-features --target wasm32-unknown-unknown --test exact_golden -- "$@"
