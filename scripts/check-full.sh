@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The heavy tier: everything in scripts/test.sh, then the tests marked
-# #[ignore = "check-full ..."] (Gemma past 600 positions, ...), then perplexity of
-# both models on the GPL v3 text. Run before resolving an issue; record results in docs/.
+# #[ignore = "check-full ..."] natively and in wasm32 (Gemma past 600 positions, ...),
+# then perplexity of both models, exact against f32, on two texts, and the speed
+# benchmark. Run before resolving an issue; record the results in docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/test.sh
@@ -11,9 +12,18 @@ export EDGEPROOF_SMOLLM2="$EDGEPROOF_PATH_smollm2" EDGEPROOF_GEMMA3="$EDGEPROOF_
 
 echo "== check-full tests"
 cargo test --release --workspace -- --ignored
+scripts/test-wasm.sh --ignored
 
-echo "== perplexity, ctx 256, GPL v3 (llama.cpp: SmolLM2 20.86, Gemma 3 16.42)"
+echo "== perplexity at ctx 256, exact and f32 (llama.cpp on GPL v3: SmolLM2 20.86, Gemma 3 16.42)"
 cargo build --release -p edgeproof --bin edgeproof
 for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
-  target/release/edgeproof ppl --model "$m" --text "$EDGEPROOF_GPL3" --ctx 256
+  for text in "$EDGEPROOF_GPL3" /usr/share/common-licenses/GFDL-1.3; do
+    echo "-- $m on $text"
+    target/release/edgeproof ppl --model "$m" --text "$text" --ctx 256 --numerics exact
+  done
+done
+
+echo "== speed"
+for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
+  target/release/edgeproof bench --model "$m"
 done

@@ -12,3 +12,6 @@ cargo build --release -p edgeproof --lib --no-default-features --target wasm32-u
 
 echo "== native tests"
 cargo test --release --workspace
+
+echo "== wasm32 tests under Node (exact-mode golden tokens)"
+scripts/test-wasm.sh
