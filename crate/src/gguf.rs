@@ -8,6 +8,7 @@
 use crate::error::{Error, Result};
 use crate::quant::TensorType;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub const MAGIC: [u8; 4] = *b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -455,14 +456,36 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     Ok(Header { version, metadata, tensors, alignment, data_offset, data_size })
 }
 
+/// A range of a file's bytes that keeps the file alive: weights can point into the
+/// file instead of copying it.
+#[derive(Clone, Debug)]
+pub struct SharedBytes {
+    file: Arc<Vec<u8>>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for SharedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.file[self.range.clone()]
+    }
+}
+
 /// A tensor's data, borrowed from the file.
 #[derive(Clone, Copy, Debug)]
 pub struct TensorView<'a> {
     pub info: &'a TensorInfo,
     pub data: &'a [u8],
+    file: &'a Arc<Vec<u8>>,
+    start: usize,
 }
 
 impl TensorView<'_> {
+    /// The data as a handle that shares the file's memory.
+    pub fn shared(&self) -> SharedBytes {
+        SharedBytes { file: Arc::clone(self.file), range: self.start..self.start + self.data.len() }
+    }
+
     /// All elements as f32.
     pub fn to_f32(&self) -> Result<Vec<f32>> {
         let mut out = vec![0f32; self.info.n_elements() as usize];
@@ -474,7 +497,7 @@ impl TensorView<'_> {
 /// A whole GGUF file in memory.
 pub struct Gguf {
     pub header: Header,
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
 }
 
 impl Gguf {
@@ -494,7 +517,7 @@ impl Gguf {
                 have: 0,
             });
         }
-        Ok(Gguf { header, bytes })
+        Ok(Gguf { header, bytes: Arc::new(bytes) })
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -515,7 +538,7 @@ impl Gguf {
     pub fn tensor(&self, name: &str) -> Result<TensorView<'_>> {
         let info = self.header.tensor_info(name).ok_or_else(|| Error::MissingTensor(name.to_string()))?;
         let start = (self.header.data_offset + info.offset) as usize;
-        Ok(TensorView { info, data: &self.bytes[start..start + info.n_bytes as usize] })
+        Ok(TensorView { info, data: &self.bytes[start..start + info.n_bytes as usize], file: &self.bytes, start })
     }
 }
 
