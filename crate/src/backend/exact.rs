@@ -3,7 +3,7 @@
 //! are the bits every other exact backend must reproduce (see `docs/NUMERICS.md`).
 
 use crate::error::{Error, Result};
-use crate::gguf::TensorView;
+use crate::gguf::{SharedBytes, TensorView};
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{
     align_terms, bitlen, dot_i8, exp2_q20, f16_parts, f32_parts, gelu_mant, normalize, quantize_block,
@@ -56,8 +56,9 @@ pub struct BlockScale {
 
 /// A weight matrix `[rows, cols]` in integer form.
 pub enum MatrixData {
-    /// Quantized types: int8 values and one [`BlockScale`] per 32 elements.
-    Blocks { q: Vec<i8>, scales: Vec<BlockScale> },
+    /// Quantized types: the GGUF blocks themselves, shared with the file (no copy),
+    /// decoded into int8 values and [`BlockScale`]s block by block as they are used.
+    Blocks { ty: TensorType, raw: SharedBytes },
     /// F16 / F32: each element its own mantissa and exponent.
     Elems { m: Vec<i32>, e: Vec<i32> },
 }
@@ -185,32 +186,52 @@ impl Matrix {
                 MatrixData::Elems { m, e }
             }
             _ => {
+                // Decode every block once: it validates the scales and finds the largest exponent.
                 let (bl, bb) = (ty.block_len(), ty.block_bytes());
-                let mut q = vec![0i8; n];
-                let mut scales = vec![BlockScale::default(); n / 32];
-                for ((b, qb), sb) in t.data.chunks_exact(bb).zip(q.chunks_exact_mut(bl)).zip(scales.chunks_exact_mut(bl / 32)) {
-                    decode_block(ty, b, qb, sb).ok_or_else(|| bad(t, "Inf or NaN block scale"))?;
+                let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
+                let mut max_exp = i32::MIN;
+                for b in t.data.chunks_exact(bb) {
+                    decode_block(ty, b, &mut q[..bl], &mut sc[..bl / 32]).ok_or_else(|| bad(t, "Inf or NaN block scale"))?;
+                    max_exp = sc[..bl / 32].iter().fold(max_exp, |m, s| m.max(s.ea).max(s.eb));
                 }
-                MatrixData::Blocks { q, scales }
+                let max_exp = if max_exp == i32::MIN { 0 } else { max_exp };
+                return Ok(Matrix { rows, cols, data: MatrixData::Blocks { ty, raw: t.shared() }, max_exp });
             }
         };
         let max_exp = match &data {
-            MatrixData::Blocks { scales, .. } => scales.iter().map(|s| s.ea.max(s.eb)).max(),
             MatrixData::Elems { e, .. } => e.iter().copied().max(),
+            MatrixData::Blocks { .. } => None,
         };
         Ok(Matrix { rows, cols, data, max_exp: max_exp.unwrap_or(0) })
+    }
+
+    /// GGUF block `g` of row `r`, decoded: int8 values and one scale per 32 elements.
+    /// Blocks were validated at load, so a scale that fails to decode cannot occur; it reads as zero.
+    fn block(&self, ty: TensorType, raw: &[u8], r: usize, g: usize, q: &mut [i8; 256], sc: &mut [BlockScale; 8]) -> usize {
+        let (bl, bb) = (ty.block_len(), ty.block_bytes());
+        let at = (r * (self.cols / bl) + g) * bb;
+        if decode_block(ty, &raw[at..at + bb], &mut q[..bl], &mut sc[..bl / 32]).is_none() {
+            q[..bl].fill(0);
+        }
+        bl
     }
 
     /// Row `r` as terms per element (value = sum of mantissa · 2^exponent).
     fn row_terms(&self, r: usize) -> Vec<[(i64, i32); 2]> {
         let c = self.cols;
         match &self.data {
-            MatrixData::Blocks { q, scales } => (0..c)
-                .map(|k| {
-                    let s = &scales[(r * c + k) / 32];
-                    [(s.a[(k % 32) / 16] as i64 * q[r * c + k] as i64, s.ea), (s.b as i64, s.eb)]
-                })
-                .collect(),
+            MatrixData::Blocks { ty, raw } => {
+                let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
+                let mut terms = Vec::with_capacity(c);
+                for g in 0..c / ty.block_len() {
+                    let bl = self.block(*ty, raw, r, g, &mut q, &mut sc);
+                    terms.extend((0..bl).map(|k| {
+                        let s = &sc[k / 32];
+                        [(s.a[(k % 32) / 16] as i64 * q[k] as i64, s.ea), (s.b as i64, s.eb)]
+                    }));
+                }
+                terms
+            }
             MatrixData::Elems { m, e } => (0..c).map(|k| [(m[r * c + k] as i64, e[r * c + k]), (0, 0)]).collect(),
         }
     }
@@ -302,34 +323,38 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
     const CHUNK: usize = 16;
     let mut acc_t = vec![0i64; m * n];
     acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each(|(c, out)| {
+        let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
         for (jj, oj) in out.chunks_exact_mut(n).enumerate() {
             let j = c * CHUNK + jj;
-            for (i, o) in oj.iter_mut().enumerate() {
-                let xe = &xq.e[i * nb..(i + 1) * nb];
-                let xs = &xq.q[i * k..(i + 1) * k];
-                let a = grid[i];
-                let mut acc = 0i64;
-                match &w.data {
-                    MatrixData::Blocks { q, scales } => {
-                        let wq = &q[j * k..(j + 1) * k];
-                        for (b, s) in scales[j * nb..(j + 1) * nb].iter().enumerate() {
-                            let (wb, xb) = (&wq[32 * b..32 * b + 32], &xs[32 * b..32 * b + 32]);
-                            let d0 = dot_i8(&wb[..16], &xb[..16]) as i64;
-                            let d1 = dot_i8(&wb[16..], &xb[16..]) as i64;
-                            acc += shl(s.a[0] as i64 * d0 + s.a[1] as i64 * d1, s.ea + xe[b] - a);
-                            if s.b != 0 {
-                                acc += shl(s.b as i64 * xq.sum[i * nb + b] as i64, s.eb + xe[b] - a);
+            match &w.data {
+                MatrixData::Blocks { ty, raw } => {
+                    // Each weight block is decoded once and used for every x row.
+                    for g in 0..k / ty.block_len() {
+                        let bl = w.block(*ty, raw, j, g, &mut q, &mut sc);
+                        for (sb, s) in sc[..bl / 32].iter().enumerate() {
+                            let b = g * bl / 32 + sb;
+                            let wb = &q[32 * sb..32 * sb + 32];
+                            for (i, o) in oj.iter_mut().enumerate() {
+                                let xb = &xq.q[i * k + 32 * b..i * k + 32 * b + 32];
+                                let (xe, a) = (xq.e[i * nb + b], grid[i]);
+                                let d0 = dot_i8(&wb[..16], &xb[..16]) as i64;
+                                let d1 = dot_i8(&wb[16..], &xb[16..]) as i64;
+                                *o += shl(s.a[0] as i64 * d0 + s.a[1] as i64 * d1, s.ea + xe - a);
+                                if s.b != 0 {
+                                    *o += shl(s.b as i64 * xq.sum[i * nb + b] as i64, s.eb + xe - a);
+                                }
                             }
                         }
                     }
-                    MatrixData::Elems { m: wm, e: we } => {
+                }
+                MatrixData::Elems { m: wm, e: we } => {
+                    for (i, o) in oj.iter_mut().enumerate() {
+                        let (xs, xe, a) = (&xq.q[i * k..(i + 1) * k], &xq.e[i * nb..(i + 1) * nb], grid[i]);
                         for t in 0..k {
-                            let term = wm[j * k + t] as i64 * xs[t] as i64;
-                            acc += shl(term, we[j * k + t] + xe[t / 32] - a);
+                            *o += shl(wm[j * k + t] as i64 * xs[t] as i64, we[j * k + t] + xe[t / 32] - a);
                         }
                     }
                 }
-                *o = acc;
             }
         }
     });
