@@ -444,7 +444,7 @@ fn attend_head(
             let d = s - smax;
             let sh = a + 20;
             let dq = if sh >= 0 {
-                if sh >= 31 || d < -(1i64 << (31 - sh)) { -(1i64 << 31) } else { d << sh }
+                if d != 0 && (sh >= 31 || d < -(1i64 << (31 - sh))) { -(1i64 << 31) } else { d << sh }
             } else {
                 rshr(d, sh.unsigned_abs()).max(-(1i64 << 31))
             };
