@@ -482,3 +482,138 @@ fn gemma3_exact_greedy_capital() {
     let (out, _) = generate_greedy(&mut m.session(), &ids, 7, tok.eog_ids(), |_| Ok(true)).expect("generate");
     assert_eq!(tok.decode(&out).expect("decode"), " the capital of the country. It");
 }
+
+/// Row-wise ops against f64 on random rows of awkward widths: rms_norm (groups of the whole
+/// row and of 16), rope (both kinds), add, scale, swiglu, geglu. Bound: a few 2^-24 of the
+/// row's largest value (each op rounds once or twice to 24 bits).
+#[test]
+fn row_ops_against_f64() {
+    use edgeproof::model::RopeKind;
+    let g = tiny(Arch::Gemma3);
+    let cfg = Config::from_metadata(g.metadata()).expect("config");
+    let mut ops = ExactOps::new(&cfg);
+    let mut rng = SplitMix64(11);
+    let check = |name: &str, got: &IMat, want: &[f64]| {
+        let gf = got.to_f64();
+        for i in 0..got.rows {
+            let (gr, wr) = (&gf[i * got.cols..(i + 1) * got.cols], &want[i * got.cols..(i + 1) * got.cols]);
+            let mx = wr.iter().fold(0f64, |m, v| m.max(v.abs()));
+            if let Some(j) = gr.iter().zip(wr).position(|(a, b)| (a - b).abs() > mx * libm::ldexp(1.0, -21)) {
+                panic!("{name}: row {i}, first difference beyond the bound at {j}: {} vs {}", gr[j], wr[j]);
+            }
+        }
+    };
+    // rms_norm with the tiny model's q-norm (16) and attention norm (64) weights.
+    for (wname, group, cols) in [("blk.0.attn_q_norm.weight", 16, 64), ("blk.0.attn_norm.weight", 64, 64)] {
+        let view = g.tensor(wname).expect("norm");
+        let (we, wf) = (ExactWeight::from_view(view).expect("exact"), view.to_f32().expect("f32"));
+        let mut x = rand_imat(&mut rng, 3, cols);
+        x.m[5] = 0; // not all groups alike
+        let y = ops.rms_norm(&x, &we, group, 1e-6);
+        let xf = x.to_f64();
+        let want: Vec<f64> = xf
+            .chunks(group)
+            .flat_map(|gr| {
+                let r = 1.0 / libm::sqrt(gr.iter().map(|v| v * v).sum::<f64>() / group as f64 + 1e-6f32 as f64);
+                gr.iter().zip(&wf).map(move |(v, w)| v * r * *w as f64).collect::<Vec<_>>()
+            })
+            .collect();
+        check("rms_norm", &y, &want);
+    }
+    for kind in [RopeKind::Norm, RopeKind::Neox] {
+        let mut x = rand_imat(&mut rng, 5, 48);
+        let xf = x.to_f64();
+        ops.rope(&mut x, 1000, 16, 10_000.0, kind);
+        let mut want = xf.clone();
+        for (i, row) in want.chunks_mut(48).enumerate() {
+            for h in row.chunks_mut(16) {
+                for t in 0..8 {
+                    let th = (1000 + i) as f64 * libm::pow(10_000.0, -2.0 * t as f64 / 16.0);
+                    let (a, b) = if kind == RopeKind::Norm { (2 * t, 2 * t + 1) } else { (t, t + 8) };
+                    let (x0, x1) = (h[a], h[b]);
+                    h[a] = x0 * libm::cos(th) - x1 * libm::sin(th);
+                    h[b] = x0 * libm::sin(th) + x1 * libm::cos(th);
+                }
+            }
+        }
+        check("rope", &x, &want);
+    }
+    for &n in &[1usize, 7, 33] {
+        let (mut x, y) = (rand_imat(&mut rng, 2, n), rand_imat(&mut rng, 2, n));
+        let (xf, yf) = (x.to_f64(), y.to_f64());
+        ops.add(&mut x, &y);
+        check("add", &x, &xf.iter().zip(&yf).map(|(a, b)| a + b).collect::<Vec<_>>());
+        let mut s = y.clone();
+        ops.scale(&mut s, 25.298_22);
+        check("scale", &s, &yf.iter().map(|v| v * 25.298_22f32 as f64).collect::<Vec<_>>());
+        // Gates of a realistic size: values up to about ±8.
+        let mut gate = rand_imat(&mut rng, 2, n);
+        gate.e.iter_mut().for_each(|e| *e = -21);
+        let gf = gate.to_f64();
+        let sw = ops.swiglu(&gate, &y);
+        let want: Vec<f64> = gf.iter().zip(&yf).map(|(g, u)| g / (1.0 + libm::exp(-g)) * u).collect();
+        let gl = ops.geglu(&gate, &y);
+        let want_g: Vec<f64> = gf
+            .iter()
+            .zip(&yf)
+            .map(|(g, u)| 0.5 * g * (1.0 + libm::tanh((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g))) * u)
+            .collect();
+        // The sigmoid is computed to about 2^-20, and in Q30 (so 2^-30·|g·u| absolute): looser bound.
+        let gu: Vec<f64> = gf.iter().zip(&yf).map(|(g, u)| (g * u).abs()).collect();
+        for (name, got, want) in [("swiglu", &sw, &want), ("geglu", &gl, &want_g)] {
+            let gfv = got.to_f64();
+            let mx = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let bad = |(j, (a, b)): (usize, (&f64, &f64))| (a - b).abs() > mx * 1e-4 + gu[j] * libm::ldexp(1.0, -28);
+            if let Some(j) = gfv.iter().zip(want.iter()).enumerate().position(bad) {
+                panic!("{name}: first difference beyond the bound at {j}: {} vs {}", gfv[j], want[j]);
+            }
+        }
+    }
+}
+
+/// Attention on q, k, v that are already int8-exact per block (so quantization is lossless)
+/// against f64 softmax attention: within 2^-16 of the largest |v| (Q24 probabilities, exp2 table).
+#[test]
+fn attention_against_f64_on_int8_exact_inputs() {
+    use edgeproof::model::AttnParams;
+    let g = tiny(Arch::Gemma3);
+    let cfg = Config::from_metadata(g.metadata()).expect("config");
+    let mut rng = SplitMix64(12);
+    let (nh, nkv, hd) = (4usize, 2usize, 48usize); // head of 48: blocks of 32 and 16
+    let int8 = |rng: &mut SplitMix64, rows: usize, cols: usize, e: i32| {
+        let mut x = IMat::zeros(rows, cols);
+        for (k, m) in x.m.iter_mut().enumerate() {
+            // One block of each head gets a larger exponent than the other: shifts differ per block.
+            let shift = if (k % hd) < 32 { 17 } else { 15 };
+            *m = ((rng.next_u64() % 255) as i32 - 127) << shift;
+        }
+        x.e.iter_mut().for_each(|v| *v = e);
+        x
+    };
+    for window in [None, Some(3)] {
+        let mut ops = ExactOps::new(&cfg);
+        let n = 7;
+        let (q, k, v) = (int8(&mut rng, n, nh * hd, -24), int8(&mut rng, n, nkv * hd, -24), int8(&mut rng, n, nkv * hd, -20));
+        let p = AttnParams { layer: 0, n_head: nh, n_head_kv: nkv, head_dim: hd, scale: 0.125, window };
+        let out = ops.attention(&q, &k, &v, 0, p).expect("attention").to_f64();
+        let (qf, kf, vf) = (q.to_f64(), k.to_f64(), v.to_f64());
+        let vmax = vf.iter().fold(0f64, |m, x| m.max(x.abs()));
+        for i in 0..n {
+            for h in 0..nh {
+                let g = h / (nh / nkv);
+                let vis: Vec<usize> = (0..=i).filter(|&j| window.is_none_or(|w| i - j < w)).collect();
+                let s: Vec<f64> = vis
+                    .iter()
+                    .map(|&j| 0.125 * (0..hd).map(|d| qf[i * nh * hd + h * hd + d] * kf[j * nkv * hd + g * hd + d]).sum::<f64>())
+                    .collect();
+                let mx = s.iter().cloned().fold(f64::MIN, f64::max);
+                let z: f64 = s.iter().map(|x| libm::exp(x - mx)).sum();
+                for d in 0..hd {
+                    let want: f64 = s.iter().zip(&vis).map(|(x, &j)| libm::exp(x - mx) / z * vf[j * nkv * hd + g * hd + d]).sum();
+                    let got = out[i * nh * hd + h * hd + d];
+                    assert!((got - want).abs() <= vmax * libm::ldexp(1.0, -16), "window {window:?} row {i} head {h} dim {d}: {got} vs {want}");
+                }
+            }
+        }
+    }
+}

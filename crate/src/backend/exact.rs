@@ -506,8 +506,8 @@ impl Ops for ExactOps {
     }
 
     /// Per group: S = Σm² (u64), mean = floor(S'/n) with S rescaled to 61 bits, plus eps on a
-    /// common 61-bit grid, integer rsqrt; y = rshr(m·r, 32)·w; groups aligned to the row's largest
-    /// exponent (rshr), normalized.
+    /// common 61-bit grid, integer rsqrt; y = rshr(m·r, bitlen(max |m|) + 8)·w; groups aligned to
+    /// the row's largest exponent (rshr), normalized.
     fn rms_norm(&mut self, x: &IMat, w: &ExactWeight, group: usize, eps: f32) -> IMat {
         let (wm, we) = w.vector();
         assert_eq!(wm.len(), group, "norm weight of {} for groups of {group}", wm.len());
@@ -532,10 +532,13 @@ impl Ops for ExactOps {
                 let grid = top - 61;
                 let v: i64 = terms.iter().map(|&(m, x)| shl(m, x - grid)).sum();
                 let (r, re) = rsqrt(v as u64, grid);
+                // Keep 24 bits of the group's largest m·r (< 2^(bits + 32)), however small the group.
+                let gmax = gm.iter().map(|m| m.unsigned_abs()).max().unwrap_or(0);
+                let sh = bitlen(gmax as u64) + 8;
                 for ((a, &m), &wv) in ga.iter_mut().zip(gm).zip(wm) {
-                    *a = rshr(m as i64 * r as i64, 32) * wv as i64;
+                    *a = rshr(m as i64 * r as i64, sh) * wv as i64;
                 }
-                gexp.push(Some(e + re + 32 + we));
+                gexp.push(Some(e + re + sh as i32 + we));
             }
             let emax = gexp.iter().flatten().copied().max().unwrap_or(0);
             for (ga, ge) in acc.chunks_exact_mut(group).zip(&gexp) {
