@@ -6,6 +6,10 @@ Expected values come from the `gguf` Python package (ggml's own gguf-py:
 edgeproof's. Each fixture holds raw block bytes (hex) and the f32 results as
 u32 bit patterns, so the Rust test (crate/tests/gguf.rs) compares exactly.
 
+The comparison is exact because dequantization rounds at most once per value
+(see `dequantize_matches_gguf_py_bit_for_bit`): evaluation order and FMA
+contraction cannot change the result.
+
 Sources: a few rows of one tensor of each type in the two real models, plus,
 for every quantized type, random blocks (random quants, sane f16 scales, one
 subnormal scale) to reach bit patterns real weights may miss; types absent

@@ -819,6 +819,13 @@ fn fixtures() -> Vec<Fixture> {
     out
 }
 
+/// Exact equality is the right bar, not a tolerance. An f16 scale has 11 significant bits
+/// and the integer factors at most 8 (Q8_0's quants), 6+5 (K-quant scale and quant) or
+/// 8+6 (Q6_K), so every product fits f32's 24 bits except Q6_K's `d*sc*q`, which rounds
+/// once whatever the order; the only other rounding is the one addition of the min
+/// (Q4_1, Q5_1, Q4_K, Q5_K). So ggml's C code, gguf-py's numpy, and a C build that
+/// contracts `d1*q - m1` into an FMA all give these bits; and as every operand is a
+/// multiple of 2^-24, no result is an f32 subnormal, so flushing them changes nothing.
 #[test]
 fn dequantize_matches_gguf_py_bit_for_bit() {
     let mut covered = BTreeSet::new();

@@ -71,6 +71,7 @@ fuzz_target!(|input: &[u8]| {
     for info in &g.header.tensors {
         let t = g.tensor(&info.name).unwrap();
         assert_eq!(t.data.len() as u64, info.n_bytes);
+        assert_eq!(&*t.shared(), t.data);
         if info.n_elements() <= budget {
             budget -= info.n_elements();
             assert_eq!(t.to_f32().unwrap().len() as u64, info.n_elements());
