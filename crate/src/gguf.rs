@@ -12,6 +12,9 @@ use std::sync::Arc;
 
 pub const MAGIC: [u8; 4] = *b"GGUF";
 pub const DEFAULT_ALIGNMENT: u64 = 32;
+/// Longest metadata array read: each element is held as a [`Value`] (32 bytes), so this
+/// bounds what a lying file can make the reader allocate (real vocabularies: < 300 000).
+pub const MAX_ARRAY_LEN: u64 = 1 << 22;
 /// ggml's GGML_MAX_DIMS.
 pub const MAX_DIMS: usize = 4;
 
@@ -297,8 +300,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: u32) -> Result<Value> {
-    let what = format!("value of '{key}'");
+/// `what` names the value in errors (made once per key, not per array element).
+fn read_value(c: &mut Cursor, ty: u32, what: &str, depth: u32) -> Result<Value> {
     Ok(match ty {
         0 => Value::U8(c.arr::<1>(&what)?[0]),
         1 => Value::I8(c.arr::<1>(&what)?[0] as i8),
@@ -329,10 +332,13 @@ fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: u32) -> Result<Value> {
                 9 => 12,
                 t => return Err(Error::Corrupt(format!("{what}: unknown array element type {t}"))),
             };
-            let need = n.checked_mul(min).ok_or_else(|| Error::Corrupt(format!("{what}: array length {n}")))?;
+            if n > MAX_ARRAY_LEN {
+                return Err(Error::Corrupt(format!("{what}: array of {n} elements (at most {MAX_ARRAY_LEN})")));
+            }
+            let need = n * min;
             if need > c.remaining() as u64 {
                 return Err(Error::Truncated {
-                    what,
+                    what: what.to_string(),
                     offset: c.pos as u64,
                     need,
                     have: c.remaining() as u64,
@@ -340,7 +346,7 @@ fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: u32) -> Result<Value> {
             }
             let mut items = Vec::with_capacity(n as usize);
             for _ in 0..n {
-                items.push(read_value(c, elem, key, depth + 1)?);
+                items.push(read_value(c, elem, what, depth + 1)?);
             }
             Value::Array(elem, items)
         }
@@ -379,7 +385,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     for _ in 0..n_kv {
         let key = c.string("metadata key")?;
         let ty = c.u32("metadata type")?;
-        let v = read_value(&mut c, ty, &key, 0)?;
+        let v = read_value(&mut c, ty, &format!("value of '{key}'"), 0)?;
         if metadata.get(&key).is_some() {
             return Err(Error::Corrupt(format!("metadata key '{key}' appears twice")));
         }

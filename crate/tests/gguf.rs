@@ -593,11 +593,13 @@ fn huge_lengths_do_not_allocate() {
     let huge = 1u64 << 60;
     assert_truncated(&Raw::header(3, 0, 1).u64(huge).bytes(b"key").data(64));
     assert_truncated(&Raw::header(3, 0, 1).key("k", T_STR).u64(huge).data(64));
+    // Arrays longer than MAX_ARRAY_LEN are corrupt whatever follows (each element would
+    // cost a 32-byte Value); shorter ones that the bytes cannot back are truncated.
     for elem in [0, T_U32, T_STR, T_U64] {
-        assert_truncated(&Raw::header(3, 0, 1).key("k", T_ARRAY).u32(elem).u64(huge).data(64));
+        assert_corrupt(&Raw::header(3, 0, 1).key("k", T_ARRAY).u32(elem).u64(huge).data(64), "at most");
+        assert_truncated(&Raw::header(3, 0, 1).key("k", T_ARRAY).u32(elem).u64(edgeproof::gguf::MAX_ARRAY_LEN).data(64));
     }
-    // A length whose byte count overflows u64 is corrupt, not merely short.
-    assert_corrupt(&Raw::header(3, 0, 1).key("k", T_ARRAY).u32(T_U64).u64(u64::MAX).data(64), "array length");
+    assert_corrupt(&Raw::header(3, 0, 1).key("k", T_ARRAY).u32(T_U64).u64(u64::MAX).data(64), "at most");
     assert_corrupt(&Raw::header(3, huge, 0).data(64), "tensor count");
     assert_corrupt(&Raw::header(3, 0, huge).data(64), "metadata count");
     // Plausible counts that the bytes cannot back.
