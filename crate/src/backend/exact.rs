@@ -303,6 +303,131 @@ fn quantize_rows(x: &IMat, seg: usize) -> QRows {
     r
 }
 
+/// One sub-block's terms: `t1` at the scale exponent `e1` and the min term `t2` at `e2`
+/// (both before adding the x block exponent).
+#[derive(Clone, Copy, Default)]
+struct Terms {
+    t1: i64,
+    e1: i32,
+    t2: i64,
+    e2: i32,
+}
+
+/// f16 bits to (mantissa, exponent); blocks were validated at load, so Inf/NaN reads as zero.
+#[inline(always)]
+fn f16_at(b: &[u8], i: usize) -> (i32, i32) {
+    f16_parts(u16::from_le_bytes([b[i], b[i + 1]])).unwrap_or((0, 0))
+}
+
+/// Σ w[j]·x[j] over 32 values widened to i16: the shape (i16 products summed in pairs
+/// into i32) compilers turn into `pmaddwd`-style SIMD.
+#[inline(always)]
+fn dot32_i16(w: &[i16; 32], x: &[i16; 32]) -> i32 {
+    let mut s = [0i32; 8];
+    for c in 0..4 {
+        for l in 0..8 {
+            s[l] += w[8 * c + l] as i32 * x[8 * c + l] as i32;
+        }
+    }
+    s.iter().sum()
+}
+
+#[inline(always)]
+fn widen(x: &[i8]) -> [i16; 32] {
+    let mut o = [0i16; 32];
+    for (o, &v) in o.iter_mut().zip(x) {
+        *o = v as i16;
+    }
+    o
+}
+
+/// Σ lo(qs[j])·x[j] + hi(qs[j])·x[16 + j]: 32 nibbles against 32 int8 activations.
+#[inline(always)]
+fn dot_nibbles(qs: &[u8], x: &[i8]) -> i32 {
+    let mut w = [0i16; 32];
+    for (j, &b) in qs.iter().take(16).enumerate() {
+        w[j] = (b & 0xF) as i16;
+        w[16 + j] = (b >> 4) as i16;
+    }
+    dot32_i16(&w, &widen(x))
+}
+
+/// Σ nibble · x over 32 values that take the low (`hi = false`) or high nibbles of `qs`.
+#[inline(always)]
+fn dot_half_nibbles(qs: &[u8], x: &[i8], hi: bool) -> i32 {
+    let (qs, x): (&[u8; 32], &[i8; 32]) = (qs.try_into().unwrap_or(&[0; 32]), x.try_into().unwrap_or(&[0; 32]));
+    let sh = if hi { 4 } else { 0 };
+    let mut s = 0i32;
+    for j in 0..32 {
+        s += ((qs[j] >> sh) & 0xF) as i32 * x[j] as i32;
+    }
+    s
+}
+
+/// Σ x[j] over the 32 positions whose bit is set in `qh`.
+#[inline(always)]
+fn dot_bits(qh: u32, x: &[i8]) -> i32 {
+    let x: &[i8; 32] = x.try_into().unwrap_or(&[0; 32]);
+    let mut s = 0i32;
+    for j in 0..32 {
+        s += ((qh >> j) & 1) as i32 * x[j] as i32;
+    }
+    s
+}
+
+/// The terms of one GGUF block against its int8 activations `x` (block length) with block
+/// sums `xsum` (one per 32), decoding on the fly; equal, term by term, to decoding with
+/// [`decode_block`] and taking `a·dot(q, x)` and `b·Σx` per 32 elements.
+fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xsum: &[i32], out: &mut [Terms; 8]) {
+    match ty {
+        TensorType::Q8_0 => {
+            let (d, e) = f16_at(b, 0);
+            let mut w = [0i16; 32];
+            for (w, &q) in w.iter_mut().zip(&b[2..34]) {
+                *w = q as i8 as i16;
+            }
+            let dot = dot32_i16(&w, &widen(x));
+            out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
+        }
+        TensorType::Q4_0 => {
+            let (d, e) = f16_at(b, 0);
+            let dot = dot_nibbles(&b[2..18], x) - 8 * xsum[0];
+            out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
+        }
+        TensorType::Q4_1 => {
+            let ((d, e), (m, me)) = (f16_at(b, 0), f16_at(b, 2));
+            out[0] = Terms { t1: d as i64 * dot_nibbles(&b[4..20], x) as i64, e1: e, t2: m as i64 * xsum[0] as i64, e2: me };
+        }
+        TensorType::Q5_0 => {
+            let (d, e) = f16_at(b, 0);
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            let dot = dot_nibbles(&b[6..22], x) + 16 * dot_bits(qh, x) - 16 * xsum[0];
+            out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
+        }
+        TensorType::Q4K => {
+            let ((d, e), (dm, me)) = (f16_at(b, 0), f16_at(b, 2));
+            let (scales, qs) = (&b[4..16], &b[16..144]);
+            for (j, o) in out.iter_mut().enumerate() {
+                let (sc, mn) = scale_min_k4(j, scales);
+                let dot = dot_half_nibbles(&qs[32 * (j / 2)..32 * (j / 2) + 32], &x[32 * j..32 * j + 32], j % 2 == 1);
+                *o = Terms { t1: (d * sc as i32) as i64 * dot as i64, e1: e, t2: -((dm * mn as i32) as i64) * xsum[j] as i64, e2: me };
+            }
+        }
+        _ => {
+            let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
+            let bl = ty.block_len();
+            if decode_block(ty, b, &mut q[..bl], &mut sc[..bl / 32]).is_none() {
+                sc = [BlockScale::default(); 8];
+            }
+            for (j, (o, s)) in out.iter_mut().zip(&sc[..bl / 32]).enumerate() {
+                let (wb, xb) = (&q[32 * j..32 * j + 32], &x[32 * j..32 * j + 32]);
+                let t1 = s.a[0] as i64 * dot_i8(&wb[..16], &xb[..16]) as i64 + s.a[1] as i64 * dot_i8(&wb[16..], &xb[16..]) as i64;
+                *o = Terms { t1, e1: s.ea, t2: s.b as i64 * xsum[j] as i64, e2: s.eb };
+            }
+        }
+    }
+}
+
 /// Guard bits of the matmul and attention-score accumulators below their largest possible term exponent.
 const GUARD: i32 = 16;
 
@@ -323,25 +448,23 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
     const CHUNK: usize = 16;
     let mut acc_t = vec![0i64; m * n];
     acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each(|(c, out)| {
-        let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
+        let mut terms = [Terms::default(); 8];
         for (jj, oj) in out.chunks_exact_mut(n).enumerate() {
             let j = c * CHUNK + jj;
             match &w.data {
                 MatrixData::Blocks { ty, raw } => {
-                    // Each weight block is decoded once and used for every x row.
-                    for g in 0..k / ty.block_len() {
-                        let bl = w.block(*ty, raw, j, g, &mut q, &mut sc);
-                        for (sb, s) in sc[..bl / 32].iter().enumerate() {
-                            let b = g * bl / 32 + sb;
-                            let wb = &q[32 * sb..32 * sb + 32];
-                            for (i, o) in oj.iter_mut().enumerate() {
-                                let xb = &xq.q[i * k + 32 * b..i * k + 32 * b + 32];
-                                let (xe, a) = (xq.e[i * nb + b], grid[i]);
-                                let d0 = dot_i8(&wb[..16], &xb[..16]) as i64;
-                                let d1 = dot_i8(&wb[16..], &xb[16..]) as i64;
-                                *o += shl(s.a[0] as i64 * d0 + s.a[1] as i64 * d1, s.ea + xe - a);
-                                if s.b != 0 {
-                                    *o += shl(s.b as i64 * xq.sum[i * nb + b] as i64, s.eb + xe - a);
+                    let (bl, bb) = (ty.block_len(), ty.block_bytes());
+                    let nsub = bl / 32;
+                    let row = &raw[j * (k / bl) * bb..(j + 1) * (k / bl) * bb];
+                    for (g, blk) in row.chunks_exact(bb).enumerate() {
+                        for (i, o) in oj.iter_mut().enumerate() {
+                            let b0 = i * nb + g * nsub;
+                            let x = &xq.q[i * k + g * bl..i * k + (g + 1) * bl];
+                            block_terms(*ty, blk, x, &xq.sum[b0..b0 + nsub], &mut terms);
+                            for (t, &xe) in terms[..nsub].iter().zip(&xq.e[b0..b0 + nsub]) {
+                                *o += shl(t.t1, t.e1 + xe - grid[i]);
+                                if t.t2 != 0 {
+                                    *o += shl(t.t2, t.e2 + xe - grid[i]);
                                 }
                             }
                         }
