@@ -319,89 +319,136 @@ fn f16_at(b: &[u8], i: usize) -> (i32, i32) {
     f16_parts(u16::from_le_bytes([b[i], b[i + 1]])).unwrap_or((0, 0))
 }
 
-/// Σ w[j]·x[j] over 32 values widened to i16: the shape (i16 products summed in pairs
-/// into i32) compilers turn into `pmaddwd`-style SIMD.
-#[inline(always)]
-fn dot32_i16(w: &[i16; 32], x: &[i16; 32]) -> i32 {
-    let mut s = [0i32; 8];
-    for c in 0..4 {
-        for l in 0..8 {
-            s[l] += w[8 * c + l] as i32 * x[8 * c + l] as i32;
+/// Integer dot products of weight bytes against int8 activations widened to i16. Integer
+/// sums are exact in any order, so the SSE2 and portable versions give the same bits.
+mod dots {
+    /// Σ (qs[j] as i8)·x[j].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub fn q8(qs: &[u8; 32], x: &[i16; 32]) -> i32 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86_64; every load reads 16 bytes inside a 32-byte array.
+        unsafe {
+            let w = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+            let w2 = _mm_loadu_si128(qs.as_ptr().add(16) as *const __m128i);
+            let ld = |k: usize| _mm_loadu_si128(x.as_ptr().add(8 * k) as *const __m128i);
+            // Sign-extend bytes to i16: duplicate each byte, shift right arithmetically.
+            let s = |v: __m128i, hi: bool| {
+                let u = if hi { _mm_unpackhi_epi8(v, v) } else { _mm_unpacklo_epi8(v, v) };
+                _mm_srai_epi16(u, 8)
+            };
+            let acc = _mm_add_epi32(
+                _mm_add_epi32(_mm_madd_epi16(s(w, false), ld(0)), _mm_madd_epi16(s(w, true), ld(1))),
+                _mm_add_epi32(_mm_madd_epi16(s(w2, false), ld(2)), _mm_madd_epi16(s(w2, true), ld(3))),
+            );
+            hsum(acc)
         }
     }
-    s.iter().sum()
+
+    /// Σ lo(qs[j])·x[j] + hi(qs[j])·x[16 + j].
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub fn nibbles(qs: &[u8; 16], x: &[i16; 32]) -> i32 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86_64; loads stay inside the arrays.
+        unsafe {
+            let v = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
+            let m = _mm_set1_epi8(0x0F);
+            let (lo, hi) = (_mm_and_si128(v, m), _mm_and_si128(_mm_srli_epi16(v, 4), m));
+            let z = _mm_setzero_si128();
+            let ld = |k: usize| _mm_loadu_si128(x.as_ptr().add(8 * k) as *const __m128i);
+            let acc = _mm_add_epi32(
+                _mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi8(lo, z), ld(0)), _mm_madd_epi16(_mm_unpackhi_epi8(lo, z), ld(1))),
+                _mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi8(hi, z), ld(2)), _mm_madd_epi16(_mm_unpackhi_epi8(hi, z), ld(3))),
+            );
+            hsum(acc)
+        }
+    }
+
+    /// Σ nibble(qs[j])·x[j], taking the high nibbles when `hi`.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub fn half_nibbles(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> i32 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86_64; loads stay inside the arrays.
+        unsafe {
+            let m = _mm_set1_epi8(0x0F);
+            let z = _mm_setzero_si128();
+            let ld = |k: usize| _mm_loadu_si128(x.as_ptr().add(8 * k) as *const __m128i);
+            let mut acc = _mm_setzero_si128();
+            for h in 0..2 {
+                let v = _mm_loadu_si128(qs.as_ptr().add(16 * h) as *const __m128i);
+                let n = if hi { _mm_and_si128(_mm_srli_epi16(v, 4), m) } else { _mm_and_si128(v, m) };
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi8(n, z), ld(2 * h)));
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpackhi_epi8(n, z), ld(2 * h + 1)));
+            }
+            hsum(acc)
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn hsum(v: std::arch::x86_64::__m128i) -> i32 {
+        use std::arch::x86_64::*;
+        let s = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01_00_11_10));
+        _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01)))
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn q8(qs: &[u8; 32], x: &[i16; 32]) -> i32 {
+        (0..32).map(|j| qs[j] as i8 as i32 * x[j] as i32).sum()
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn nibbles(qs: &[u8; 16], x: &[i16; 32]) -> i32 {
+        (0..16).map(|j| (qs[j] & 0xF) as i32 * x[j] as i32 + (qs[j] >> 4) as i32 * x[16 + j] as i32).sum()
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn half_nibbles(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> i32 {
+        let sh = if hi { 4 } else { 0 };
+        (0..32).map(|j| ((qs[j] >> sh) & 0xF) as i32 * x[j] as i32).sum()
+    }
+
+    /// Σ x[j] over the positions whose bit is set in `qh`.
+    #[inline(always)]
+    pub fn bits(qh: u32, x: &[i16; 32]) -> i32 {
+        (0..32).map(|j| ((qh >> j) & 1) as i32 * x[j] as i32).sum()
+    }
 }
 
+/// Fixed-size views for the dot kernels (callers slice exact lengths, so the fallback never runs).
 #[inline(always)]
-fn widen(x: &[i8]) -> [i16; 32] {
-    let mut o = [0i16; 32];
-    for (o, &v) in o.iter_mut().zip(x) {
-        *o = v as i16;
-    }
-    o
-}
-
-/// Σ lo(qs[j])·x[j] + hi(qs[j])·x[16 + j]: 32 nibbles against 32 int8 activations.
-#[inline(always)]
-fn dot_nibbles(qs: &[u8], x: &[i8]) -> i32 {
-    let mut w = [0i16; 32];
-    for (j, &b) in qs.iter().take(16).enumerate() {
-        w[j] = (b & 0xF) as i16;
-        w[16 + j] = (b >> 4) as i16;
-    }
-    dot32_i16(&w, &widen(x))
-}
-
-/// Σ nibble · x over 32 values that take the low (`hi = false`) or high nibbles of `qs`.
-#[inline(always)]
-fn dot_half_nibbles(qs: &[u8], x: &[i8], hi: bool) -> i32 {
-    let (qs, x): (&[u8; 32], &[i8; 32]) = (qs.try_into().unwrap_or(&[0; 32]), x.try_into().unwrap_or(&[0; 32]));
-    let sh = if hi { 4 } else { 0 };
-    let mut s = 0i32;
-    for j in 0..32 {
-        s += ((qs[j] >> sh) & 0xF) as i32 * x[j] as i32;
-    }
-    s
-}
-
-/// Σ x[j] over the 32 positions whose bit is set in `qh`.
-#[inline(always)]
-fn dot_bits(qh: u32, x: &[i8]) -> i32 {
-    let x: &[i8; 32] = x.try_into().unwrap_or(&[0; 32]);
-    let mut s = 0i32;
-    for j in 0..32 {
-        s += ((qh >> j) & 1) as i32 * x[j] as i32;
-    }
-    s
+fn arr<const N: usize, T: Copy + Default>(s: &[T]) -> [T; N] {
+    s.try_into().unwrap_or([T::default(); N])
 }
 
 /// The terms of one GGUF block against its int8 activations `x` (block length) with block
 /// sums `xsum` (one per 32), decoding on the fly; equal, term by term, to decoding with
 /// [`decode_block`] and taking `a·dot(q, x)` and `b·Σx` per 32 elements.
-fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xsum: &[i32], out: &mut [Terms; 8]) {
+fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out: &mut [Terms; 8]) {
+    let x32 = |j: usize| -> [i16; 32] { arr(&xw[32 * j..32 * j + 32]) };
     match ty {
         TensorType::Q8_0 => {
             let (d, e) = f16_at(b, 0);
-            let mut w = [0i16; 32];
-            for (w, &q) in w.iter_mut().zip(&b[2..34]) {
-                *w = q as i8 as i16;
-            }
-            let dot = dot32_i16(&w, &widen(x));
+            let dot = dots::q8(&arr(&b[2..34]), &x32(0));
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4_0 => {
             let (d, e) = f16_at(b, 0);
-            let dot = dot_nibbles(&b[2..18], x) - 8 * xsum[0];
+            let dot = dots::nibbles(&arr(&b[2..18]), &x32(0)) - 8 * xsum[0];
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4_1 => {
             let ((d, e), (m, me)) = (f16_at(b, 0), f16_at(b, 2));
-            out[0] = Terms { t1: d as i64 * dot_nibbles(&b[4..20], x) as i64, e1: e, t2: m as i64 * xsum[0] as i64, e2: me };
+            let dot = dots::nibbles(&arr(&b[4..20]), &x32(0));
+            out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: m as i64 * xsum[0] as i64, e2: me };
         }
         TensorType::Q5_0 => {
             let (d, e) = f16_at(b, 0);
             let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-            let dot = dot_nibbles(&b[6..22], x) + 16 * dot_bits(qh, x) - 16 * xsum[0];
+            let xb = x32(0);
+            let dot = dots::nibbles(&arr(&b[6..22]), &xb) + 16 * dots::bits(qh, &xb) - 16 * xsum[0];
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4K => {
@@ -409,7 +456,7 @@ fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xsum: &[i32], out: &mut [Term
             let (scales, qs) = (&b[4..16], &b[16..144]);
             for (j, o) in out.iter_mut().enumerate() {
                 let (sc, mn) = scale_min_k4(j, scales);
-                let dot = dot_half_nibbles(&qs[32 * (j / 2)..32 * (j / 2) + 32], &x[32 * j..32 * j + 32], j % 2 == 1);
+                let dot = dots::half_nibbles(&arr(&qs[32 * (j / 2)..32 * (j / 2) + 32]), &x32(j), j % 2 == 1);
                 *o = Terms { t1: (d * sc as i32) as i64 * dot as i64, e1: e, t2: -((dm * mn as i32) as i64) * xsum[j] as i64, e2: me };
             }
         }
@@ -446,6 +493,7 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
     let nb = xq.nb;
     let grid: Vec<i32> = xq.emax.iter().map(|&e| w.max_exp + e - GUARD).collect();
     const CHUNK: usize = 16;
+    let xw: Vec<i16> = xq.q.iter().map(|&v| v as i16).collect();
     let mut acc_t = vec![0i64; m * n];
     acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each(|(c, out)| {
         let mut terms = [Terms::default(); 8];
@@ -459,8 +507,8 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
                     for (g, blk) in row.chunks_exact(bb).enumerate() {
                         for (i, o) in oj.iter_mut().enumerate() {
                             let b0 = i * nb + g * nsub;
-                            let x = &xq.q[i * k + g * bl..i * k + (g + 1) * bl];
-                            block_terms(*ty, blk, x, &xq.sum[b0..b0 + nsub], &mut terms);
+                            let (x0, x1) = (i * k + g * bl, i * k + (g + 1) * bl);
+                            block_terms(*ty, blk, &xq.q[x0..x1], &xw[x0..x1], &xq.sum[b0..b0 + nsub], &mut terms);
                             for (t, &xe) in terms[..nsub].iter().zip(&xq.e[b0..b0 + nsub]) {
                                 *o += shl(t.t1, t.e1 + xe - grid[i]);
                                 if t.t2 != 0 {
