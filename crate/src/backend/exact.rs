@@ -475,6 +475,65 @@ fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out
     }
 }
 
+/// One x row, quantized: int8 values (and widened to i16), block exponents and sums, and
+/// the accumulator grid.
+struct RowX<'a> {
+    q: &'a [i8],
+    w: &'a [i16],
+    e: &'a [i32],
+    sum: &'a [i32],
+    grid: i32,
+}
+
+/// One weight row (its GGUF blocks) times one x row, accumulated on the grid. The common
+/// types have their own loops; the rest go through [`block_terms`]. Same terms either way.
+fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 {
+    let mut acc = 0i64;
+    let xw = |b: usize| -> [i16; 32] { arr(&x.w[32 * b..32 * b + 32]) };
+    match ty {
+        TensorType::Q8_0 => {
+            for (b, blk) in row.chunks_exact(34).enumerate() {
+                let (d, e) = f16_at(blk, 0);
+                let dot = dots::q8(&arr(&blk[2..34]), &xw(b));
+                acc += shl(d as i64 * dot as i64, e + x.e[b] - x.grid);
+            }
+        }
+        TensorType::Q4_1 => {
+            for (b, blk) in row.chunks_exact(20).enumerate() {
+                let ((d, e), (m, me)) = (f16_at(blk, 0), f16_at(blk, 2));
+                let dot = dots::nibbles(&arr(&blk[4..20]), &xw(b));
+                acc += shl(d as i64 * dot as i64, e + x.e[b] - x.grid);
+                acc += shl(m as i64 * x.sum[b] as i64, me + x.e[b] - x.grid);
+            }
+        }
+        TensorType::Q5_0 => {
+            for (b, blk) in row.chunks_exact(22).enumerate() {
+                let (d, e) = f16_at(blk, 0);
+                let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                let xb = xw(b);
+                let dot = dots::nibbles(&arr(&blk[6..22]), &xb) + 16 * dots::bits(qh, &xb) - 16 * x.sum[b];
+                acc += shl(d as i64 * dot as i64, e + x.e[b] - x.grid);
+            }
+        }
+        _ => {
+            let (bl, bb) = (ty.block_len(), ty.block_bytes());
+            let nsub = bl / 32;
+            for (g, blk) in row.chunks_exact(bb).enumerate() {
+                let (x0, x1) = (g * bl, (g + 1) * bl);
+                let (s0, s1) = (g * nsub, (g + 1) * nsub);
+                block_terms(ty, blk, &x.q[x0..x1], &x.w[x0..x1], &x.sum[s0..s1], terms);
+                for (t, &xe) in terms[..nsub].iter().zip(&x.e[s0..s1]) {
+                    acc += shl(t.t1, t.e1 + xe - x.grid);
+                    if t.t2 != 0 {
+                        acc += shl(t.t2, t.e2 + xe - x.grid);
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
 /// Guard bits of the matmul and attention-score accumulators below their largest possible term exponent.
 const GUARD: i32 = 16;
 
@@ -502,20 +561,16 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
             match &w.data {
                 MatrixData::Blocks { ty, raw } => {
                     let (bl, bb) = (ty.block_len(), ty.block_bytes());
-                    let nsub = bl / 32;
                     let row = &raw[j * (k / bl) * bb..(j + 1) * (k / bl) * bb];
-                    for (g, blk) in row.chunks_exact(bb).enumerate() {
-                        for (i, o) in oj.iter_mut().enumerate() {
-                            let b0 = i * nb + g * nsub;
-                            let (x0, x1) = (i * k + g * bl, i * k + (g + 1) * bl);
-                            block_terms(*ty, blk, &xq.q[x0..x1], &xw[x0..x1], &xq.sum[b0..b0 + nsub], &mut terms);
-                            for (t, &xe) in terms[..nsub].iter().zip(&xq.e[b0..b0 + nsub]) {
-                                *o += shl(t.t1, t.e1 + xe - grid[i]);
-                                if t.t2 != 0 {
-                                    *o += shl(t.t2, t.e2 + xe - grid[i]);
-                                }
-                            }
-                        }
+                    for (i, o) in oj.iter_mut().enumerate() {
+                        let x = RowX {
+                            q: &xq.q[i * k..(i + 1) * k],
+                            w: &xw[i * k..(i + 1) * k],
+                            e: &xq.e[i * nb..(i + 1) * nb],
+                            sum: &xq.sum[i * nb..(i + 1) * nb],
+                            grid: grid[i],
+                        };
+                        *o = row_dot(*ty, row, &x, &mut terms);
                     }
                 }
                 MatrixData::Elems { m: wm, e: we } => {
