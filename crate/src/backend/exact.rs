@@ -411,7 +411,29 @@ mod dots {
     }
 
     /// Σ x[j] over the positions whose bit is set in `qh`.
+    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
+    pub fn bits(qh: u32, x: &[i16; 32]) -> i32 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of x86_64; loads stay inside the array.
+        unsafe {
+            let m0 = _mm_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128);
+            let m1 = _mm_setr_epi16(256, 512, 1024, 2048, 4096, 8192, 16384, i16::MIN);
+            let one = _mm_set1_epi16(1);
+            let mut acc = _mm_setzero_si128();
+            for (h, half) in [qh as u16, (qh >> 16) as u16].into_iter().enumerate() {
+                let v = _mm_set1_epi16(half as i16);
+                for (k, m) in [m0, m1].into_iter().enumerate() {
+                    let sel = _mm_cmpeq_epi16(_mm_and_si128(v, m), m);
+                    let xv = _mm_loadu_si128(x.as_ptr().add(16 * h + 8 * k) as *const __m128i);
+                    acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_and_si128(sel, xv), one));
+                }
+            }
+            hsum(acc)
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
     pub fn bits(qh: u32, x: &[i16; 32]) -> i32 {
         (0..32).map(|j| ((qh >> j) & 1) as i32 * x[j] as i32).sum()
     }
