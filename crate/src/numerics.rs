@@ -152,6 +152,36 @@ pub fn quantize_block(m: &[i32], q: &mut [i8]) -> u32 {
     t
 }
 
+/// `x / d` rounded to nearest, ties to even, for `d > 0`.
+pub fn rdiv(x: i64, d: i64) -> i64 {
+    let (q, r) = (x.div_euclid(d), x.rem_euclid(d));
+    if 2 * r > d || (2 * r == d && q & 1 == 1) {
+        q + 1
+    } else {
+        q
+    }
+}
+
+/// Quantize one block of mantissas (|m| < 2^31) to int8 with an 8-bit integer scale: with
+/// `M = max |m|`, `t = max(0, bitlen(M) − 7)` and `s = ceil(128·M / (127·2^t))` (at most 130),
+/// `q = rdiv(128·m, s·2^t)`, so |q| <= 127 and the block's values are `q · s · 2^(t − 7)`.
+/// The max lands on ±127 (up to rounding of s), a finer grid than a power-of-two scale.
+/// Returns `(t, s)`; an all-zero block gives `(0, 1)`.
+pub fn quantize_block_scaled(m: &[i32], q: &mut [i8]) -> (u32, i32) {
+    let max = m.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as i64;
+    if max == 0 {
+        q.iter_mut().for_each(|v| *v = 0);
+        return (0, 1);
+    }
+    let t = bitlen(max as u64).saturating_sub(7);
+    let unit = 127i64 << t;
+    let s = (128 * max + unit - 1) / unit;
+    for (o, &v) in q.iter_mut().zip(m) {
+        *o = rdiv(128 * v as i64, s << t) as i8;
+    }
+    (t, s as i32)
+}
+
 /// The integer dot product of two int8 vectors (on the GPU: `dot4I8Packed` over packed words).
 #[inline]
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {

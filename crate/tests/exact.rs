@@ -357,8 +357,8 @@ fn tiny_logits_digest(arch: Arch) -> String {
 /// later engine version with numerics v1) must produce these bits.
 #[test]
 fn tiny_exact_logits_are_pinned() {
-    assert_eq!(tiny_logits_digest(Arch::Llama), "38a49e1c9cfb69ea5004c8c72e04622ccf6c1e72f5e8008dc57788211071f4cf");
-    assert_eq!(tiny_logits_digest(Arch::Gemma3), "aa3c344e789ee444330c3c4032eb122260531ca22fd7363fdb55a4d61fb11124");
+    assert_eq!(tiny_logits_digest(Arch::Llama), "1c22fc909f91d09bf0aa75ac5ec6bab9d52eb1c6eb41eacd9c2794326faa6952");
+    assert_eq!(tiny_logits_digest(Arch::Gemma3), "7387e37a750a860df73ff0afcc151f9f20588ddd91137aebba3f288374dfd777");
 }
 
 #[test]
@@ -390,10 +390,10 @@ fn gpl3_tokens(tok: &Tokenizer) -> Vec<u32> {
 }
 
 /// Perplexity of exact vs f32 on the GPL-3 text at ctx 256 (`EDGEPROOF_PPL_CHUNKS` limits
-/// the chunks), and top-1 agreement. Measured (numerics v1, 29 chunks): exact 21.083 vs f32
-/// 20.817 (+1.28%), agreement 93.78%. The goal of 95% agreement is not met: int8 activation
-/// blocks alone (simulated in f32: power-of-two block scales 93.1%, llama.cpp-style float
-/// scales 95.7%) cost about that much; see docs/NUMERICS.md.
+/// the chunks), and top-1 agreement. Measured (29 chunks): exact 20.921 vs f32 20.817 (+0.50%),
+/// agreement 94.92% with 8-bit integer scales on matmul input blocks (93.78% when they were
+/// powers of two). The goal of 95% is not met yet: attention inputs still use power-of-two
+/// blocks (simulated in f32 with llama.cpp-style float scales everywhere: 95.7%).
 #[test]
 #[ignore = "check-full: SmolLM2 perplexity in exact and f32 mode (minutes)"]
 fn smollm2_exact_perplexity_close_to_f32() {
@@ -418,25 +418,7 @@ fn smollm2_exact_perplexity_close_to_f32() {
         pe.ppl, pe.ppl_err, pr.ppl, pr.ppl_err, pe.n_chunks, pe.n_scored, 100.0 * agree, tokens as f64 / te.as_secs_f64()
     );
     assert!((pe.ppl / pr.ppl - 1.0).abs() < 0.015, "exact PPL {} vs f32 {}", pe.ppl, pr.ppl);
-    assert!(agree >= 0.93, "top-1 agreement {agree}");
-}
-
-/// Decode speed of the exact mode on SmolLM2 (printed; no threshold).
-#[test]
-#[ignore = "check-full: exact decode speed"]
-fn smollm2_exact_decode_speed() {
-    let g = Gguf::open(&common::model_path("smollm2")).expect("open SmolLM2");
-    let tok = Tokenizer::from_metadata(g.metadata()).expect("tokenizer");
-    let m = ExactModel::load(&g).expect("load exact");
-    let ids = tok.encode("The capital of France is", true, false).expect("encode");
-    let mut s = m.session();
-    s.eval(&ids, 0, ids.len() - 1..ids.len()).expect("prefill");
-    let n = 32;
-    let t0 = std::time::Instant::now();
-    for p in 0..n {
-        s.eval(&[ids[p % ids.len()]], ids.len() + p, 0..1).expect("decode");
-    }
-    eprintln!("exact decode: {:.1} tokens/s", n as f64 / t0.elapsed().as_secs_f64());
+    assert!(agree >= 0.945, "top-1 agreement {agree}");
 }
 
 /// Inf or NaN in a block scale or an F16/F32 element is rejected at load.

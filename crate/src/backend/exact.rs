@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::gguf::{SharedBytes, TensorView};
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{
-    align_terms, bitlen, dot_i8, exp2_q20, f16_parts, f32_parts, gelu_mant, normalize, quantize_block,
+    align_terms, bitlen, dot_i8, quantize_block_scaled, exp2_q20, f16_parts, f32_parts, gelu_mant, normalize, quantize_block,
     rope_cos_sin, rshr, rsqrt, shl, silu_mant, strip_zeros, LOG2E_Q30,
 };
 use crate::quant::{scale_min_k4, TensorType};
@@ -275,8 +275,10 @@ impl ExactWeight {
 /// Rows quantized to int8 in blocks of at most 32 (per `seg`-wide segment), with block exponents.
 struct QRows {
     q: Vec<i8>,
-    /// Block exponents: row exponent + block shift.
+    /// Block exponents: row exponent + block shift (− 7 for scaled blocks).
     e: Vec<i32>,
+    /// Block integer scales: a block's values are `q · s · 2^e` (1 for power-of-two blocks).
+    s: Vec<i32>,
     /// Block sums of q (for the min terms).
     sum: Vec<i32>,
     /// Per row, the largest block exponent.
@@ -285,15 +287,30 @@ struct QRows {
     nb: usize,
 }
 
-fn quantize_rows(x: &IMat, seg: usize) -> QRows {
+/// `scaled`: blocks get an 8-bit integer scale ([`quantize_block_scaled`], matmul inputs);
+/// otherwise a power of two ([`quantize_block`], attention; scale 1).
+fn quantize_rows(x: &IMat, seg: usize, scaled: bool) -> QRows {
     let nbs = seg.div_ceil(32);
     let nb = x.cols / seg * nbs;
-    let mut r = QRows { q: vec![0; x.m.len()], e: vec![0; x.rows * nb], sum: vec![0; x.rows * nb], emax: vec![0; x.rows], nb };
+    let mut r = QRows {
+        q: vec![0; x.m.len()],
+        e: vec![0; x.rows * nb],
+        s: vec![1; x.rows * nb],
+        sum: vec![0; x.rows * nb],
+        emax: vec![0; x.rows],
+        nb,
+    };
     for i in 0..x.rows {
         let mut b = i * nb;
         for (ms, qs) in x.row(i).chunks(seg).zip(r.q[i * x.cols..(i + 1) * x.cols].chunks_mut(seg)) {
             for (mb, qb) in ms.chunks(32).zip(qs.chunks_mut(32)) {
-                r.e[b] = x.e[i] + quantize_block(mb, qb) as i32;
+                r.e[b] = if scaled {
+                    let (t, s) = quantize_block_scaled(mb, qb);
+                    r.s[b] = s;
+                    x.e[i] + t as i32 - 7
+                } else {
+                    x.e[i] + quantize_block(mb, qb) as i32
+                };
                 r.sum[b] = qb.iter().map(|&v| v as i32).sum();
                 b += 1;
             }
@@ -503,6 +520,7 @@ struct RowX<'a> {
     q: &'a [i8],
     w: &'a [i16],
     e: &'a [i32],
+    s: &'a [i32],
     sum: &'a [i32],
     grid: i32,
 }
@@ -516,16 +534,17 @@ fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 
         TensorType::Q8_0 => {
             for (b, blk) in row.chunks_exact(34).enumerate() {
                 let (d, e) = f16_at(blk, 0);
-                let dot = dots::q8(&arr(&blk[2..34]), &xw(b));
-                acc += shl(d as i64 * dot as i64, e + x.e[b] - x.grid);
+                let dot = dots::q8(&arr(&blk[2..34]), &xw(b)) as i64 * x.s[b] as i64;
+                acc += shl(d as i64 * dot, e + x.e[b] - x.grid);
             }
         }
         TensorType::Q4_1 => {
             for (b, blk) in row.chunks_exact(20).enumerate() {
                 let ((d, e), (m, me)) = (f16_at(blk, 0), f16_at(blk, 2));
-                let dot = dots::nibbles(&arr(&blk[4..20]), &xw(b));
-                acc += shl(d as i64 * dot as i64, e + x.e[b] - x.grid);
-                acc += shl(m as i64 * x.sum[b] as i64, me + x.e[b] - x.grid);
+                let xs = x.s[b] as i64;
+                let dot = dots::nibbles(&arr(&blk[4..20]), &xw(b)) as i64 * xs;
+                acc += shl(d as i64 * dot, e + x.e[b] - x.grid);
+                acc += shl(m as i64 * x.sum[b] as i64 * xs, me + x.e[b] - x.grid);
             }
         }
         TensorType::Q5_0 => {
@@ -534,7 +553,7 @@ fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 
                 let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
                 let xb = xw(b);
                 let dot = dots::nibbles(&arr(&blk[6..22]), &xb) + 16 * dots::bits(qh, &xb) - 16 * x.sum[b];
-                acc += shl(d as i64 * dot as i64, e + x.e[b] - x.grid);
+                acc += shl(d as i64 * dot as i64 * x.s[b] as i64, e + x.e[b] - x.grid);
             }
         }
         _ => {
@@ -544,10 +563,10 @@ fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 
                 let (x0, x1) = (g * bl, (g + 1) * bl);
                 let (s0, s1) = (g * nsub, (g + 1) * nsub);
                 block_terms(ty, blk, &x.q[x0..x1], &x.w[x0..x1], &x.sum[s0..s1], terms);
-                for (t, &xe) in terms[..nsub].iter().zip(&x.e[s0..s1]) {
-                    acc += shl(t.t1, t.e1 + xe - x.grid);
+                for ((t, &xe), &xs) in terms[..nsub].iter().zip(&x.e[s0..s1]).zip(&x.s[s0..s1]) {
+                    acc += shl(t.t1 * xs as i64, t.e1 + xe - x.grid);
                     if t.t2 != 0 {
-                        acc += shl(t.t2, t.e2 + xe - x.grid);
+                        acc += shl(t.t2 * xs as i64, t.e2 + xe - x.grid);
                     }
                 }
             }
@@ -556,23 +575,26 @@ fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 
     acc
 }
 
-/// Guard bits of the matmul and attention-score accumulators below their largest possible term exponent.
+/// Guard bits of the attention-score accumulators below their largest possible term exponent.
 const GUARD: i32 = 16;
+/// Guard bits of the matmul accumulators (fewer: terms carry the activation block scale).
+const MATMUL_GUARD: i32 = 8;
 
-/// `x · wᵀ`. Per x row, terms are accumulated exactly on the grid `A = K − 16`, where K is the
+/// `x · wᵀ`. Per x row, terms are accumulated exactly on the grid `A = K − 8`, where K is the
 /// weight's largest scale exponent plus the row's largest block exponent, so each term is
-/// shifted left by at most 16 (exact) or rounded by [`rshr`].
+/// shifted left by at most 8 (exact) or rounded by [`rshr`].
 ///
 /// Bounds: a block dot is below 2^19 (32·128·127); times a scale below 2^18 (Q6_K: 2047·128)
-/// and over two halves, a term is below 2^35; min terms are below 2^29 (2047·63·32·127);
-/// F32 elements below 2^31. After the shift of at most 16, and at most 512 blocks
-/// (or 16384 elements) per row, |acc| < 2^62.
+/// and over two halves, and times the activation block scale (≤ 130 < 2^8), a term is below
+/// 2^43; min terms are below 2^37 (2047·63·32·127·130); F32 element terms below 2^39. After
+/// the shift of at most 8, and at most 512 blocks of two terms (or 16384 elements) per row,
+/// |acc| < 2^62.
 fn matmul(x: &IMat, w: &Matrix) -> IMat {
     let (n, k, m) = (x.rows, x.cols, w.rows);
     assert_eq!(k, w.cols, "matmul of {k}-wide rows by a {}-wide weight", w.cols);
-    let xq = quantize_rows(x, k);
+    let xq = quantize_rows(x, k, true);
     let nb = xq.nb;
-    let grid: Vec<i32> = xq.emax.iter().map(|&e| w.max_exp + e - GUARD).collect();
+    let grid: Vec<i32> = xq.emax.iter().map(|&e| w.max_exp + e - MATMUL_GUARD).collect();
     const CHUNK: usize = 16;
     let xw: Vec<i16> = xq.q.iter().map(|&v| v as i16).collect();
     let mut acc_t = vec![0i64; m * n];
@@ -589,6 +611,7 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
                             q: &xq.q[i * k..(i + 1) * k],
                             w: &xw[i * k..(i + 1) * k],
                             e: &xq.e[i * nb..(i + 1) * nb],
+                            s: &xq.s[i * nb..(i + 1) * nb],
                             sum: &xq.sum[i * nb..(i + 1) * nb],
                             grid: grid[i],
                         };
@@ -598,8 +621,10 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
                 MatrixData::Elems { m: wm, e: we } => {
                     for (i, o) in oj.iter_mut().enumerate() {
                         let (xs, xe, a) = (&xq.q[i * k..(i + 1) * k], &xq.e[i * nb..(i + 1) * nb], grid[i]);
+                        let sc = &xq.s[i * nb..(i + 1) * nb];
                         for t in 0..k {
-                            *o += shl(wm[j * k + t] as i64 * xs[t] as i64, we[j * k + t] + xe[t / 32] - a);
+                            let term = wm[j * k + t] as i64 * xs[t] as i64 * sc[t / 32] as i64;
+                            *o += shl(term, we[j * k + t] + xe[t / 32] - a);
                         }
                     }
                 }
@@ -858,12 +883,12 @@ impl Ops for ExactOps {
         c.vq.truncate(pos0 * kv_dim);
         c.ke.truncate(pos0 * kv_blocks);
         c.ve.truncate(pos0 * kv_blocks);
-        let (kr, vr) = (quantize_rows(k, hd), quantize_rows(v, hd));
+        let (kr, vr) = (quantize_rows(k, hd, false), quantize_rows(v, hd, false));
         c.kq.extend_from_slice(&kr.q);
         c.ke.extend_from_slice(&kr.e);
         c.vq.extend_from_slice(&vr.q);
         c.ve.extend_from_slice(&vr.e);
-        let qr = quantize_rows(q, hd);
+        let qr = quantize_rows(q, hd, false);
         let c = &*c;
         let group = p.n_head / p.n_head_kv;
         let heads: Vec<(Vec<i64>, i32)> = (0..q.rows * p.n_head)
