@@ -117,6 +117,14 @@ impl Config {
         if self.sliding_window == Some(0) {
             return bad("sliding window of 0".into());
         }
+        if !self.rms_eps.is_finite() || self.rms_eps < 0.0 {
+            return bad(format!("RMS norm epsilon {}", self.rms_eps));
+        }
+        for base in [self.rope_base, self.rope_base_local] {
+            if !base.is_finite() || base <= 0.0 {
+                return bad(format!("RoPE base {base}"));
+            }
+        }
         Ok(())
     }
 
@@ -279,5 +287,37 @@ pub fn forward<O: Ops>(
     match cfg.arch {
         Arch::Llama => llama::forward(ops, cfg, w, ids, pos0, out_rows),
         Arch::Gemma3 => gemma3::forward(ops, cfg, w, ids, pos0, out_rows),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::Value;
+
+    fn meta(eps: f32, base: f32) -> Metadata {
+        let mut m = Metadata::new();
+        m.set("general.architecture", Value::Str("llama".into()));
+        for (k, v) in [("block_count", 2), ("embedding_length", 64), ("feed_forward_length", 128), ("attention.head_count", 4), ("context_length", 32), ("vocab_size", 10)] {
+            m.set(&format!("llama.{k}"), Value::U32(v));
+        }
+        m.set("llama.attention.layer_norm_rms_epsilon", Value::F32(eps));
+        m.set("llama.rope.freq_base", Value::F32(base));
+        m
+    }
+
+    #[test]
+    fn hyper_parameters_are_validated() {
+        let cfg = Config::from_metadata(&meta(1e-5, 10_000.0)).expect("valid");
+        assert_eq!((cfg.n_head_kv, cfg.head_dim), (4, 16));
+        for (eps, base) in [(f32::NAN, 1e4), (-1.0, 1e4), (1e-5, 0.0), (1e-5, f32::INFINITY)] {
+            assert_eq!(Config::from_metadata(&meta(eps, base)).map_err(|e| e.code()), Err("CORRUPT"), "eps {eps}, base {base}");
+        }
+        let mut m = meta(1e-5, 1e4);
+        m.set("general.architecture", Value::Str("mamba".into()));
+        assert_eq!(Config::from_metadata(&m).map_err(|e| e.code()), Err("UNSUPPORTED_ARCHITECTURE"));
+        let mut m = meta(1e-5, 1e4);
+        m.set("llama.attention.head_count", Value::U32(3));
+        assert_eq!(Config::from_metadata(&m).map_err(|e| e.code()), Err("CORRUPT"), "64 / 3 heads");
     }
 }
