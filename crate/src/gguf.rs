@@ -419,18 +419,24 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
             if d == 0 {
                 return Err(Error::BadTensor { name, msg: format!("zero dimension in {dims:?}") });
             }
-            n = n.checked_mul(d).filter(|&n| n < (1u64 << 48)).ok_or_else(|| Error::BadTensor {
-                name: name.clone(),
-                msg: format!("dimensions {dims:?} overflow"),
-            })?;
+            n = n
+                .checked_mul(d)
+                .filter(|&n| n < (1u64 << 48))
+                .ok_or_else(|| Error::BadTensor { name: name.clone(), msg: format!("dimensions {dims:?} overflow") })?;
         }
         if dims[0] % ty.block_len() as u64 != 0 {
             return Err(Error::BadTensor {
                 name,
-                msg: format!("row length {} is not a multiple of the {} block length {}", dims[0], ty.name(), ty.block_len()),
+                msg: format!(
+                    "row length {} is not a multiple of the {} block length {}",
+                    dims[0],
+                    ty.name(),
+                    ty.block_len()
+                ),
             });
         }
-        let n_bytes = ty.bytes_for(n).ok_or_else(|| Error::BadTensor { name: name.clone(), msg: "size overflow".into() })?;
+        let n_bytes =
+            ty.bytes_for(n).ok_or_else(|| Error::BadTensor { name: name.clone(), msg: "size overflow".into() })?;
         if offset % alignment != 0 {
             return Err(Error::BadTensor { name, msg: format!("offset {offset} is not aligned to {alignment}") });
         }
@@ -442,10 +448,10 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
     let data_offset = align_up(c.pos as u64, alignment).ok_or_else(|| Error::Corrupt("header size".into()))?;
     let mut data_size = 0u64;
     for t in &tensors {
-        let end = t.offset.checked_add(t.n_bytes).ok_or_else(|| Error::BadTensor {
-            name: t.name.clone(),
-            msg: "offset overflow".into(),
-        })?;
+        let end = t
+            .offset
+            .checked_add(t.n_bytes)
+            .ok_or_else(|| Error::BadTensor { name: t.name.clone(), msg: "offset overflow".into() })?;
         data_size = data_size.max(end);
     }
     // Tensors must not overlap: sort by offset and compare neighbours.
@@ -456,9 +462,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
             return Err(Error::Corrupt(format!("tensors '{}' and '{}' overlap", w[0].2, w[1].2)));
         }
     }
-    data_offset
-        .checked_add(data_size)
-        .ok_or_else(|| Error::Corrupt("data section size overflows".into()))?;
+    data_offset.checked_add(data_size).ok_or_else(|| Error::Corrupt("data section size overflows".into()))?;
     Ok(Header { version, metadata, tensors, alignment, data_offset, data_size })
 }
 
@@ -654,9 +658,10 @@ pub fn write(metadata: &Metadata, tensors: &[TensorData]) -> Result<Vec<u8>> {
     // Readers place the data by this key, so the layout must follow it.
     let a = match metadata.get("general.alignment") {
         None => DEFAULT_ALIGNMENT,
-        Some(v) => v.as_u64().filter(|a| a.is_power_of_two()).ok_or_else(|| {
-            Error::InvalidArgument(format!("general.alignment {v:?} is not a power of two"))
-        })?,
+        Some(v) => v
+            .as_u64()
+            .filter(|a| a.is_power_of_two())
+            .ok_or_else(|| Error::InvalidArgument(format!("general.alignment {v:?} is not a power of two")))?,
     };
     let mut out = Vec::new();
     out.extend_from_slice(&MAGIC);
@@ -672,7 +677,12 @@ pub fn write(metadata: &Metadata, tensors: &[TensorData]) -> Result<Vec<u8>> {
     for t in tensors {
         let n: u64 = t.dims.iter().product();
         if t.ty.bytes_for(n) != Some(t.data.len() as u64) {
-            return Err(Error::InvalidArgument(format!("tensor '{}': {} bytes for {n} {} elements", t.name, t.data.len(), t.ty.name())));
+            return Err(Error::InvalidArgument(format!(
+                "tensor '{}': {} bytes for {n} {} elements",
+                t.name,
+                t.data.len(),
+                t.ty.name()
+            )));
         }
         write_value(&mut out, &Value::Str(t.name.clone()));
         out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());

@@ -7,9 +7,9 @@ pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub mod backend;
+pub mod engine;
 pub mod model;
 pub mod numerics;
-pub mod engine;
 pub mod ppl;
 pub mod sampling;
 pub mod tiny;

@@ -90,12 +90,7 @@ pub fn normalize(acc: &[i64], exp: i32, out: &mut [i32]) -> i32 {
 /// mantissas of `bits` bits. Terms are first put on a grid 60 bits below the largest one
 /// (exact left shifts, or [`rshr`]), summed, then normalized.
 pub fn align_terms(terms: &[[(i64, i32); 2]], bits: u32, out: &mut [i32]) -> i32 {
-    let top = terms
-        .iter()
-        .flatten()
-        .filter(|t| t.0 != 0)
-        .map(|&(m, e)| e + bitlen(m.unsigned_abs()) as i32)
-        .max();
+    let top = terms.iter().flatten().filter(|t| t.0 != 0).map(|&(m, e)| e + bitlen(m.unsigned_abs()) as i32).max();
     let Some(top) = top else {
         out.iter_mut().for_each(|o| *o = 0);
         return 0;
@@ -270,7 +265,13 @@ pub fn to_q16_sat(m: i32, e: i32, sat: i64) -> i64 {
     if s >= 0 {
         // |m| < 2^31: a shift of 40 or more exceeds any saturation bound used here.
         if s >= 40 || m.abs() > sat >> s {
-            return if m < 0 { -sat } else if m > 0 { sat } else { 0 };
+            return if m < 0 {
+                -sat
+            } else if m > 0 {
+                sat
+            } else {
+                0
+            };
         }
         m << s
     } else {

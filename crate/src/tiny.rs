@@ -120,7 +120,8 @@ pub fn tiny_model(arch: Arch, tokenizer_from: &Metadata, seed: u64) -> Result<Ve
     let norm = |rng: &mut SplitMix64, len: usize| -> Vec<u8> {
         (0..len).flat_map(|_| (1.0 + 0.2 * rng.uniform()).to_le_bytes()).collect()
     };
-    let (e, q, kv, ff, hd) = (TINY_EMBD, TINY_HEADS * TINY_HEAD_DIM, TINY_HEADS_KV * TINY_HEAD_DIM, TINY_FF, TINY_HEAD_DIM);
+    let (e, q, kv, ff, hd) =
+        (TINY_EMBD, TINY_HEADS * TINY_HEAD_DIM, TINY_HEADS_KV * TINY_HEAD_DIM, TINY_FF, TINY_HEAD_DIM);
     use TensorType::*;
     // Types rotate over layers so that every type is used; K-quants need rows of 256 (the FFN down input).
     let small = [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16];

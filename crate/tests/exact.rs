@@ -192,7 +192,10 @@ fn exp2_table_and_interpolation_within_2_pow_minus_20() {
         let got = exp2_q20(z) as f64 / (1u64 << 30) as f64;
         let want = libm::exp2(z as f64 / (1 << 20) as f64);
         // Relative bound, plus half a Q30 unit (and the final rshr) for small values.
-        assert!((got - want).abs() <= want * libm::ldexp(1.0, -20) + libm::ldexp(1.0, -30), "2^({z}/2^20): {got} vs {want}");
+        assert!(
+            (got - want).abs() <= want * libm::ldexp(1.0, -20) + libm::ldexp(1.0, -30),
+            "2^({z}/2^20): {got} vs {want}"
+        );
     }
     assert_eq!(exp2_q20(0), 1 << 30);
     assert_eq!(exp2_q20(-(63 << 20)), 0);
@@ -300,7 +303,12 @@ fn matmul_every_weight_type_within_the_quantization_bound() {
                 for (j, (w, &y)) in wf.data.chunks_exact(wf.cols).zip(yr).enumerate() {
                     let want: f64 = w.iter().zip(xr).map(|(&a, &b)| a as f64 * b).sum();
                     let bound: f64 = w.iter().zip(&step).map(|(&a, s)| (a as f64).abs() * s).sum::<f64>() + ymax * 1e-6;
-                    assert!((y - want).abs() <= bound, "{} ({}), row {i} output {j}: {y} vs {want} (bound {bound})", t.name, t.ty.name());
+                    assert!(
+                        (y - want).abs() <= bound,
+                        "{} ({}), row {i} output {j}: {y} vs {want} (bound {bound})",
+                        t.name,
+                        t.ty.name()
+                    );
                 }
             }
         }
@@ -406,7 +414,9 @@ fn smollm2_exact_perplexity_close_to_f32() {
     }
     let t0 = std::time::Instant::now();
     let exact = ExactModel::load(&g).expect("load exact");
-    let pe = edgeproof::ppl::perplexity(&mut exact.session(), &ids, ctx, None, |c, n, p| eprintln!("exact {c}/{n}: {p:.3}")).expect("exact ppl");
+    let pe =
+        edgeproof::ppl::perplexity(&mut exact.session(), &ids, ctx, None, |c, n, p| eprintln!("exact {c}/{n}: {p:.3}"))
+            .expect("exact ppl");
     let te = t0.elapsed();
     drop(exact);
     let reference = RefModel::load(&g).expect("load f32");
@@ -536,7 +546,9 @@ fn row_ops_against_f64() {
         let want_g: Vec<f64> = gf
             .iter()
             .zip(&yf)
-            .map(|(g, u)| 0.5 * g * (1.0 + libm::tanh((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g))) * u)
+            .map(|(g, u)| {
+                0.5 * g * (1.0 + libm::tanh((2.0 / std::f64::consts::PI).sqrt() * (g + 0.044715 * g * g * g))) * u
+            })
             .collect();
         // The sigmoid is computed to about 2^-20, and in Q30 (so 2^-30·|g·u| absolute): looser bound.
         let gu: Vec<f64> = gf.iter().zip(&yf).map(|(g, u)| (g * u).abs()).collect();
@@ -573,7 +585,8 @@ fn attention_against_f64_on_int8_exact_inputs() {
     for window in [None, Some(3)] {
         let mut ops = ExactOps::new(&cfg);
         let n = 7;
-        let (q, k, v) = (int8(&mut rng, n, nh * hd, -24), int8(&mut rng, n, nkv * hd, -24), int8(&mut rng, n, nkv * hd, -20));
+        let (q, k, v) =
+            (int8(&mut rng, n, nh * hd, -24), int8(&mut rng, n, nkv * hd, -24), int8(&mut rng, n, nkv * hd, -20));
         let p = AttnParams { layer: 0, n_head: nh, n_head_kv: nkv, head_dim: hd, scale: 0.125, window };
         let out = ops.attention(&q, &k, &v, 0, p).expect("attention").to_f64();
         let (qf, kf, vf) = (q.to_f64(), k.to_f64(), v.to_f64());
@@ -584,14 +597,21 @@ fn attention_against_f64_on_int8_exact_inputs() {
                 let vis: Vec<usize> = (0..=i).filter(|&j| window.is_none_or(|w| i - j < w)).collect();
                 let s: Vec<f64> = vis
                     .iter()
-                    .map(|&j| 0.125 * (0..hd).map(|d| qf[i * nh * hd + h * hd + d] * kf[j * nkv * hd + g * hd + d]).sum::<f64>())
+                    .map(|&j| {
+                        0.125
+                            * (0..hd).map(|d| qf[i * nh * hd + h * hd + d] * kf[j * nkv * hd + g * hd + d]).sum::<f64>()
+                    })
                     .collect();
                 let mx = s.iter().cloned().fold(f64::MIN, f64::max);
                 let z: f64 = s.iter().map(|x| libm::exp(x - mx)).sum();
                 for d in 0..hd {
-                    let want: f64 = s.iter().zip(&vis).map(|(x, &j)| libm::exp(x - mx) / z * vf[j * nkv * hd + g * hd + d]).sum();
+                    let want: f64 =
+                        s.iter().zip(&vis).map(|(x, &j)| libm::exp(x - mx) / z * vf[j * nkv * hd + g * hd + d]).sum();
                     let got = out[i * nh * hd + h * hd + d];
-                    assert!((got - want).abs() <= vmax * libm::ldexp(1.0, -16), "window {window:?} row {i} head {h} dim {d}: {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= vmax * libm::ldexp(1.0, -16),
+                        "window {window:?} row {i} head {h} dim {d}: {got} vs {want}"
+                    );
                 }
             }
         }

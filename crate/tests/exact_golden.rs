@@ -48,7 +48,8 @@ mod io {
     /// Node has the files; the test script passes their paths in the environment.
     pub fn model_bytes(name: &str) -> Vec<u8> {
         let var = format!("EDGEPROOF_{}", name.to_uppercase());
-        let path = env(&var).unwrap_or_else(|| panic!("{var} is not set: run scripts/test-wasm.sh (it fetches the models)"));
+        let path =
+            env(&var).unwrap_or_else(|| panic!("{var} is not set: run scripts/test-wasm.sh (it fetches the models)"));
         match read_file_sync(&path) {
             Ok(a) => a.to_vec(),
             Err(e) => panic!("{path}: {e:?} (scripts/fetch-models.sh {name})"),
@@ -97,7 +98,12 @@ fn check(c: &Case) {
         return;
     }
     let want = want.unwrap_or_else(|| panic!("no golden tokens for '{}': run with EDGEPROOF_BLESS=1", c.name));
-    if let Some(i) = out.iter().zip(&want).position(|(a, b)| a != b).or((out.len() != want.len()).then_some(out.len().min(want.len()))) {
+    if let Some(i) = out
+        .iter()
+        .zip(&want)
+        .position(|(a, b)| a != b)
+        .or((out.len() != want.len()).then_some(out.len().min(want.len())))
+    {
         panic!("{}: first difference at generated token {i}: got {:?}, golden {:?}", c.name, out.get(i), want.get(i));
     }
 }
@@ -133,31 +139,67 @@ fn bless(_: &str, _: &[u32]) {}
 
 #[test]
 fn tiny_gemma3_greedy_across_the_window() {
-    check(&Case { name: "tiny-gemma3-greedy", model: "tiny-gemma3", prompt: "Hello there, tiny model", max_tokens: 40, params: SamplingParams::greedy() });
+    check(&Case {
+        name: "tiny-gemma3-greedy",
+        model: "tiny-gemma3",
+        prompt: "Hello there, tiny model",
+        max_tokens: 40,
+        params: SamplingParams::greedy(),
+    });
 }
 
 #[test]
 fn tiny_llama_seeded() {
-    check(&Case { name: "tiny-llama-seeded", model: "tiny-llama", prompt: "Once upon a time", max_tokens: 40, params: seeded(1.0, 11) });
+    check(&Case {
+        name: "tiny-llama-seeded",
+        model: "tiny-llama",
+        prompt: "Once upon a time",
+        max_tokens: 40,
+        params: seeded(1.0, 11),
+    });
 }
 
 #[test]
 fn smollm2_greedy() {
-    check(&Case { name: "smollm2-greedy", model: "smollm2", prompt: "The capital of France is", max_tokens: 16, params: SamplingParams::greedy() });
+    check(&Case {
+        name: "smollm2-greedy",
+        model: "smollm2",
+        prompt: "The capital of France is",
+        max_tokens: 16,
+        params: SamplingParams::greedy(),
+    });
 }
 
 #[test]
 fn smollm2_seeded() {
-    check(&Case { name: "smollm2-seeded", model: "smollm2", prompt: "Once upon a time", max_tokens: 16, params: seeded(0.8, 42) });
+    check(&Case {
+        name: "smollm2-seeded",
+        model: "smollm2",
+        prompt: "Once upon a time",
+        max_tokens: 16,
+        params: seeded(0.8, 42),
+    });
 }
 
 #[test]
 fn gemma3_seeded() {
-    check(&Case { name: "gemma3-seeded", model: "gemma3", prompt: "The best thing about the sea is", max_tokens: 12, params: seeded(0.7, 5) });
+    check(&Case {
+        name: "gemma3-seeded",
+        model: "gemma3",
+        prompt: "The best thing about the sea is",
+        max_tokens: 12,
+        params: seeded(0.7, 5),
+    });
 }
 
 #[test]
 #[ignore = "check-full: Gemma 3 exact, 640 tokens past the window"]
 fn gemma3_greedy_past_600_positions() {
-    check(&Case { name: "gemma3-greedy-640", model: "gemma3", prompt: "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,", max_tokens: 640, params: SamplingParams::greedy() });
+    check(&Case {
+        name: "gemma3-greedy-640",
+        model: "gemma3",
+        prompt: "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,",
+        max_tokens: 640,
+        params: SamplingParams::greedy(),
+    });
 }

@@ -597,7 +597,9 @@ fn huge_lengths_do_not_allocate() {
     // cost a 32-byte Value); shorter ones that the bytes cannot back are truncated.
     for elem in [0, T_U32, T_STR, T_U64] {
         assert_corrupt(&Raw::header(3, 0, 1).key("k", T_ARRAY).u32(elem).u64(huge).data(64), "at most");
-        assert_truncated(&Raw::header(3, 0, 1).key("k", T_ARRAY).u32(elem).u64(edgeproof::gguf::MAX_ARRAY_LEN).data(64));
+        assert_truncated(
+            &Raw::header(3, 0, 1).key("k", T_ARRAY).u32(elem).u64(edgeproof::gguf::MAX_ARRAY_LEN).data(64),
+        );
     }
     assert_corrupt(&Raw::header(3, 0, 1).key("k", T_ARRAY).u32(T_U64).u64(u64::MAX).data(64), "at most");
     assert_corrupt(&Raw::header(3, huge, 0).data(64), "tensor count");

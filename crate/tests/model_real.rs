@@ -34,7 +34,8 @@ fn gemma3_greedy_capital() {
 
 fn gpl3_text() -> String {
     let path = std::env::var("EDGEPROOF_GPL3").unwrap_or_else(|_| "/usr/share/common-licenses/GPL-3".into());
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e} (scripts/fetch-models.sh gpl3, Debian's base-files)"))
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (scripts/fetch-models.sh gpl3, Debian's base-files)"))
 }
 
 /// Feeding tokens one at a time through the KV cache gives the logits of one batched

@@ -62,13 +62,21 @@ impl Naive {
     /// Logits at every position of `ids`.
     fn forward(&self, ids: &[u32]) -> Vec<Vec<f64>> {
         let (n_layer, e) = (self.meta("block_count"), self.meta("embedding_length"));
-        let (nh, nkv, hd) = (self.meta("attention.head_count"), self.meta("attention.head_count_kv"), self.meta("attention.key_length"));
+        let (nh, nkv, hd) = (
+            self.meta("attention.head_count"),
+            self.meta("attention.head_count_kv"),
+            self.meta("attention.key_length"),
+        );
         let (emb, _) = self.w("token_embd.weight");
         let mut xs: Vec<Vec<f64>> = ids
             .iter()
             .map(|&t| {
                 let r = emb[t as usize * e..(t as usize + 1) * e].to_vec();
-                if self.gemma { r.iter().map(|v| v * (e as f64).sqrt()).collect() } else { r }
+                if self.gemma {
+                    r.iter().map(|v| v * (e as f64).sqrt()).collect()
+                } else {
+                    r
+                }
             })
             .collect();
         for il in 0..n_layer {
@@ -96,10 +104,13 @@ impl Naive {
                 for h in 0..nh {
                     let kvh = h / (nh / nkv);
                     // Explicit mask: key j is visible iff j <= p and (global or p - j < window).
-                    let visible: Vec<usize> = (0..xs.len()).filter(|&j| j <= p && (global || p - j < TINY_WINDOW)).collect();
+                    let visible: Vec<usize> =
+                        (0..xs.len()).filter(|&j| j <= p && (global || p - j < TINY_WINDOW)).collect();
                     let s: Vec<f64> = visible
                         .iter()
-                        .map(|&j| (0..hd).map(|d| qs[p][h * hd + d] * ks[j][kvh * hd + d]).sum::<f64>() / (hd as f64).sqrt())
+                        .map(|&j| {
+                            (0..hd).map(|d| qs[p][h * hd + d] * ks[j][kvh * hd + d]).sum::<f64>() / (hd as f64).sqrt()
+                        })
                         .collect();
                     let mx = s.iter().cloned().fold(f64::MIN, f64::max);
                     let z: f64 = s.iter().map(|v| (v - mx).exp()).sum();

@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::gguf::{SharedBytes, TensorView};
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{
-    align_terms, bitlen, dot_i8, quantize_block_scaled, exp2_q20, f16_parts, f32_parts, gelu_mant, normalize, quantize_block,
-    rope_cos_sin, rshr, rsqrt, shl, silu_mant, strip_zeros, LOG2E_Q30,
+    align_terms, bitlen, dot_i8, exp2_q20, f16_parts, f32_parts, gelu_mant, normalize, quantize_block,
+    quantize_block_scaled, rope_cos_sin, rshr, rsqrt, shl, silu_mant, strip_zeros, LOG2E_Q30,
 };
 use crate::quant::{scale_min_k4, TensorType};
 use rayon::prelude::*;
@@ -75,7 +75,10 @@ pub struct Matrix {
 pub enum ExactWeight {
     Matrix(Matrix),
     /// A 1-D weight (norms): mantissas with |m| < 2^30 and one shared exponent.
-    Vector { m: Vec<i32>, e: i32 },
+    Vector {
+        m: Vec<i32>,
+        e: i32,
+    },
 }
 
 /// Longest matrix row (and norm group): keeps every i64 accumulator below 2^62.
@@ -191,7 +194,8 @@ impl Matrix {
                 let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
                 let mut max_exp = i32::MIN;
                 for b in t.data.chunks_exact(bb) {
-                    decode_block(ty, b, &mut q[..bl], &mut sc[..bl / 32]).ok_or_else(|| bad(t, "Inf or NaN block scale"))?;
+                    decode_block(ty, b, &mut q[..bl], &mut sc[..bl / 32])
+                        .ok_or_else(|| bad(t, "Inf or NaN block scale"))?;
                     max_exp = sc[..bl / 32].iter().fold(max_exp, |m, s| m.max(s.ea).max(s.eb));
                 }
                 let max_exp = if max_exp == i32::MIN { 0 } else { max_exp };
@@ -207,7 +211,15 @@ impl Matrix {
 
     /// GGUF block `g` of row `r`, decoded: int8 values and one scale per 32 elements.
     /// Blocks were validated at load, so a scale that fails to decode cannot occur; it reads as zero.
-    fn block(&self, ty: TensorType, raw: &[u8], r: usize, g: usize, q: &mut [i8; 256], sc: &mut [BlockScale; 8]) -> usize {
+    fn block(
+        &self,
+        ty: TensorType,
+        raw: &[u8],
+        r: usize,
+        g: usize,
+        q: &mut [i8; 256],
+        sc: &mut [BlockScale; 8],
+    ) -> usize {
         let (bl, bb) = (ty.block_len(), ty.block_bytes());
         let at = (r * (self.cols / bl) + g) * bb;
         if decode_block(ty, &raw[at..at + bb], &mut q[..bl], &mut sc[..bl / 32]).is_none() {
@@ -375,8 +387,14 @@ mod dots {
             let z = _mm_setzero_si128();
             let ld = |k: usize| _mm_loadu_si128(x.as_ptr().add(8 * k) as *const __m128i);
             let acc = _mm_add_epi32(
-                _mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi8(lo, z), ld(0)), _mm_madd_epi16(_mm_unpackhi_epi8(lo, z), ld(1))),
-                _mm_add_epi32(_mm_madd_epi16(_mm_unpacklo_epi8(hi, z), ld(2)), _mm_madd_epi16(_mm_unpackhi_epi8(hi, z), ld(3))),
+                _mm_add_epi32(
+                    _mm_madd_epi16(_mm_unpacklo_epi8(lo, z), ld(0)),
+                    _mm_madd_epi16(_mm_unpackhi_epi8(lo, z), ld(1)),
+                ),
+                _mm_add_epi32(
+                    _mm_madd_epi16(_mm_unpacklo_epi8(hi, z), ld(2)),
+                    _mm_madd_epi16(_mm_unpackhi_epi8(hi, z), ld(3)),
+                ),
             );
             hsum(acc)
         }
@@ -496,7 +514,12 @@ fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out
             for (j, o) in out.iter_mut().enumerate() {
                 let (sc, mn) = scale_min_k4(j, scales);
                 let dot = dots::half_nibbles(&arr(&qs[32 * (j / 2)..32 * (j / 2) + 32]), &x32(j), j % 2 == 1);
-                *o = Terms { t1: (d * sc as i32) as i64 * dot as i64, e1: e, t2: -((dm * mn as i32) as i64) * xsum[j] as i64, e2: me };
+                *o = Terms {
+                    t1: (d * sc as i32) as i64 * dot as i64,
+                    e1: e,
+                    t2: -((dm * mn as i32) as i64) * xsum[j] as i64,
+                    e2: me,
+                };
             }
         }
         _ => {
@@ -507,7 +530,8 @@ fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out
             }
             for (j, (o, s)) in out.iter_mut().zip(&sc[..bl / 32]).enumerate() {
                 let (wb, xb) = (&q[32 * j..32 * j + 32], &x[32 * j..32 * j + 32]);
-                let t1 = s.a[0] as i64 * dot_i8(&wb[..16], &xb[..16]) as i64 + s.a[1] as i64 * dot_i8(&wb[16..], &xb[16..]) as i64;
+                let t1 = s.a[0] as i64 * dot_i8(&wb[..16], &xb[..16]) as i64
+                    + s.a[1] as i64 * dot_i8(&wb[16..], &xb[16..]) as i64;
                 *o = Terms { t1, e1: s.ea, t2: s.b as i64 * xsum[j] as i64, e2: s.eb };
             }
         }
@@ -717,7 +741,11 @@ fn attend_head(
             let d = s - smax;
             let sh = a + 20;
             let dq = if sh >= 0 {
-                if d != 0 && (sh >= 31 || d < -(1i64 << (31 - sh))) { -(1i64 << 31) } else { d << sh }
+                if d != 0 && (sh >= 31 || d < -(1i64 << (31 - sh))) {
+                    -(1i64 << 31)
+                } else {
+                    d << sh
+                }
             } else {
                 rshr(d, sh.unsigned_abs()).max(-(1i64 << 31))
             };
@@ -763,7 +791,11 @@ impl Ops for ExactOps {
             if t as usize >= w.rows {
                 return Err(Error::InvalidArgument(format!("token id {t} is outside the vocabulary of {}", w.rows)));
             }
-            x.e[i] = align_terms(&w.row_terms(t as usize), crate::numerics::ROW_BITS, &mut x.m[i * w.cols..(i + 1) * w.cols]);
+            x.e[i] = align_terms(
+                &w.row_terms(t as usize),
+                crate::numerics::ROW_BITS,
+                &mut x.m[i * w.cols..(i + 1) * w.cols],
+            );
         }
         Ok(x)
     }
@@ -858,7 +890,10 @@ impl Ops for ExactOps {
         let hd = p.head_dim;
         let kv_dim = p.n_head_kv * hd;
         if hd > 256 || p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
-            return Err(Error::InvalidArgument(format!("exact attention: {} heads, {} KV heads of {hd}", p.n_head, p.n_head_kv)));
+            return Err(Error::InvalidArgument(format!(
+                "exact attention: {} heads, {} KV heads of {hd}",
+                p.n_head, p.n_head_kv
+            )));
         }
         let (mut sm, mut se) =
             f32_const(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))?;
@@ -936,7 +971,8 @@ impl Ops for ExactOps {
                 continue;
             }
             let g = x.e[i].max(y.e[i]) - 32;
-            let acc: Vec<i64> = xr.iter().zip(yr).map(|(&a, &b)| shl(a as i64, x.e[i] - g) + shl(b as i64, y.e[i] - g)).collect();
+            let acc: Vec<i64> =
+                xr.iter().zip(yr).map(|(&a, &b)| shl(a as i64, x.e[i] - g) + shl(b as i64, y.e[i] - g)).collect();
             x.e[i] = normalize(&acc, g, &mut x.m[i * cols..(i + 1) * cols]);
         }
     }

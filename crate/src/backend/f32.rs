@@ -79,7 +79,22 @@ pub fn matmul(x: &Mat, w: &F32Weight) -> Mat {
         // SAFETY: a is r×k with strides (k, 1); xᵀ is k×n with strides (1, k); ct is r×n with
         // strides (n, 1); every slice is at least as long as those shapes need.
         unsafe {
-            matrixmultiply::sgemm(r, k, n, 1.0, a.as_ptr(), k as isize, 1, x.data.as_ptr(), 1, k as isize, 0.0, ct.as_mut_ptr(), n as isize, 1);
+            matrixmultiply::sgemm(
+                r,
+                k,
+                n,
+                1.0,
+                a.as_ptr(),
+                k as isize,
+                1,
+                x.data.as_ptr(),
+                1,
+                k as isize,
+                0.0,
+                ct.as_mut_ptr(),
+                n as isize,
+                1,
+            );
         }
     });
     for j in 0..m {

@@ -2,9 +2,9 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use edgeproof::engine::{generate, Engine, ExactModel, Finish, RefModel};
-use edgeproof::sampling::{SamplingParams, StopMatcher};
 use edgeproof::gguf::Gguf;
 use edgeproof::model::Arch;
+use edgeproof::sampling::{SamplingParams, StopMatcher};
 use edgeproof::tokenizer::chat::{ChatTemplate, Message};
 use edgeproof::tokenizer::{StreamDecoder, Tokenizer};
 use edgeproof::{Error, Result};
@@ -263,7 +263,8 @@ fn run(cmd: Cmd) -> Result<()> {
             let run = |numerics: Numerics| -> Result<edgeproof::ppl::Perplexity> {
                 with_engine(&gguf, numerics, |engine| {
                     let start = Instant::now();
-                    let r = edgeproof::ppl::perplexity(engine, &tokens, ctx, bos, |c, n, p| eprint!("\r[{c}/{n}] {p:.4}"))?;
+                    let r =
+                        edgeproof::ppl::perplexity(engine, &tokens, ctx, bos, |c, n, p| eprint!("\r[{c}/{n}] {p:.4}"))?;
                     eprintln!();
                     println!(
                         "{}: PPL = {:.4} +/- {:.4} ({} chunks of {ctx}, {} scored tokens, {:.1}s)",
@@ -295,7 +296,8 @@ fn run(cmd: Cmd) -> Result<()> {
         }
         Cmd::Bench { model, prefill, decode } => bench(&model, prefill, decode),
         Cmd::Tiny { arch, tokenizer_from, out, seed } => {
-            let src = std::fs::read(&tokenizer_from).map_err(|e| Error::Io(format!("{}: {e}", tokenizer_from.display())))?;
+            let src =
+                std::fs::read(&tokenizer_from).map_err(|e| Error::Io(format!("{}: {e}", tokenizer_from.display())))?;
             let header = edgeproof::gguf::parse_header(&src)?;
             let arch = match arch {
                 ArchArg::Llama => Arch::Llama,
@@ -309,11 +311,19 @@ fn run(cmd: Cmd) -> Result<()> {
         Cmd::Info { model } => {
             let gguf = Gguf::open(&model)?;
             let h = &gguf.header;
-            println!("GGUF v{}, {} tensors, data at {} ({} bytes)", h.version, h.tensors.len(), h.data_offset, h.data_size);
+            println!(
+                "GGUF v{}, {} tensors, data at {} ({} bytes)",
+                h.version,
+                h.tensors.len(),
+                h.data_offset,
+                h.data_size
+            );
             for (k, v) in h.metadata.entries() {
                 let shown = match v {
                     edgeproof::gguf::Value::Array(_, items) => format!("[{} items of {}]", items.len(), v.type_name()),
-                    edgeproof::gguf::Value::Str(s) if s.len() > 80 => format!("{:?}...", &s[..s.floor_char_boundary(80)]),
+                    edgeproof::gguf::Value::Str(s) if s.len() > 80 => {
+                        format!("{:?}...", &s[..s.floor_char_boundary(80)])
+                    }
                     v => format!("{v:?}"),
                 };
                 println!("  {k} = {shown}");

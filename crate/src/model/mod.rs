@@ -184,7 +184,10 @@ impl<W> Weights<W> {
             let t = gguf.tensor(name)?;
             let dims: Vec<usize> = t.info.dims.iter().map(|&d| d as usize).collect();
             if dims != shape {
-                return Err(Error::BadTensor { name: name.to_string(), msg: format!("shape {dims:?}, expected {shape:?}") });
+                return Err(Error::BadTensor {
+                    name: name.to_string(),
+                    msg: format!("shape {dims:?}, expected {shape:?}"),
+                });
             }
             conv(t)
         };
@@ -194,7 +197,11 @@ impl<W> Weights<W> {
         for il in 0..cfg.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
             let mut opt = |s: &str, shape: &[usize]| -> Result<Option<W>> {
-                if gemma { get(&n(s), shape).map(Some) } else { Ok(None) }
+                if gemma {
+                    get(&n(s), shape).map(Some)
+                } else {
+                    Ok(None)
+                }
             };
             layers.push(LayerWeights {
                 q_norm: opt("attn_q_norm", &[hd])?,
@@ -255,7 +262,14 @@ pub trait Ops {
     /// Rotate each `head_dim` slice of each row by its position `pos0 + row`.
     fn rope(&mut self, x: &mut Self::Act, pos0: usize, head_dim: usize, base: f32, kind: RopeKind);
     /// Append `k`, `v` to the layer's cache, then causal (optionally windowed) attention of `q`.
-    fn attention(&mut self, q: &Self::Act, k: &Self::Act, v: &Self::Act, pos0: usize, p: AttnParams) -> Result<Self::Act>;
+    fn attention(
+        &mut self,
+        q: &Self::Act,
+        k: &Self::Act,
+        v: &Self::Act,
+        pos0: usize,
+        p: AttnParams,
+    ) -> Result<Self::Act>;
     /// `silu(gate) * up`.
     fn swiglu(&mut self, gate: &Self::Act, up: &Self::Act) -> Self::Act;
     /// `gelu_tanh(gate) * up`.
@@ -298,7 +312,14 @@ mod tests {
     fn meta(eps: f32, base: f32) -> Metadata {
         let mut m = Metadata::new();
         m.set("general.architecture", Value::Str("llama".into()));
-        for (k, v) in [("block_count", 2), ("embedding_length", 64), ("feed_forward_length", 128), ("attention.head_count", 4), ("context_length", 32), ("vocab_size", 10)] {
+        for (k, v) in [
+            ("block_count", 2),
+            ("embedding_length", 64),
+            ("feed_forward_length", 128),
+            ("attention.head_count", 4),
+            ("context_length", 32),
+            ("vocab_size", 10),
+        ] {
             m.set(&format!("llama.{k}"), Value::U32(v));
         }
         m.set("llama.attention.layer_norm_rms_epsilon", Value::F32(eps));
@@ -311,7 +332,11 @@ mod tests {
         let cfg = Config::from_metadata(&meta(1e-5, 10_000.0)).expect("valid");
         assert_eq!((cfg.n_head_kv, cfg.head_dim), (4, 16));
         for (eps, base) in [(f32::NAN, 1e4), (-1.0, 1e4), (1e-5, 0.0), (1e-5, f32::INFINITY)] {
-            assert_eq!(Config::from_metadata(&meta(eps, base)).map_err(|e| e.code()), Err("CORRUPT"), "eps {eps}, base {base}");
+            assert_eq!(
+                Config::from_metadata(&meta(eps, base)).map_err(|e| e.code()),
+                Err("CORRUPT"),
+                "eps {eps}, base {base}"
+            );
         }
         let mut m = meta(1e-5, 1e4);
         m.set("general.architecture", Value::Str("mamba".into()));
