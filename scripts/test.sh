@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 eval "$(scripts/fetch-models.sh smollm2 gemma3 gpl3 | sed 's/^/export EDGEPROOF_PATH_/')"
 export EDGEPROOF_SMOLLM2="$EDGEPROOF_PATH_smollm2" EDGEPROOF_GEMMA3="$EDGEPROOF_PATH_gemma3" EDGEPROOF_GPL3="$EDGEPROOF_PATH_gpl3"
 
+echo "== formatting"
+cargo fmt --all --check
+
 echo "== wasm32 build of the library"
 cargo build --release -p edgeproof --lib --no-default-features --target wasm32-unknown-unknown
 
