@@ -36,6 +36,23 @@ pub enum Error {
     InvalidArgument(String),
     #[error("i/o: {0}")]
     Io(String),
+    /// No GPU adapter (natively: install a Vulkan driver, e.g. Mesa's lavapipe in `mesa-vulkan-drivers`).
+    #[error("no GPU adapter: {0}")]
+    NoAdapter(String),
+    #[error("GPU adapter lacks limit {name}: needs {need}, has {have}")]
+    MissingLimit { name: String, need: u64, have: u64 },
+    #[error("GPU adapter lacks feature {0}")]
+    MissingFeature(String),
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    #[error("GPU out of memory: {0}")]
+    OutOfMemory(String),
+    /// A kernel failed shader or pipeline validation.
+    #[error("GPU kernel {kernel}: {msg}")]
+    Shader { kernel: String, msg: String },
+    /// Any other error the GPU API reports (validation of a command, internal error).
+    #[error("GPU: {0}")]
+    Gpu(String),
 }
 
 impl Error {
@@ -56,6 +73,13 @@ impl Error {
             Error::ContextOverflow { .. } => "CONTEXT_OVERFLOW",
             Error::InvalidArgument(_) => "INVALID_ARGUMENT",
             Error::Io(_) => "IO",
+            Error::NoAdapter(_) => "NO_ADAPTER",
+            Error::MissingLimit { .. } => "MISSING_LIMIT",
+            Error::MissingFeature(_) => "MISSING_FEATURE",
+            Error::DeviceLost(_) => "DEVICE_LOST",
+            Error::OutOfMemory(_) => "OUT_OF_MEMORY",
+            Error::Shader { .. } => "SHADER",
+            Error::Gpu(_) => "GPU",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod gguf;
+pub mod gpu;
 pub mod quant;
 pub mod tokenizer;
 

@@ -1,0 +1,87 @@
+//! The kernels: one `.wgsl` file each in `shaders/`, with the shared helper files they
+//! need prepended, and their override constants. A [`KernelKey`] names one pipeline; its
+//! `Display` string is also the wgpu label.
+
+use crate::quant::TensorType;
+use std::fmt;
+
+const I64: &str = include_str!("../../../shaders/i64.wgsl");
+const WEIGHTS: &str = include_str!("../../../shaders/weights.wgsl");
+const DOT4_PACKED: &str = include_str!("../../../shaders/dot4_packed.wgsl");
+const DOT4_EMULATED: &str = include_str!("../../../shaders/dot4_emulated.wgsl");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Quantize,
+    Matmul(TensorType),
+    Normalize,
+    Embed(TensorType),
+    RmsNorm,
+    Scale,
+    Rope { neox: bool },
+    Gated { gelu: bool },
+    Add,
+}
+
+/// One pipeline: a kernel and the dot-product path it was built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KernelKey {
+    pub kernel: Kernel,
+    pub dot4_packed: bool,
+}
+
+impl fmt::Display for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kernel::Quantize => write!(f, "quantize"),
+            Kernel::Matmul(t) => write!(f, "matmul[{}]", t.name()),
+            Kernel::Normalize => write!(f, "normalize"),
+            Kernel::Embed(t) => write!(f, "embed[{}]", t.name()),
+            Kernel::RmsNorm => write!(f, "rms_norm"),
+            Kernel::Scale => write!(f, "scale"),
+            Kernel::Rope { neox } => write!(f, "rope[{}]", if *neox { "neox" } else { "norm" }),
+            Kernel::Gated { gelu } => write!(f, "{}", if *gelu { "geglu" } else { "swiglu" }),
+            Kernel::Add => write!(f, "add"),
+        }
+    }
+}
+
+impl fmt::Display for KernelKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kernel {
+            Kernel::Matmul(_) => {
+                write!(f, "{}[dot4={}]", self.kernel, if self.dot4_packed { "packed" } else { "emulated" })
+            }
+            _ => write!(f, "{}", self.kernel),
+        }
+    }
+}
+
+impl KernelKey {
+    /// The WGSL source: helpers, then the kernel's own file.
+    pub fn source(&self) -> String {
+        let dot4 = if self.dot4_packed { DOT4_PACKED } else { DOT4_EMULATED };
+        let parts: &[&str] = match self.kernel {
+            Kernel::Quantize => &[I64, include_str!("../../../shaders/quantize.wgsl")],
+            Kernel::Matmul(_) => &[I64, dot4, WEIGHTS, include_str!("../../../shaders/matmul.wgsl")],
+            Kernel::Normalize => &[I64, include_str!("../../../shaders/normalize.wgsl")],
+            Kernel::Embed(_) => &[I64, WEIGHTS, include_str!("../../../shaders/embed.wgsl")],
+            Kernel::RmsNorm => &[I64, include_str!("../../../shaders/rms_norm.wgsl")],
+            Kernel::Scale => &[I64, include_str!("../../../shaders/scale.wgsl")],
+            Kernel::Rope { .. } => &[I64, include_str!("../../../shaders/rope.wgsl")],
+            Kernel::Gated { .. } => &[I64, include_str!("../../../shaders/gated.wgsl")],
+            Kernel::Add => &[I64, include_str!("../../../shaders/add.wgsl")],
+        };
+        parts.join("\n")
+    }
+
+    /// Override constants.
+    pub fn constants(&self) -> Vec<(&'static str, f64)> {
+        match self.kernel {
+            Kernel::Matmul(t) | Kernel::Embed(t) => vec![("TYPE", t as u32 as f64)],
+            Kernel::Rope { neox } => vec![("NEOX", neox as u32 as f64)],
+            Kernel::Gated { gelu } => vec![("GELU", gelu as u32 as f64)],
+            _ => vec![],
+        }
+    }
+}

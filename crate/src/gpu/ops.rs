@@ -1,0 +1,328 @@
+//! The exact op set on the GPU: activations stay in device buffers (i32 mantissas and one
+//! exponent per row, as [`IMat`]); weights are uploaded once as their GGUF bytes.
+
+use super::{GpuContext, Kernel, MAX_BINDING};
+use crate::backend::exact::{ExactWeight, IMat, MatrixData};
+use crate::error::{Error, Result};
+use crate::gguf::TensorView;
+use crate::model::RopeKind;
+use crate::numerics::{exp2_table, f32_parts, rope_cos_sin, strip_zeros, ROW_BITS};
+use crate::quant::TensorType;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Activation rows on the device: `m` holds `rows × cols` i32 mantissas, `e` one i32 exponent per row.
+pub struct GpuAct {
+    pub rows: usize,
+    pub cols: usize,
+    pub m: wgpu::Buffer,
+    pub e: wgpu::Buffer,
+}
+
+/// A slice of a matrix's rows in one buffer (each within the 128 MiB binding limit).
+pub struct Chunk {
+    pub buf: wgpu::Buffer,
+    pub row0: usize,
+    pub rows: usize,
+}
+
+pub enum GpuWeight {
+    /// The GGUF bytes of whole rows, split into chunks that fit a binding.
+    Matrix { rows: usize, cols: usize, ty: TensorType, max_exp: i32, chunks: Vec<Chunk> },
+    /// A norm weight: mantissas (|m| < 2^30) and one exponent, as the CPU computes them.
+    Vector { len: usize, m: wgpu::Buffer, e: i32 },
+}
+
+impl GpuWeight {
+    /// Upload a GGUF tensor. It is validated and converted as [`ExactWeight::from_view`] does
+    /// (which also gives the largest scale exponent); matrices keep their file bytes.
+    pub fn from_view(ctx: &GpuContext, t: TensorView) -> Result<GpuWeight> {
+        let data = t.data;
+        match ExactWeight::from_view(t)? {
+            ExactWeight::Vector { m, e } => {
+                Ok(GpuWeight::Vector { len: m.len(), m: ctx.storage_init("norm", bytemuck::cast_slice(&m))?, e })
+            }
+            ExactWeight::Matrix(mat) => {
+                let ty = match &mat.data {
+                    MatrixData::Blocks { ty, .. } => *ty,
+                    MatrixData::Elems { .. } => t.info.ty,
+                };
+                let row_bytes = mat.cols / ty.block_len() * ty.block_bytes();
+                // One spare word: kernels read unaligned words as two.
+                let per_chunk = ((MAX_BINDING as usize - 8) / row_bytes.max(1)).max(1);
+                let mut chunks = Vec::new();
+                let mut row0 = 0;
+                while row0 < mat.rows {
+                    let rows = per_chunk.min(mat.rows - row0);
+                    let mut bytes = data[row0 * row_bytes..(row0 + rows) * row_bytes].to_vec();
+                    bytes.resize(bytes.len().next_multiple_of(4) + 4, 0);
+                    chunks.push(Chunk { buf: ctx.storage_init(&format!("weight {row0}.."), &bytes)?, row0, rows });
+                    row0 += rows;
+                }
+                Ok(GpuWeight::Matrix { rows: mat.rows, cols: mat.cols, ty, max_exp: mat.max_exp, chunks })
+            }
+        }
+    }
+}
+
+/// The exact op set on a [`GpuContext`]. Ops of the [`crate::model::Ops`] trait cannot
+/// return errors: they are kept and returned by [`GpuOps::check`] and by readbacks.
+pub struct GpuOps {
+    pub ctx: Rc<GpuContext>,
+    exp2: wgpu::Buffer,
+    /// (cos, sin) in Q30 per position, keyed by (base bits, head size): built on the CPU.
+    rope: HashMap<(u32, usize), Vec<[i32; 2]>>,
+}
+
+fn i32_bytes(v: &[i32]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+/// `(m, e)` of a finite f32 with trailing zeros stripped (as the CPU's `f32_const`).
+fn f32_const(v: f32) -> Option<(i32, i32)> {
+    f32_parts(v.to_bits()).map(strip_zeros)
+}
+
+impl GpuOps {
+    pub fn new(ctx: Rc<GpuContext>) -> Result<GpuOps> {
+        let t: Vec<u32> = exp2_table().iter().map(|&v| v as u32).collect();
+        let exp2 = ctx.storage_init("exp2", bytemuck::cast_slice(&t))?;
+        Ok(GpuOps { ctx, exp2, rope: HashMap::new() })
+    }
+
+    /// The first error since the last check (the ops of the `Ops` trait defer theirs).
+    pub fn check(&self) -> Result<()> {
+        self.ctx.check()
+    }
+
+    pub fn upload(&self, x: &IMat) -> Result<GpuAct> {
+        Ok(GpuAct {
+            rows: x.rows,
+            cols: x.cols,
+            m: self.ctx.storage_init("act.m", i32_bytes(&x.m))?,
+            e: self.ctx.storage_init("act.e", i32_bytes(&x.e))?,
+        })
+    }
+
+    /// Read activations back (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn download(&self, x: &GpuAct) -> Result<IMat> {
+        let m = self.ctx.read(&x.m, (x.rows * x.cols * 4) as u64)?;
+        let e = self.ctx.read(&x.e, (x.rows * 4) as u64)?;
+        Ok(IMat {
+            rows: x.rows,
+            cols: x.cols,
+            m: bytemuck::pod_collect_to_vec(&m),
+            e: bytemuck::pod_collect_to_vec(&e),
+        })
+    }
+
+    fn act(&self, rows: usize, cols: usize) -> Result<GpuAct> {
+        Ok(GpuAct {
+            rows,
+            cols,
+            m: self.ctx.storage("act.m", (rows * cols * 4) as u64)?,
+            e: self.ctx.storage("act.e", (rows * 4) as u64)?,
+        })
+    }
+
+    /// 64-bit accumulators for `rows × cols` values and `groups` exponents per row.
+    fn acc(&self, rows: usize, cols: usize, groups: usize) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        Ok((self.ctx.storage("acc", (rows * cols * 8) as u64)?, self.ctx.storage("acc.e", (rows * groups * 4) as u64)?))
+    }
+
+    /// Record normalize.wgsl: groups of `group` columns to the row's largest exponent (plus
+    /// `bias`), then rows rounded to `ROW_BITS`.
+    #[allow(clippy::too_many_arguments)]
+    fn normalize(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        acc: &wgpu::Buffer,
+        gexp: &wgpu::Buffer,
+        rows: usize,
+        cols: usize,
+        group: usize,
+        bias: i32,
+    ) -> Result<GpuAct> {
+        let out = self.act(rows, cols)?;
+        let p = [cols as u32, group as u32, (cols / group) as u32, ROW_BITS, bias as u32];
+        self.ctx.dispatch(enc, Kernel::Normalize, &p, &[acc, gexp, &out.m, &out.e], [rows as u32, 1, 1])?;
+        Ok(out)
+    }
+
+    fn submit(&self, enc: wgpu::CommandEncoder) {
+        self.ctx.queue.submit([enc.finish()]);
+    }
+
+    pub fn try_matmul(&mut self, x: &GpuAct, w: &GpuWeight) -> Result<GpuAct> {
+        let GpuWeight::Matrix { rows: m, cols: k, ty, max_exp, chunks } = w else {
+            return Err(Error::InvalidArgument("a 1-D weight used as a matrix".into()));
+        };
+        let (n, m, k) = (x.rows, *m, *k);
+        if x.cols != k {
+            return Err(Error::InvalidArgument(format!("matmul of {}-wide rows by a {k}-wide weight", x.cols)));
+        }
+        let nb = k / 32;
+        let xq = self.ctx.storage("xq", (n * k) as u64)?;
+        let xblk = self.ctx.storage("xblk", (n * nb * 16) as u64)?;
+        let emax = self.ctx.storage("emax", (n * 4) as u64)?;
+        let acc = self.ctx.storage("acc", (n * m * 8) as u64)?;
+        let mut enc = self.ctx.encoder();
+        let p = [k as u32, nb as u32];
+        self.ctx.dispatch(&mut enc, Kernel::Quantize, &p, &[&x.m, &x.e, &xq, &xblk, &emax], [n as u32, 1, 1])?;
+        for c in chunks {
+            let p = [k as u32, nb as u32, c.rows as u32, c.row0 as u32, m as u32, n as u32, *max_exp as u32, 0];
+            let groups = [c.rows.div_ceil(64) as u32, n as u32, 1];
+            self.ctx.dispatch(&mut enc, Kernel::Matmul(*ty), &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
+        }
+        let out = self.normalize(&mut enc, &acc, &emax, n, m, m, max_exp - 8)?;
+        self.submit(enc);
+        Ok(out)
+    }
+
+    pub fn try_embed(&mut self, w: &GpuWeight, ids: &[u32]) -> Result<GpuAct> {
+        let GpuWeight::Matrix { rows, cols, ty, chunks, .. } = w else {
+            return Err(Error::InvalidArgument("a 1-D weight used as an embedding".into()));
+        };
+        if let Some(&t) = ids.iter().find(|&&t| t as usize >= *rows) {
+            return Err(Error::InvalidArgument(format!("token id {t} is outside the vocabulary of {rows}")));
+        }
+        let (n, cols) = (ids.len(), *cols);
+        let (acc, gexp) = self.acc(n, cols, 1)?;
+        let mut enc = self.ctx.encoder();
+        for c in chunks {
+            // (row within the chunk, output row) of this chunk's tokens.
+            let sel: Vec<u32> = ids
+                .iter()
+                .enumerate()
+                .filter(|(_, &t)| (c.row0..c.row0 + c.rows).contains(&(t as usize)))
+                .flat_map(|(i, &t)| [t - c.row0 as u32, i as u32])
+                .collect();
+            if sel.is_empty() {
+                continue;
+            }
+            let sel_buf = self.ctx.storage_init("ids", bytemuck::cast_slice(&sel))?;
+            let groups = [(sel.len() / 2) as u32, 1, 1];
+            self.ctx.dispatch(
+                &mut enc,
+                Kernel::Embed(*ty),
+                &[cols as u32],
+                &[&c.buf, &sel_buf, &acc, &gexp],
+                groups,
+            )?;
+        }
+        let out = self.normalize(&mut enc, &acc, &gexp, n, cols, cols, 0)?;
+        self.submit(enc);
+        Ok(out)
+    }
+
+    pub fn try_rms_norm(&mut self, x: &GpuAct, w: &GpuWeight, group: usize, eps: f32) -> Result<GpuAct> {
+        let GpuWeight::Vector { len, m: wm, e: we } = w else {
+            return Err(Error::InvalidArgument("a matrix used as a norm weight".into()));
+        };
+        if *len != group || group == 0 || !x.cols.is_multiple_of(group) {
+            return Err(Error::InvalidArgument(format!("norm weight of {len} for groups of {group} in {}", x.cols)));
+        }
+        let (em, ee) = f32_const(eps).unwrap_or((0, 0));
+        let ng = x.cols / group;
+        let (acc, gexp) = self.acc(x.rows, x.cols, ng)?;
+        let mut enc = self.ctx.encoder();
+        let p = [x.cols as u32, group as u32, ng as u32, em as u32, ee as u32, *we as u32];
+        let groups = [ng as u32, x.rows as u32, 1];
+        self.ctx.dispatch(&mut enc, Kernel::RmsNorm, &p, &[&x.m, &x.e, wm, &acc, &gexp], groups)?;
+        let out = self.normalize(&mut enc, &acc, &gexp, x.rows, x.cols, group, 0)?;
+        self.submit(enc);
+        Ok(out)
+    }
+
+    /// An element-wise op writing accumulators and one exponent per row, then normalized.
+    fn elementwise(
+        &mut self,
+        kernel: Kernel,
+        p: &[u32],
+        inputs: &[&wgpu::Buffer],
+        rows: usize,
+        cols: usize,
+        width: usize,
+    ) -> Result<GpuAct> {
+        let (acc, gexp) = self.acc(rows, cols, 1)?;
+        let mut enc = self.ctx.encoder();
+        let mut bufs = inputs.to_vec();
+        bufs.extend([&acc, &gexp]);
+        self.ctx.dispatch(&mut enc, kernel, p, &bufs, [width.div_ceil(64) as u32, rows as u32, 1])?;
+        let out = self.normalize(&mut enc, &acc, &gexp, rows, cols, cols, 0)?;
+        self.submit(enc);
+        Ok(out)
+    }
+
+    pub fn try_scale(&mut self, x: &GpuAct, s: f32) -> Result<GpuAct> {
+        let (sm, se) = f32_const(s).unwrap_or((0, 0));
+        let p = [x.cols as u32, x.rows as u32, sm as u32, se as u32];
+        self.elementwise(Kernel::Scale, &p, &[&x.m, &x.e], x.rows, x.cols, x.cols)
+    }
+
+    pub fn try_rope(&mut self, x: &GpuAct, pos0: usize, head_dim: usize, base: f32, kind: RopeKind) -> Result<GpuAct> {
+        if head_dim == 0 || head_dim % 2 != 0 || x.cols % head_dim != 0 {
+            return Err(Error::InvalidArgument(format!("rope of heads of {head_dim} in rows of {}", x.cols)));
+        }
+        let half = head_dim / 2;
+        let table = self.rope.entry((base.to_bits(), head_dim)).or_default();
+        while table.len() < (pos0 + x.rows) * half {
+            let pos = table.len() / half;
+            table.extend(rope_cos_sin(base, head_dim, pos).into_iter().map(|(c, s)| [c, s]));
+        }
+        let rows = &table[pos0 * half..(pos0 + x.rows) * half];
+        let cs = self.ctx.storage_init("rope", bytemuck::cast_slice(rows))?;
+        let p = [x.cols as u32, x.rows as u32, head_dim as u32];
+        let kernel = Kernel::Rope { neox: kind == RopeKind::Neox };
+        self.elementwise(kernel, &p, &[&x.m, &x.e, &cs], x.rows, x.cols, x.cols / 2)
+    }
+
+    fn try_gated(&mut self, gate: &GpuAct, up: &GpuAct, gelu: bool) -> Result<GpuAct> {
+        if (gate.rows, gate.cols) != (up.rows, up.cols) {
+            return Err(Error::InvalidArgument(format!(
+                "gate {}×{} and up {}×{}",
+                gate.rows, gate.cols, up.rows, up.cols
+            )));
+        }
+        let p = [gate.cols as u32, gate.rows as u32];
+        let exp2 = self.exp2.clone();
+        let bufs = [&gate.m, &gate.e, &up.m, &up.e, &exp2];
+        self.elementwise(Kernel::Gated { gelu }, &p, &bufs, gate.rows, gate.cols, gate.cols)
+    }
+
+    pub fn try_add(&mut self, x: &GpuAct, y: &GpuAct) -> Result<GpuAct> {
+        if (x.rows, x.cols) != (y.rows, y.cols) {
+            return Err(Error::InvalidArgument(format!("add of {}×{} and {}×{}", x.rows, x.cols, y.rows, y.cols)));
+        }
+        let out = self.act(x.rows, x.cols)?;
+        let mut enc = self.ctx.encoder();
+        let bufs = [&x.m, &x.e, &y.m, &y.e, &out.m, &out.e];
+        self.ctx.dispatch(&mut enc, Kernel::Add, &[x.cols as u32], &bufs, [x.rows as u32, 1, 1])?;
+        self.submit(enc);
+        Ok(out)
+    }
+
+    pub fn try_rows(&mut self, x: &GpuAct, rows: std::ops::Range<usize>) -> Result<GpuAct> {
+        if rows.start > rows.end || rows.end > x.rows {
+            return Err(Error::InvalidArgument(format!("rows {rows:?} of {}", x.rows)));
+        }
+        let out = self.act(rows.len(), x.cols)?;
+        let mut enc = self.ctx.encoder();
+        let (c, r0, n) = (x.cols as u64 * 4, rows.start as u64, rows.len() as u64);
+        if n > 0 {
+            enc.copy_buffer_to_buffer(&x.m, r0 * c, &out.m, 0, n * c);
+            enc.copy_buffer_to_buffer(&x.e, r0 * 4, &out.e, 0, n * 4);
+        }
+        self.submit(enc);
+        Ok(out)
+    }
+
+    pub fn try_swiglu(&mut self, gate: &GpuAct, up: &GpuAct) -> Result<GpuAct> {
+        self.try_gated(gate, up, false)
+    }
+
+    pub fn try_geglu(&mut self, gate: &GpuAct, up: &GpuAct) -> Result<GpuAct> {
+        self.try_gated(gate, up, true)
+    }
+}

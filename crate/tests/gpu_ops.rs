@@ -1,0 +1,323 @@
+//! The GPU kernels against the CPU reference (`ExactOps`), op by op, bit for bit: seeded
+//! random inputs of awkward sizes, every weight type, with `dot4I8Packed` and with its
+//! emulation. Natively this runs on Mesa's lavapipe; without an adapter it fails.
+
+use edgeproof::backend::exact::{ExactOps, ExactWeight, IMat};
+use edgeproof::gguf::{self, Gguf, Metadata, TensorData, Value};
+use edgeproof::gpu::{GpuContext, GpuOps, GpuOptions, GpuWeight};
+use edgeproof::model::{Arch, Config, Ops, RopeKind};
+use edgeproof::quant::TensorType;
+use edgeproof::tiny::SplitMix64;
+use std::rc::Rc;
+
+/// Both dot-product paths: the adapter's `dot4I8Packed` (where it has it) and the emulation.
+fn gpus() -> Vec<GpuOps> {
+    [false, true]
+        .into_iter()
+        .map(|emulate_dot4| {
+            let ctx = GpuContext::new_blocking(GpuOptions { emulate_dot4 }).unwrap_or_else(|e| {
+                panic!(
+                    "no usable GPU adapter ({e}). Natively the tests run on Mesa's lavapipe: \
+                     apt-get install mesa-vulkan-drivers (and, if several drivers are installed, \
+                     VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)"
+                )
+            });
+            eprintln!("adapter: {} ({:?}), dot4I8Packed: {}", ctx.adapter.name, ctx.adapter.backend, ctx.dot4_packed);
+            GpuOps::new(Rc::new(ctx)).expect("GPU ops")
+        })
+        .collect()
+}
+
+fn cpu() -> ExactOps {
+    let meta = {
+        let mut m = Metadata::new();
+        m.set("general.architecture", Value::Str("llama".into()));
+        for (k, v) in [
+            ("block_count", 1),
+            ("embedding_length", 64),
+            ("feed_forward_length", 64),
+            ("attention.head_count", 4),
+            ("context_length", 64),
+            ("vocab_size", 8),
+        ] {
+            m.set(&format!("llama.{k}"), Value::U32(v));
+        }
+        m.set("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-6));
+        m
+    };
+    ExactOps::new(&Config::from_metadata(&meta).expect("config"))
+}
+
+/// Random activation rows of varied character: full 24-bit rows, small (unnormalized) rows,
+/// wide 30-bit mantissas, zero rows and zero blocks, and exponents far apart.
+fn random_act(rng: &mut SplitMix64, rows: usize, cols: usize) -> IMat {
+    let mut x = IMat::zeros(rows, cols);
+    for i in 0..rows {
+        let kind = rng.next_u64() % 6;
+        let bits = match kind {
+            0 => 0,
+            1 => 1 + (rng.next_u64() % 12) as u32,
+            2 => 30,
+            _ => 24,
+        };
+        x.e[i] = (rng.next_u64() % 80) as i32 - 50;
+        for c in 0..cols {
+            // Some whole blocks of 32 are zero.
+            if bits == 0 || (kind == 3 && (c / 32) % 3 == 1) {
+                continue;
+            }
+            let v = (rng.next_u64() >> (64 - bits)) as i32;
+            x.m[i * cols + c] = if rng.next_u64() & 1 == 0 { v } else { -v };
+        }
+    }
+    x
+}
+
+/// Compare mantissas and exponents; name the first difference.
+fn same(what: &str, gpu: &IMat, cpu: &IMat) {
+    assert_eq!((gpu.rows, gpu.cols), (cpu.rows, cpu.cols), "{what}: shape");
+    if let Some(i) = (0..cpu.rows).find(|&i| gpu.e[i] != cpu.e[i]) {
+        panic!("{what}: exponent of row {i}: gpu {} cpu {}", gpu.e[i], cpu.e[i]);
+    }
+    if let Some(k) = (0..cpu.m.len()).find(|&k| gpu.m[k] != cpu.m[k]) {
+        let (i, c) = (k / cpu.cols, k % cpu.cols);
+        panic!("{what}: first difference at row {i}, column {c}: gpu {} cpu {}", gpu.m[k], cpu.m[k]);
+    }
+}
+
+fn put_f16(b: &mut [u8], at: usize, rng: &mut SplitMix64) {
+    // Finite f16s of moderate exponent, with some subnormals and zeros.
+    let r = rng.next_u64();
+    let exp = match r % 16 {
+        0 => 0,
+        1 => 1 + (r >> 8) % 29,
+        _ => 8 + (r >> 8) % 10,
+    };
+    let bits = ((r >> 20) & 0x83ff) as u16 | (exp as u16) << 10;
+    b[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+}
+
+/// Random blocks of `ty` for `n` elements: random quants, finite random f16 scales.
+fn random_tensor(rng: &mut SplitMix64, ty: TensorType, n: usize) -> Vec<u8> {
+    let bb = ty.block_bytes();
+    let mut data = vec![0u8; n / ty.block_len() * bb];
+    for b in data.chunks_exact_mut(bb) {
+        rng.fill(b);
+        let scales: &[usize] = match ty {
+            TensorType::F32 => {
+                let v = rng.uniform() * libm::ldexpf(1.0, (rng.next_u64() % 40) as i32 - 20);
+                b.copy_from_slice(&v.to_le_bytes());
+                &[]
+            }
+            TensorType::F16 | TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => &[0],
+            TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q4K | TensorType::Q5K => &[0, 2],
+            TensorType::Q6K => &[208],
+        };
+        for &at in scales {
+            put_f16(b, at, rng);
+        }
+    }
+    data
+}
+
+/// A GGUF holding one `[cols, rows]` tensor of `ty`.
+fn weight_file(rng: &mut SplitMix64, ty: TensorType, rows: usize, cols: usize) -> Gguf {
+    let data = random_tensor(rng, ty, rows * cols);
+    let t = TensorData { name: "w".into(), dims: vec![cols as u64, rows as u64], ty, data };
+    Gguf::from_bytes(gguf::write(&Metadata::new(), &[t]).expect("write")).expect("parse")
+}
+
+/// A norm weight of `len` f32s around 1.
+fn norm_file(rng: &mut SplitMix64, len: usize) -> Gguf {
+    let data = (0..len).flat_map(|_| (1.0 + 0.5 * rng.uniform()).to_le_bytes()).collect();
+    let t = TensorData { name: "w".into(), dims: vec![len as u64], ty: TensorType::F32, data };
+    Gguf::from_bytes(gguf::write(&Metadata::new(), &[t]).expect("write")).expect("parse")
+}
+
+const MATMUL_TYPES: [TensorType; 10] = [
+    TensorType::Q8_0,
+    TensorType::Q4_1,
+    TensorType::Q5_0,
+    TensorType::Q4K,
+    TensorType::Q6K,
+    TensorType::Q4_0,
+    TensorType::Q5_1,
+    TensorType::Q5K,
+    TensorType::F16,
+    TensorType::F32,
+];
+
+#[test]
+fn matmul_equals_cpu_for_every_type() {
+    let mut gpus = gpus();
+    let mut cpu = cpu();
+    let mut rng = SplitMix64(1);
+    for ty in MATMUL_TYPES {
+        let k_sizes: &[usize] = if ty.block_len() == 256 { &[256, 768] } else { &[32, 96, 320] };
+        for &k in k_sizes {
+            for (n, m) in [(1, 1), (1, 67), (3, 5), (7, 130), (2, 64)] {
+                let f = weight_file(&mut rng, ty, m, k);
+                let x = random_act(&mut rng, n, k);
+                let cw = ExactWeight::from_view(f.tensor("w").expect("w")).expect("cpu weight");
+                let want = cpu.matmul(&x, &cw);
+                for g in &mut gpus {
+                    let gw = GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight");
+                    let gx = g.upload(&x).expect("upload");
+                    let got = g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("gpu matmul");
+                    same(
+                        &format!("matmul {} n={n} k={k} m={m} dot4 packed={}", ty.name(), g.ctx.dot4_packed),
+                        &got,
+                        &want,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn embed_equals_cpu_for_every_type() {
+    let mut gpus = gpus();
+    let mut cpu = cpu();
+    let mut rng = SplitMix64(2);
+    for ty in MATMUL_TYPES {
+        let k = if ty.block_len() == 256 { 512 } else { 96 };
+        let f = weight_file(&mut rng, ty, 37, k);
+        let ids = [0u32, 36, 5, 5, 17];
+        let cw = ExactWeight::from_view(f.tensor("w").expect("w")).expect("cpu weight");
+        let want = cpu.embed(&cw, &ids).expect("cpu embed");
+        for g in &mut gpus {
+            let gw = GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight");
+            let got = g.try_embed(&gw, &ids).and_then(|y| g.download(&y)).expect("gpu embed");
+            same(&format!("embed {}", ty.name()), &got, &want);
+            assert_eq!(g.try_embed(&gw, &[37]).err().map(|e| e.code()), Some("INVALID_ARGUMENT"));
+        }
+    }
+}
+
+#[test]
+fn rms_norm_equals_cpu() {
+    let mut gpus = gpus();
+    let mut cpu = cpu();
+    let mut rng = SplitMix64(3);
+    for (rows, cols, group, eps) in
+        [(1, 64, 64, 1e-6f32), (3, 48, 16, 1e-5), (5, 640, 640, 1e-6), (2, 512, 256, 0.0), (4, 96, 32, 1e-6)]
+    {
+        let x = random_act(&mut rng, rows, cols);
+        let f = norm_file(&mut rng, group);
+        let cw = ExactWeight::from_view(f.tensor("w").expect("w")).expect("cpu weight");
+        let want = cpu.rms_norm(&x, &cw, group, eps);
+        for g in &mut gpus {
+            let gw = GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight");
+            let gx = g.upload(&x).expect("upload");
+            let got = g.try_rms_norm(&gx, &gw, group, eps).and_then(|y| g.download(&y)).expect("gpu rms_norm");
+            same(&format!("rms_norm {rows}×{cols} group {group}"), &got, &want);
+        }
+    }
+}
+
+#[test]
+fn elementwise_ops_equal_cpu() {
+    let mut gpus = gpus();
+    let mut cpu = cpu();
+    let mut rng = SplitMix64(4);
+    for (rows, cols) in [(1, 2), (3, 64), (7, 130), (2, 1000)] {
+        let x = random_act(&mut rng, rows, cols);
+        let y = random_act(&mut rng, rows, cols);
+        for s in [0.125f32, 0.0625 * 3.0, 1.0 / 3.0, -7.5] {
+            let mut want = x.clone();
+            cpu.scale(&mut want, s);
+            for g in &mut gpus {
+                let gx = g.upload(&x).expect("upload");
+                let got = g.try_scale(&gx, s).and_then(|v| g.download(&v)).expect("gpu scale");
+                same(&format!("scale {rows}×{cols} by {s}"), &got, &want);
+            }
+        }
+        let mut want = x.clone();
+        cpu.add(&mut want, &y);
+        let (sw, gw) = (cpu.swiglu(&x, &y), cpu.geglu(&x, &y));
+        for g in &mut gpus {
+            let (gx, gy) = (g.upload(&x).expect("upload"), g.upload(&y).expect("upload"));
+            let got = g.try_add(&gx, &gy).and_then(|v| g.download(&v)).expect("gpu add");
+            same(&format!("add {rows}×{cols}"), &got, &want);
+            let got = g.try_swiglu(&gx, &gy).and_then(|v| g.download(&v)).expect("gpu swiglu");
+            same(&format!("swiglu {rows}×{cols}"), &got, &sw);
+            let got = g.try_geglu(&gx, &gy).and_then(|v| g.download(&v)).expect("gpu geglu");
+            same(&format!("geglu {rows}×{cols}"), &got, &gw);
+            let got = g.try_rows(&gx, rows / 2..rows).and_then(|v| g.download(&v)).expect("gpu rows");
+            same(&format!("rows {rows}×{cols}"), &got, &cpu.rows(&x, rows / 2..rows));
+        }
+    }
+}
+
+#[test]
+fn add_keeps_the_other_row_when_one_is_zero() {
+    let mut gpus = gpus();
+    let mut cpu = cpu();
+    let mut rng = SplitMix64(5);
+    let mut x = random_act(&mut rng, 4, 40);
+    let mut y = random_act(&mut rng, 4, 40);
+    // Row 0: x zero; row 1: y zero; row 2: both; row 3: a small unnormalized y.
+    x.m[..40].fill(0);
+    y.m[40..80].fill(0);
+    x.m[80..120].fill(0);
+    y.m[80..120].fill(0);
+    y.m[120..160].iter_mut().for_each(|v| *v %= 5);
+    let mut want = x.clone();
+    cpu.add(&mut want, &y);
+    for g in &mut gpus {
+        let (gx, gy) = (g.upload(&x).expect("upload"), g.upload(&y).expect("upload"));
+        let got = g.try_add(&gx, &gy).and_then(|v| g.download(&v)).expect("gpu add");
+        same("add with zero rows", &got, &want);
+    }
+}
+
+#[test]
+fn rope_equals_cpu_both_kinds() {
+    let mut gpus = gpus();
+    let mut cpu = cpu();
+    let mut rng = SplitMix64(6);
+    for (rows, heads, hd, pos0, base) in
+        [(1, 1, 2, 0, 10_000.0f32), (3, 4, 16, 5, 100_000.0), (5, 2, 64, 250, 10_000.0), (2, 1, 256, 600, 1e6)]
+    {
+        let x = random_act(&mut rng, rows, heads * hd);
+        for kind in [RopeKind::Norm, RopeKind::Neox] {
+            let mut want = x.clone();
+            cpu.rope(&mut want, pos0, hd, base, kind);
+            for g in &mut gpus {
+                let gx = g.upload(&x).expect("upload");
+                let got = g.try_rope(&gx, pos0, hd, base, kind).and_then(|v| g.download(&v)).expect("gpu rope");
+                same(&format!("rope {kind:?} {rows}×{heads}×{hd} at {pos0}"), &got, &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn tiny_model_weights_upload_and_match() {
+    // Every tensor of the tiny llama model through matmul (or embed for the token embedding).
+    let src = {
+        let mut m = Metadata::new();
+        let toks: Vec<Value> = (0..40).map(|i| Value::Str(format!("t{i}"))).collect();
+        m.set("tokenizer.ggml.model", Value::Str("llama".into()));
+        m.set("tokenizer.ggml.tokens", Value::Array(8, toks));
+        m
+    };
+    let Ok(bytes) = edgeproof::tiny::tiny_model(Arch::Llama, &src, 7) else { panic!("tiny model") };
+    let f = Gguf::from_bytes(bytes).expect("parse");
+    let mut gpus = gpus();
+    let mut cpu = cpu();
+    let mut rng = SplitMix64(8);
+    for info in f.header.tensors.iter().filter(|t| t.dims.len() == 2) {
+        let t = f.tensor(&info.name).expect("tensor");
+        let x = random_act(&mut rng, 3, info.row_len());
+        let cw = ExactWeight::from_view(t).expect("cpu weight");
+        let want = cpu.matmul(&x, &cw);
+        for g in &mut gpus {
+            let gw = GpuWeight::from_view(&g.ctx, t).expect("gpu weight");
+            let gx = g.upload(&x).expect("upload");
+            let got = g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("gpu matmul");
+            same(&format!("tiny {} ({})", info.name, info.ty.name()), &got, &want);
+        }
+    }
+}

@@ -1,0 +1,86 @@
+// x · Wᵀ accumulators (docs/NUMERICS.md, matmul): one invocation per (x row i, output j).
+// x comes from quantize.wgsl (scaled int8 blocks); W is a chunk of rows of a GGUF tensor
+// read in place (weights.wgsl). Each 32-element block adds
+//   T1 = a0·(s_b·dot(q[0..16], qx[0..16])) + a1·(s_b·dot(q[16..32], qx[16..32]))  at ea + E_b
+//   T2 = b·(s_b·Σqx)                                                                at eb + E_b
+// each shifted onto the row's grid A = emax_i + max_exp − 8 with shl/rshr, summed exactly
+// in 64 bits (any order gives the same bits). normalize.wgsl then rounds the row.
+// Prepended: i64.wgsl, dot4 (packed or emulated), weights.wgsl.
+
+override TYPE: u32;
+override WG: u32 = 64u;
+
+struct Params {
+    // Row length K (a multiple of 32) and blocks of 32 per row.
+    cols: u32,
+    nb: u32,
+    // Rows of this weight chunk, the first one's output index, and the output row length.
+    rows: u32,
+    row0: u32,
+    out_cols: u32,
+    // x rows.
+    n: u32,
+    // Largest scale exponent of the whole tensor.
+    max_exp: i32,
+    pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> xq: array<u32>;
+// Per x block: (E_b, s_b, Σq, 0).
+@group(0) @binding(3) var<storage, read> xblk: array<vec4<i32>>;
+@group(0) @binding(4) var<storage, read> emax: array<i32>;
+@group(0) @binding(5) var<storage, read_write> acc: array<vec2<u32>>;
+
+const ONES: u32 = 0x01010101u;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let j = gid.x;
+    let i = gid.y;
+    if j >= p.rows || i >= p.n {
+        return;
+    }
+    let grid = emax[i] + p.max_exp - 8;
+    var a = vec2<u32>(0u, 0u);
+    for (var s = 0u; s < p.nb; s++) {
+        let xb = xblk[i * p.nb + s];
+        let sb = xb.y;
+        let xw = (i * p.nb + s) * 8u;
+        if TYPE == T_F32 || TYPE == T_F16 {
+            // F16 / F32: s_b · w_m · qx per element, at w_e + E_b.
+            for (var k = 0u; k < 32u; k++) {
+                let we = w_elem(j, 32u * s + k, p.cols);
+                let qx = (bitcast<i32>(xq[xw + k / 4u]) << (24u - 8u * (k % 4u))) >> 24u;
+                a = i64_add(a, i64_shl_s(i64_mul(we.x, qx * sb), we.y + xb.x - grid));
+            }
+        } else {
+            let o = sub_block(j, s, p.cols);
+            var d0 = 0i;
+            var d1 = 0i;
+            for (var k = 0u; k < 4u; k++) {
+                d0 += dot4(o.q[k], xq[xw + k]);
+                d1 += dot4(o.q[k + 4u], xq[xw + k + 4u]);
+            }
+            if o.off != 0 {
+                // Bytes hold value + off: subtract off times each half's Σqx.
+                var h0 = 0i;
+                var h1 = 0i;
+                for (var k = 0u; k < 4u; k++) {
+                    h0 += dot4(ONES, xq[xw + k]);
+                    h1 += dot4(ONES, xq[xw + k + 4u]);
+                }
+                d0 -= o.off * h0;
+                d1 -= o.off * h1;
+            }
+            // |dot| < 2^18, s_b <= 130: the products with s_b fit in 32 bits.
+            let t1 = i64_add(i64_mul(o.a0, sb * d0), i64_mul(o.a1, sb * d1));
+            a = i64_add(a, i64_shl_s(t1, o.ea + xb.x - grid));
+            if o.b != 0 {
+                a = i64_add(a, i64_shl_s(i64_mul(o.b, sb * xb.z), o.eb + xb.x - grid));
+            }
+        }
+    }
+    acc[i * p.out_cols + p.row0 + j] = a;
+}

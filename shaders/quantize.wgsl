@@ -1,0 +1,99 @@
+// Matmul inputs to scaled int8 blocks of 32 (numerics::quantize_block_scaled): with
+// M = max |m|, t = max(0, bitlen(M) − 7), s = ceil(128·M / (127·2^t)),
+// q = rdiv(128·m, s·2^t), E_b = e + t − 7; an all-zero block has q = 0, s = 1, t = 0.
+// One workgroup per row; also the row's largest block exponent (the matmul grid).
+// Prepended: i64.wgsl.
+
+const WG: u32 = 64u;
+
+struct Params {
+    cols: u32,
+    nb: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> xm: array<i32>;
+@group(0) @binding(2) var<storage, read> xe: array<i32>;
+@group(0) @binding(3) var<storage, read_write> xq: array<u32>;
+// Per block: (E_b, s, Σq, 0).
+@group(0) @binding(4) var<storage, read_write> xblk: array<vec4<i32>>;
+@group(0) @binding(5) var<storage, read_write> emax: array<i32>;
+
+var<workgroup> red: array<i32, WG>;
+
+// floor(x / d) for d > 0 (WGSL's / truncates).
+fn floor_div(x: i32, d: i32) -> i32 {
+    let q = x / d;
+    return select(q, q - 1, x % d != 0 && x < 0);
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = wid.x;
+    let e = xe[i];
+    var best = -2147483647 - 1;
+    for (var b = lid; b < p.nb; b += WG) {
+        let at = i * p.cols + 32u * b;
+        var mx = 0u;
+        for (var k = 0u; k < 32u; k++) {
+            mx = max(mx, abs_u32(xm[at + k]));
+        }
+        let blk = i * p.nb + b;
+        var eb = e - 7;
+        if mx == 0u {
+            for (var k = 0u; k < 8u; k++) {
+                xq[8u * blk + k] = 0u;
+            }
+            xblk[blk] = vec4<i32>(eb, 1, 0, 0);
+        } else {
+            let t = u32(max(0i, i32(32u - countLeadingZeros(mx)) - 7));
+            // s = ceil(ceil(128·M / 2^t) / 127), the same as ceil(128·M / (127·2^t)).
+            var c1 = 0u;
+            if t <= 7u {
+                c1 = mx << (7u - t);
+            } else {
+                c1 = (mx >> (t - 7u)) + select(0u, 1u, (mx & ((1u << (t - 7u)) - 1u)) != 0u);
+            }
+            let s = i32((c1 + 126u) / 127u);
+            let d = u32(s) << t;
+            var sum = 0i;
+            for (var wd = 0u; wd < 8u; wd++) {
+                var word = 0u;
+                for (var k = 0u; k < 4u; k++) {
+                    let m = xm[at + 4u * wd + k];
+                    // q0 = floor(128·m / (s·2^t)) = floor(floor(128·m / 2^t) / s), then round
+                    // to nearest, ties to even, on the exact remainder r = 128·m − q0·s·2^t.
+                    var f = 0i;
+                    if t <= 7u {
+                        f = m << (7u - t);
+                    } else {
+                        f = m >> (t - 7u);
+                    }
+                    var q = floor_div(f, s);
+                    let r = i64_sub(i64_mul(m, 128), i64_shl(i64_from(q * s), t)).x;
+                    let rest = d - r;
+                    if r > rest || (r == rest && (q & 1) == 1) {
+                        q += 1;
+                    }
+                    sum += q;
+                    word |= (bitcast<u32>(q) & 0xffu) << (8u * k);
+                }
+                xq[8u * blk + wd] = word;
+            }
+            eb = e + i32(t) - 7;
+            xblk[blk] = vec4<i32>(eb, s, sum, 0);
+        }
+        best = max(best, eb);
+    }
+    red[lid] = best;
+    workgroupBarrier();
+    for (var h = WG / 2u; h > 0u; h >>= 1u) {
+        if lid < h {
+            red[lid] = max(red[lid], red[lid + h]);
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        emax[i] = red[0];
+    }
+}

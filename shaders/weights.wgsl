@@ -1,0 +1,229 @@
+// GGUF weight blocks read in place: the tensor's bytes are uploaded unchanged as u32
+// words (WGSL has no u8; blocks of 34, 22 or 210 bytes straddle words, so reads go
+// through byte offsets). Each 32-element sub-block decodes to the exact CPU terms
+// (backend/exact.rs, decode_block): element k is a[k / 16] * (byte_k - off) * 2^ea + b * 2^eb.
+// Needs a storage binding `w: array<u32>` and `override TYPE: u32` (ggml's type id).
+// Prepended after i64.wgsl.
+
+const T_F32: u32 = 0u;
+const T_F16: u32 = 1u;
+const T_Q4_0: u32 = 2u;
+const T_Q4_1: u32 = 3u;
+const T_Q5_0: u32 = 6u;
+const T_Q5_1: u32 = 7u;
+const T_Q8_0: u32 = 8u;
+const T_Q4_K: u32 = 12u;
+const T_Q5_K: u32 = 13u;
+const T_Q6_K: u32 = 14u;
+
+fn wbyte(off: u32) -> u32 {
+    return (w[off >> 2u] >> ((off & 3u) * 8u)) & 0xffu;
+}
+
+// A little-endian u16 at an even offset (never straddles a word).
+fn wu16(off: u32) -> u32 {
+    return (w[off >> 2u] >> ((off & 2u) * 8u)) & 0xffffu;
+}
+
+// A little-endian u32 at any byte offset (the buffer has a spare word at the end).
+fn wword(off: u32) -> u32 {
+    let i = off >> 2u;
+    let sh = (off & 3u) * 8u;
+    if sh == 0u {
+        return w[i];
+    }
+    return (w[i] >> sh) | (w[i + 1u] << (32u - sh));
+}
+
+// numerics::f16_parts: (signed mantissa, exponent); weights were validated at load (no Inf/NaN).
+fn f16_parts(bits: u32) -> vec2<i32> {
+    let e = i32((bits >> 10u) & 31u);
+    let frac = i32(bits & 1023u);
+    var m = frac;
+    var x = -24;
+    if e != 0 {
+        m = 1024 + frac;
+        x = e - 25;
+    }
+    return vec2<i32>(select(m, -m, (bits & 0x8000u) != 0u), x);
+}
+
+// numerics::f32_parts.
+fn f32_parts(bits: u32) -> vec2<i32> {
+    let e = i32((bits >> 23u) & 255u);
+    let frac = i32(bits & 0x7fffffu);
+    var m = frac;
+    var x = -149;
+    if e != 0 {
+        m = (1 << 23u) + frac;
+        x = e - 150;
+    }
+    return vec2<i32>(select(m, -m, (bits & 0x80000000u) != 0u), x);
+}
+
+// One F16 / F32 element (row-major, `cols` per row) as (mantissa, exponent).
+fn w_elem(r: u32, c: u32, cols: u32) -> vec2<i32> {
+    let i = r * cols + c;
+    if TYPE == T_F32 {
+        return f32_parts(w[i]);
+    }
+    return f16_parts(wu16(2u * i));
+}
+
+struct Sub {
+    // 32 bytes, four per word, little endian; each byte is a non-negative or signed int8.
+    q: array<u32, 8>,
+    // Subtracted from every byte to give the element's quantized value.
+    off: i32,
+    a0: i32,
+    a1: i32,
+    ea: i32,
+    b: i32,
+    eb: i32,
+}
+
+fn block_len() -> u32 {
+    if TYPE == T_Q4_K || TYPE == T_Q5_K || TYPE == T_Q6_K {
+        return 256u;
+    }
+    return 32u;
+}
+
+fn block_bytes() -> u32 {
+    switch TYPE {
+        case 2u: { return 18u; }
+        case 3u: { return 20u; }
+        case 6u: { return 22u; }
+        case 7u: { return 24u; }
+        case 8u: { return 34u; }
+        case 12u: { return 144u; }
+        case 13u: { return 176u; }
+        case 14u: { return 210u; }
+        default: { return 0u; }
+    }
+}
+
+// Four bits of `h` (bits 0..3) moved to bit 4 of each of four bytes: the fifth bit of Q5 values.
+fn spread4(h: u32) -> u32 {
+    return ((h & 1u) << 4u) | ((h & 2u) << 11u) | ((h & 4u) << 18u) | ((h & 8u) << 25u);
+}
+
+// quant::scale_min_k4: 6-bit scale and min of sub-block j from the 12 bytes at `at`.
+fn scale_min_k4(at: u32, j: u32) -> vec2<i32> {
+    if j < 4u {
+        return vec2<i32>(i32(wbyte(at + j) & 63u), i32(wbyte(at + j + 4u) & 63u));
+    }
+    let sc = (wbyte(at + j + 4u) & 0xfu) | ((wbyte(at + j - 4u) >> 6u) << 4u);
+    let mn = (wbyte(at + j + 4u) >> 4u) | ((wbyte(at + j) >> 6u) << 4u);
+    return vec2<i32>(i32(sc), i32(mn));
+}
+
+// Sub-block `s` (32 elements) of row `r` of a quantized matrix with `cols` per row.
+fn sub_block(r: u32, s: u32, cols: u32) -> Sub {
+    var o: Sub;
+    let bl = block_len();
+    let nsub = bl / 32u;
+    let j = s % nsub;
+    let base = (r * (cols / bl) + s / nsub) * block_bytes();
+    o.off = 0;
+    o.b = 0;
+    switch TYPE {
+        case 8u: {
+            let d = f16_parts(wu16(base));
+            for (var k = 0u; k < 8u; k++) {
+                o.q[k] = wword(base + 2u + 4u * k);
+            }
+            o.a0 = d.x;
+            o.a1 = d.x;
+            o.ea = d.y;
+            o.eb = d.y;
+        }
+        case 2u, 3u: {
+            let d = f16_parts(wu16(base));
+            var at = base + 2u;
+            if TYPE == T_Q4_1 {
+                let m = f16_parts(wu16(base + 2u));
+                o.b = m.x;
+                o.eb = m.y;
+                at = base + 4u;
+            } else {
+                o.off = 8;
+                o.eb = d.y;
+            }
+            for (var k = 0u; k < 4u; k++) {
+                let x = wword(at + 4u * k);
+                o.q[k] = x & 0x0f0f0f0fu;
+                o.q[k + 4u] = (x >> 4u) & 0x0f0f0f0fu;
+            }
+            o.a0 = d.x;
+            o.a1 = d.x;
+            o.ea = d.y;
+        }
+        case 6u, 7u: {
+            let d = f16_parts(wu16(base));
+            var at = base + 2u;
+            if TYPE == T_Q5_1 {
+                let m = f16_parts(wu16(base + 2u));
+                o.b = m.x;
+                o.eb = m.y;
+                at = base + 4u;
+            } else {
+                o.off = 16;
+                o.eb = d.y;
+            }
+            let qh = wword(at);
+            for (var k = 0u; k < 4u; k++) {
+                let x = wword(at + 4u + 4u * k);
+                o.q[k] = (x & 0x0f0f0f0fu) | spread4((qh >> (4u * k)) & 0xfu);
+                o.q[k + 4u] = ((x >> 4u) & 0x0f0f0f0fu) | spread4((qh >> (16u + 4u * k)) & 0xfu);
+            }
+            o.a0 = d.x;
+            o.a1 = d.x;
+            o.ea = d.y;
+        }
+        case 12u, 13u: {
+            let d = f16_parts(wu16(base));
+            let dm = f16_parts(wu16(base + 2u));
+            let sm = scale_min_k4(base + 4u, j);
+            let five = TYPE == T_Q5_K;
+            let qs = select(base + 16u, base + 48u, five);
+            let sh = 4u * (j % 2u);
+            for (var k = 0u; k < 8u; k++) {
+                var v = (wword(qs + 32u * (j / 2u) + 4u * k) >> sh) & 0x0f0f0f0fu;
+                if five {
+                    v = v | (((wword(base + 16u + 4u * k) >> j) & 0x01010101u) << 4u);
+                }
+                o.q[k] = v;
+            }
+            o.a0 = d.x * sm.x;
+            o.a1 = o.a0;
+            o.ea = d.y;
+            o.b = -(dm.x * sm.y);
+            o.eb = dm.y;
+        }
+        case 14u: {
+            let d = f16_parts(wu16(base + 208u));
+            let h = j / 4u;
+            let rr = j % 4u;
+            for (var k = 0u; k < 8u; k++) {
+                let lo = (wword(base + 64u * h + 32u * (rr % 2u) + 4u * k) >> (4u * (rr / 2u))) & 0x0f0f0f0fu;
+                let hi = ((wword(base + 128u + 32u * h + 4u * k) >> (2u * rr)) & 0x03030303u) << 4u;
+                o.q[k] = lo | hi;
+            }
+            let sc = base + 192u + 8u * h + 2u * rr;
+            o.a0 = d.x * ((i32(wbyte(sc)) << 24u) >> 24u);
+            o.a1 = d.x * ((i32(wbyte(sc + 1u)) << 24u) >> 24u);
+            o.off = 32;
+            o.ea = d.y;
+            o.eb = d.y;
+        }
+        default: {}
+    }
+    return o;
+}
+
+// Element k (0..32) of a decoded sub-block: its quantized value (bytes sign-extended:
+// only Q8_0 has bytes of 128 and above, and they are signed).
+fn sub_q(o: Sub, k: u32) -> i32 {
+    return ((bitcast<i32>(o.q[k / 4u]) << (24u - 8u * (k % 4u))) >> 24u) - o.off;
+}
