@@ -5,13 +5,17 @@
 use edgeproof::backend::exact::{ExactOps, ExactWeight, IMat};
 use edgeproof::gguf::{self, Gguf, Metadata, TensorData, Value};
 use edgeproof::gpu::{GpuContext, GpuOps, GpuOptions, GpuWeight};
-use edgeproof::model::{Arch, Config, Ops, RopeKind};
+use edgeproof::model::{forward, Arch, Config, Ops, RopeKind, Weights};
 use edgeproof::quant::TensorType;
 use edgeproof::tiny::SplitMix64;
 use std::rc::Rc;
 
 /// Both dot-product paths: the adapter's `dot4I8Packed` (where it has it) and the emulation.
 fn gpus() -> Vec<GpuOps> {
+    gpus_for(&test_config())
+}
+
+fn gpus_for(cfg: &Config) -> Vec<GpuOps> {
     [false, true]
         .into_iter()
         .map(|emulate_dot4| {
@@ -23,12 +27,16 @@ fn gpus() -> Vec<GpuOps> {
                 )
             });
             eprintln!("adapter: {} ({:?}), dot4I8Packed: {}", ctx.adapter.name, ctx.adapter.backend, ctx.dot4_packed);
-            GpuOps::new(Rc::new(ctx)).expect("GPU ops")
+            GpuOps::new(Rc::new(ctx), cfg).expect("GPU ops")
         })
         .collect()
 }
 
 fn cpu() -> ExactOps {
+    ExactOps::new(&test_config())
+}
+
+fn test_config() -> Config {
     let meta = {
         let mut m = Metadata::new();
         m.set("general.architecture", Value::Str("llama".into()));
@@ -45,7 +53,7 @@ fn cpu() -> ExactOps {
         m.set("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-6));
         m
     };
-    ExactOps::new(&Config::from_metadata(&meta).expect("config"))
+    Config::from_metadata(&meta).expect("config")
 }
 
 /// Random activation rows of varied character: full 24-bit rows, small (unnormalized) rows,
@@ -293,18 +301,19 @@ fn rope_equals_cpu_both_kinds() {
     }
 }
 
+/// The tiny model of `arch` (random weights, every tensor type) with a vocabulary of 40.
+fn tiny(arch: Arch) -> Gguf {
+    let mut src = Metadata::new();
+    let toks: Vec<Value> = (0..40).map(|i| Value::Str(format!("t{i}"))).collect();
+    src.set("tokenizer.ggml.model", Value::Str("llama".into()));
+    src.set("tokenizer.ggml.tokens", Value::Array(8, toks));
+    Gguf::from_bytes(edgeproof::tiny::tiny_model(arch, &src, 7).expect("tiny model")).expect("parse")
+}
+
 #[test]
 fn tiny_model_weights_upload_and_match() {
-    // Every tensor of the tiny llama model through matmul (or embed for the token embedding).
-    let src = {
-        let mut m = Metadata::new();
-        let toks: Vec<Value> = (0..40).map(|i| Value::Str(format!("t{i}"))).collect();
-        m.set("tokenizer.ggml.model", Value::Str("llama".into()));
-        m.set("tokenizer.ggml.tokens", Value::Array(8, toks));
-        m
-    };
-    let Ok(bytes) = edgeproof::tiny::tiny_model(Arch::Llama, &src, 7) else { panic!("tiny model") };
-    let f = Gguf::from_bytes(bytes).expect("parse");
+    // Every matrix of the tiny llama model through matmul.
+    let f = tiny(Arch::Llama);
     let mut gpus = gpus();
     let mut cpu = cpu();
     let mut rng = SplitMix64(8);
@@ -318,6 +327,33 @@ fn tiny_model_weights_upload_and_match() {
             let gx = g.upload(&x).expect("upload");
             let got = g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("gpu matmul");
             same(&format!("tiny {} ({})", info.name, info.ty.name()), &got, &want);
+        }
+    }
+}
+
+#[test]
+fn tiny_models_forward_equals_cpu() {
+    // Prefill, then decode past gemma3's window of 8, then re-evaluate from an earlier position:
+    // the logits equal the CPU's bit for bit at every step (attention still runs on the CPU).
+    for arch in [Arch::Llama, Arch::Gemma3] {
+        let f = tiny(arch);
+        let cfg = Config::from_metadata(f.metadata()).expect("config");
+        let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
+        let mut cpu = ExactOps::new(&cfg);
+        let mut gpus = gpus_for(&cfg);
+        let gws: Vec<Weights<GpuWeight>> = gpus
+            .iter()
+            .map(|g| Weights::load(&f, &cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights"))
+            .collect();
+        let mut steps: Vec<(Vec<u32>, usize)> = vec![(vec![1, 7, 3, 39, 0], 0)];
+        steps.extend((5..14).map(|p| (vec![(p * 11 % 40) as u32], p)));
+        steps.push((vec![4, 2, 9], 3));
+        for (ids, pos0) in steps {
+            let want = forward(&mut cpu, &cfg, &cw, &ids, pos0, 0..ids.len()).expect("cpu forward");
+            for (g, gw) in gpus.iter_mut().zip(&gws) {
+                let got = forward(g, &cfg, gw, &ids, pos0, 0..ids.len()).and_then(|y| g.download(&y));
+                same(&format!("{arch:?} logits at {pos0}"), &got.expect("gpu forward"), &want);
+            }
         }
     }
 }

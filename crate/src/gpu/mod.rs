@@ -169,6 +169,11 @@ impl GpuContext {
         }
     }
 
+    /// Keep `e` to be returned by the next [`GpuContext::check`] (ops of the `Ops` trait return no `Result`).
+    pub(crate) fn defer(&self, e: Error) {
+        record(&self.errors, e);
+    }
+
     /// Run `f` inside validation and out-of-memory error scopes; natively the scopes are
     /// awaited here, so the error is attributed to `f` (`on_validation` names it). In the
     /// browser they cannot be awaited synchronously: errors reach the uncaptured handler.

@@ -2,10 +2,10 @@
 //! exponent per row, as [`IMat`]); weights are uploaded once as their GGUF bytes.
 
 use super::{GpuContext, Kernel, MAX_BINDING};
-use crate::backend::exact::{ExactWeight, IMat, MatrixData};
+use crate::backend::exact::{ExactOps, ExactWeight, IMat, MatrixData};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
-use crate::model::RopeKind;
+use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{exp2_table, f32_parts, rope_cos_sin, strip_zeros, ROW_BITS};
 use crate::quant::TensorType;
 use std::collections::HashMap;
@@ -69,6 +69,9 @@ impl GpuWeight {
 /// return errors: they are kept and returned by [`GpuOps::check`] and by readbacks.
 pub struct GpuOps {
     pub ctx: Rc<GpuContext>,
+    /// Attention (and its KV cache) runs on the CPU reference until its kernel exists.
+    #[cfg(not(target_arch = "wasm32"))]
+    cpu: ExactOps,
     exp2: wgpu::Buffer,
     /// (cos, sin) in Q30 per position, keyed by (base bits, head size): built on the CPU.
     rope: HashMap<(u32, usize), Vec<[i32; 2]>>,
@@ -84,10 +87,18 @@ fn f32_const(v: f32) -> Option<(i32, i32)> {
 }
 
 impl GpuOps {
-    pub fn new(ctx: Rc<GpuContext>) -> Result<GpuOps> {
+    pub fn new(ctx: Rc<GpuContext>, cfg: &Config) -> Result<GpuOps> {
         let t: Vec<u32> = exp2_table().iter().map(|&v| v as u32).collect();
         let exp2 = ctx.storage_init("exp2", bytemuck::cast_slice(&t))?;
-        Ok(GpuOps { ctx, exp2, rope: HashMap::new() })
+        #[cfg(target_arch = "wasm32")]
+        let _ = cfg;
+        Ok(GpuOps {
+            ctx,
+            #[cfg(not(target_arch = "wasm32"))]
+            cpu: ExactOps::new(cfg),
+            exp2,
+            rope: HashMap::new(),
+        })
     }
 
     /// The first error since the last check (the ops of the `Ops` trait defer theirs).
@@ -324,5 +335,85 @@ impl GpuOps {
 
     pub fn try_geglu(&mut self, gate: &GpuAct, up: &GpuAct) -> Result<GpuAct> {
         self.try_gated(gate, up, true)
+    }
+
+    /// The result of an op that failed before reaching the GPU: the error is kept for
+    /// [`GpuOps::check`] and the value is an empty activation of the right shape.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn keep(&self, r: Result<GpuAct>, rows: usize, cols: usize) -> GpuAct {
+        r.unwrap_or_else(|e| {
+            self.ctx.defer(e);
+            let dummy = |label| {
+                self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                })
+            };
+            GpuAct { rows, cols, m: dummy("failed.m"), e: dummy("failed.e") }
+        })
+    }
+}
+
+/// Native only for now: attention reads q, k, v back to run on the CPU reference.
+#[cfg(not(target_arch = "wasm32"))]
+impl Ops for GpuOps {
+    type Act = GpuAct;
+    type W = GpuWeight;
+
+    fn embed(&mut self, w: &GpuWeight, ids: &[u32]) -> Result<GpuAct> {
+        self.try_embed(w, ids)
+    }
+
+    fn scale(&mut self, x: &mut GpuAct, s: f32) {
+        let r = self.try_scale(x, s);
+        *x = self.keep(r, x.rows, x.cols);
+    }
+
+    fn rms_norm(&mut self, x: &GpuAct, w: &GpuWeight, group: usize, eps: f32) -> GpuAct {
+        let r = self.try_rms_norm(x, w, group, eps);
+        self.keep(r, x.rows, x.cols)
+    }
+
+    fn matmul(&mut self, x: &GpuAct, w: &GpuWeight) -> GpuAct {
+        let r = self.try_matmul(x, w);
+        let out = match w {
+            GpuWeight::Matrix { rows, .. } => *rows,
+            GpuWeight::Vector { len, .. } => *len,
+        };
+        self.keep(r, x.rows, out)
+    }
+
+    fn rope(&mut self, x: &mut GpuAct, pos0: usize, head_dim: usize, base: f32, kind: RopeKind) {
+        let r = self.try_rope(x, pos0, head_dim, base, kind);
+        *x = self.keep(r, x.rows, x.cols);
+    }
+
+    fn attention(&mut self, q: &GpuAct, k: &GpuAct, v: &GpuAct, pos0: usize, p: AttnParams) -> Result<GpuAct> {
+        let (q, k, v) = (self.download(q)?, self.download(k)?, self.download(v)?);
+        let a = self.cpu.attention(&q, &k, &v, pos0, p)?;
+        self.upload(&a)
+    }
+
+    fn swiglu(&mut self, gate: &GpuAct, up: &GpuAct) -> GpuAct {
+        let r = self.try_swiglu(gate, up);
+        self.keep(r, gate.rows, gate.cols)
+    }
+
+    fn geglu(&mut self, gate: &GpuAct, up: &GpuAct) -> GpuAct {
+        let r = self.try_geglu(gate, up);
+        self.keep(r, gate.rows, gate.cols)
+    }
+
+    fn add(&mut self, x: &mut GpuAct, y: &GpuAct) {
+        let r = self.try_add(x, y);
+        *x = self.keep(r, x.rows, x.cols);
+    }
+
+    fn rows(&mut self, x: &GpuAct, rows: std::ops::Range<usize>) -> GpuAct {
+        let n = rows.len();
+        let r = self.try_rows(x, rows);
+        self.keep(r, n, x.cols)
     }
 }
