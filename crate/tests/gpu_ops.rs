@@ -2,6 +2,8 @@
 //! random inputs of awkward sizes, every weight type, with `dot4I8Packed` and with its
 //! emulation. Natively this runs on Mesa's lavapipe; without an adapter it fails.
 
+mod common;
+
 use edgeproof::backend::exact::{ExactOps, ExactWeight, IMat};
 use edgeproof::gguf::{self, Gguf, Metadata, TensorData, Value};
 use edgeproof::gpu::{GpuContext, GpuOps, GpuOptions, GpuWeight};
@@ -356,4 +358,34 @@ fn tiny_models_forward_equals_cpu() {
             }
         }
     }
+}
+
+#[test]
+fn smollm2_forward_equals_cpu() {
+    // "The capital of France is", then a greedy step: the same logits as the CPU's.
+    let f = Gguf::open(&common::model_path("smollm2")).expect("open SmolLM2");
+    let tok = edgeproof::tokenizer::Tokenizer::from_metadata(f.metadata()).expect("tokenizer");
+    let cfg = Config::from_metadata(f.metadata()).expect("config");
+    let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
+    let mut cpu = ExactOps::new(&cfg);
+    let mut gpus = gpus_for(&cfg);
+    let gws: Vec<Weights<GpuWeight>> = gpus
+        .iter()
+        .map(|g| Weights::load(&f, &cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights"))
+        .collect();
+    let mut ids = tok.encode("The capital of France is", true, false).expect("encode");
+    let mut pos0 = 0;
+    for _ in 0..2 {
+        let n = ids.len();
+        let want = forward(&mut cpu, &cfg, &cw, &ids[pos0..], pos0, n - pos0 - 1..n - pos0).expect("cpu forward");
+        for (g, gw) in gpus.iter_mut().zip(&gws) {
+            let t0 = std::time::Instant::now();
+            let got = forward(g, &cfg, gw, &ids[pos0..], pos0, n - pos0 - 1..n - pos0).and_then(|y| g.download(&y));
+            eprintln!("gpu forward of {} at {pos0}: {:.2?}", n - pos0, t0.elapsed());
+            same(&format!("SmolLM2 logits at {pos0}"), &got.expect("gpu forward"), &want);
+        }
+        pos0 = n;
+        ids.push(want.argmax_row(0).expect("argmax"));
+    }
+    assert_eq!(tok.decode(&ids[ids.len() - 2..]).expect("decode"), " Paris.", "{ids:?}");
 }

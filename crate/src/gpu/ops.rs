@@ -2,10 +2,14 @@
 //! exponent per row, as [`IMat`]); weights are uploaded once as their GGUF bytes.
 
 use super::{GpuContext, Kernel, MAX_BINDING};
-use crate::backend::exact::{ExactOps, ExactWeight, IMat, MatrixData};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::backend::exact::ExactOps;
+use crate::backend::exact::{ExactWeight, IMat, MatrixData};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
-use crate::model::{AttnParams, Config, Ops, RopeKind};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::model::{AttnParams, Ops};
+use crate::model::{Config, RopeKind};
 use crate::numerics::{exp2_table, f32_parts, rope_cos_sin, strip_zeros, ROW_BITS};
 use crate::quant::TensorType;
 use std::collections::HashMap;
