@@ -21,7 +21,7 @@ fn gpus_for(cfg: &Config) -> Vec<GpuOps> {
     [false, true]
         .into_iter()
         .map(|emulate_dot4| {
-            let ctx = GpuContext::new_blocking(GpuOptions { emulate_dot4 }).unwrap_or_else(|e| {
+            let ctx = GpuContext::new_blocking(GpuOptions { emulate_dot4, ..Default::default() }).unwrap_or_else(|e| {
                 panic!(
                     "no usable GPU adapter ({e}). Natively the tests run on Mesa's lavapipe: \
                      apt-get install mesa-vulkan-drivers (and, if several drivers are installed, \
@@ -388,4 +388,37 @@ fn smollm2_forward_equals_cpu() {
         ids.push(want.argmax_row(0).expect("argmax"));
     }
     assert_eq!(tok.decode(&ids[ids.len() - 2..]).expect("decode"), " Paris.", "{ids:?}");
+}
+
+#[test]
+fn weights_split_into_chunks_equal_cpu_and_limits_are_typed_errors() {
+    // A binding budget of 16 KiB splits these weights into several chunks of rows, as Gemma's
+    // 180 MB embedding is split under the WebGPU default of 128 MiB.
+    let mut cpu = cpu();
+    let mut rng = SplitMix64(9);
+    for emulate_dot4 in [false, true] {
+        let ctx = GpuContext::new_blocking(GpuOptions { emulate_dot4, max_binding: 16 << 10 }).expect("adapter");
+        let mut g = GpuOps::new(Rc::new(ctx), &test_config()).expect("GPU ops");
+        for (ty, k, m) in [(TensorType::Q8_0, 256, 150), (TensorType::Q6K, 512, 120), (TensorType::F32, 64, 150)] {
+            let f = weight_file(&mut rng, ty, m, k);
+            let cw = ExactWeight::from_view(f.tensor("w").expect("w")).expect("cpu weight");
+            let gw = GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight");
+            let GpuWeight::Matrix { chunks, .. } = &gw else { panic!("a matrix") };
+            assert!(chunks.len() >= 3, "{} in {} chunks", ty.name(), chunks.len());
+            let x = random_act(&mut rng, 3, k);
+            let gx = g.upload(&x).expect("upload");
+            let got = g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("gpu matmul");
+            same(&format!("chunked matmul {}", ty.name()), &got, &cpu.matmul(&x, &cw));
+            let ids = [0u32, m as u32 - 1, 61];
+            let got = g.try_embed(&gw, &ids).and_then(|y| g.download(&y)).expect("gpu embed");
+            same(&format!("chunked embed {}", ty.name()), &got, &cpu.embed(&cw, &ids).expect("cpu embed"));
+        }
+        // Results that do not fit a binding are typed errors, not panics or device errors.
+        let x = g.upload(&random_act(&mut rng, 64, 32)).expect("upload");
+        let f = weight_file(&mut rng, TensorType::Q8_0, 40, 32);
+        let gw = GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight");
+        assert_eq!(g.try_matmul(&x, &gw).err().map(|e| e.code()), Some("MISSING_LIMIT"));
+        assert_eq!(g.ctx.storage("big", 1 << 20).err().map(|e| e.code()), Some("MISSING_LIMIT"));
+        g.check().expect("no deferred error");
+    }
 }

@@ -27,16 +27,25 @@ pub const MAX_BINDING: u64 = 128 << 20;
 pub const MAX_BUFFER: u64 = 256 << 20;
 pub const MAX_WORKGROUPS: u32 = 65_535;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GpuOptions {
     /// Use the emulated int8 dot product even where the adapter has `dot4I8Packed`.
     pub emulate_dot4: bool,
+    /// Largest buffer bound to a kernel; weights are split into chunks of rows below it.
+    /// [`MAX_BINDING`] unless a test wants many chunks of a small tensor.
+    pub max_binding: u64,
+}
+
+impl Default for GpuOptions {
+    fn default() -> GpuOptions {
+        GpuOptions { emulate_dot4: false, max_binding: MAX_BINDING }
+    }
 }
 
 impl GpuOptions {
     /// Options from the environment ([`EMULATE_DOT4_ENV`]).
     pub fn from_env() -> GpuOptions {
-        GpuOptions { emulate_dot4: std::env::var(EMULATE_DOT4_ENV).is_ok_and(|v| v == "1") }
+        GpuOptions { emulate_dot4: std::env::var(EMULATE_DOT4_ENV).is_ok_and(|v| v == "1"), ..Default::default() }
     }
 }
 
@@ -63,6 +72,8 @@ pub struct GpuContext {
     pub adapter: wgpu::AdapterInfo,
     /// Whether kernels use WGSL's `dot4I8Packed` (else the emulation).
     pub dot4_packed: bool,
+    /// Largest buffer bound to a kernel (at most [`MAX_BINDING`]).
+    pub max_binding: u64,
     pipelines: RefCell<HashMap<KernelKey, wgpu::ComputePipeline>>,
     errors: ErrorSlot,
 }
@@ -149,6 +160,7 @@ impl GpuContext {
             queue,
             adapter: adapter.get_info(),
             dot4_packed: packed && !opts.emulate_dot4,
+            max_binding: opts.max_binding.min(MAX_BINDING),
             pipelines: RefCell::new(HashMap::new()),
             errors,
         })
@@ -235,16 +247,21 @@ impl GpuContext {
         Ok(p)
     }
 
-    /// A storage buffer of `bytes` (at least 16), checked against the WebGPU default limits.
-    pub fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
-        let size = bytes.max(16).next_multiple_of(4);
-        if size > MAX_BINDING {
+    fn fits(&self, label: &str, size: u64) -> Result<()> {
+        if size > self.max_binding {
             return Err(Error::MissingLimit {
                 name: format!("max_storage_buffer_binding_size ({label})"),
                 need: size,
-                have: MAX_BINDING,
+                have: self.max_binding,
             });
         }
+        Ok(())
+    }
+
+    /// A storage buffer of `bytes` (at least 16), checked against the WebGPU default limits.
+    pub fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let size = bytes.max(16).next_multiple_of(4);
+        self.fits(label, size)?;
         self.scoped(Error::Gpu, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -258,13 +275,7 @@ impl GpuContext {
     /// A storage buffer holding `data` (padded to at least 16 bytes, a multiple of 4).
     pub fn storage_init(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
         let size = (data.len() as u64).max(16).next_multiple_of(4);
-        if size > MAX_BINDING {
-            return Err(Error::MissingLimit {
-                name: format!("max_storage_buffer_binding_size ({label})"),
-                need: size,
-                have: MAX_BINDING,
-            });
-        }
+        self.fits(label, size)?;
         let mut bytes = data.to_vec();
         bytes.resize(size as usize, 0);
         self.scoped(Error::Gpu, || {

@@ -1,7 +1,7 @@
 //! The exact op set on the GPU: activations stay in device buffers (i32 mantissas and one
 //! exponent per row, as [`IMat`]); weights are uploaded once as their GGUF bytes.
 
-use super::{GpuContext, Kernel, MAX_BINDING};
+use super::{GpuContext, Kernel};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::backend::exact::ExactOps;
 use crate::backend::exact::{ExactWeight, IMat, MatrixData};
@@ -53,7 +53,7 @@ impl GpuWeight {
                 };
                 let row_bytes = mat.cols / ty.block_len() * ty.block_bytes();
                 // One spare word: kernels read unaligned words as two.
-                let per_chunk = ((MAX_BINDING as usize - 8) / row_bytes.max(1)).max(1);
+                let per_chunk = ((ctx.max_binding as usize - 8) / row_bytes.max(1)).max(1);
                 let mut chunks = Vec::new();
                 let mut row0 = 0;
                 while row0 < mat.rows {
@@ -277,7 +277,7 @@ impl GpuOps {
     }
 
     pub fn try_rope(&mut self, x: &GpuAct, pos0: usize, head_dim: usize, base: f32, kind: RopeKind) -> Result<GpuAct> {
-        if head_dim == 0 || head_dim % 2 != 0 || x.cols % head_dim != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) || !x.cols.is_multiple_of(head_dim) {
             return Err(Error::InvalidArgument(format!("rope of heads of {head_dim} in rows of {}", x.cols)));
         }
         let half = head_dim / 2;
