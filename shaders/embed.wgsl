@@ -42,9 +42,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 top = max(top, top_bit(v.x, v.y));
             }
         } else {
-            let o = sub_block(r, s, p.cols);
+            let base = block_base(r, s, p.cols);
+            let sub = s % (block_len() / 32u);
+            let o = sub_scales(base, sub);
             for (var k = 0u; k < 32u; k++) {
-                top = max(top, top_bit(select(o.a0, o.a1, k >= 16u) * sub_q(o, k), o.ea));
+                let q = word_q(sub_word(base, sub, k / 4u), k % 4u, o.off);
+                top = max(top, top_bit(select(o.a0, o.a1, k >= 16u) * q, o.ea));
             }
             top = max(top, top_bit(o.b, o.eb));
         }
@@ -66,10 +69,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 acc[out + 32u * s + k] = select(i64_shl_s(i64_from(v.x), v.y - grid), vec2<u32>(0u, 0u), t == NONE);
             }
         } else {
-            let o = sub_block(r, s, p.cols);
+            let base = block_base(r, s, p.cols);
+            let sub = s % (block_len() / 32u);
+            let o = sub_scales(base, sub);
             let bt = i64_shl_s(i64_from(o.b), o.eb - grid);
             for (var k = 0u; k < 32u; k++) {
-                let q = select(o.a0, o.a1, k >= 16u) * sub_q(o, k);
+                let q = select(o.a0, o.a1, k >= 16u) * word_q(sub_word(base, sub, k / 4u), k % 4u, o.off);
                 let v = i64_add(i64_shl_s(i64_from(q), o.ea - grid), bt);
                 acc[out + 32u * s + k] = select(v, vec2<u32>(0u, 0u), t == NONE);
             }

@@ -56,12 +56,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 a = i64_add(a, i64_shl_s(i64_mul(we.x, qx * sb), we.y + xb.x - grid));
             }
         } else {
-            let o = sub_block(j, s, p.cols);
+            let base = block_base(j, s, p.cols);
+            let sub = s % (block_len() / 32u);
+            let o = sub_scales(base, sub);
             var d0 = 0i;
             var d1 = 0i;
             for (var k = 0u; k < 4u; k++) {
-                d0 += dot4(o.q[k], xq[xw + k]);
-                d1 += dot4(o.q[k + 4u], xq[xw + k + 4u]);
+                d0 += dot4(sub_word(base, sub, k), xq[xw + k]);
+                d1 += dot4(sub_word(base, sub, k + 4u), xq[xw + k + 4u]);
             }
             if o.off != 0 {
                 // Bytes hold value + off: subtract off times each half's Σqx.

@@ -70,9 +70,8 @@ fn w_elem(r: u32, c: u32, cols: u32) -> vec2<i32> {
     return f16_parts(wu16(2u * i));
 }
 
-struct Sub {
-    // 32 bytes, four per word, little endian; each byte is a non-negative or signed int8.
-    q: array<u32, 8>,
+// The scales of one 32-element sub-block. Its 32 bytes come from sub_word, four per word.
+struct Scales {
     // Subtracted from every byte to give the element's quantized value.
     off: i32,
     a0: i32,
@@ -118,112 +117,98 @@ fn scale_min_k4(at: u32, j: u32) -> vec2<i32> {
     return vec2<i32>(i32(sc), i32(mn));
 }
 
-// Sub-block `s` (32 elements) of row `r` of a quantized matrix with `cols` per row.
-fn sub_block(r: u32, s: u32, cols: u32) -> Sub {
-    var o: Sub;
+// Byte offset of the GGUF block holding sub-block `s` (32 elements) of row `r`.
+fn block_base(r: u32, s: u32, cols: u32) -> u32 {
     let bl = block_len();
-    let nsub = bl / 32u;
-    let j = s % nsub;
-    let base = (r * (cols / bl) + s / nsub) * block_bytes();
+    return (r * (cols / bl) + s / (bl / 32u)) * block_bytes();
+}
+
+// Sub-block `j` (of the block at `base`): its scales.
+fn sub_scales(base: u32, j: u32) -> Scales {
+    var o: Scales;
     o.off = 0;
     o.b = 0;
     switch TYPE {
-        case 8u: {
+        case 2u, 6u, 8u: {
             let d = f16_parts(wu16(base));
-            for (var k = 0u; k < 8u; k++) {
-                o.q[k] = wword(base + 2u + 4u * k);
-            }
             o.a0 = d.x;
-            o.a1 = d.x;
             o.ea = d.y;
             o.eb = d.y;
+            o.off = select(select(0, 16, TYPE == T_Q5_0), 8, TYPE == T_Q4_0);
         }
-        case 2u, 3u: {
+        case 3u, 7u: {
             let d = f16_parts(wu16(base));
-            var at = base + 2u;
-            if TYPE == T_Q4_1 {
-                let m = f16_parts(wu16(base + 2u));
-                o.b = m.x;
-                o.eb = m.y;
-                at = base + 4u;
-            } else {
-                o.off = 8;
-                o.eb = d.y;
-            }
-            for (var k = 0u; k < 4u; k++) {
-                let x = wword(at + 4u * k);
-                o.q[k] = x & 0x0f0f0f0fu;
-                o.q[k + 4u] = (x >> 4u) & 0x0f0f0f0fu;
-            }
+            let m = f16_parts(wu16(base + 2u));
             o.a0 = d.x;
-            o.a1 = d.x;
             o.ea = d.y;
-        }
-        case 6u, 7u: {
-            let d = f16_parts(wu16(base));
-            var at = base + 2u;
-            if TYPE == T_Q5_1 {
-                let m = f16_parts(wu16(base + 2u));
-                o.b = m.x;
-                o.eb = m.y;
-                at = base + 4u;
-            } else {
-                o.off = 16;
-                o.eb = d.y;
-            }
-            let qh = wword(at);
-            for (var k = 0u; k < 4u; k++) {
-                let x = wword(at + 4u + 4u * k);
-                o.q[k] = (x & 0x0f0f0f0fu) | spread4((qh >> (4u * k)) & 0xfu);
-                o.q[k + 4u] = ((x >> 4u) & 0x0f0f0f0fu) | spread4((qh >> (16u + 4u * k)) & 0xfu);
-            }
-            o.a0 = d.x;
-            o.a1 = d.x;
-            o.ea = d.y;
+            o.b = m.x;
+            o.eb = m.y;
         }
         case 12u, 13u: {
             let d = f16_parts(wu16(base));
             let dm = f16_parts(wu16(base + 2u));
             let sm = scale_min_k4(base + 4u, j);
-            let five = TYPE == T_Q5_K;
-            let qs = select(base + 16u, base + 48u, five);
-            let sh = 4u * (j % 2u);
-            for (var k = 0u; k < 8u; k++) {
-                var v = (wword(qs + 32u * (j / 2u) + 4u * k) >> sh) & 0x0f0f0f0fu;
-                if five {
-                    v = v | (((wword(base + 16u + 4u * k) >> j) & 0x01010101u) << 4u);
-                }
-                o.q[k] = v;
-            }
             o.a0 = d.x * sm.x;
-            o.a1 = o.a0;
             o.ea = d.y;
             o.b = -(dm.x * sm.y);
             o.eb = dm.y;
         }
         case 14u: {
             let d = f16_parts(wu16(base + 208u));
-            let h = j / 4u;
-            let rr = j % 4u;
-            for (var k = 0u; k < 8u; k++) {
-                let lo = (wword(base + 64u * h + 32u * (rr % 2u) + 4u * k) >> (4u * (rr / 2u))) & 0x0f0f0f0fu;
-                let hi = ((wword(base + 128u + 32u * h + 4u * k) >> (2u * rr)) & 0x03030303u) << 4u;
-                o.q[k] = lo | hi;
-            }
-            let sc = base + 192u + 8u * h + 2u * rr;
+            let sc = base + 192u + 8u * (j / 4u) + 2u * (j % 4u);
             o.a0 = d.x * ((i32(wbyte(sc)) << 24u) >> 24u);
             o.a1 = d.x * ((i32(wbyte(sc + 1u)) << 24u) >> 24u);
             o.off = 32;
             o.ea = d.y;
             o.eb = d.y;
+            return o;
         }
         default: {}
     }
+    o.a1 = o.a0;
     return o;
 }
 
-// Element k (0..32) of a decoded sub-block: its quantized value (bytes sign-extended:
+// Word k (bytes 4k..4k+4, k < 8) of sub-block `j` of the block at `base`.
+fn sub_word(base: u32, j: u32, k: u32) -> u32 {
+    switch TYPE {
+        case 8u: {
+            return wword(base + 2u + 4u * k);
+        }
+        case 2u, 3u: {
+            // Nibbles: low ones are elements 0..16, high ones 16..32.
+            let x = wword(base + select(2u, 4u, TYPE == T_Q4_1) + 4u * (k % 4u));
+            return (x >> (4u * (k / 4u))) & 0x0f0f0f0fu;
+        }
+        case 6u, 7u: {
+            let at = base + select(2u, 4u, TYPE == T_Q5_1);
+            let x = wword(at + 4u + 4u * (k % 4u));
+            return ((x >> (4u * (k / 4u))) & 0x0f0f0f0fu) | spread4((wword(at) >> (4u * k)) & 0xfu);
+        }
+        case 12u, 13u: {
+            let five = TYPE == T_Q5_K;
+            let qs = select(base + 16u, base + 48u, five);
+            var v = (wword(qs + 32u * (j / 2u) + 4u * k) >> (4u * (j % 2u))) & 0x0f0f0f0fu;
+            if five {
+                v = v | (((wword(base + 16u + 4u * k) >> j) & 0x01010101u) << 4u);
+            }
+            return v;
+        }
+        case 14u: {
+            let h = j / 4u;
+            let rr = j % 4u;
+            let lo = (wword(base + 64u * h + 32u * (rr % 2u) + 4u * k) >> (4u * (rr / 2u))) & 0x0f0f0f0fu;
+            let hi = ((wword(base + 128u + 32u * h + 4u * k) >> (2u * rr)) & 0x03030303u) << 4u;
+            return lo | hi;
+        }
+        default: {
+            return 0u;
+        }
+    }
+}
+
+// Byte b (0..4) of a sub-block word as the element's quantized value (bytes sign-extended:
 // only Q8_0 has bytes of 128 and above, and they are signed).
-fn sub_q(o: Sub, k: u32) -> i32 {
-    return ((bitcast<i32>(o.q[k / 4u]) << (24u - 8u * (k % 4u))) >> 24u) - o.off;
+fn word_q(word: u32, b: u32, off: i32) -> i32 {
+    return ((bitcast<i32>(word) << (24u - 8u * b)) >> 24u) - off;
 }

@@ -422,3 +422,24 @@ fn weights_split_into_chunks_equal_cpu_and_limits_are_typed_errors() {
         g.check().expect("no deferred error");
     }
 }
+
+#[test]
+#[ignore = "timing of the matmul kernel on SmolLM2's shapes"]
+fn matmul_timing() {
+    let mut gpus = gpus();
+    let mut rng = SplitMix64(10);
+    for (ty, k, m) in [(TensorType::Q4_1, 576, 1536), (TensorType::Q4_1, 1536, 576), (TensorType::Q8_0, 576, 49152)] {
+        let f = weight_file(&mut rng, ty, m, k);
+        let x = random_act(&mut rng, 1, k);
+        for g in &mut gpus {
+            let gw = GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight");
+            let gx = g.upload(&x).expect("upload");
+            g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("warm-up");
+            let t0 = std::time::Instant::now();
+            for _ in 0..5 {
+                g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("matmul");
+            }
+            eprintln!("{} {k}→{m} packed={}: {:.2?}", ty.name(), g.ctx.dot4_packed, t0.elapsed() / 5);
+        }
+    }
+}
