@@ -77,6 +77,8 @@ pub struct GpuOps {
     #[cfg(not(target_arch = "wasm32"))]
     cpu: ExactOps,
     exp2: wgpu::Buffer,
+    /// Ops recorded since the last submission.
+    enc: Option<wgpu::CommandEncoder>,
     /// (cos, sin) in Q30 per position, keyed by (base bits, head size): built on the CPU.
     rope: HashMap<(u32, usize), Vec<[i32; 2]>>,
 }
@@ -101,6 +103,7 @@ impl GpuOps {
             #[cfg(not(target_arch = "wasm32"))]
             cpu: ExactOps::new(cfg),
             exp2,
+            enc: None,
             rope: HashMap::new(),
         })
     }
@@ -121,7 +124,8 @@ impl GpuOps {
 
     /// Read activations back (native only).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn download(&self, x: &GpuAct) -> Result<IMat> {
+    pub fn download(&mut self, x: &GpuAct) -> Result<IMat> {
+        self.flush();
         let m = self.ctx.read(&x.m, (x.rows * x.cols * 4) as u64)?;
         let e = self.ctx.read(&x.e, (x.rows * 4) as u64)?;
         Ok(IMat {
@@ -165,8 +169,20 @@ impl GpuOps {
         Ok(out)
     }
 
-    fn submit(&self, enc: wgpu::CommandEncoder) {
-        self.ctx.queue.submit([enc.finish()]);
+    /// Record into the pending command encoder: ops are submitted together at the next
+    /// [`GpuOps::flush`] (a readback flushes), not one submission each.
+    fn recorded<T>(&mut self, f: impl FnOnce(&Self, &mut wgpu::CommandEncoder) -> Result<T>) -> Result<T> {
+        let mut enc = self.enc.take().unwrap_or_else(|| self.ctx.encoder());
+        let r = f(self, &mut enc);
+        self.enc = Some(enc);
+        r
+    }
+
+    /// Submit the ops recorded so far.
+    pub fn flush(&mut self) {
+        if let Some(enc) = self.enc.take() {
+            self.ctx.queue.submit([enc.finish()]);
+        }
     }
 
     pub fn try_matmul(&mut self, x: &GpuAct, w: &GpuWeight) -> Result<GpuAct> {
@@ -182,17 +198,17 @@ impl GpuOps {
         let xblk = self.ctx.storage("xblk", (n * nb * 16) as u64)?;
         let emax = self.ctx.storage("emax", (n * 4) as u64)?;
         let acc = self.ctx.storage("acc", (n * m * 8) as u64)?;
-        let mut enc = self.ctx.encoder();
-        let p = [k as u32, nb as u32];
-        self.ctx.dispatch(&mut enc, Kernel::Quantize, &p, &[&x.m, &x.e, &xq, &xblk, &emax], [n as u32, 1, 1])?;
-        for c in chunks {
-            let p = [k as u32, nb as u32, c.rows as u32, c.row0 as u32, m as u32, n as u32, *max_exp as u32, 0];
-            let groups = [c.rows.div_ceil(64) as u32, n as u32, 1];
-            self.ctx.dispatch(&mut enc, Kernel::Matmul(*ty), &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
-        }
-        let out = self.normalize(&mut enc, &acc, &emax, n, m, m, max_exp - 8)?;
-        self.submit(enc);
-        Ok(out)
+        self.recorded(|s, enc| {
+            let p = [k as u32, nb as u32];
+            s.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, &xq, &xblk, &emax], [n as u32, 1, 1])?;
+            for c in chunks {
+                let p = [k as u32, nb as u32, c.rows as u32, c.row0 as u32, m as u32, n as u32, *max_exp as u32, 0];
+                let groups = [c.rows.div_ceil(64) as u32, n as u32, 1];
+                s.ctx.dispatch(enc, Kernel::Matmul(*ty), &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
+            }
+            let out = s.normalize(enc, &acc, &emax, n, m, m, max_exp - 8)?;
+            Ok(out)
+        })
     }
 
     pub fn try_embed(&mut self, w: &GpuWeight, ids: &[u32]) -> Result<GpuAct> {
@@ -204,31 +220,25 @@ impl GpuOps {
         }
         let (n, cols) = (ids.len(), *cols);
         let (acc, gexp) = self.acc(n, cols, 1)?;
-        let mut enc = self.ctx.encoder();
-        for c in chunks {
-            // (row within the chunk, output row) of this chunk's tokens.
-            let sel: Vec<u32> = ids
-                .iter()
-                .enumerate()
-                .filter(|(_, &t)| (c.row0..c.row0 + c.rows).contains(&(t as usize)))
-                .flat_map(|(i, &t)| [t - c.row0 as u32, i as u32])
-                .collect();
-            if sel.is_empty() {
-                continue;
+        self.recorded(|s, enc| {
+            for c in chunks {
+                // (row within the chunk, output row) of this chunk's tokens.
+                let sel: Vec<u32> = ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &t)| (c.row0..c.row0 + c.rows).contains(&(t as usize)))
+                    .flat_map(|(i, &t)| [t - c.row0 as u32, i as u32])
+                    .collect();
+                if sel.is_empty() {
+                    continue;
+                }
+                let sel_buf = s.ctx.storage_init("ids", bytemuck::cast_slice(&sel))?;
+                let groups = [(sel.len() / 2) as u32, 1, 1];
+                s.ctx.dispatch(enc, Kernel::Embed(*ty), &[cols as u32], &[&c.buf, &sel_buf, &acc, &gexp], groups)?;
             }
-            let sel_buf = self.ctx.storage_init("ids", bytemuck::cast_slice(&sel))?;
-            let groups = [(sel.len() / 2) as u32, 1, 1];
-            self.ctx.dispatch(
-                &mut enc,
-                Kernel::Embed(*ty),
-                &[cols as u32],
-                &[&c.buf, &sel_buf, &acc, &gexp],
-                groups,
-            )?;
-        }
-        let out = self.normalize(&mut enc, &acc, &gexp, n, cols, cols, 0)?;
-        self.submit(enc);
-        Ok(out)
+            let out = s.normalize(enc, &acc, &gexp, n, cols, cols, 0)?;
+            Ok(out)
+        })
     }
 
     pub fn try_rms_norm(&mut self, x: &GpuAct, w: &GpuWeight, group: usize, eps: f32) -> Result<GpuAct> {
@@ -241,13 +251,13 @@ impl GpuOps {
         let (em, ee) = f32_const(eps).unwrap_or((0, 0));
         let ng = x.cols / group;
         let (acc, gexp) = self.acc(x.rows, x.cols, ng)?;
-        let mut enc = self.ctx.encoder();
-        let p = [x.cols as u32, group as u32, ng as u32, em as u32, ee as u32, *we as u32];
-        let groups = [ng as u32, x.rows as u32, 1];
-        self.ctx.dispatch(&mut enc, Kernel::RmsNorm, &p, &[&x.m, &x.e, wm, &acc, &gexp], groups)?;
-        let out = self.normalize(&mut enc, &acc, &gexp, x.rows, x.cols, group, 0)?;
-        self.submit(enc);
-        Ok(out)
+        self.recorded(|s, enc| {
+            let p = [x.cols as u32, group as u32, ng as u32, em as u32, ee as u32, *we as u32];
+            let groups = [ng as u32, x.rows as u32, 1];
+            s.ctx.dispatch(enc, Kernel::RmsNorm, &p, &[&x.m, &x.e, wm, &acc, &gexp], groups)?;
+            let out = s.normalize(enc, &acc, &gexp, x.rows, x.cols, group, 0)?;
+            Ok(out)
+        })
     }
 
     /// An element-wise op writing accumulators and one exponent per row, then normalized.
@@ -261,13 +271,13 @@ impl GpuOps {
         width: usize,
     ) -> Result<GpuAct> {
         let (acc, gexp) = self.acc(rows, cols, 1)?;
-        let mut enc = self.ctx.encoder();
-        let mut bufs = inputs.to_vec();
-        bufs.extend([&acc, &gexp]);
-        self.ctx.dispatch(&mut enc, kernel, p, &bufs, [width.div_ceil(64) as u32, rows as u32, 1])?;
-        let out = self.normalize(&mut enc, &acc, &gexp, rows, cols, cols, 0)?;
-        self.submit(enc);
-        Ok(out)
+        self.recorded(|s, enc| {
+            let mut bufs = inputs.to_vec();
+            bufs.extend([&acc, &gexp]);
+            s.ctx.dispatch(enc, kernel, p, &bufs, [width.div_ceil(64) as u32, rows as u32, 1])?;
+            let out = s.normalize(enc, &acc, &gexp, rows, cols, cols, 0)?;
+            Ok(out)
+        })
     }
 
     pub fn try_scale(&mut self, x: &GpuAct, s: f32) -> Result<GpuAct> {
@@ -311,11 +321,11 @@ impl GpuOps {
             return Err(Error::InvalidArgument(format!("add of {}×{} and {}×{}", x.rows, x.cols, y.rows, y.cols)));
         }
         let out = self.act(x.rows, x.cols)?;
-        let mut enc = self.ctx.encoder();
-        let bufs = [&x.m, &x.e, &y.m, &y.e, &out.m, &out.e];
-        self.ctx.dispatch(&mut enc, Kernel::Add, &[x.cols as u32], &bufs, [x.rows as u32, 1, 1])?;
-        self.submit(enc);
-        Ok(out)
+        self.recorded(|s, enc| {
+            let bufs = [&x.m, &x.e, &y.m, &y.e, &out.m, &out.e];
+            s.ctx.dispatch(enc, Kernel::Add, &[x.cols as u32], &bufs, [x.rows as u32, 1, 1])?;
+            Ok(out)
+        })
     }
 
     pub fn try_rows(&mut self, x: &GpuAct, rows: std::ops::Range<usize>) -> Result<GpuAct> {
@@ -323,14 +333,14 @@ impl GpuOps {
             return Err(Error::InvalidArgument(format!("rows {rows:?} of {}", x.rows)));
         }
         let out = self.act(rows.len(), x.cols)?;
-        let mut enc = self.ctx.encoder();
-        let (c, r0, n) = (x.cols as u64 * 4, rows.start as u64, rows.len() as u64);
-        if n > 0 {
-            enc.copy_buffer_to_buffer(&x.m, r0 * c, &out.m, 0, n * c);
-            enc.copy_buffer_to_buffer(&x.e, r0 * 4, &out.e, 0, n * 4);
-        }
-        self.submit(enc);
-        Ok(out)
+        self.recorded(|_, enc| {
+            let (c, r0, n) = (x.cols as u64 * 4, rows.start as u64, rows.len() as u64);
+            if n > 0 {
+                enc.copy_buffer_to_buffer(&x.m, r0 * c, &out.m, 0, n * c);
+                enc.copy_buffer_to_buffer(&x.e, r0 * 4, &out.e, 0, n * 4);
+            }
+            Ok(out)
+        })
     }
 
     pub fn try_swiglu(&mut self, gate: &GpuAct, up: &GpuAct) -> Result<GpuAct> {
