@@ -363,7 +363,19 @@ fn tiny_models_forward_equals_cpu() {
 #[test]
 fn smollm2_forward_equals_cpu() {
     // "The capital of France is", then a greedy step: the same logits as the CPU's.
-    let f = Gguf::open(&common::model_path("smollm2")).expect("open SmolLM2");
+    real_model_forward_equals_cpu("smollm2", " Paris.");
+}
+
+#[test]
+#[ignore = "check-full: Gemma 3 on the GPU (minutes on lavapipe)"]
+fn gemma3_forward_equals_cpu() {
+    real_model_forward_equals_cpu("gemma3", " the capital");
+}
+
+/// The prompt "The capital of France is", then a greedy step, on the CPU and on the GPU
+/// (both dot-product paths): the same logits at each step, and the expected text.
+fn real_model_forward_equals_cpu(name: &str, expect: &str) {
+    let f = Gguf::open(&common::model_path(name)).expect("open model");
     let tok = edgeproof::tokenizer::Tokenizer::from_metadata(f.metadata()).expect("tokenizer");
     let cfg = Config::from_metadata(f.metadata()).expect("config");
     let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
@@ -381,13 +393,13 @@ fn smollm2_forward_equals_cpu() {
         for (g, gw) in gpus.iter_mut().zip(&gws) {
             let t0 = std::time::Instant::now();
             let got = forward(g, &cfg, gw, &ids[pos0..], pos0, n - pos0 - 1..n - pos0).and_then(|y| g.download(&y));
-            eprintln!("gpu forward of {} at {pos0}: {:.2?}", n - pos0, t0.elapsed());
-            same(&format!("SmolLM2 logits at {pos0}"), &got.expect("gpu forward"), &want);
+            eprintln!("{name}: gpu forward of {} at {pos0}: {:.2?}", n - pos0, t0.elapsed());
+            same(&format!("{name} logits at {pos0}"), &got.expect("gpu forward"), &want);
         }
         pos0 = n;
         ids.push(want.argmax_row(0).expect("argmax"));
     }
-    assert_eq!(tok.decode(&ids[ids.len() - 2..]).expect("decode"), " Paris.", "{ids:?}");
+    assert_eq!(tok.decode(&ids[ids.len() - 2..]).expect("decode"), expect, "{ids:?}");
 }
 
 #[test]

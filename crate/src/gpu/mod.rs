@@ -336,9 +336,8 @@ impl GpuContext {
         self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
     }
 
-    /// Read `bytes` from the start of `buf` (native only: blocks until the GPU is done).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn read(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    /// Read `bytes` from the start of `buf`, once the work submitted before is done.
+    pub async fn read_async(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         let size = bytes.max(4).next_multiple_of(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -349,24 +348,59 @@ impl GpuContext {
         let mut enc = self.encoder();
         enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
         self.queue.submit([enc.finish()]);
-        let done: Arc<Mutex<Option<std::result::Result<(), wgpu::BufferAsyncError>>>> = Arc::new(Mutex::new(None));
-        let d = Arc::clone(&done);
+        let mapped = Mapped::default();
+        let state = Arc::clone(&mapped.0);
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
-            if let Ok(mut s) = d.lock() {
-                *s = Some(r);
+            if let Ok(mut s) = state.lock() {
+                s.done = Some(r);
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
             }
         });
+        // Natively the callback runs inside poll; in the browser the event loop runs it.
+        #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("poll: {e}")))?;
+        let mapped = mapped.await;
         self.check()?;
-        match done.lock().map(|mut s| s.take()) {
-            Ok(Some(Ok(()))) => {}
-            Ok(Some(Err(e))) => return Err(Error::Gpu(format!("map: {e}"))),
-            _ => return Err(Error::Gpu("readback did not complete".into())),
-        }
+        mapped.map_err(|e| Error::Gpu(format!("map: {e}")))?;
         let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("map: {e}")))?;
         let out = view[..bytes as usize].to_vec();
         drop(view);
         staging.unmap();
         Ok(out)
+    }
+
+    /// [`GpuContext::read_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        pollster::block_on(self.read_async(buf, bytes))
+    }
+}
+
+#[derive(Default)]
+struct MapState {
+    done: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<std::task::Waker>,
+}
+
+/// The end of a `map_async`, as a future.
+#[derive(Default)]
+struct Mapped(Arc<Mutex<MapState>>);
+
+impl std::future::Future for Mapped {
+    type Output = std::result::Result<(), wgpu::BufferAsyncError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let Ok(mut s) = self.0.lock() else {
+            return std::task::Poll::Ready(Err(wgpu::BufferAsyncError));
+        };
+        match s.done.take() {
+            Some(r) => std::task::Poll::Ready(r),
+            None => {
+                s.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
     }
 }

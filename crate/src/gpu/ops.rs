@@ -122,18 +122,23 @@ impl GpuOps {
         })
     }
 
-    /// Read activations back (native only).
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn download(&mut self, x: &GpuAct) -> Result<IMat> {
+    /// Read activations back (submitting the ops recorded so far).
+    pub async fn download_async(&mut self, x: &GpuAct) -> Result<IMat> {
         self.flush();
-        let m = self.ctx.read(&x.m, (x.rows * x.cols * 4) as u64)?;
-        let e = self.ctx.read(&x.e, (x.rows * 4) as u64)?;
+        let m = self.ctx.read_async(&x.m, (x.rows * x.cols * 4) as u64).await?;
+        let e = self.ctx.read_async(&x.e, (x.rows * 4) as u64).await?;
         Ok(IMat {
             rows: x.rows,
             cols: x.cols,
             m: bytemuck::pod_collect_to_vec(&m),
             e: bytemuck::pod_collect_to_vec(&e),
         })
+    }
+
+    /// [`GpuOps::download_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn download(&mut self, x: &GpuAct) -> Result<IMat> {
+        pollster::block_on(self.download_async(x))
     }
 
     fn act(&self, rows: usize, cols: usize) -> Result<GpuAct> {
