@@ -1,4 +1,4 @@
-//! The exact mode's integer arithmetic ("numerics v1", specified in `docs/NUMERICS.md`).
+//! The exact mode's integer arithmetic ("numerics v2", specified in `docs/NUMERICS.md`).
 //!
 //! Every function here uses integer operations only. Values are integers with a
 //! power-of-two exponent; every rounding is [`rshr`] (round half to even) or a
@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
 /// The spec version, hashed first into the digest.
-pub const VERSION: &str = "edgeproof numerics v1";
+pub const VERSION: &str = "edgeproof numerics v2";
 
 /// Mantissa width of a normalized activation row: max |m| in [2^23, 2^24).
 pub const ROW_BITS: u32 = 24;
@@ -30,20 +30,17 @@ pub const EXP2_TABLE_LEN: usize = 1025;
 /// `x / 2^s`, rounded to nearest, ties to even.
 #[inline]
 pub fn rshr(x: i64, s: u32) -> i64 {
-    if s == 0 {
-        return x;
-    }
-    if s >= 64 {
+    match s {
+        0 => x,
+        // Branch-free: round up when the remainder, plus the quotient's lowest bit, passes half
+        // (above half, or a tie with an odd quotient).
+        1..=63 => {
+            let q = x >> s;
+            let r = (x as u64) & ((1u64 << s) - 1);
+            q + ((r + (q & 1) as u64) > (1u64 << (s - 1))) as i64
+        }
         // |x| < 2^63, so |x / 2^s| < 1/2.
-        return 0;
-    }
-    let q = x >> s;
-    let r = (x as u64) & ((1u64 << s) - 1);
-    let half = 1u64 << (s - 1);
-    if r > half || (r == half && q & 1 == 1) {
-        q + 1
-    } else {
-        q
+        _ => 0,
     }
 }
 
@@ -131,20 +128,6 @@ pub fn strip_zeros((m, e): (i32, i32)) -> (i32, i32) {
     }
     let tz = m.trailing_zeros();
     (m >> tz, e + tz as i32)
-}
-
-/// Quantize one block of mantissas to int8: shift `t = max(0, bitlen(max) - 7)`, plus one
-/// if rounding reaches 128, so every `q` is in [-127, 127]. Returns `t`.
-pub fn quantize_block(m: &[i32], q: &mut [i8]) -> u32 {
-    let max = m.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as u64;
-    let mut t = bitlen(max).saturating_sub(7);
-    if rshr(max as i64, t) >= 128 {
-        t += 1;
-    }
-    for (o, &v) in q.iter_mut().zip(m) {
-        *o = rshr(v as i64, t) as i8;
-    }
-    t
 }
 
 /// `x / d` rounded to nearest, ties to even, for `d > 0`.

@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::gguf::{SharedBytes, TensorView};
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{
-    align_terms, bitlen, dot_i8, exp2_q20, f16_parts, f32_parts, gelu_mant, normalize, quantize_block,
-    quantize_block_scaled, rope_cos_sin, rshr, rsqrt, shl, silu_mant, strip_zeros, LOG2E_Q30,
+    align_terms, bitlen, dot_i8, exp2_q20, f16_parts, f32_parts, gelu_mant, normalize, quantize_block_scaled,
+    rope_cos_sin, rshr, rsqrt, shl, silu_mant, strip_zeros, LOG2E_Q30,
 };
 use crate::quant::{scale_min_k4, TensorType};
 use rayon::prelude::*;
@@ -287,9 +287,9 @@ impl ExactWeight {
 /// Rows quantized to int8 in blocks of at most 32 (per `seg`-wide segment), with block exponents.
 struct QRows {
     q: Vec<i8>,
-    /// Block exponents: row exponent + block shift (− 7 for scaled blocks).
+    /// Block exponents: row exponent + block shift − 7.
     e: Vec<i32>,
-    /// Block integer scales: a block's values are `q · s · 2^e` (1 for power-of-two blocks).
+    /// Block integer scales: a block's values are `q · s · 2^e`.
     s: Vec<i32>,
     /// Block sums of q (for the min terms).
     sum: Vec<i32>,
@@ -299,9 +299,9 @@ struct QRows {
     nb: usize,
 }
 
-/// `scaled`: blocks get an 8-bit integer scale ([`quantize_block_scaled`], matmul inputs);
-/// otherwise a power of two ([`quantize_block`], attention; scale 1).
-fn quantize_rows(x: &IMat, seg: usize, scaled: bool) -> QRows {
+/// Rows quantized to scaled int8 blocks ([`quantize_block_scaled`]) of 32 within each
+/// `seg`-wide segment (the matmul's whole row, attention's heads).
+fn quantize_rows(x: &IMat, seg: usize) -> QRows {
     let nbs = seg.div_ceil(32);
     let nb = x.cols / seg * nbs;
     let mut r = QRows {
@@ -316,13 +316,9 @@ fn quantize_rows(x: &IMat, seg: usize, scaled: bool) -> QRows {
         let mut b = i * nb;
         for (ms, qs) in x.row(i).chunks(seg).zip(r.q[i * x.cols..(i + 1) * x.cols].chunks_mut(seg)) {
             for (mb, qb) in ms.chunks(32).zip(qs.chunks_mut(32)) {
-                r.e[b] = if scaled {
-                    let (t, s) = quantize_block_scaled(mb, qb);
-                    r.s[b] = s;
-                    x.e[i] + t as i32 - 7
-                } else {
-                    x.e[i] + quantize_block(mb, qb) as i32
-                };
+                let (t, s) = quantize_block_scaled(mb, qb);
+                r.s[b] = s;
+                r.e[b] = x.e[i] + t as i32 - 7;
                 r.sum[b] = qb.iter().map(|&v| v as i32).sum();
                 b += 1;
             }
@@ -342,10 +338,15 @@ struct Terms {
     e2: i32,
 }
 
-/// f16 bits to (mantissa, exponent); blocks were validated at load, so Inf/NaN reads as zero.
+/// f16 bits to (mantissa, exponent) as [`f16_parts`], without branches: blocks were validated
+/// at load, so there is no Inf or NaN here.
 #[inline(always)]
 fn f16_at(b: &[u8], i: usize) -> (i32, i32) {
-    f16_parts(u16::from_le_bytes([b[i], b[i + 1]])).unwrap_or((0, 0))
+    let bits = u16::from_le_bytes([b[i], b[i + 1]]) as i32;
+    let (e, frac) = ((bits >> 10) & 31, bits & 1023);
+    let m = frac | ((e != 0) as i32) << 10;
+    let neg = -(bits >> 15);
+    ((m ^ neg) - neg, e.max(1) - 25)
 }
 
 /// Integer dot products of weight bytes against int8 activations widened to i16. Integer
@@ -599,8 +600,8 @@ fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 
     acc
 }
 
-/// Guard bits of the attention-score accumulators below their largest possible term exponent.
-const GUARD: i32 = 16;
+/// Guard bits of the attention accumulators (scores and values) below their largest term exponent.
+const GUARD: i32 = 8;
 /// Guard bits of the matmul accumulators (fewer: terms carry the activation block scale).
 const MATMUL_GUARD: i32 = 8;
 
@@ -616,7 +617,7 @@ const MATMUL_GUARD: i32 = 8;
 fn matmul(x: &IMat, w: &Matrix) -> IMat {
     let (n, k, m) = (x.rows, x.cols, w.rows);
     assert_eq!(k, w.cols, "matmul of {k}-wide rows by a {}-wide weight", w.cols);
-    let xq = quantize_rows(x, k, true);
+    let xq = quantize_rows(x, k);
     let nb = xq.nb;
     let grid: Vec<i32> = xq.emax.iter().map(|&e| w.max_exp + e - MATMUL_GUARD).collect();
     const CHUNK: usize = 16;
@@ -666,13 +667,16 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
     out
 }
 
-/// The KV cache of one layer: int8 values and one exponent per block (32 or fewer within a head).
+/// The KV cache of one layer: int8 values, one integer scale and one exponent per block (32 or
+/// fewer within a head).
 #[derive(Default)]
 struct LayerCache {
     kq: Vec<i8>,
     ke: Vec<i32>,
+    ks: Vec<i32>,
     vq: Vec<i8>,
     ve: Vec<i32>,
+    vs: Vec<i32>,
 }
 
 /// Per position, (cos, sin) in Q30 of each pair.
@@ -696,12 +700,18 @@ fn f32_const(v: f32) -> Option<(i32, i32)> {
     f32_parts(v.to_bits()).map(strip_zeros)
 }
 
+/// Query blocks of one head: int8 values, scales and exponents.
+struct QHead<'a> {
+    q: &'a [i8],
+    s: &'a [i32],
+    e: &'a [i32],
+}
+
 /// One head of attention for one query: returns the head's output accumulator and its exponent.
 /// Keys `lo..=pos` of kv head `g` are visible.
 #[allow(clippy::too_many_arguments)]
 fn attend_head(
-    qq: &[i8],
-    qe: &[i32],
+    qh: QHead,
     c: &LayerCache,
     kv_blocks: usize,
     g: usize,
@@ -710,22 +720,24 @@ fn attend_head(
     pos: usize,
     (sm, se): (i32, i32),
 ) -> (Vec<i64>, i32) {
-    let nbh = qe.len();
+    let nbh = qh.e.len();
     let kv_dim = kv_blocks / nbh * hd;
     let kvo = g * hd;
-    let eb = |e: &[i32], j: usize, b: usize| e[j * kv_blocks + g * nbh + b];
-    // Scores on the grid A = (max q block exp) + (max visible k block exp) − 16, as in matmul.
-    let kq_max = qe.iter().copied().max().unwrap_or(0);
-    let kk_max = (lo..=pos).flat_map(|j| (0..nbh).map(move |b| eb(&c.ke, j, b))).max().unwrap_or(0);
+    let at = |j: usize, b: usize| j * kv_blocks + g * nbh + b;
+    // Scores on the grid A = (max q block exp) + (max visible k block exp) − 8, as in matmul.
+    let kq_max = qh.e.iter().copied().max().unwrap_or(0);
+    let kk_max = (lo..=pos).flat_map(|j| (0..nbh).map(move |b| c.ke[at(j, b)])).max().unwrap_or(0);
     let a = kq_max + kk_max - GUARD;
-    // |score| < 8 blocks · 2^35 = 2^38 for heads up to 256; times |sm| < 2^16: below 2^54.
+    // A block term is below 2^19 · 2^15 (dot, two scales ≤ 130), 2^42 after the shift; eight
+    // blocks (heads up to 256) 2^45; times |sm| < 2^16: below 2^61.
     let scores: Vec<i64> = (lo..=pos)
         .map(|j| {
             let kr = &c.kq[j * kv_dim + kvo..j * kv_dim + kvo + hd];
             let s: i64 = (0..nbh)
                 .map(|b| {
                     let r = 32 * b..(32 * b + 32).min(hd);
-                    shl(dot_i8(&qq[r.clone()], &kr[r]) as i64, qe[b] + eb(&c.ke, j, b) - a)
+                    let t = dot_i8(&qh.q[r.clone()], &kr[r]) as i64 * (qh.s[b] * c.ks[at(j, b)]) as i64;
+                    shl(t, qh.e[b] + c.ke[at(j, b)] - a)
                 })
                 .sum();
             s * sm as i64
@@ -756,17 +768,20 @@ fn attend_head(
     let sum: i64 = p.iter().sum();
     let inv = (1i64 << 62) / sum;
     let p: Vec<i64> = p.iter().map(|&v| rshr(v * inv, 38)).collect();
-    // Values: per block, on the grid of the largest visible exponent less 8 guard bits and the 24 of Q24.
+    // Values: per block, on the grid of the largest visible exponent less 8 guard bits and the 24
+    // of Q24. A term p·v·s is below 2^24 · 2^14 · 2^8; the p sum to at most 2^24 + n/2, so the
+    // accumulator stays below 2^47.
     let mut out = vec![0i64; hd];
     let mut bexp = vec![0i32; nbh];
     for (b, be) in bexp.iter_mut().enumerate() {
-        let vmax = (lo..=pos).map(|j| eb(&c.ve, j, b)).max().unwrap_or(0);
-        *be = vmax - 8 - 24;
+        let vmax = (lo..=pos).map(|j| c.ve[at(j, b)]).max().unwrap_or(0);
+        *be = vmax - GUARD - 24;
         for (pj, j) in p.iter().zip(lo..=pos) {
-            let sh = eb(&c.ve, j, b) - vmax + 8;
+            let sh = c.ve[at(j, b)] - vmax + GUARD;
+            let ps = pj * c.vs[at(j, b)] as i64;
             let vr = &c.vq[j * kv_dim + kvo..j * kv_dim + kvo + hd];
             for d in 32 * b..(32 * b + 32).min(hd) {
-                out[d] += shl(pj * vr[d] as i64, sh);
+                out[d] += shl(ps * vr[d] as i64, sh);
             }
         }
     }
@@ -916,14 +931,17 @@ impl Ops for ExactOps {
         // Re-evaluating from an earlier position drops what followed it.
         c.kq.truncate(pos0 * kv_dim);
         c.vq.truncate(pos0 * kv_dim);
-        c.ke.truncate(pos0 * kv_blocks);
-        c.ve.truncate(pos0 * kv_blocks);
-        let (kr, vr) = (quantize_rows(k, hd, false), quantize_rows(v, hd, false));
+        for blocks in [&mut c.ke, &mut c.ks, &mut c.ve, &mut c.vs] {
+            blocks.truncate(pos0 * kv_blocks);
+        }
+        let (kr, vr) = (quantize_rows(k, hd), quantize_rows(v, hd));
         c.kq.extend_from_slice(&kr.q);
         c.ke.extend_from_slice(&kr.e);
+        c.ks.extend_from_slice(&kr.s);
         c.vq.extend_from_slice(&vr.q);
         c.ve.extend_from_slice(&vr.e);
-        let qr = quantize_rows(q, hd, false);
+        c.vs.extend_from_slice(&vr.s);
+        let qr = quantize_rows(q, hd);
         let c = &*c;
         let group = p.n_head / p.n_head_kv;
         let heads: Vec<(Vec<i64>, i32)> = (0..q.rows * p.n_head)
@@ -932,9 +950,13 @@ impl Ops for ExactOps {
                 let (i, h) = (ih / p.n_head, ih % p.n_head);
                 let pos = pos0 + i;
                 let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let qq = &qr.q[i * q.cols + h * hd..i * q.cols + (h + 1) * hd];
-                let qe = &qr.e[i * qr.nb + h * nbh..i * qr.nb + (h + 1) * nbh];
-                attend_head(qq, qe, c, kv_blocks, h / group, hd, lo, pos, (sm, se))
+                let b = i * qr.nb + h * nbh..i * qr.nb + (h + 1) * nbh;
+                let qh = QHead {
+                    q: &qr.q[i * q.cols + h * hd..i * q.cols + (h + 1) * hd],
+                    s: &qr.s[b.clone()],
+                    e: &qr.e[b],
+                };
+                attend_head(qh, c, kv_blocks, h / group, hd, lo, pos, (sm, se))
             })
             .collect();
         let mut out = IMat::zeros(q.rows, p.n_head * hd);
@@ -996,4 +1018,18 @@ fn gated(gate: &IMat, up: &IMat, f: fn(i32, i32) -> i64) -> IMat {
         out.e[i] = normalize(&acc, eg + up.e[i], &mut out.m[i * cols..(i + 1) * cols]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_at_equals_f16_parts_on_every_finite_value() {
+        for bits in 0..=u16::MAX {
+            if let Some(want) = f16_parts(bits) {
+                assert_eq!(f16_at(&bits.to_le_bytes(), 0), want, "f16 bits {bits:#06x}");
+            }
+        }
+    }
 }
