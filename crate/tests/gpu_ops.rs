@@ -254,6 +254,8 @@ fn elementwise_ops_equal_cpu() {
             same(&format!("swiglu {rows}×{cols}"), &got, &sw);
             let got = g.try_geglu(&gx, &gy).and_then(|v| g.download(&v)).expect("gpu geglu");
             same(&format!("geglu {rows}×{cols}"), &got, &gw);
+            let want_ids: Vec<u32> = (0..rows).map(|i| x.argmax_row(i).expect("argmax")).collect();
+            assert_eq!(g.argmax(&gx).expect("gpu argmax"), want_ids, "argmax {rows}×{cols}");
             let got = g.try_rows(&gx, rows / 2..rows).and_then(|v| g.download(&v)).expect("gpu rows");
             same(&format!("rows {rows}×{cols}"), &got, &cpu.rows(&x, rows / 2..rows));
         }
@@ -279,6 +281,9 @@ fn add_keeps_the_other_row_when_one_is_zero() {
         let (gx, gy) = (g.upload(&x).expect("upload"), g.upload(&y).expect("upload"));
         let got = g.try_add(&gx, &gy).and_then(|v| g.download(&v)).expect("gpu add");
         same("add with zero rows", &got, &want);
+        // Ties go to the lowest index: zero rows give 0.
+        let ids: Vec<u32> = (0..4).map(|i| x.argmax_row(i).expect("argmax")).collect();
+        assert_eq!(g.argmax(&gx).expect("gpu argmax"), ids, "argmax with ties");
     }
 }
 
@@ -392,9 +397,11 @@ fn real_model_forward_equals_cpu(name: &str, expect: &str) {
         let want = forward(&mut cpu, &cfg, &cw, &ids[pos0..], pos0, n - pos0 - 1..n - pos0).expect("cpu forward");
         for (g, gw) in gpus.iter_mut().zip(&gws) {
             let t0 = std::time::Instant::now();
-            let got = forward(g, &cfg, gw, &ids[pos0..], pos0, n - pos0 - 1..n - pos0).and_then(|y| g.download(&y));
+            let y = forward(g, &cfg, gw, &ids[pos0..], pos0, n - pos0 - 1..n - pos0).expect("gpu forward");
+            let next = g.argmax(&y).expect("gpu argmax");
             eprintln!("{name}: gpu forward of {} at {pos0}: {:.2?}", n - pos0, t0.elapsed());
-            same(&format!("{name} logits at {pos0}"), &got.expect("gpu forward"), &want);
+            assert_eq!(next, [want.argmax_row(0).expect("argmax")], "{name} next token at {pos0}");
+            same(&format!("{name} logits at {pos0}"), &g.download(&y).expect("download"), &want);
         }
         pos0 = n;
         ids.push(want.argmax_row(0).expect("argmax"));

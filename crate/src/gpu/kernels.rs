@@ -21,6 +21,7 @@ pub enum Kernel {
     Rope { neox: bool },
     Gated { gelu: bool },
     Add,
+    Argmax,
 }
 
 /// One pipeline: a kernel and the dot-product path it was built with.
@@ -42,6 +43,7 @@ impl fmt::Display for Kernel {
             Kernel::Rope { neox } => write!(f, "rope[{}]", if *neox { "neox" } else { "norm" }),
             Kernel::Gated { gelu } => write!(f, "{}", if *gelu { "geglu" } else { "swiglu" }),
             Kernel::Add => write!(f, "add"),
+            Kernel::Argmax => write!(f, "argmax"),
         }
     }
 }
@@ -71,6 +73,7 @@ impl KernelKey {
             Kernel::Rope { .. } => &[I64, include_str!("../../../shaders/rope.wgsl")],
             Kernel::Gated { .. } => &[I64, include_str!("../../../shaders/gated.wgsl")],
             Kernel::Add => &[I64, include_str!("../../../shaders/add.wgsl")],
+            Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
         };
         parts.join("\n")
     }

@@ -348,6 +348,24 @@ impl GpuOps {
         })
     }
 
+    /// The index of each row's largest value (ties to the lowest), read back: the only
+    /// readback a greedy decode step needs.
+    pub async fn argmax_async(&mut self, x: &GpuAct) -> Result<Vec<u32>> {
+        let out = self.ctx.storage("argmax", (x.rows * 4) as u64)?;
+        self.recorded(|s, enc| {
+            s.ctx.dispatch(enc, Kernel::Argmax, &[x.cols as u32], &[&x.m, &out], [x.rows as u32, 1, 1])
+        })?;
+        self.flush();
+        let ids = self.ctx.read_async(&out, (x.rows * 4) as u64).await?;
+        Ok(bytemuck::pod_collect_to_vec(&ids))
+    }
+
+    /// [`GpuOps::argmax_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn argmax(&mut self, x: &GpuAct) -> Result<Vec<u32>> {
+        pollster::block_on(self.argmax_async(x))
+    }
+
     pub fn try_swiglu(&mut self, gate: &GpuAct, up: &GpuAct) -> Result<GpuAct> {
         self.try_gated(gate, up, false)
     }
