@@ -1,14 +1,25 @@
-// Matmul inputs to scaled int8 blocks of 32 (numerics::quantize_block_scaled): with
+// Rows to scaled int8 blocks (numerics::quantize_block_scaled): blocks of 32 within each
+// `seg`-wide segment (the matmul's whole row; attention's heads, whose last block may be
+// shorter). With
 // M = max |m|, t = max(0, bitlen(M) − 7), s = ceil(128·M / (127·2^t)),
 // q = rdiv(128·m, s·2^t), E_b = e + t − 7; an all-zero block has q = 0, s = 1, t = 0.
-// One workgroup per row; also the row's largest block exponent (the matmul grid).
+// One workgroup per row; also the row's largest block exponent (the matmul grid). Output
+// rows have their own stride and offset (a KV cache interleaves K and V rows per position).
+// Needs cols and seg multiples of 4.
 // Prepended: i64.wgsl.
 
 const WG: u32 = 64u;
 
 struct Params {
     cols: u32,
+    // Blocks per row.
     nb: u32,
+    seg: u32,
+    // Output row r's words start at q_base + r·q_stride, its blocks at b_base + r·b_stride.
+    q_stride: u32,
+    q_base: u32,
+    b_stride: u32,
+    b_base: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,18 +42,23 @@ fn floor_div(x: i32, d: i32) -> i32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = wid.x;
     let e = xe[i];
+    let nbs = (p.seg + 31u) / 32u;
     var best = -2147483647 - 1;
     for (var b = lid; b < p.nb; b += WG) {
-        let at = i * p.cols + 32u * b;
+        let start = (b / nbs) * p.seg + 32u * (b % nbs);
+        let len = min(32u, p.seg - 32u * (b % nbs));
+        let at = i * p.cols + start;
+        // Output words of this block.
+        let ow = p.q_base + i * p.q_stride + start / 4u;
         var mx = 0u;
-        for (var k = 0u; k < 32u; k++) {
+        for (var k = 0u; k < len; k++) {
             mx = max(mx, abs_u32(xm[at + k]));
         }
-        let blk = i * p.nb + b;
+        let blk = p.b_base + i * p.b_stride + b;
         var eb = e - 7;
         if mx == 0u {
-            for (var k = 0u; k < 8u; k++) {
-                xq[8u * blk + k] = 0u;
+            for (var k = 0u; k < len / 4u; k++) {
+                xq[ow + k] = 0u;
             }
             xblk[blk] = vec4<i32>(eb, 1, 0, 0);
         } else {
@@ -57,7 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let s = i32((c1 + 126u) / 127u);
             let d = u32(s) << t;
             var sum = 0i;
-            for (var wd = 0u; wd < 8u; wd++) {
+            for (var wd = 0u; wd < len / 4u; wd++) {
                 var word = 0u;
                 for (var k = 0u; k < 4u; k++) {
                     let m = xm[at + 4u * wd + k];
@@ -78,7 +94,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     sum += q;
                     word |= (bitcast<u32>(q) & 0xffu) << (8u * k);
                 }
-                xq[8u * blk + wd] = word;
+                xq[ow + wd] = word;
             }
             eb = e + i32(t) - 7;
             xblk[blk] = vec4<i32>(eb, s, sum, 0);

@@ -7,7 +7,7 @@ mod common;
 use edgeproof::backend::exact::{ExactOps, ExactWeight, IMat};
 use edgeproof::gguf::{self, Gguf, Metadata, TensorData, Value};
 use edgeproof::gpu::{GpuContext, GpuOps, GpuOptions, GpuWeight};
-use edgeproof::model::{forward, Arch, Config, Ops, RopeKind, Weights};
+use edgeproof::model::{forward, Arch, AttnParams, Config, Ops, RopeKind, Weights};
 use edgeproof::quant::TensorType;
 use edgeproof::tiny::SplitMix64;
 use std::rc::Rc;
@@ -341,7 +341,7 @@ fn tiny_model_weights_upload_and_match() {
 #[test]
 fn tiny_models_forward_equals_cpu() {
     // Prefill, then decode past gemma3's window of 8, then re-evaluate from an earlier position:
-    // the logits equal the CPU's bit for bit at every step (attention still runs on the CPU).
+    // the logits equal the CPU's bit for bit at every step.
     for arch in [Arch::Llama, Arch::Gemma3] {
         let f = tiny(arch);
         let cfg = Config::from_metadata(f.metadata()).expect("config");
@@ -459,6 +459,41 @@ fn matmul_timing() {
                 g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("matmul");
             }
             eprintln!("{} {k}→{m} packed={}: {:.2?}", ty.name(), g.ctx.dot4_packed, t0.elapsed() / 5);
+        }
+    }
+}
+
+#[test]
+fn attention_equals_cpu() {
+    // Heads of 16, 48 (blocks of 32 and 16), 64 and 256; grouped and multi-query KV heads;
+    // with and without a window; prefill, decode past the cache's first capacity of 16,
+    // then re-evaluation from an earlier position.
+    let mut rng = SplitMix64(11);
+    for (n_head, n_head_kv, hd, window) in
+        [(4, 2, 16, None), (4, 2, 48, Some(3)), (3, 3, 64, None), (4, 1, 256, Some(8)), (2, 1, 32, Some(1))]
+    {
+        let mut cpu = cpu();
+        let mut gpus = gpus();
+        let scale = 1.0 / (hd as f32).sqrt();
+        let p = AttnParams { layer: 0, n_head, n_head_kv, head_dim: hd, scale, window };
+        let mut steps: Vec<(usize, usize)> = vec![(0, 5)];
+        steps.extend((5..20).map(|pos| (pos, 1)));
+        steps.push((3, 2));
+        steps.push((5, 3));
+        for (pos0, n) in steps {
+            let q = random_act(&mut rng, n, n_head * hd);
+            let k = random_act(&mut rng, n, n_head_kv * hd);
+            let v = random_act(&mut rng, n, n_head_kv * hd);
+            let want = cpu.attention(&q, &k, &v, pos0, p).expect("cpu attention");
+            for g in &mut gpus {
+                let (gq, gk, gv) = (g.upload(&q).expect("q"), g.upload(&k).expect("k"), g.upload(&v).expect("v"));
+                let got = g.try_attention(&gq, &gk, &gv, pos0, p).and_then(|y| g.download(&y)).expect("gpu attention");
+                same(
+                    &format!("attention {n_head}/{n_head_kv} heads of {hd}, window {window:?}, {n} at {pos0}"),
+                    &got,
+                    &want,
+                );
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ pub enum Kernel {
     Gated { gelu: bool },
     Add,
     Argmax,
+    Attention,
 }
 
 /// One pipeline: a kernel and the dot-product path it was built with.
@@ -44,6 +45,7 @@ impl fmt::Display for Kernel {
             Kernel::Gated { gelu } => write!(f, "{}", if *gelu { "geglu" } else { "swiglu" }),
             Kernel::Add => write!(f, "add"),
             Kernel::Argmax => write!(f, "argmax"),
+            Kernel::Attention => write!(f, "attention"),
         }
     }
 }
@@ -51,7 +53,7 @@ impl fmt::Display for Kernel {
 impl fmt::Display for KernelKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kernel {
-            Kernel::Matmul(_) => {
+            Kernel::Matmul(_) | Kernel::Attention => {
                 write!(f, "{}[dot4={}]", self.kernel, if self.dot4_packed { "packed" } else { "emulated" })
             }
             _ => write!(f, "{}", self.kernel),
@@ -74,6 +76,7 @@ impl KernelKey {
             Kernel::Gated { .. } => &[I64, include_str!("../../../shaders/gated.wgsl")],
             Kernel::Add => &[I64, include_str!("../../../shaders/add.wgsl")],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
+            Kernel::Attention => &[I64, dot4, include_str!("../../../shaders/attention.wgsl")],
         };
         parts.join("\n")
     }

@@ -182,7 +182,6 @@ impl GpuContext {
     }
 
     /// Keep `e` to be returned by the next [`GpuContext::check`] (ops of the `Ops` trait return no `Result`).
-    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn defer(&self, e: Error) {
         record(&self.errors, e);
     }

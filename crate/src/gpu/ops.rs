@@ -2,15 +2,11 @@
 //! exponent per row, as [`IMat`]); weights are uploaded once as their GGUF bytes.
 
 use super::{GpuContext, Kernel};
-#[cfg(not(target_arch = "wasm32"))]
-use crate::backend::exact::ExactOps;
 use crate::backend::exact::{ExactWeight, IMat, MatrixData};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
-#[cfg(not(target_arch = "wasm32"))]
-use crate::model::{AttnParams, Ops};
-use crate::model::{Config, RopeKind};
-use crate::numerics::{exp2_table, f32_parts, rope_cos_sin, strip_zeros, ROW_BITS};
+use crate::model::{AttnParams, Config, Ops, RopeKind};
+use crate::numerics::{bitlen, exp2_table, f32_parts, rope_cos_sin, rshr, strip_zeros, ROW_BITS};
 use crate::quant::TensorType;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -69,13 +65,20 @@ impl GpuWeight {
     }
 }
 
+/// One layer's KV cache: per position, K then V as packed int8 words, and per block
+/// (exponent, scale, Σq, 0), for `cap` positions of which `len` are filled.
+struct KvCache {
+    words: wgpu::Buffer,
+    blocks: wgpu::Buffer,
+    cap: usize,
+    len: usize,
+}
+
 /// The exact op set on a [`GpuContext`]. Ops of the [`crate::model::Ops`] trait cannot
 /// return errors: they are kept and returned by [`GpuOps::check`] and by readbacks.
 pub struct GpuOps {
     pub ctx: Rc<GpuContext>,
-    /// Attention (and its KV cache) runs on the CPU reference until its kernel exists.
-    #[cfg(not(target_arch = "wasm32"))]
-    cpu: ExactOps,
+    caches: Vec<Option<KvCache>>,
     exp2: wgpu::Buffer,
     /// Ops recorded since the last submission.
     enc: Option<wgpu::CommandEncoder>,
@@ -96,16 +99,7 @@ impl GpuOps {
     pub fn new(ctx: Rc<GpuContext>, cfg: &Config) -> Result<GpuOps> {
         let t: Vec<u32> = exp2_table().iter().map(|&v| v as u32).collect();
         let exp2 = ctx.storage_init("exp2", bytemuck::cast_slice(&t))?;
-        #[cfg(target_arch = "wasm32")]
-        let _ = cfg;
-        Ok(GpuOps {
-            ctx,
-            #[cfg(not(target_arch = "wasm32"))]
-            cpu: ExactOps::new(cfg),
-            exp2,
-            enc: None,
-            rope: HashMap::new(),
-        })
+        Ok(GpuOps { ctx, caches: (0..cfg.n_layer).map(|_| None).collect(), exp2, enc: None, rope: HashMap::new() })
     }
 
     /// The first error since the last check (the ops of the `Ops` trait defer theirs).
@@ -204,7 +198,7 @@ impl GpuOps {
         let emax = self.ctx.storage("emax", (n * 4) as u64)?;
         let acc = self.ctx.storage("acc", (n * m * 8) as u64)?;
         self.recorded(|s, enc| {
-            let p = [k as u32, nb as u32];
+            let p = [k as u32, nb as u32, k as u32, k as u32 / 4, 0, nb as u32, 0];
             s.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, &xq, &xblk, &emax], [n as u32, 1, 1])?;
             for c in chunks {
                 let p = [k as u32, nb as u32, c.rows as u32, c.row0 as u32, m as u32, n as u32, *max_exp as u32, 0];
@@ -366,6 +360,119 @@ impl GpuOps {
         pollster::block_on(self.argmax_async(x))
     }
 
+    /// Record quantize.wgsl: rows of `x` to scaled int8 blocks within `seg`-wide segments,
+    /// output row r at word `q_base + r·q_stride` and block `b_base + r·b_stride`.
+    #[allow(clippy::too_many_arguments)]
+    fn quantize(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        x: &GpuAct,
+        seg: usize,
+        (q, q_stride, q_base): (&wgpu::Buffer, usize, usize),
+        (blk, b_stride, b_base): (&wgpu::Buffer, usize, usize),
+        emax: &wgpu::Buffer,
+    ) -> Result<()> {
+        let nb = x.cols / seg * seg.div_ceil(32);
+        let p = [x.cols, nb, seg, q_stride, q_base, b_stride, b_base].map(|v| v as u32);
+        self.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, q, blk, emax], [x.rows as u32, 1, 1])
+    }
+
+    /// Append `k`, `v` at `pos0` to the layer's cache (dropping what followed `pos0`), then
+    /// attention of `q` over it.
+    pub fn try_attention(&mut self, q: &GpuAct, k: &GpuAct, v: &GpuAct, pos0: usize, p: AttnParams) -> Result<GpuAct> {
+        let hd = p.head_dim;
+        let (kv_dim, q_cols) = (p.n_head_kv * hd, p.n_head * hd);
+        // Blocks start on word boundaries: heads of a multiple of 4 (every model here).
+        if hd > 256 || hd == 0 || !hd.is_multiple_of(4) || p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
+            return Err(Error::InvalidArgument(format!(
+                "GPU attention: {} heads, {} KV heads of {hd}",
+                p.n_head, p.n_head_kv
+            )));
+        }
+        let n = q.rows;
+        if (q.cols, k.cols, v.cols) != (q_cols, kv_dim, kv_dim) || k.rows != n || v.rows != n {
+            return Err(Error::InvalidArgument(format!(
+                "attention of q {}×{}, k {}×{}, v {}×{}",
+                q.rows, q.cols, k.rows, k.cols, v.rows, v.cols
+            )));
+        }
+        let (mut sm, mut se) =
+            f32_const(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))?;
+        // As the CPU: the scale's mantissa kept to 16 bits.
+        let sb = bitlen(sm.unsigned_abs() as u64);
+        if sb > 16 {
+            sm = rshr(sm as i64, sb - 16) as i32;
+            se += sb as i32 - 16;
+        }
+        let nbh = hd.div_ceil(32);
+        let kv_blocks = p.n_head_kv * nbh;
+        let (pos_words, pos_blocks) = (kv_dim / 2, 2 * kv_blocks);
+        let (cw, cb) = self.cache_for(p.layer, pos0, n, pos_words, pos_blocks)?;
+        let q8 = self.ctx.storage("attn.q", (n * q_cols) as u64)?;
+        let qblk = self.ctx.storage("attn.qblk", (n * p.n_head * nbh * 16) as u64)?;
+        let emax = self.ctx.storage("attn.emax", (n * 4) as u64)?;
+        // Scores of every visible position, per row and head.
+        let npos = pos0 + n;
+        let scores = self.ctx.storage("attn.scores", (n * p.n_head * npos * 8) as u64)?;
+        let (acc, gexp) = self.acc(n, q_cols, p.n_head)?;
+        let exp2 = self.exp2.clone();
+        self.recorded(|s, enc| {
+            let (kw, kb) = (pos0 * pos_words, pos0 * pos_blocks);
+            s.quantize(enc, k, hd, (&cw, pos_words, kw), (&cb, pos_blocks, kb), &emax)?;
+            s.quantize(enc, v, hd, (&cw, pos_words, kw + kv_dim / 4), (&cb, pos_blocks, kb + kv_blocks), &emax)?;
+            s.quantize(enc, q, hd, (&q8, q_cols / 4, 0), (&qblk, p.n_head * nbh, 0), &emax)?;
+            let window = p.window.unwrap_or(0);
+            let mut prm: Vec<u32> =
+                [hd, nbh, p.n_head, p.n_head / p.n_head_kv, kv_dim, pos0, window, npos].map(|v| v as u32).to_vec();
+            prm.extend([sm as u32, se as u32]);
+            let bufs = [&q8, &qblk, &cw, &cb, &exp2, &scores, &acc, &gexp];
+            s.ctx.dispatch(enc, Kernel::Attention, &prm, &bufs, [p.n_head as u32, n as u32, 1])?;
+            s.normalize(enc, &acc, &gexp, n, q_cols, hd, 0)
+        })
+    }
+
+    /// The cache of `layer`, holding `pos0 + n` positions (growing by doubling, copying the
+    /// `pos0` positions kept; re-evaluation drops the rest): its word and block buffers.
+    fn cache_for(
+        &mut self,
+        layer: usize,
+        pos0: usize,
+        n: usize,
+        pos_words: usize,
+        pos_blocks: usize,
+    ) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        let slot =
+            self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("layer {layer} has no cache")))?;
+        let cached = slot.as_ref().map_or(0, |c| c.len);
+        if pos0 > cached {
+            return Err(Error::InvalidArgument(format!("position {pos0} skips past the {cached} cached positions")));
+        }
+        let len = pos0 + n;
+        let old_cap = slot.as_ref().map_or(0, |c| c.cap);
+        if old_cap < len {
+            let cap = len.max(2 * old_cap).max(16);
+            let words = self.ctx.storage("kv.words", (cap * pos_words * 4) as u64)?;
+            let blocks = self.ctx.storage("kv.blocks", (cap * pos_blocks * 16) as u64)?;
+            if let Some(old) = self.caches[layer].take() {
+                if pos0 > 0 {
+                    self.recorded(|_, enc| {
+                        enc.copy_buffer_to_buffer(&old.words, 0, &words, 0, (pos0 * pos_words * 4) as u64);
+                        enc.copy_buffer_to_buffer(&old.blocks, 0, &blocks, 0, (pos0 * pos_blocks * 16) as u64);
+                        Ok(())
+                    })?;
+                }
+            }
+            self.caches[layer] = Some(KvCache { words, blocks, cap, len });
+        }
+        match self.caches[layer].as_mut() {
+            Some(c) => {
+                c.len = len;
+                Ok((c.words.clone(), c.blocks.clone()))
+            }
+            None => Err(Error::InvalidArgument(format!("layer {layer} has no cache"))),
+        }
+    }
+
     pub fn try_swiglu(&mut self, gate: &GpuAct, up: &GpuAct) -> Result<GpuAct> {
         self.try_gated(gate, up, false)
     }
@@ -376,7 +483,6 @@ impl GpuOps {
 
     /// The result of an op that failed before reaching the GPU: the error is kept for
     /// [`GpuOps::check`] and the value is an empty activation of the right shape.
-    #[cfg(not(target_arch = "wasm32"))]
     fn keep(&self, r: Result<GpuAct>, rows: usize, cols: usize) -> GpuAct {
         r.unwrap_or_else(|e| {
             self.ctx.defer(e);
@@ -393,8 +499,6 @@ impl GpuOps {
     }
 }
 
-/// Native only for now: attention reads q, k, v back to run on the CPU reference.
-#[cfg(not(target_arch = "wasm32"))]
 impl Ops for GpuOps {
     type Act = GpuAct;
     type W = GpuWeight;
@@ -428,9 +532,7 @@ impl Ops for GpuOps {
     }
 
     fn attention(&mut self, q: &GpuAct, k: &GpuAct, v: &GpuAct, pos0: usize, p: AttnParams) -> Result<GpuAct> {
-        let (q, k, v) = (self.download(q)?, self.download(k)?, self.download(v)?);
-        let a = self.cpu.attention(&q, &k, &v, pos0, p)?;
-        self.upload(&a)
+        self.try_attention(q, k, v, pos0, p)
     }
 
     fn swiglu(&mut self, gate: &GpuAct, up: &GpuAct) -> GpuAct {
