@@ -130,19 +130,9 @@ pub fn strip_zeros((m, e): (i32, i32)) -> (i32, i32) {
     (m >> tz, e + tz as i32)
 }
 
-/// `x / d` rounded to nearest, ties to even, for `d > 0`.
-pub fn rdiv(x: i64, d: i64) -> i64 {
-    let (q, r) = (x.div_euclid(d), x.rem_euclid(d));
-    if 2 * r > d || (2 * r == d && q & 1 == 1) {
-        q + 1
-    } else {
-        q
-    }
-}
-
 /// Quantize one block of mantissas (|m| < 2^31) to int8 with an 8-bit integer scale: with
 /// `M = max |m|`, `t = max(0, bitlen(M) − 7)` and `s = ceil(128·M / (127·2^t))` (at most 130),
-/// `q = rdiv(128·m, s·2^t)`, so |q| <= 127 and the block's values are `q · s · 2^(t − 7)`.
+/// `q = 128·m / (s·2^t)` rounded to nearest, ties to even, so |q| <= 127 and the block's values are `q · s · 2^(t − 7)`.
 /// The max lands on ±127 (up to rounding of s), a finer grid than a power-of-two scale.
 /// Returns `(t, s)`; an all-zero block gives `(0, 1)`.
 pub fn quantize_block_scaled(m: &[i32], q: &mut [i8]) -> (u32, i32) {
@@ -154,8 +144,14 @@ pub fn quantize_block_scaled(m: &[i32], q: &mut [i8]) -> (u32, i32) {
     let t = bitlen(max as u64).saturating_sub(7);
     let unit = 127i64 << t;
     let s = (128 * max + unit - 1) / unit;
+    // The rounded quotient through floor(floor(x / 2^t) / s), whose operands fit 32 bits
+    // (|x / 2^t| < 2^14), and the exact remainder.
+    let d = s << t;
     for (o, &v) in q.iter_mut().zip(m) {
-        *o = rdiv(128 * v as i64, s << t) as i8;
+        let x = 128 * v as i64;
+        let fl = ((x >> t) as i32).div_euclid(s as i32) as i64;
+        let r = x - fl * d;
+        *o = (fl + (2 * r > d || (2 * r == d && fl & 1 == 1)) as i64) as i8;
     }
     (t, s as i32)
 }

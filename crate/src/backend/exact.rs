@@ -475,38 +475,49 @@ mod dots {
     }
 }
 
-/// Fixed-size views for the dot kernels (callers slice exact lengths, so the fallback never runs).
+/// Fixed-size views for the dot kernels, without copies (callers slice exact lengths, so the
+/// zero fallback never runs).
 #[inline(always)]
-fn arr<const N: usize, T: Copy + Default>(s: &[T]) -> [T; N] {
-    s.try_into().unwrap_or([T::default(); N])
+fn b16(s: &[u8]) -> &[u8; 16] {
+    s.first_chunk().unwrap_or(&[0; 16])
+}
+
+#[inline(always)]
+fn b32(s: &[u8]) -> &[u8; 32] {
+    s.first_chunk().unwrap_or(&[0; 32])
+}
+
+#[inline(always)]
+fn x32(s: &[i16]) -> &[i16; 32] {
+    s.first_chunk().unwrap_or(&[0; 32])
 }
 
 /// The terms of one GGUF block against its int8 activations `x` (block length) with block
 /// sums `xsum` (one per 32), decoding on the fly; equal, term by term, to decoding with
 /// [`decode_block`] and taking `a·dot(q, x)` and `b·Σx` per 32 elements.
 fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out: &mut [Terms; 8]) {
-    let x32 = |j: usize| -> [i16; 32] { arr(&xw[32 * j..32 * j + 32]) };
+    let xj = |j: usize| x32(&xw[32 * j..]);
     match ty {
         TensorType::Q8_0 => {
             let (d, e) = f16_at(b, 0);
-            let dot = dots::q8(&arr(&b[2..34]), &x32(0));
+            let dot = dots::q8(b32(&b[2..]), xj(0));
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4_0 => {
             let (d, e) = f16_at(b, 0);
-            let dot = dots::nibbles(&arr(&b[2..18]), &x32(0)) - 8 * xsum[0];
+            let dot = dots::nibbles(b16(&b[2..]), xj(0)) - 8 * xsum[0];
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4_1 => {
             let ((d, e), (m, me)) = (f16_at(b, 0), f16_at(b, 2));
-            let dot = dots::nibbles(&arr(&b[4..20]), &x32(0));
+            let dot = dots::nibbles(b16(&b[4..]), xj(0));
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: m as i64 * xsum[0] as i64, e2: me };
         }
         TensorType::Q5_0 => {
             let (d, e) = f16_at(b, 0);
             let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-            let xb = x32(0);
-            let dot = dots::nibbles(&arr(&b[6..22]), &xb) + 16 * dots::bits(qh, &xb) - 16 * xsum[0];
+            let xb = xj(0);
+            let dot = dots::nibbles(b16(&b[6..]), xb) + 16 * dots::bits(qh, xb) - 16 * xsum[0];
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4K => {
@@ -514,7 +525,7 @@ fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out
             let (scales, qs) = (&b[4..16], &b[16..144]);
             for (j, o) in out.iter_mut().enumerate() {
                 let (sc, mn) = scale_min_k4(j, scales);
-                let dot = dots::half_nibbles(&arr(&qs[32 * (j / 2)..32 * (j / 2) + 32]), &x32(j), j % 2 == 1);
+                let dot = dots::half_nibbles(b32(&qs[32 * (j / 2)..]), xj(j), j % 2 == 1);
                 *o = Terms {
                     t1: (d * sc as i32) as i64 * dot as i64,
                     e1: e,
@@ -539,46 +550,44 @@ fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out
     }
 }
 
-/// One x row, quantized: int8 values (and widened to i16), block exponents and sums, and
-/// the accumulator grid.
+/// One x row, quantized: int8 values (and widened to i16) and, per block, the shift from its
+/// exponent to the accumulator grid, its scale, its sum and its sum times its scale.
 struct RowX<'a> {
     q: &'a [i8],
     w: &'a [i16],
-    e: &'a [i32],
+    sh: &'a [i32],
     s: &'a [i32],
     sum: &'a [i32],
-    grid: i32,
+    ssum: &'a [i32],
 }
 
 /// One weight row (its GGUF blocks) times one x row, accumulated on the grid. The common
 /// types have their own loops; the rest go through [`block_terms`]. Same terms either way.
 fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 {
     let mut acc = 0i64;
-    let xw = |b: usize| -> [i16; 32] { arr(&x.w[32 * b..32 * b + 32]) };
+    let xb = x.w.chunks_exact(32).map(x32).zip(x.sh.iter().zip(x.s));
     match ty {
         TensorType::Q8_0 => {
-            for (b, blk) in row.chunks_exact(34).enumerate() {
+            for (blk, (xw, (&sh, &xs))) in row.chunks_exact(34).zip(xb) {
                 let (d, e) = f16_at(blk, 0);
-                let dot = dots::q8(&arr(&blk[2..34]), &xw(b)) as i64 * x.s[b] as i64;
-                acc += shl(d as i64 * dot, e + x.e[b] - x.grid);
+                let dot = dots::q8(b32(&blk[2..]), xw) as i64 * xs as i64;
+                acc += shl(d as i64 * dot, e + sh);
             }
         }
         TensorType::Q4_1 => {
-            for (b, blk) in row.chunks_exact(20).enumerate() {
+            for ((blk, (xw, (&sh, &xs))), &ss) in row.chunks_exact(20).zip(xb).zip(x.ssum) {
                 let ((d, e), (m, me)) = (f16_at(blk, 0), f16_at(blk, 2));
-                let xs = x.s[b] as i64;
-                let dot = dots::nibbles(&arr(&blk[4..20]), &xw(b)) as i64 * xs;
-                acc += shl(d as i64 * dot, e + x.e[b] - x.grid);
-                acc += shl(m as i64 * x.sum[b] as i64 * xs, me + x.e[b] - x.grid);
+                let dot = dots::nibbles(b16(&blk[4..]), xw) as i64 * xs as i64;
+                acc += shl(d as i64 * dot, e + sh);
+                acc += shl(m as i64 * ss as i64, me + sh);
             }
         }
         TensorType::Q5_0 => {
-            for (b, blk) in row.chunks_exact(22).enumerate() {
+            for ((blk, (xw, (&sh, &xs))), &sum) in row.chunks_exact(22).zip(xb).zip(x.sum) {
                 let (d, e) = f16_at(blk, 0);
                 let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-                let xb = xw(b);
-                let dot = dots::nibbles(&arr(&blk[6..22]), &xb) + 16 * dots::bits(qh, &xb) - 16 * x.sum[b];
-                acc += shl(d as i64 * dot as i64 * x.s[b] as i64, e + x.e[b] - x.grid);
+                let dot = dots::nibbles(b16(&blk[6..]), xw) + 16 * dots::bits(qh, xw) - 16 * sum;
+                acc += shl(d as i64 * dot as i64 * xs as i64, e + sh);
             }
         }
         _ => {
@@ -588,10 +597,10 @@ fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 
                 let (x0, x1) = (g * bl, (g + 1) * bl);
                 let (s0, s1) = (g * nsub, (g + 1) * nsub);
                 block_terms(ty, blk, &x.q[x0..x1], &x.w[x0..x1], &x.sum[s0..s1], terms);
-                for ((t, &xe), &xs) in terms[..nsub].iter().zip(&x.e[s0..s1]).zip(&x.s[s0..s1]) {
-                    acc += shl(t.t1 * xs as i64, t.e1 + xe - x.grid);
+                for ((t, &sh), &xs) in terms[..nsub].iter().zip(&x.sh[s0..s1]).zip(&x.s[s0..s1]) {
+                    acc += shl(t.t1 * xs as i64, t.e1 + sh);
                     if t.t2 != 0 {
-                        acc += shl(t.t2 * xs as i64, t.e2 + xe - x.grid);
+                        acc += shl(t.t2 * xs as i64, t.e2 + sh);
                     }
                 }
             }
@@ -622,6 +631,8 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
     let grid: Vec<i32> = xq.emax.iter().map(|&e| w.max_exp + e - MATMUL_GUARD).collect();
     const CHUNK: usize = 16;
     let xw: Vec<i16> = xq.q.iter().map(|&v| v as i16).collect();
+    let sh: Vec<i32> = xq.e.iter().enumerate().map(|(b, &e)| e - grid[b / nb]).collect();
+    let ssum: Vec<i32> = xq.sum.iter().zip(&xq.s).map(|(&v, &s)| v * s).collect();
     let mut acc_t = vec![0i64; m * n];
     acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each(|(c, out)| {
         let mut terms = [Terms::default(); 8];
@@ -632,24 +643,25 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
                     let (bl, bb) = (ty.block_len(), ty.block_bytes());
                     let row = &raw[j * (k / bl) * bb..(j + 1) * (k / bl) * bb];
                     for (i, o) in oj.iter_mut().enumerate() {
+                        let b = i * nb..(i + 1) * nb;
                         let x = RowX {
                             q: &xq.q[i * k..(i + 1) * k],
                             w: &xw[i * k..(i + 1) * k],
-                            e: &xq.e[i * nb..(i + 1) * nb],
-                            s: &xq.s[i * nb..(i + 1) * nb],
-                            sum: &xq.sum[i * nb..(i + 1) * nb],
-                            grid: grid[i],
+                            sh: &sh[b.clone()],
+                            s: &xq.s[b.clone()],
+                            sum: &xq.sum[b.clone()],
+                            ssum: &ssum[b],
                         };
                         *o = row_dot(*ty, row, &x, &mut terms);
                     }
                 }
                 MatrixData::Elems { m: wm, e: we } => {
                     for (i, o) in oj.iter_mut().enumerate() {
-                        let (xs, xe, a) = (&xq.q[i * k..(i + 1) * k], &xq.e[i * nb..(i + 1) * nb], grid[i]);
+                        let (xs, xsh) = (&xq.q[i * k..(i + 1) * k], &sh[i * nb..(i + 1) * nb]);
                         let sc = &xq.s[i * nb..(i + 1) * nb];
                         for t in 0..k {
                             let term = wm[j * k + t] as i64 * xs[t] as i64 * sc[t / 32] as i64;
-                            *o += shl(term, we[j * k + t] + xe[t / 32] - a);
+                            *o += shl(term, we[j * k + t] + xsh[t / 32]);
                         }
                     }
                 }
