@@ -202,7 +202,8 @@ impl GpuOps {
             s.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, &xq, &xblk, &emax], [n as u32, 1, 1])?;
             for c in chunks {
                 let p = [k as u32, nb as u32, c.rows as u32, c.row0 as u32, m as u32, n as u32, *max_exp as u32, 0];
-                let groups = [c.rows.div_ceil(64) as u32, n as u32, 1];
+                // matmul.wgsl: 64 outputs per workgroup, 4 x rows per invocation.
+                let groups = [c.rows.div_ceil(64) as u32, n.div_ceil(4) as u32, 1];
                 s.ctx.dispatch(enc, Kernel::Matmul(*ty), &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
             }
             let out = s.normalize(enc, &acc, &emax, n, m, m, max_exp - 8)?;
