@@ -77,6 +77,16 @@ pub struct ExactSession<'a> {
 }
 
 impl ExactSession<'_> {
+    /// Record the residual stream after every block from now on (for the receipts' digests).
+    pub fn record_residuals(&mut self) {
+        self.ops.record_residuals();
+    }
+
+    /// The residual streams recorded since the last call: per forward pass, one per block.
+    pub fn take_residuals(&mut self) -> Vec<IMat> {
+        self.ops.take_residuals()
+    }
+
     /// Like [`Engine::eval`], with the logits in their exact integer form.
     pub fn eval_exact(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<IMat> {
         let m = self.model;

@@ -638,3 +638,41 @@ fn attention_against_f64_on_int8_exact_inputs() {
         }
     }
 }
+
+/// The per-layer residual digests: the same bits batched and token by token (so a verifier's
+/// single teacher-forced pass reproduces a generation's digests), and pinned for the tiny llama.
+#[test]
+fn residual_digests_equal_batched_and_stepwise_and_are_pinned() {
+    use edgeproof::backend::exact::residual_digest;
+    use sha2::{Digest, Sha256};
+    let g = tiny(Arch::Llama);
+    let model = ExactModel::load(&g).expect("model");
+    let n_layer = model.cfg.n_layer;
+    let ids = [1u32, 17, 300, 5, 42, 9, 1000];
+    let mut batched = model.session();
+    batched.record_residuals();
+    batched.eval_exact(&ids, 0, ids.len() - 1..ids.len()).expect("batched");
+    let full = batched.take_residuals();
+    assert_eq!(full.len(), n_layer);
+    let mut step = model.session();
+    step.record_residuals();
+    let mut all = Sha256::new();
+    for (p, &id) in ids.iter().enumerate() {
+        step.eval_exact(&[id], p, 0..1).expect("step");
+        let one = step.take_residuals();
+        assert_eq!(one.len(), n_layer);
+        for (l, (x1, xf)) in one.iter().zip(&full).enumerate() {
+            let d = residual_digest(l, p, x1, 0..1);
+            assert_eq!(d, residual_digest(l, p, xf, p..p + 1), "layer {l} position {p}");
+            all.update(d);
+        }
+    }
+    // A different layer, position or row gives a different digest.
+    let d = residual_digest(0, 0, &full[0], 0..1);
+    assert_ne!(d, residual_digest(1, 0, &full[0], 0..1));
+    assert_ne!(d, residual_digest(0, 1, &full[0], 0..1));
+    assert_ne!(d, residual_digest(0, 0, &full[0], 1..2));
+    let all: [u8; 32] = all.finalize().into();
+    let hex: String = all.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(hex, "91b36079ce31af512e7c1d784b7146c65616bf347b28564493ec34c4ccf76296");
+}

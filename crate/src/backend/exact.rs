@@ -699,13 +699,52 @@ pub struct ExactOps {
     cache: Vec<LayerCache>,
     /// Keyed by (base bits, head size).
     rope: HashMap<(u32, usize), RopeTable>,
+    /// The residual stream after each block, when recording.
+    residuals: Option<Vec<IMat>>,
 }
 
 impl ExactOps {
     pub fn new(cfg: &Config) -> ExactOps {
-        ExactOps { cache: (0..cfg.n_layer).map(|_| LayerCache::default()).collect(), rope: HashMap::new() }
+        ExactOps {
+            cache: (0..cfg.n_layer).map(|_| LayerCache::default()).collect(),
+            rope: HashMap::new(),
+            residuals: None,
+        }
+    }
+
+    /// Keep the residual stream after each block from now on (see [`ExactOps::take_residuals`]).
+    pub fn record_residuals(&mut self) {
+        self.residuals.get_or_insert_with(Vec::new);
+    }
+
+    /// The residual streams recorded since the last call, one per block and forward pass, in order.
+    pub fn take_residuals(&mut self) -> Vec<IMat> {
+        self.residuals.as_mut().map(std::mem::take).unwrap_or_default()
     }
 }
+
+/// The per-layer residual digest (`docs/NUMERICS.md`): SHA-256 over the tag, the layer, the
+/// position of the first row, the row count and width, then per row its exponent and its
+/// mantissas, all little-endian 32-bit. Rows `rows` of `x` sit at positions `pos..`.
+pub fn residual_digest(layer: usize, pos: usize, x: &IMat, rows: std::ops::Range<usize>) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((RESIDUAL_TAG.len() as u32).to_le_bytes());
+    h.update(RESIDUAL_TAG);
+    for v in [layer, pos, rows.len(), x.cols] {
+        h.update((v as u32).to_le_bytes());
+    }
+    for i in rows {
+        h.update(x.e[i].to_le_bytes());
+        for m in x.row(i) {
+            h.update(m.to_le_bytes());
+        }
+    }
+    h.finalize().into()
+}
+
+/// Domain separation of [`residual_digest`].
+pub const RESIDUAL_TAG: &[u8] = b"edgeproof residual v2";
 
 /// `(m, e)` of a finite f32 with trailing zeros stripped.
 fn f32_const(v: f32) -> Option<(i32, i32)> {
@@ -1008,6 +1047,12 @@ impl Ops for ExactOps {
             let acc: Vec<i64> =
                 xr.iter().zip(yr).map(|(&a, &b)| shl(a as i64, x.e[i] - g) + shl(b as i64, y.e[i] - g)).collect();
             x.e[i] = normalize(&acc, g, &mut x.m[i * cols..(i + 1) * cols]);
+        }
+    }
+
+    fn residual(&mut self, _layer: usize, x: &IMat) {
+        if let Some(r) = &mut self.residuals {
+            r.push(x.clone());
         }
     }
 

@@ -55,6 +55,7 @@ pub fn forward<O: Ops>(
         let d = ops.matmul(&f, &l.down); // [n, n_embd]
         let d = ops.rms_norm(&d, need(&l.post_ffn_norm, "post_ffw_norm")?, cfg.n_embd, eps);
         ops.add(&mut x, &d);
+        ops.residual(il, &x); // [n, n_embd]
     }
     let x = ops.rows(&x, out_rows); // [r, n_embd]
     let x = ops.rms_norm(&x, &w.output_norm, cfg.n_embd, eps); // [r, n_embd]

@@ -40,6 +40,7 @@ pub fn forward<O: Ops>(
         let f = ops.swiglu(&g, &u); // [n, n_ff]
         let d = ops.matmul(&f, &l.down); // [n, n_embd]
         ops.add(&mut x, &d);
+        ops.residual(il, &x); // [n, n_embd]
     }
     let x = ops.rows(&x, out_rows); // [r, n_embd]
     let x = ops.rms_norm(&x, &w.output_norm, cfg.n_embd, eps); // [r, n_embd]

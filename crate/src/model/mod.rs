@@ -278,6 +278,9 @@ pub trait Ops {
     fn add(&mut self, x: &mut Self::Act, y: &Self::Act);
     /// Keep rows `rows` of `x`.
     fn rows(&mut self, x: &Self::Act, rows: std::ops::Range<usize>) -> Self::Act;
+    /// The residual stream `x` (`[n, n_embd]`) after block `layer`, for backends that record it
+    /// (the receipts' per-layer digests); nothing by default.
+    fn residual(&mut self, _layer: usize, _x: &Self::Act) {}
 }
 
 /// Forward `ids` (at positions `pos0..`) through the model; logits of rows `out_rows`.
