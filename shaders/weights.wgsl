@@ -1,6 +1,8 @@
-// GGUF weight blocks read in place: the tensor's bytes are uploaded unchanged as u32
-// words (WGSL has no u8; blocks of 34, 22 or 210 bytes straddle words, so reads go
-// through byte offsets). Each 32-element sub-block decodes to the exact CPU terms
+// GGUF weight blocks read from u32 words (WGSL has no u8). Blocks are uploaded as their
+// file bytes, except that blocks of 34, 18, 22 and 210 bytes are padded to a multiple of 4
+// (two zero bytes after the leading f16 scale of Q8_0, Q4_0, Q5_0; two at the end of Q6_K:
+// GpuWeight::from_view), so every word of quants is an aligned load. Lossless: the values
+// are the file's. Each 32-element sub-block decodes to the exact CPU terms
 // (backend/exact.rs, decode_block): element k is a[k / 16] * (byte_k - off) * 2^ea + b * 2^eb.
 // Needs a storage binding `w: array<u32>` and `override TYPE: u32` (ggml's type id).
 // Prepended after i64.wgsl.
@@ -25,14 +27,9 @@ fn wu16(off: u32) -> u32 {
     return (w[off >> 2u] >> ((off & 2u) * 8u)) & 0xffffu;
 }
 
-// A little-endian u32 at any byte offset (the buffer has a spare word at the end).
+// The word at a byte offset that is a multiple of 4.
 fn wword(off: u32) -> u32 {
-    let i = off >> 2u;
-    let sh = (off & 3u) * 8u;
-    if sh == 0u {
-        return w[i];
-    }
-    return (w[i] >> sh) | (w[i + 1u] << (32u - sh));
+    return w[off >> 2u];
 }
 
 // numerics::f16_parts: (signed mantissa, exponent); weights were validated at load (no Inf/NaN).
@@ -90,14 +87,14 @@ fn block_len() -> u32 {
 
 fn block_bytes() -> u32 {
     switch TYPE {
-        case 2u: { return 18u; }
+        case 2u: { return 20u; }
         case 3u: { return 20u; }
-        case 6u: { return 22u; }
+        case 6u: { return 24u; }
         case 7u: { return 24u; }
-        case 8u: { return 34u; }
+        case 8u: { return 36u; }
         case 12u: { return 144u; }
         case 13u: { return 176u; }
-        case 14u: { return 210u; }
+        case 14u: { return 212u; }
         default: { return 0u; }
     }
 }
@@ -173,15 +170,15 @@ fn sub_scales(base: u32, j: u32) -> Scales {
 fn sub_word(base: u32, j: u32, k: u32) -> u32 {
     switch TYPE {
         case 8u: {
-            return wword(base + 2u + 4u * k);
+            return wword(base + 4u + 4u * k);
         }
         case 2u, 3u: {
             // Nibbles: low ones are elements 0..16, high ones 16..32.
-            let x = wword(base + select(2u, 4u, TYPE == T_Q4_1) + 4u * (k % 4u));
+            let x = wword(base + 4u + 4u * (k % 4u));
             return (x >> (4u * (k / 4u))) & 0x0f0f0f0fu;
         }
         case 6u, 7u: {
-            let at = base + select(2u, 4u, TYPE == T_Q5_1);
+            let at = base + 4u;
             let x = wword(at + 4u + 4u * (k % 4u));
             return ((x >> (4u * (k / 4u))) & 0x0f0f0f0fu) | spread4((wword(at) >> (4u * k)) & 0xfu);
         }

@@ -47,15 +47,19 @@ impl GpuWeight {
                     MatrixData::Blocks { ty, .. } => *ty,
                     MatrixData::Elems { .. } => t.info.ty,
                 };
-                let row_bytes = mat.cols / ty.block_len() * ty.block_bytes();
-                // One spare word: kernels read unaligned words as two.
-                let per_chunk = ((ctx.max_binding as usize - 8) / row_bytes.max(1)).max(1);
+                let (bb, pad) = (ty.block_bytes(), padded_block(ty));
+                let (row_bytes, nbr) = (mat.cols / ty.block_len() * bb, mat.cols / ty.block_len());
+                let per_chunk = (ctx.max_binding as usize / (nbr * pad).max(1)).max(1);
                 let mut chunks = Vec::new();
                 let mut row0 = 0;
                 while row0 < mat.rows {
                     let rows = per_chunk.min(mat.rows - row0);
-                    let mut bytes = data[row0 * row_bytes..(row0 + rows) * row_bytes].to_vec();
-                    bytes.resize(bytes.len().next_multiple_of(4) + 4, 0);
+                    let src = &data[row0 * row_bytes..(row0 + rows) * row_bytes];
+                    let mut bytes = Vec::with_capacity(rows * nbr * pad + 4);
+                    for b in src.chunks_exact(bb) {
+                        pad_block(ty, b, &mut bytes);
+                    }
+                    bytes.resize(bytes.len().next_multiple_of(4), 0);
                     chunks.push(Chunk { buf: ctx.storage_init(&format!("weight {row0}.."), &bytes)?, row0, rows });
                     row0 += rows;
                 }
@@ -72,6 +76,32 @@ struct KvCache {
     blocks: wgpu::Buffer,
     cap: usize,
     len: usize,
+}
+
+/// Bytes of a block on the GPU: blocks of 34, 18, 22 and 210 bytes are padded to a
+/// multiple of 4 so that every word of quants is aligned (`shaders/weights.wgsl`).
+fn padded_block(ty: TensorType) -> usize {
+    match ty {
+        TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q6K => ty.block_bytes() + 2,
+        _ => ty.block_bytes(),
+    }
+}
+
+/// Append block `b` of `ty` as the GPU reads it: two zero bytes after the leading f16 scale
+/// (Q8_0, Q4_0, Q5_0) or at the end (Q6_K, whose scale comes last); other types unchanged.
+fn pad_block(ty: TensorType, b: &[u8], out: &mut Vec<u8>) {
+    match ty {
+        TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q5_0 => {
+            out.extend_from_slice(&b[..2]);
+            out.extend_from_slice(&[0, 0]);
+            out.extend_from_slice(&b[2..]);
+        }
+        TensorType::Q6K => {
+            out.extend_from_slice(b);
+            out.extend_from_slice(&[0, 0]);
+        }
+        _ => out.extend_from_slice(b),
+    }
 }
 
 /// The exact op set on a [`GpuContext`]. Ops of the [`crate::model::Ops`] trait cannot
