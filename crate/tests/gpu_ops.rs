@@ -213,7 +213,9 @@ fn rms_norm_equals_cpu() {
     for (rows, cols, group, eps) in
         [(1, 64, 64, 1e-6f32), (3, 48, 16, 1e-5), (5, 640, 640, 1e-6), (2, 512, 256, 0.0), (4, 96, 32, 1e-6)]
     {
-        let x = random_act(&mut rng, rows, cols);
+        let mut x = random_act(&mut rng, rows, cols);
+        // An all-zero first group: with eps 0 it has no exponent of its own.
+        x.m[..group].fill(0);
         let f = norm_file(&mut rng, group);
         let cw = ExactWeight::from_view(f.tensor("w").expect("w")).expect("cpu weight");
         let want = cpu.rms_norm(&x, &cw, group, eps);
@@ -496,4 +498,15 @@ fn attention_equals_cpu() {
             }
         }
     }
+}
+
+#[test]
+fn emulation_is_forced_by_the_environment() {
+    // The one test that reads the environment (tests run in parallel threads).
+    std::env::set_var(edgeproof::gpu::EMULATE_DOT4_ENV, "1");
+    let opts = GpuOptions::from_env();
+    std::env::remove_var(edgeproof::gpu::EMULATE_DOT4_ENV);
+    assert!(opts.emulate_dot4);
+    let ctx = GpuContext::new_blocking(opts).expect("adapter");
+    assert!(!ctx.dot4_packed);
 }
