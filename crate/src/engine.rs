@@ -110,8 +110,8 @@ pub use crate::sampling::argmax;
 /// Why a generation stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Finish {
-    /// An end-of-generation token was produced (it is not part of the output).
-    Eog,
+    /// This end-of-generation token was produced (it is not part of the output).
+    Eog(u32),
     /// `max_tokens` were produced.
     Length,
     /// The callback asked to stop.
@@ -157,7 +157,7 @@ pub fn generate(
         }
         let next = sample(&logits[..n_vocab], params, out.len() as u64)?;
         if eog.contains(&next) {
-            return Ok((out, Finish::Eog));
+            return Ok((out, Finish::Eog(next)));
         }
         out.push(next);
         if !on_token(next)? {

@@ -50,6 +50,12 @@ pub enum Error {
     /// A kernel failed shader or pipeline validation.
     #[error("GPU kernel {kernel}: {msg}")]
     Shader { kernel: String, msg: String },
+    /// A receipt that cannot be read: bad JSON, a wrong length, an unknown field value.
+    #[error("malformed receipt: {0}")]
+    BadReceipt(String),
+    /// A receipt of a format version this build does not know.
+    #[error("unsupported receipt version {0} (supported: 1)")]
+    UnsupportedReceiptVersion(u32),
     /// Any other error the GPU API reports (validation of a command, internal error).
     #[error("GPU: {0}")]
     Gpu(String),
@@ -62,6 +68,8 @@ impl Error {
             Error::Truncated { .. } => "TRUNCATED",
             Error::BadMagic(_) => "BAD_MAGIC",
             Error::UnsupportedVersion(_) => "UNSUPPORTED_VERSION",
+            Error::BadReceipt(_) => "BAD_RECEIPT",
+            Error::UnsupportedReceiptVersion(_) => "UNSUPPORTED_RECEIPT_VERSION",
             Error::Corrupt(_) => "CORRUPT",
             Error::UnsupportedTensorType { .. } => "UNSUPPORTED_TENSOR_TYPE",
             Error::MissingKey(_) => "MISSING_KEY",

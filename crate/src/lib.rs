@@ -12,5 +12,6 @@ pub mod engine;
 pub mod model;
 pub mod numerics;
 pub mod ppl;
+pub mod receipt;
 pub mod sampling;
 pub mod tiny;

@@ -245,7 +245,7 @@ fn run(cmd: Cmd) -> Result<()> {
                     ids.len() as f64 / prefill,
                     tokens.len(),
                     match finish {
-                        Finish::Eog => "end of generation",
+                        Finish::Eog(_) => "end of generation",
                         Finish::Length => "length",
                         Finish::Stopped => "stop string",
                     },
