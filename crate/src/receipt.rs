@@ -146,7 +146,7 @@ impl ModelCommitment {
         let mut h = Sha256::new();
         for (i, c) in file.chunks(16 << 20).enumerate() {
             h.update(c);
-            progress((i + 1) as f32 * (16 << 20) as f32 / file.len().max(1) as f32 * 0.5);
+            progress(((i + 1) * (16 << 20)).min(file.len()) as f32 / file.len().max(1) as f32 * 0.5);
         }
         let file_sha256: Hash = h.finalize().into();
         let tensors = &gguf.header.tensors;

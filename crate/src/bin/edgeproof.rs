@@ -4,8 +4,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use edgeproof::engine::{generate, Engine, ExactModel, Finish, RefModel};
 use edgeproof::gguf::Gguf;
 use edgeproof::model::Arch;
+use edgeproof::receipt::{ChatMessage, ModelCommitment, Prompt, Receipt, Request};
 use edgeproof::sampling::{SamplingParams, StopMatcher};
-use edgeproof::tokenizer::chat::{ChatTemplate, Message};
 use edgeproof::tokenizer::{StreamDecoder, Tokenizer};
 use edgeproof::{Error, Result};
 use std::io::Write;
@@ -64,6 +64,19 @@ enum Cmd {
         /// System message for --chat (default: the template's own).
         #[arg(long, requires = "chat")]
         system: Option<String>,
+        /// Write the generation's receipt (JSON) to this file (exact numerics only).
+        #[arg(long)]
+        receipt: Option<PathBuf>,
+    },
+    /// Verify a receipt by re-executing it: exit 0 when it verifies, 1 when not.
+    Verify {
+        /// The receipt (JSON) written by `generate --receipt`.
+        receipt: PathBuf,
+        #[arg(long)]
+        model: PathBuf,
+        /// Print every finding and the checks made.
+        #[arg(short, long)]
+        verbose: bool,
     },
     /// Perplexity over a text file, computed as llama.cpp's llama-perplexity does.
     Ppl {
@@ -107,10 +120,73 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = run(cli.cmd) {
-        eprintln!("edgeproof: error [{}]: {e}", e.code());
-        std::process::exit(2);
+    match run(cli.cmd) {
+        Ok(true) => {}
+        Ok(false) => std::process::exit(1),
+        Err(e) => {
+            eprintln!("edgeproof: error [{}]: {e}", e.code());
+            std::process::exit(2);
+        }
     }
+}
+
+/// The prompt as the receipt commits to it: text, or chat messages.
+fn prompt_of(prompt: String, chat: bool, system: Option<String>) -> Prompt {
+    if !chat {
+        return Prompt::Text(prompt);
+    }
+    let msg = |role: &str, content: String| ChatMessage { role: role.into(), content };
+    Prompt::Messages(system.map(|s| msg("system", s)).into_iter().chain([msg("user", prompt)]).collect())
+}
+
+/// A progress line on stderr, redrawn when the whole percentage changes.
+fn progress(what: &str) -> impl FnMut(f32) + '_ {
+    let mut last = -1;
+    move |p| {
+        let pct = (p * 100.0) as i32;
+        if pct != last {
+            last = pct;
+            eprint!("\r{what} {pct:3}%");
+        }
+    }
+}
+
+fn commitment(gguf: &Gguf) -> Result<ModelCommitment> {
+    let t = Instant::now();
+    let m = ModelCommitment::of(gguf, progress("hashing the model"))?;
+    eprintln!(" ({:.2}s)", t.elapsed().as_secs_f64());
+    Ok(m)
+}
+
+fn verify_cmd(receipt: &std::path::Path, model: &std::path::Path, verbose: bool) -> Result<bool> {
+    let text = std::fs::read_to_string(receipt).map_err(|e| Error::Io(format!("{}: {e}", receipt.display())))?;
+    let r = Receipt::from_json(&text)?;
+    let (gguf, tok) = load(model)?;
+    let m = commitment(&gguf)?;
+    let exact = ExactModel::load(&gguf)?;
+    let t = Instant::now();
+    let mut shown = progress("re-executing");
+    let rep = edgeproof::receipt::verify(&r, &gguf, &tok, Some(&m), &mut exact.session(), |_, p| shown(p))?;
+    eprintln!();
+    let secs = t.elapsed().as_secs_f64();
+    println!("{}", rep.verdict());
+    if verbose {
+        println!(
+            "receipt: {} prompt tokens, {} generated, finish {:?}; made by {} on {} (prefill {:.0} ms, decode {:.0} ms)",
+            r.prompt_ids.len(),
+            r.tokens.len(),
+            r.finish,
+            r.meta.engine,
+            r.meta.backend,
+            r.meta.prefill_ms,
+            r.meta.decode_ms
+        );
+        println!("re-executed on cpu in {:.0} ms: {} steps matched", secs * 1e3, rep.steps_matched);
+        for f in &rep.findings {
+            println!("  - {f}");
+        }
+    }
+    Ok(rep.ok())
 }
 
 fn load(path: &std::path::Path) -> Result<(Gguf, Tokenizer)> {
@@ -203,23 +279,54 @@ fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize) -> Result<(
     Ok(())
 }
 
-fn run(cmd: Cmd) -> Result<()> {
+/// Ok(false): a receipt did not verify.
+fn run(cmd: Cmd) -> Result<bool> {
     match cmd {
-        Cmd::Generate { model, prompt, max_tokens, numerics, temperature, top_k, top_p, seed, stop, chat, system } => {
+        Cmd::Verify { receipt, model, verbose } => verify_cmd(&receipt, &model, verbose),
+        Cmd::Generate {
+            model,
+            prompt,
+            max_tokens,
+            numerics,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            stop,
+            chat,
+            system,
+            receipt,
+        } => {
             let params = SamplingParams::new(temperature, top_k, top_p, seed)?;
             let (gguf, tok) = load(&model)?;
-            let ids = if chat {
-                let mut msgs = Vec::new();
-                if let Some(s) = system {
-                    msgs.push(Message::new("system", &s));
+            if let Some(path) = receipt {
+                if numerics != Numerics::Exact {
+                    return Err(Error::InvalidArgument("receipts need --numerics exact".into()));
                 }
-                msgs.push(Message::new("user", &prompt));
-                let text = ChatTemplate::from_metadata(gguf.metadata())?.render(&msgs, true)?;
-                tok.encode(&text, true, true)?
-            } else {
-                tok.encode(&prompt, true, false)?
-            };
-            with_engine(&gguf, numerics, |engine| {
+                let max_tokens = u32::try_from(max_tokens)
+                    .map_err(|_| Error::InvalidArgument(format!("--max-tokens {max_tokens}")))?;
+                let req = Request { prompt: prompt_of(prompt, chat, system), params, max_tokens, stop };
+                let m = commitment(&gguf)?;
+                let exact = ExactModel::load(&gguf)?;
+                let mut out = std::io::stdout();
+                let r = edgeproof::receipt::generate(&mut exact.session(), &gguf, &tok, &m, &req, |t| {
+                    out.write_all(t.as_bytes()).and_then(|_| out.flush()).map_err(Error::from)
+                })?;
+                writeln!(out)?;
+                std::fs::write(&path, r.to_json()).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                eprintln!(
+                    "{} tokens ({:?}): prefill {:.0} ms, decode {:.0} ms; receipt {} (final {})",
+                    r.tokens.len(),
+                    r.finish,
+                    r.meta.prefill_ms,
+                    r.meta.decode_ms,
+                    path.display(),
+                    hex::encode(r.final_hash)
+                );
+                return Ok(true);
+            }
+            let ids = prompt_of(prompt, chat, system).ids(&gguf, &tok)?;
+            let generated = with_engine(&gguf, numerics, |engine| {
                 let mut dec = StreamDecoder::new(&tok);
                 let mut stops = StopMatcher::new(&stop);
                 let mut out = std::io::stdout();
@@ -252,7 +359,8 @@ fn run(cmd: Cmd) -> Result<()> {
                     if n_dec > 0 { n_dec as f64 / (total - prefill) } else { 0.0 },
                 );
                 Ok(())
-            })
+            });
+            generated.map(|_| true)
         }
         Cmd::Ppl { model, text, ctx, numerics } => {
             let (gguf, tok) = load(&model)?;
@@ -292,9 +400,9 @@ fn run(cmd: Cmd) -> Result<()> {
                     r.argmax.len()
                 );
             }
-            Ok(())
+            Ok(true)
         }
-        Cmd::Bench { model, prefill, decode } => bench(&model, prefill, decode),
+        Cmd::Bench { model, prefill, decode } => bench(&model, prefill, decode).map(|_| true),
         Cmd::Tiny { arch, tokenizer_from, out, seed } => {
             let src =
                 std::fs::read(&tokenizer_from).map_err(|e| Error::Io(format!("{}: {e}", tokenizer_from.display())))?;
@@ -306,7 +414,7 @@ fn run(cmd: Cmd) -> Result<()> {
             let bytes = edgeproof::tiny::tiny_model(arch, &header.metadata, seed)?;
             std::fs::write(&out, &bytes).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
             println!("{}", out.display());
-            Ok(())
+            Ok(true)
         }
         Cmd::Info { model } => {
             let gguf = Gguf::open(&model)?;
@@ -331,7 +439,7 @@ fn run(cmd: Cmd) -> Result<()> {
             for t in &h.tensors {
                 println!("  {:<32} {:<5} {:?}", t.name, t.ty.name(), t.dims);
             }
-            Ok(())
+            Ok(true)
         }
     }
 }
