@@ -167,6 +167,19 @@ fn decode_block(ty: TensorType, b: &[u8], q: &mut [i8], sc: &mut [BlockScale]) -
     Some(())
 }
 
+/// Decode every block once: validates the scales (`None` on an Inf/NaN) and finds the
+/// largest scale exponent (0 for no blocks).
+fn blocks_max_exp(ty: TensorType, data: &[u8]) -> Option<i32> {
+    let (bl, bb) = (ty.block_len(), ty.block_bytes());
+    let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
+    let mut max_exp = i32::MIN;
+    for b in data.chunks_exact(bb) {
+        decode_block(ty, b, &mut q[..bl], &mut sc[..bl / 32])?;
+        max_exp = sc[..bl / 32].iter().fold(max_exp, |m, s| m.max(s.ea).max(s.eb));
+    }
+    Some(if max_exp == i32::MIN { 0 } else { max_exp })
+}
+
 impl Matrix {
     fn from_view(t: &TensorView) -> Result<Matrix> {
         let (rows, cols, ty) = (t.info.n_rows(), t.info.row_len(), t.info.ty);
@@ -189,16 +202,7 @@ impl Matrix {
                 MatrixData::Elems { m, e }
             }
             _ => {
-                // Decode every block once: it validates the scales and finds the largest exponent.
-                let (bl, bb) = (ty.block_len(), ty.block_bytes());
-                let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
-                let mut max_exp = i32::MIN;
-                for b in t.data.chunks_exact(bb) {
-                    decode_block(ty, b, &mut q[..bl], &mut sc[..bl / 32])
-                        .ok_or_else(|| bad(t, "Inf or NaN block scale"))?;
-                    max_exp = sc[..bl / 32].iter().fold(max_exp, |m, s| m.max(s.ea).max(s.eb));
-                }
-                let max_exp = if max_exp == i32::MIN { 0 } else { max_exp };
+                let max_exp = blocks_max_exp(ty, t.data).ok_or_else(|| bad(t, "Inf or NaN block scale"))?;
                 return Ok(Matrix { rows, cols, data: MatrixData::Blocks { ty, raw: t.shared() }, max_exp });
             }
         };
@@ -609,6 +613,178 @@ fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 
     acc
 }
 
+/// 1.5 · 2^52. Adding it to an f64 of magnitude below 2^51 rounds that value to an integer,
+/// ties to even (IEEE round to nearest), and leaves the integer in the sum's low bits: the
+/// batched matmul rounds each term with it, exactly as [`shl`] does.
+const ROUND: f64 = 6_755_399_441_055_744.0;
+
+/// Weight rows widened for the batched matmul: i16 values per element and, per 32-element
+/// sub-block, its scale `a · 2^ea` and min `b · 2^eb` as f64 (exact: small integers times
+/// powers of two). Q6_K's values carry their 16-element scale (|sc · q| ≤ 4096, so one i16
+/// dot gives `sc0·dot0 + sc1·dot1`) and `a` is the shared d: the same integer T1.
+#[derive(Default)]
+struct Widened {
+    w: Vec<i16>,
+    a: Vec<f64>,
+    b: Vec<f64>,
+}
+
+impl Widened {
+    /// Decode weight rows (whole GGUF blocks) into `self`, replacing its contents.
+    fn fill(&mut self, ty: TensorType, rows: &[u8]) {
+        let (bl, bb) = (ty.block_len(), ty.block_bytes());
+        let nblk = rows.len() / bb;
+        self.w.resize(nblk * bl, 0);
+        self.a.resize(nblk * bl / 32, 0.0);
+        self.b.resize(nblk * bl / 32, 0.0);
+        let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
+        let blocks =
+            self.w.chunks_exact_mut(bl).zip(self.a.chunks_exact_mut(bl / 32)).zip(self.b.chunks_exact_mut(bl / 32));
+        for (blk, ((w, a), b)) in rows.chunks_exact(bb).zip(blocks) {
+            // Blocks were validated at load; a scale that fails to decode reads as zero.
+            if decode_block(ty, blk, &mut q[..bl], &mut sc[..bl / 32]).is_none() {
+                (q, sc) = ([0; 256], [BlockScale::default(); 8]);
+            }
+            for (wv, &qv) in w.iter_mut().zip(&q[..bl]) {
+                *wv = qv as i16;
+            }
+            for ((a, b), s) in a.iter_mut().zip(b.iter_mut()).zip(&sc) {
+                *a = libm::ldexp(s.a[0] as f64, s.ea);
+                *b = libm::ldexp(s.b as f64, s.eb);
+            }
+            if ty == TensorType::Q6K {
+                let (d, e) = f16_at(blk, 208);
+                a.fill(libm::ldexp(d as f64, e));
+                // Element k of sub-block j has scale byte 2·j + k / 16 (see decode_block).
+                for (k, wv) in w.iter_mut().enumerate() {
+                    *wv *= blk[192 + k / 16] as i8 as i16;
+                }
+            }
+        }
+    }
+}
+
+/// x rows in groups of four for [`dots4`] (the last group padded with zero rows): per group
+/// and 32-element block, the four rows' i16 values, then per block and row
+/// `s_b · 2^sh` (`f`) and `s_b · Σq · 2^sh` (`m`).
+struct XGroups {
+    w: Vec<i16>,
+    f: Vec<f64>,
+    m: Vec<f64>,
+    /// Blocks per row.
+    nb: usize,
+}
+
+impl XGroups {
+    fn new(xq: &QRows, sh: &[i32], ssum: &[i32], n: usize) -> XGroups {
+        let nb = xq.nb;
+        let groups = n.div_ceil(4);
+        let mut g =
+            XGroups { w: vec![0; groups * nb * 128], f: vec![0.0; groups * nb * 4], m: vec![0.0; groups * nb * 4], nb };
+        for i in 0..n {
+            let (gi, r) = (i / 4, i % 4);
+            for b in 0..nb {
+                let src = &xq.q[(i * nb + b) * 32..(i * nb + b + 1) * 32];
+                let at = (gi * nb + b) * 128 + 32 * r;
+                for (d, &s) in g.w[at..at + 32].iter_mut().zip(src) {
+                    *d = s as i16;
+                }
+                let (ib, fb) = (i * nb + b, (gi * nb + b) * 4 + r);
+                g.f[fb] = libm::ldexp(xq.s[ib] as f64, sh[ib]);
+                g.m[fb] = libm::ldexp(ssum[ib] as f64, sh[ib]);
+            }
+        }
+        g
+    }
+
+    /// Group `g`'s values and factors.
+    fn group(&self, g: usize) -> (&[i16], &[f64], &[f64]) {
+        let nb = self.nb;
+        (
+            &self.w[g * nb * 128..(g + 1) * nb * 128],
+            &self.f[g * nb * 4..(g + 1) * nb * 4],
+            &self.m[g * nb * 4..(g + 1) * nb * 4],
+        )
+    }
+}
+
+/// One widened weight row (`w`: `32·nb` values, `a`, `b`: `nb` factors) times one group of four
+/// x rows, on each row's grid. Each term `dot · a · f` (and with `MIN`, `b · m`) is
+/// T · 2^(exponent − A) exactly (|T| < 2^45 fits f64's 53 bits) and below 2^51 in magnitude
+/// (the shift is at most 8), so adding [`ROUND`] rounds it as [`shl`] does; the integers are
+/// summed from the sums' bits (wrapping) and the added ROUNDs taken off at the end.
+fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], (xw, xf, xm): (&[i16], &[f64], &[f64])) -> [i64; 4] {
+    let nb = a.len();
+    assert!(w.len() == 32 * nb && b.len() == nb && xw.len() == 128 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
+    let mut acc = [0i64; 4];
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86_64; the lengths checked above keep every load in bounds.
+    unsafe {
+        use std::arch::x86_64::*;
+        let round = _mm_set1_pd(ROUND);
+        let (mut acc01, mut acc23) = (_mm_setzero_si128(), _mm_setzero_si128());
+        for j in 0..nb {
+            let wp = w.as_ptr().add(32 * j) as *const __m128i;
+            let (w0, w1, w2, w3) = (
+                _mm_loadu_si128(wp),
+                _mm_loadu_si128(wp.add(1)),
+                _mm_loadu_si128(wp.add(2)),
+                _mm_loadu_si128(wp.add(3)),
+            );
+            let xp = xw.as_ptr().add(128 * j) as *const __m128i;
+            let dot = |r: usize| {
+                let p = xp.add(4 * r);
+                _mm_add_epi32(
+                    _mm_add_epi32(
+                        _mm_madd_epi16(w0, _mm_loadu_si128(p)),
+                        _mm_madd_epi16(w1, _mm_loadu_si128(p.add(1))),
+                    ),
+                    _mm_add_epi32(
+                        _mm_madd_epi16(w2, _mm_loadu_si128(p.add(2))),
+                        _mm_madd_epi16(w3, _mm_loadu_si128(p.add(3))),
+                    ),
+                )
+            };
+            let (d0, d1, d2, d3) = (dot(0), dot(1), dot(2), dot(3));
+            // Transposed horizontal sum: lane r is row r's dot.
+            let s01 = _mm_add_epi32(_mm_unpacklo_epi32(d0, d1), _mm_unpackhi_epi32(d0, d1));
+            let s23 = _mm_add_epi32(_mm_unpacklo_epi32(d2, d3), _mm_unpackhi_epi32(d2, d3));
+            let d = _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23));
+            let wa = _mm_set1_pd(*a.get_unchecked(j));
+            let f = xf.as_ptr().add(4 * j);
+            let v01 = _mm_mul_pd(_mm_mul_pd(_mm_cvtepi32_pd(d), wa), _mm_loadu_pd(f));
+            let v23 = _mm_mul_pd(
+                _mm_mul_pd(_mm_cvtepi32_pd(_mm_shuffle_epi32(d, 0b11_10_11_10)), wa),
+                _mm_loadu_pd(f.add(2)),
+            );
+            acc01 = _mm_add_epi64(acc01, _mm_castpd_si128(_mm_add_pd(v01, round)));
+            acc23 = _mm_add_epi64(acc23, _mm_castpd_si128(_mm_add_pd(v23, round)));
+            if MIN {
+                let (wb, m) = (_mm_set1_pd(*b.get_unchecked(j)), xm.as_ptr().add(4 * j));
+                acc01 = _mm_add_epi64(acc01, _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(wb, _mm_loadu_pd(m)), round)));
+                acc23 =
+                    _mm_add_epi64(acc23, _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(wb, _mm_loadu_pd(m.add(2))), round)));
+            }
+        }
+        _mm_storeu_si128(acc.as_mut_ptr() as *mut __m128i, acc01);
+        _mm_storeu_si128(acc.as_mut_ptr().add(2) as *mut __m128i, acc23);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for j in 0..nb {
+        for (r, o) in acc.iter_mut().enumerate() {
+            let x = &xw[128 * j + 32 * r..128 * j + 32 * r + 32];
+            let dot: i32 = w[32 * j..32 * j + 32].iter().zip(x).map(|(&p, &q)| p as i32 * q as i32).sum();
+            let v = dot as f64 * a[j] * xf[4 * j + r];
+            *o = o.wrapping_add((v + ROUND).to_bits() as i64);
+            if MIN {
+                *o = o.wrapping_add((b[j] * xm[4 * j + r] + ROUND).to_bits() as i64);
+            }
+        }
+    }
+    let terms = (nb * if MIN { 2 } else { 1 }) as i64;
+    acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
+}
+
 /// Guard bits of the attention accumulators (scores and values) below their largest term exponent.
 const GUARD: i32 = 8;
 /// Guard bits of the matmul accumulators (fewer: terms carry the activation block scale).
@@ -626,57 +802,107 @@ const MATMUL_GUARD: i32 = 8;
 fn matmul(x: &IMat, w: &Matrix) -> IMat {
     let (n, k, m) = (x.rows, x.cols, w.rows);
     assert_eq!(k, w.cols, "matmul of {k}-wide rows by a {}-wide weight", w.cols);
-    let xq = quantize_rows(x, k);
-    let nb = xq.nb;
-    let grid: Vec<i32> = xq.emax.iter().map(|&e| w.max_exp + e - MATMUL_GUARD).collect();
-    const CHUNK: usize = 16;
-    let xw: Vec<i16> = xq.q.iter().map(|&v| v as i16).collect();
-    let sh: Vec<i32> = xq.e.iter().enumerate().map(|(b, &e)| e - grid[b / nb]).collect();
-    let ssum: Vec<i32> = xq.sum.iter().zip(&xq.s).map(|(&v, &s)| v * s).collect();
-    let mut acc_t = vec![0i64; m * n];
-    acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each(|(c, out)| {
-        let mut terms = [Terms::default(); 8];
-        for (jj, oj) in out.chunks_exact_mut(n).enumerate() {
-            let j = c * CHUNK + jj;
-            match &w.data {
-                MatrixData::Blocks { ty, raw } => {
-                    let (bl, bb) = (ty.block_len(), ty.block_bytes());
-                    let row = &raw[j * (k / bl) * bb..(j + 1) * (k / bl) * bb];
-                    for (i, o) in oj.iter_mut().enumerate() {
-                        let b = i * nb..(i + 1) * nb;
-                        let x = RowX {
-                            q: &xq.q[i * k..(i + 1) * k],
-                            w: &xw[i * k..(i + 1) * k],
-                            sh: &sh[b.clone()],
-                            s: &xq.s[b.clone()],
-                            sum: &xq.sum[b.clone()],
-                            ssum: &ssum[b],
-                        };
-                        *o = row_dot(*ty, row, &x, &mut terms);
-                    }
-                }
-                MatrixData::Elems { m: wm, e: we } => {
-                    for (i, o) in oj.iter_mut().enumerate() {
-                        let (xs, xsh) = (&xq.q[i * k..(i + 1) * k], &sh[i * nb..(i + 1) * nb]);
-                        let sc = &xq.s[i * nb..(i + 1) * nb];
-                        for t in 0..k {
-                            let term = wm[j * k + t] as i64 * xs[t] as i64 * sc[t / 32] as i64;
-                            *o += shl(term, we[j * k + t] + xsh[t / 32]);
-                        }
-                    }
-                }
-            }
-        }
-    });
+    let xr = XRows::new(x, w.max_exp);
+    let acc_t = match &w.data {
+        MatrixData::Blocks { ty, raw } => block_products(*ty, raw, m, &xr),
+        MatrixData::Elems { m: wm, e: we } => elem_products(wm, we, m, &xr),
+    };
     let mut out = IMat::zeros(n, m);
     let mut row = vec![0i64; m];
     for i in 0..n {
         for (j, r) in row.iter_mut().enumerate() {
             *r = acc_t[j * n + i];
         }
-        out.e[i] = normalize(&row, grid[i], &mut out.m[i * m..(i + 1) * m]);
+        out.e[i] = normalize(&row, xr.grid[i], &mut out.m[i * m..(i + 1) * m]);
     }
     out
+}
+
+/// The matmul's x rows: quantized, with each block's shift to its row's grid.
+struct XRows {
+    n: usize,
+    k: usize,
+    q: QRows,
+    /// The int8 values widened to i16.
+    w: Vec<i16>,
+    sh: Vec<i32>,
+    /// Block sums times block scales.
+    ssum: Vec<i32>,
+    /// Per row, the accumulator grid A.
+    grid: Vec<i32>,
+}
+
+impl XRows {
+    fn new(x: &IMat, max_exp: i32) -> XRows {
+        let q = quantize_rows(x, x.cols);
+        let nb = q.nb;
+        let grid: Vec<i32> = q.emax.iter().map(|&e| max_exp + e - MATMUL_GUARD).collect();
+        let w = q.q.iter().map(|&v| v as i16).collect();
+        let sh = q.e.iter().enumerate().map(|(b, &e)| e - grid[b / nb]).collect();
+        let ssum = q.sum.iter().zip(&q.s).map(|(&v, &s)| v * s).collect();
+        XRows { n: x.rows, k: x.cols, q, w, sh, ssum, grid }
+    }
+}
+
+/// Weight rows per rayon task.
+const CHUNK: usize = 16;
+
+/// The grid sums of `m` quantized weight rows (`raw`) times the x rows, as `[weight row][x row]`.
+fn block_products(ty: TensorType, raw: &[u8], m: usize, x: &XRows) -> Vec<i64> {
+    let (n, k, nb) = (x.n, x.k, x.q.nb);
+    let row_bytes = k / ty.block_len() * ty.block_bytes();
+    let mut acc_t = vec![0i64; m * n];
+    if n > 1 {
+        // Batches decode each weight row once and dot it against every x row.
+        let xg = XGroups::new(&x.q, &x.sh, &x.ssum, n);
+        let min = matches!(ty, TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q4K | TensorType::Q5K);
+        acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each_init(Widened::default, |wd, (c, out)| {
+            let rows = out.len() / n;
+            wd.fill(ty, &raw[c * CHUNK * row_bytes..(c * CHUNK + rows) * row_bytes]);
+            // Groups outermost: a group's x values stay in cache across the chunk's rows.
+            for g in 0..n.div_ceil(4) {
+                let xv = xg.group(g);
+                for (jj, oj) in out.chunks_exact_mut(n).enumerate() {
+                    let (wr, sr) = (jj * k..(jj + 1) * k, jj * nb..(jj + 1) * nb);
+                    let (wv, a, b) = (&wd.w[wr], &wd.a[sr.clone()], &wd.b[sr]);
+                    let d = if min { dots4::<true>(wv, a, b, xv) } else { dots4::<false>(wv, a, b, xv) };
+                    for (o, v) in oj[4 * g..].iter_mut().zip(d) {
+                        *o = v;
+                    }
+                }
+            }
+        });
+        return acc_t;
+    }
+    acc_t.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
+        let mut terms = [Terms::default(); 8];
+        let rx = RowX { q: &x.q.q, w: &x.w, sh: &x.sh, s: &x.q.s, sum: &x.q.sum, ssum: &x.ssum };
+        for (jj, o) in out.iter_mut().enumerate() {
+            let j = c * CHUNK + jj;
+            *o = row_dot(ty, &raw[j * row_bytes..(j + 1) * row_bytes], &rx, &mut terms);
+        }
+    });
+    acc_t
+}
+
+/// As [`block_products`] for F16 / F32 weights: one term per element.
+fn elem_products(wm: &[i32], we: &[i32], m: usize, x: &XRows) -> Vec<i64> {
+    let (n, k, nb) = (x.n, x.k, x.q.nb);
+    let mut acc_t = vec![0i64; m * n];
+    acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each(|(c, out)| {
+        for (jj, oj) in out.chunks_exact_mut(n).enumerate() {
+            let j = c * CHUNK + jj;
+            for (i, o) in oj.iter_mut().enumerate() {
+                let (xs, xsh) = (&x.q.q[i * k..(i + 1) * k], &x.sh[i * nb..(i + 1) * nb]);
+                let sc = &x.q.s[i * nb..(i + 1) * nb];
+                for t in 0..k {
+                    let term = wm[j * k + t] as i64 * xs[t] as i64 * sc[t / 32] as i64;
+                    *o += shl(term, we[j * k + t] + xsh[t / 32]);
+                }
+            }
+        }
+    });
+    acc_t
 }
 
 /// The KV cache of one layer: int8 values, one integer scale and one exponent per block (32 or
@@ -1086,6 +1312,51 @@ mod tests {
         for bits in 0..=u16::MAX {
             if let Some(want) = f16_parts(bits) {
                 assert_eq!(f16_at(&bits.to_le_bytes(), 0), want, "f16 bits {bits:#06x}");
+            }
+        }
+    }
+
+    /// The batched path (widened rows, f64 rounding) equals the one-row path (`row_dot`, `shl`)
+    /// bit for bit on every block type: random quants and scales (subnormal f16 included), x
+    /// rows and blocks of very different magnitudes, a zero block, a padded last group.
+    #[test]
+    fn batched_products_equal_row_by_row() {
+        use crate::tiny::SplitMix64;
+        use TensorType::*;
+        let mut rng = SplitMix64(3);
+        let (m, k, n) = (19, 512, 7);
+        for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K] {
+            let bb = ty.block_bytes();
+            let mut raw = vec![0u8; m * k / ty.block_len() * bb];
+            rng.fill(&mut raw);
+            let f16s: &[usize] = match ty {
+                Q4_1 | Q5_1 | Q4K | Q5K => &[0, 2],
+                Q6K => &[208],
+                _ => &[0],
+            };
+            for blk in raw.chunks_exact_mut(bb) {
+                for &at in f16s {
+                    // Exponent field below 31: finite.
+                    blk[at + 1] &= 0xBF;
+                }
+            }
+            let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
+            let mut x = IMat::zeros(n, k);
+            for i in 0..n {
+                x.e[i] = (rng.next_u64() % 40) as i32 - 30;
+                for blk in x.m[i * k..(i + 1) * k].chunks_mut(32) {
+                    let shift = rng.next_u64() % 24;
+                    blk.iter_mut().for_each(|v| *v = (rng.next_u64() as i32 >> 8) >> shift);
+                }
+                x.m[i * k + 64..i * k + 96].fill(0);
+            }
+            let all = block_products(ty, &raw, m, &XRows::new(&x, max_exp));
+            for i in 0..n {
+                let xi = IMat { rows: 1, cols: k, m: x.row(i).to_vec(), e: vec![x.e[i]] };
+                let one = block_products(ty, &raw, m, &XRows::new(&xi, max_exp));
+                for (j, &v) in one.iter().enumerate() {
+                    assert_eq!(all[j * n + i], v, "{}: weight row {j}, x row {i}", ty.name());
+                }
             }
         }
     }
