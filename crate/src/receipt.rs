@@ -730,7 +730,7 @@ pub fn verify(
         let res = engine.take_residuals();
         // Rows of this pass that produce a token: the prompt's last, then every row.
         let rows: Vec<std::ops::Range<usize>> =
-            if a == 0 { vec![0..p] } else { (0..b - a).map(|i| i..i + 1).collect() };
+            if a == 0 { std::iter::once(0..p).collect() } else { (0..b - a).map(|i| i..i + 1).collect() };
         for rr in rows {
             let pos = a + rr.start;
             let digests: Vec<Hash> =
