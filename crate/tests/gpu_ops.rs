@@ -357,11 +357,21 @@ fn tiny_models_forward_equals_cpu() {
         let mut steps: Vec<(Vec<u32>, usize)> = vec![(vec![1, 7, 3, 39, 0], 0)];
         steps.extend((5..14).map(|p| (vec![(p * 11 % 40) as u32], p)));
         steps.push((vec![4, 2, 9], 3));
+        cpu.record_residuals();
+        gpus.iter_mut().for_each(|g| g.record_residuals());
         for (ids, pos0) in steps {
             let want = forward(&mut cpu, &cfg, &cw, &ids, pos0, 0..ids.len()).expect("cpu forward");
+            let want_res = cpu.take_residuals();
+            assert_eq!(want_res.len(), cfg.n_layer);
             for (g, gw) in gpus.iter_mut().zip(&gws) {
                 let got = forward(g, &cfg, gw, &ids, pos0, 0..ids.len()).and_then(|y| g.download(&y));
                 same(&format!("{arch:?} logits at {pos0}"), &got.expect("gpu forward"), &want);
+                // The receipts' per-layer residual streams (hence their digests) too.
+                let got_res = g.take_residuals().expect("residuals");
+                assert_eq!(got_res.len(), want_res.len(), "{arch:?} residuals at {pos0}");
+                for (l, (got, want)) in got_res.iter().zip(&want_res).enumerate() {
+                    same(&format!("{arch:?} residual of layer {l} at {pos0}"), got, want);
+                }
             }
         }
     }
@@ -509,4 +519,40 @@ fn emulation_is_forced_by_the_environment() {
     assert!(opts.emulate_dot4);
     let ctx = GpuContext::new_blocking(opts).expect("adapter");
     assert!(!ctx.dot4_packed);
+}
+
+#[test]
+#[ignore = "check-full: Gemma 3 past 600 positions on the GPU (many minutes on lavapipe)"]
+fn gemma3_long_context_equals_cpu() {
+    // 600 positions of the GPL-3 text (past the local layers' window of 512) prefilled in
+    // chunks, then greedy steps: the same logits as the CPU's at the end of each chunk and step.
+    let f = Gguf::open(&common::model_path("gemma3")).expect("open Gemma 3");
+    let tok = edgeproof::tokenizer::Tokenizer::from_metadata(f.metadata()).expect("tokenizer");
+    let cfg = Config::from_metadata(f.metadata()).expect("config");
+    let path = std::env::var("EDGEPROOF_GPL3").unwrap_or_else(|_| "/usr/share/common-licenses/GPL-3".into());
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut ids = tok.encode(&text, true, false).expect("encode");
+    ids.truncate(600);
+    let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
+    let mut cpu = ExactOps::new(&cfg);
+    let ctx = GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter");
+    let mut g = GpuOps::new(Rc::new(ctx), &cfg).expect("GPU ops");
+    let gw = Weights::load(&f, &cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights");
+    let mut pos0 = 0;
+    let mut chunks: Vec<usize> = vec![150; 4];
+    chunks.extend([1; 3]);
+    for len in chunks {
+        let part = &ids[pos0..pos0 + len];
+        let want = forward(&mut cpu, &cfg, &cw, part, pos0, len - 1..len).expect("cpu forward");
+        let t0 = std::time::Instant::now();
+        let y = forward(&mut g, &cfg, &gw, part, pos0, len - 1..len).expect("gpu forward");
+        let got = g.download(&y).expect("download");
+        eprintln!("gemma3: gpu forward of {len} at {pos0}: {:.2?}", t0.elapsed());
+        same(&format!("gemma3 logits at {}", pos0 + len - 1), &got, &want);
+        pos0 += len;
+        // Greedy steps after the prefill.
+        if pos0 >= ids.len() {
+            ids.push(want.argmax_row(0).expect("argmax"));
+        }
+    }
 }

@@ -112,6 +112,8 @@ pub struct GpuOps {
     exp2: wgpu::Buffer,
     /// Ops recorded since the last submission.
     enc: Option<wgpu::CommandEncoder>,
+    /// Device copies of the residual stream after each block, when recording.
+    residuals: Option<Vec<GpuAct>>,
     /// (cos, sin) in Q30 per position, keyed by (base bits, head size): built on the CPU.
     rope: HashMap<(u32, usize), Vec<[i32; 2]>>,
 }
@@ -129,7 +131,14 @@ impl GpuOps {
     pub fn new(ctx: Rc<GpuContext>, cfg: &Config) -> Result<GpuOps> {
         let t: Vec<u32> = exp2_table().iter().map(|&v| v as u32).collect();
         let exp2 = ctx.storage_init("exp2", bytemuck::cast_slice(&t))?;
-        Ok(GpuOps { ctx, caches: (0..cfg.n_layer).map(|_| None).collect(), exp2, enc: None, rope: HashMap::new() })
+        Ok(GpuOps {
+            ctx,
+            caches: (0..cfg.n_layer).map(|_| None).collect(),
+            exp2,
+            enc: None,
+            residuals: None,
+            rope: HashMap::new(),
+        })
     }
 
     /// The first error since the last check (the ops of the `Ops` trait defer theirs).
@@ -144,6 +153,29 @@ impl GpuOps {
             m: self.ctx.storage_init("act.m", i32_bytes(&x.m))?,
             e: self.ctx.storage_init("act.e", i32_bytes(&x.e))?,
         })
+    }
+
+    /// Keep the residual stream after each block from now on (see [`GpuOps::take_residuals`]),
+    /// as `ExactOps::record_residuals` does: copies stay on the device until taken.
+    pub fn record_residuals(&mut self) {
+        self.residuals.get_or_insert_with(Vec::new);
+    }
+
+    /// The residual streams recorded since the last call, one per block and forward pass, in
+    /// order, read back together.
+    pub async fn take_residuals_async(&mut self) -> Result<Vec<IMat>> {
+        let acts = self.residuals.as_mut().map(std::mem::take).unwrap_or_default();
+        let mut out = Vec::with_capacity(acts.len());
+        for a in &acts {
+            out.push(self.download_async(a).await?);
+        }
+        Ok(out)
+    }
+
+    /// [`GpuOps::take_residuals_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn take_residuals(&mut self) -> Result<Vec<IMat>> {
+        pollster::block_on(self.take_residuals_async())
     }
 
     /// Read activations back (submitting the ops recorded so far).
@@ -585,5 +617,12 @@ impl Ops for GpuOps {
         let n = rows.len();
         let r = self.try_rows(x, rows);
         self.keep(r, n, x.cols)
+    }
+
+    fn residual(&mut self, _layer: usize, x: &GpuAct) {
+        if self.residuals.is_some() {
+            let copy = self.rows(x, 0..x.rows);
+            self.residuals.get_or_insert_with(Vec::new).push(copy);
+        }
     }
 }
