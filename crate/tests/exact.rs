@@ -397,6 +397,34 @@ fn tiny_gemma3_exact_close_to_f32_and_batch_equals_decode() {
     tiny_exact(Arch::Gemma3);
 }
 
+/// SmolLM2: one batched pass over 45 positions (batches of 1 to 45 rows take other matmul
+/// paths) equals token-by-token decoding, logits and residual streams, bit for bit: what a
+/// receipt verifier's teacher-forced pass relies on.
+#[test]
+fn smollm2_batched_equals_stepwise() {
+    let g = Gguf::open(&common::model_path("smollm2")).expect("open SmolLM2");
+    let m = ExactModel::load(&g).expect("exact model");
+    let n_layer = m.cfg.n_layer;
+    let ids: Vec<u32> = (0..45u32).map(|i| (i * 7919 + 11) % 49152).collect();
+    let mut batched = m.session();
+    batched.eval_exact(&ids[..13], 0, 12..13).expect("prompt");
+    batched.record_residuals();
+    let rest = batched.eval_exact(&ids[13..], 13, 0..32).expect("batch of 32");
+    let res = batched.take_residuals();
+    assert_eq!(res.len(), n_layer);
+    let mut step = m.session();
+    step.eval_exact(&ids[..13], 0, 12..13).expect("prompt");
+    step.record_residuals();
+    let row = |x: &IMat, r: usize| (x.m[r * x.cols..(r + 1) * x.cols].to_vec(), x.e[r]);
+    for (i, &id) in ids.iter().enumerate().skip(13) {
+        let one = step.eval_exact(&[id], i, 0..1).expect("step");
+        assert!(row(&one, 0) == row(&rest, i - 13), "logits of position {i}: batched differs from stepwise");
+        for (l, x) in step.take_residuals().iter().enumerate() {
+            assert!(row(x, 0) == row(&res[l], i - 13), "position {i} layer {l}: batched differs from stepwise");
+        }
+    }
+}
+
 #[test]
 fn smollm2_exact_greedy_paris() {
     let g = Gguf::open(&common::model_path("smollm2")).expect("open SmolLM2");

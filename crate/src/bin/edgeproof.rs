@@ -98,6 +98,10 @@ enum Cmd {
         prefill: usize,
         #[arg(long, default_value_t = 32)]
         decode: usize,
+        /// Also time a sampled generation of this many tokens with a receipt, and its
+        /// verification by re-execution (0: skip).
+        #[arg(long, default_value_t = 0)]
+        receipt: u32,
     },
     /// Write the tiny random-weight test model.
     Tiny {
@@ -280,6 +284,36 @@ fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize) -> Result<(
 }
 
 /// Ok(false): a receipt did not verify.
+/// Generation with a receipt against its verification (all threads, exact).
+fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
+    let (gguf, tok) = load(model)?;
+    let m = ModelCommitment::of(&gguf, |_| {})?;
+    let exact = ExactModel::load(&gguf)?;
+    let req = Request {
+        prompt: Prompt::Text("Once upon a time, in a small village by the sea,".into()),
+        params: SamplingParams::new(0.7, 40, 0.95, 1)?,
+        max_tokens: n,
+        stop: vec![],
+    };
+    let t = Instant::now();
+    let r = edgeproof::receipt::generate(&mut exact.session(), &gguf, &tok, &m, &req, |_| Ok(()))?;
+    let gen = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let rep = edgeproof::receipt::verify(&r, &gguf, &tok, Some(&m), &mut exact.session(), |_, _| {})?;
+    let ver = t.elapsed().as_secs_f64();
+    println!("| receipt | prompt tokens | generated tokens | generate s | verify s | verify / generate | verdict |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| exact, {} threads | {} | {} | {gen:.2} | {ver:.2} | {:.2} | {} |",
+        rayon::current_num_threads(),
+        r.prompt_ids.len(),
+        r.tokens.len(),
+        ver / gen,
+        rep.verdict()
+    );
+    Ok(())
+}
+
 fn run(cmd: Cmd) -> Result<bool> {
     match cmd {
         Cmd::Verify { receipt, model, verbose } => verify_cmd(&receipt, &model, verbose),
@@ -402,7 +436,13 @@ fn run(cmd: Cmd) -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Bench { model, prefill, decode } => bench(&model, prefill, decode).map(|_| true),
+        Cmd::Bench { model, prefill, decode, receipt } => {
+            bench(&model, prefill, decode)?;
+            if receipt > 0 {
+                bench_receipt(&model, receipt)?;
+            }
+            Ok(true)
+        }
         Cmd::Tiny { arch, tokenizer_from, out, seed } => {
             let src =
                 std::fs::read(&tokenizer_from).map_err(|e| Error::Io(format!("{}: {e}", tokenizer_from.display())))?;
