@@ -423,6 +423,14 @@ mod dots {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub fn half_nibbles(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> i32 {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { hsum(half_nibbles_v(qs, x, hi)) }
+    }
+
+    /// [`half_nibbles`] before its horizontal sum.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub fn half_nibbles_v(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> std::arch::x86_64::__m128i {
         use std::arch::x86_64::*;
         // SAFETY: SSE2 is part of x86_64; loads stay inside the arrays.
         unsafe {
@@ -436,7 +444,38 @@ mod dots {
                 acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi8(n, z), ld(2 * h)));
                 acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpackhi_epi8(n, z), ld(2 * h + 1)));
             }
-            hsum(acc)
+            acc
+        }
+    }
+
+    /// Σ sc[j / 16]·(q[j] − 32)·x[j] over Q6_K sub-block `j` of a block (`ql`, `qh` its low and
+    /// high bits, `sc` its 16 scale bytes), before the horizontal sum. |sc·q| ≤ 4096 fits i16.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    pub fn q6k_v(ql: &[u8; 128], qh: &[u8; 64], sc: &[u8; 16], j: usize, x: &[i16; 32]) -> std::arch::x86_64::__m128i {
+        use std::arch::x86_64::*;
+        let (h, r) = (j / 4, j % 4);
+        // SAFETY: SSE2 is part of x86_64; loads stay inside the arrays (j < 8).
+        unsafe {
+            let m = _mm_set1_epi8(0x0F);
+            let z = _mm_setzero_si128();
+            let (nib, hib) = (_mm_cvtsi32_si128(4 * (r / 2) as i32), _mm_cvtsi32_si128(2 * r as i32));
+            let c32 = _mm_set1_epi16(32);
+            let ld = |k: usize| _mm_loadu_si128(x.as_ptr().add(8 * k) as *const __m128i);
+            let mut acc = _mm_setzero_si128();
+            for half in 0..2 {
+                let lo = _mm_loadu_si128(ql.as_ptr().add(64 * h + 32 * (r % 2) + 16 * half) as *const __m128i);
+                let hi = _mm_loadu_si128(qh.as_ptr().add(32 * h + 16 * half) as *const __m128i);
+                let lo = _mm_and_si128(_mm_srl_epi16(lo, nib), m);
+                let hi = _mm_slli_epi16(_mm_and_si128(_mm_srl_epi16(hi, hib), _mm_set1_epi8(3)), 4);
+                let q = _mm_or_si128(lo, hi);
+                let s = _mm_set1_epi16(sc[2 * j + half] as i8 as i16);
+                let w0 = _mm_mullo_epi16(_mm_sub_epi16(_mm_unpacklo_epi8(q, z), c32), s);
+                let w1 = _mm_mullo_epi16(_mm_sub_epi16(_mm_unpackhi_epi8(q, z), c32), s);
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(w0, ld(2 * half)));
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(w1, ld(2 * half + 1)));
+            }
+            acc
         }
     }
 
@@ -640,6 +679,78 @@ mod grid4 {
         }
     }
 
+    /// One f16 as f64, exactly (as in [`f16x4`]).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn f16_f64(b: &[u8], at: usize) -> f64 {
+        let h = u16::from_le_bytes([b[at], b[at + 1]]) as u64;
+        f64::from_bits(((h & 0x7FFF) << 42) | ((h & 0x8000) << 48)) * f64::from_bits((1008 + 1023) << 52)
+    }
+
+    /// Super-blocks (of eight 32-element sub-blocks) that `row` and the x factors cover.
+    #[cfg(target_arch = "x86_64")]
+    fn super_blocks(row: &[u8], bb: usize, x: &[i16], f: &[f64], m: &[f64]) -> usize {
+        (row.len() / bb).min(x.len() / 256).min(f.len() / 8).min(m.len() / 8)
+    }
+
+    /// Q4_K: sub-block scales `d·sc`, mins `−dmin·mn`. Returns the sum and the super-blocks done.
+    #[cfg(target_arch = "x86_64")]
+    pub fn q4_k(row: &[u8], x: &[i16], f: &[f64], m: &[f64]) -> (i64, usize) {
+        let sbs = super_blocks(row, 144, x, f, m);
+        // SAFETY: SSE2 is part of x86_64; `sbs` keeps every access inside the slices.
+        unsafe {
+            let mut acc = [_mm_setzero_si128(); 2];
+            for sb in 0..sbs {
+                let b = &row[144 * sb..144 * sb + 144];
+                let (d, dm) = (_mm_set1_pd(f16_f64(b, 0)), _mm_set1_pd(f16_f64(b, 2)));
+                for j0 in [0, 4] {
+                    let sm = |i: usize| super::scale_min_k4(j0 + i, &b[4..16]);
+                    let (s0, s1, s2, s3) = (sm(0), sm(1), sm(2), sm(3));
+                    let dv = |i: usize| {
+                        let j = j0 + i;
+                        dots::half_nibbles_v(b32(&b[16 + 32 * (j / 2)..]), x32(&x[256 * sb + 32 * j..]), j % 2 == 1)
+                    };
+                    let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
+                    let pair = |a: u8, b: u8| _mm_set_pd(b as f64, a as f64);
+                    let scales = (_mm_mul_pd(pair(s0.0, s1.0), d), _mm_mul_pd(pair(s2.0, s3.0), d));
+                    add_terms(&mut acc, dot, scales, &f[8 * sb + j0..]);
+                    // −(dmin · mn): the negation is exact.
+                    let mins = (
+                        _mm_sub_pd(_mm_setzero_pd(), _mm_mul_pd(pair(s0.1, s1.1), dm)),
+                        _mm_sub_pd(_mm_setzero_pd(), _mm_mul_pd(pair(s2.1, s3.1), dm)),
+                    );
+                    add_mins(&mut acc, mins, &m[8 * sb + j0..]);
+                }
+            }
+            (total(acc, 16 * sbs), sbs)
+        }
+    }
+
+    /// Q6_K: the sub-block's two 16-element scales are in the i16 weights; the term scale is d.
+    #[cfg(target_arch = "x86_64")]
+    pub fn q6_k(row: &[u8], x: &[i16], f: &[f64], m: &[f64]) -> (i64, usize) {
+        let sbs = super_blocks(row, 210, x, f, m);
+        // SAFETY: SSE2 is part of x86_64; `sbs` keeps every access inside the slices.
+        unsafe {
+            let mut acc = [_mm_setzero_si128(); 2];
+            for sb in 0..sbs {
+                let b = &row[210 * sb..210 * sb + 210];
+                let (ql, qh, sc) = (
+                    b[..128].first_chunk().unwrap_or(&[0; 128]),
+                    b[128..192].first_chunk().unwrap_or(&[0; 64]),
+                    b[192..208].first_chunk().unwrap_or(&[0; 16]),
+                );
+                let d = _mm_set1_pd(f16_f64(b, 208));
+                for j0 in [0, 4] {
+                    let dv = |i: usize| dots::q6k_v(ql, qh, sc, j0 + i, x32(&x[256 * sb + 32 * (j0 + i)..]));
+                    let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
+                    add_terms(&mut acc, dot, (d, d), &f[8 * sb + j0..]);
+                }
+            }
+            (total(acc, 8 * sbs), sbs)
+        }
+    }
+
     #[cfg(not(target_arch = "x86_64"))]
     pub fn q8_0(_: &[u8], _: &[i16], _: &[f64]) -> (i64, usize) {
         (0, 0)
@@ -652,6 +763,16 @@ mod grid4 {
 
     #[cfg(not(target_arch = "x86_64"))]
     pub fn q5_0(_: &[u8], _: &[i16], _: &[i32], _: &[f64]) -> (i64, usize) {
+        (0, 0)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn q4_k(_: &[u8], _: &[i16], _: &[f64], _: &[f64]) -> (i64, usize) {
+        (0, 0)
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn q6_k(_: &[u8], _: &[i16], _: &[f64], _: &[f64]) -> (i64, usize) {
         (0, 0)
     }
 }
@@ -746,9 +867,10 @@ struct RowX<'a> {
 }
 
 /// One weight row (its GGUF blocks) times one x row, accumulated on the grid. The common
-/// types have their own loops; the rest go through [`block_terms`]. Same terms either way.
+/// types have their own loops (SSE2 four blocks at a time, [`grid4`]); the rest go through
+/// [`block_terms`]. Same terms either way.
 fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 {
-    let mut acc = 0i64;
+    let mut acc: i64;
     let xb = x.w.chunks_exact(32).map(x32).zip(x.sh.iter().zip(x.s));
     match ty {
         TensorType::Q8_0 => {
@@ -781,9 +903,15 @@ fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 
             }
         }
         _ => {
+            let (a, done) = match ty {
+                TensorType::Q4K => grid4::q4_k(row, x.w, x.f, x.m),
+                TensorType::Q6K => grid4::q6_k(row, x.w, x.f, x.m),
+                _ => (0, 0),
+            };
+            acc = a;
             let (bl, bb) = (ty.block_len(), ty.block_bytes());
             let nsub = bl / 32;
-            for (g, blk) in row.chunks_exact(bb).enumerate() {
+            for (g, blk) in row.chunks_exact(bb).enumerate().skip(done) {
                 let (x0, x1) = (g * bl, (g + 1) * bl);
                 let (s0, s1) = (g * nsub, (g + 1) * nsub);
                 block_terms(ty, blk, &x.q[x0..x1], &x.w[x0..x1], &x.sum[s0..s1], terms);
