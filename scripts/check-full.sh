@@ -12,7 +12,7 @@ export EDGEPROOF_SMOLLM2="$EDGEPROOF_PATH_smollm2" EDGEPROOF_GEMMA3="$EDGEPROOF_
 
 echo "== check-full tests"
 cargo test --release --workspace -- --ignored
-scripts/test-wasm.sh --ignored
+scripts/test-wasm.sh --include-ignored
 
 echo "== perplexity at ctx 256, exact and f32 (llama.cpp on GPL v3: SmolLM2 20.86, Gemma 3 16.42)"
 cargo build --release -p edgeproof --bin edgeproof
