@@ -193,19 +193,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 
     // Values: each block on the grid of its largest visible exponent.
     var eh = -2147483647 - 1;
+    var vmax: array<i32, 8>;
     for (var b = 0u; b < p.nbh; b++) {
         var vm = -2147483647 - 1;
         for (var t = lid; t < nvis; t += WG) {
             vm = max(vm, kvblk[(lo + t) * 2u * kv_blocks + kv_blocks + g * p.nbh + b].x);
         }
-        eh = max(eh, max_e(lid, vm) - 8 - 24);
+        vmax[b] = max_e(lid, vm);
+        eh = max(eh, vmax[b] - 8 - 24);
     }
     for (var d = lid; d < hd; d += WG) {
         let b = d / 32u;
-        var vm = -2147483647 - 1;
-        for (var j = lo; j <= pos; j++) {
-            vm = max(vm, kvblk[j * 2u * kv_blocks + kv_blocks + g * p.nbh + b].x);
-        }
+        let vm = vmax[b];
         var a = vec2<u32>(0u, 0u);
         for (var j = lo; j <= pos; j++) {
             let vb = kvblk[j * 2u * kv_blocks + kv_blocks + g * p.nbh + b];
