@@ -105,6 +105,73 @@ impl Engine for ExactSession<'_> {
     }
 }
 
+/// Hyper-parameters and device-resident weights of a model, for the exact mode on WebGPU
+/// (native: blocking on the device; the browser drives [`crate::gpu::GpuOps`] asynchronously).
+#[cfg(not(target_arch = "wasm32"))]
+pub struct GpuModel {
+    pub cfg: Config,
+    pub weights: Weights<crate::gpu::GpuWeight>,
+    pub ctx: std::rc::Rc<crate::gpu::GpuContext>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl GpuModel {
+    /// Upload the weights once.
+    pub fn load(gguf: &Gguf, ctx: std::rc::Rc<crate::gpu::GpuContext>) -> Result<GpuModel> {
+        let cfg = Config::from_metadata(gguf.metadata())?;
+        let weights = Weights::load(gguf, &cfg, |t| crate::gpu::GpuWeight::from_view(&ctx, t))?;
+        ctx.check()?;
+        Ok(GpuModel { cfg, weights, ctx })
+    }
+
+    /// A fresh session (empty KV cache on the device).
+    pub fn session(&self) -> Result<GpuSession<'_>> {
+        Ok(GpuSession { model: self, ops: crate::gpu::GpuOps::new(self.ctx.clone(), &self.cfg)? })
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub struct GpuSession<'a> {
+    model: &'a GpuModel,
+    ops: crate::gpu::GpuOps,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl GpuSession<'_> {
+    /// Like [`Engine::eval`], with the logits in their exact integer form (one readback).
+    pub fn eval_exact(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<IMat> {
+        let m = self.model;
+        let y = forward(&mut self.ops, &m.cfg, &m.weights, ids, pos0, out_rows)?;
+        self.ops.check()?;
+        self.ops.download(&y)
+    }
+
+    pub fn record_residuals(&mut self) {
+        self.ops.record_residuals();
+    }
+
+    pub fn take_residuals(&mut self) -> Result<Vec<IMat>> {
+        self.ops.take_residuals()
+    }
+
+    /// The adapter's name and backend.
+    pub fn adapter(&self) -> String {
+        let a = &self.model.ctx.adapter;
+        format!("{} ({:?})", a.name, a.backend)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Engine for GpuSession<'_> {
+    fn config(&self) -> &Config {
+        &self.model.cfg
+    }
+
+    fn eval(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
+        Ok(self.eval_exact(ids, pos0, out_rows)?.to_f32())
+    }
+}
+
 pub use crate::sampling::argmax;
 
 /// Why a generation stopped.

@@ -440,15 +440,33 @@ fn now_ms() -> f64 {
 /// An exact engine that records its residual stream (per block, per forward pass).
 pub trait Recording: Engine {
     fn record_residuals(&mut self);
-    fn take_residuals(&mut self) -> Vec<IMat>;
+    fn take_residuals(&mut self) -> Result<Vec<IMat>>;
+    /// Where it runs, for the receipt's [`Meta`]: backend and adapter.
+    fn backend(&self) -> (String, Option<String>);
 }
 
 impl Recording for ExactSession<'_> {
     fn record_residuals(&mut self) {
         ExactSession::record_residuals(self)
     }
-    fn take_residuals(&mut self) -> Vec<IMat> {
-        ExactSession::take_residuals(self)
+    fn take_residuals(&mut self) -> Result<Vec<IMat>> {
+        Ok(ExactSession::take_residuals(self))
+    }
+    fn backend(&self) -> (String, Option<String>) {
+        ("cpu".into(), None)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Recording for crate::engine::GpuSession<'_> {
+    fn record_residuals(&mut self) {
+        crate::engine::GpuSession::record_residuals(self)
+    }
+    fn take_residuals(&mut self) -> Result<Vec<IMat>> {
+        crate::engine::GpuSession::take_residuals(self)
+    }
+    fn backend(&self) -> (String, Option<String>) {
+        ("gpu".into(), Some(self.adapter()))
     }
 }
 
@@ -465,7 +483,7 @@ impl Engine for Digesting<'_> {
 
     fn eval(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
         let logits = self.inner.eval(ids, pos0, out_rows)?;
-        let res = self.inner.take_residuals();
+        let res = self.inner.take_residuals()?;
         self.steps.push(res.iter().enumerate().map(|(l, x)| residual_digest(l, pos0, x, 0..x.rows)).collect());
         Ok(logits)
     }
@@ -492,7 +510,8 @@ pub fn generate(
 ) -> Result<Receipt> {
     let ids = req.prompt.ids(gguf, tok)?;
     engine.record_residuals();
-    engine.take_residuals();
+    engine.take_residuals()?;
+    let (backend, adapter) = engine.backend();
     let mut dig = Digesting { inner: engine, steps: Vec::new() };
     let mut dec = StreamDecoder::new(tok);
     let mut stops = StopMatcher::new(&req.stop);
@@ -548,8 +567,8 @@ pub fn generate(
         final_hash: [0; 32],
         meta: Meta {
             engine: format!("edgeproof {}", env!("CARGO_PKG_VERSION")),
-            backend: "cpu".into(),
-            adapter: None,
+            backend,
+            adapter,
             prefill_ms: first - start,
             decode_ms: end - first,
         },
@@ -718,7 +737,7 @@ pub fn verify(
     let params = r.sampling.params();
     let n_vocab = engine.config().n_vocab;
     engine.record_residuals();
-    engine.take_residuals();
+    engine.take_residuals()?;
     const CHUNK: usize = 32;
     let mut a = 0;
     let mut step = 0;
@@ -727,7 +746,7 @@ pub fn verify(
         // Logits of the prompt's last row, or of every row of a chunk.
         let first = if a == 0 { p - 1 } else { 0 };
         let logits = engine.eval(&seq[a..b], a, first..b - a)?;
-        let res = engine.take_residuals();
+        let res = engine.take_residuals()?;
         // Rows of this pass that produce a token: the prompt's last, then every row.
         let rows: Vec<std::ops::Range<usize>> =
             if a == 0 { std::iter::once(0..p).collect() } else { (0..b - a).map(|i| i..i + 1).collect() };

@@ -292,3 +292,56 @@ fn smollm2_receipt_verifies() {
     t.seal();
     assert_diverges(&m, &t, "token 9", |d| matches!(d, Divergence::Token { step: 10, .. }));
 }
+
+fn gpu() -> std::rc::Rc<edgeproof::gpu::GpuContext> {
+    let ctx = edgeproof::gpu::GpuContext::new_blocking(edgeproof::gpu::GpuOptions::from_env()).unwrap_or_else(|e| {
+        panic!("{e} (natively the tests run on Mesa's lavapipe: apt-get install mesa-vulkan-drivers)")
+    });
+    std::rc::Rc::new(ctx)
+}
+
+/// A receipt made on the GPU verifies on the CPU and the other way round, and both backends
+/// make the same receipt (same final hash).
+fn cross_backends(bytes: Vec<u8>, req: &Request) {
+    let m = load(bytes);
+    let g = edgeproof::engine::GpuModel::load(&m.gguf, gpu()).expect("GPU model");
+    let on_gpu = {
+        let mut s = g.session().expect("GPU session");
+        generate(&mut s, &m.gguf, &m.tok, &m.commitment, req, |_| Ok(())).expect("generate on the GPU")
+    };
+    assert_eq!(on_gpu.meta.backend, "gpu");
+    let on_cpu = make(&m, req);
+    assert_eq!(on_gpu.final_hash, on_cpu.final_hash, "GPU tokens {:?}, CPU tokens {:?}", on_gpu.tokens, on_cpu.tokens);
+    let rep = check(&m, &on_gpu);
+    assert!(rep.ok(), "GPU receipt on the CPU: {}", rep.verdict());
+    let mut s = g.session().expect("GPU session");
+    let rep = verify(&on_cpu, &m.gguf, &m.tok, Some(&m.commitment), &mut s, |_, _| {}).expect("verify on the GPU");
+    assert!(rep.ok(), "CPU receipt on the GPU: {}", rep.verdict());
+    assert_eq!(rep.steps_matched, on_cpu.tokens.len());
+    // A forged token is caught on the GPU too.
+    let mut t = on_cpu.clone();
+    t.tokens[2] = t.tokens[2].wrapping_add(1);
+    t.seal();
+    let mut s = g.session().expect("GPU session");
+    let rep = verify(&t, &m.gguf, &m.tok, Some(&m.commitment), &mut s, |_, _| {}).expect("verify on the GPU");
+    assert!(matches!(rep.findings.first(), Some(Divergence::Token { step: 3, .. })), "{}", rep.verdict());
+}
+
+#[test]
+fn receipts_cross_cpu_and_gpu_tiny() {
+    cross_backends(tiny_bytes(), &seeded(Prompt::Text("The capital of France is".into()), 12, &[]));
+}
+
+#[test]
+fn receipts_cross_cpu_and_gpu_smollm2() {
+    let bytes = std::fs::read(common::model_path("smollm2")).expect("read SmolLM2");
+    cross_backends(bytes, &seeded(Prompt::Text("The capital of France is".into()), 6, &[]));
+}
+
+#[test]
+#[ignore = "check-full: Gemma 3 receipts across CPU and GPU (minutes on lavapipe)"]
+fn receipts_cross_cpu_and_gpu_gemma3() {
+    let bytes = std::fs::read(common::model_path("gemma3")).expect("read Gemma 3");
+    let prompt = Prompt::Messages(vec![ChatMessage { role: "user".into(), content: "Name a colour.".into() }]);
+    cross_backends(bytes, &seeded(prompt, 8, &[]));
+}
