@@ -1,15 +1,17 @@
 //! The native command-line interface.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use edgeproof::engine::{generate, Engine, ExactModel, Finish, RefModel};
+use edgeproof::engine::{generate, Engine, ExactModel, Finish, GpuModel, RefModel};
 use edgeproof::gguf::Gguf;
+use edgeproof::gpu::{GpuContext, GpuOptions};
 use edgeproof::model::Arch;
-use edgeproof::receipt::{ChatMessage, ModelCommitment, Prompt, Receipt, Request};
+use edgeproof::receipt::{ChatMessage, ModelCommitment, Prompt, Receipt, Recording, Request};
 use edgeproof::sampling::{SamplingParams, StopMatcher};
 use edgeproof::tokenizer::{StreamDecoder, Tokenizer};
 use edgeproof::{Error, Result};
 use std::io::Write;
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -33,6 +35,14 @@ enum Numerics {
     F32,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// This machine's CPU (all threads).
+    Cpu,
+    /// WebGPU through wgpu (Vulkan, Metal or DX12 natively; exact numerics only).
+    Gpu,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Generate text, streaming it to stdout; speed goes to stderr.
@@ -45,6 +55,8 @@ enum Cmd {
         max_tokens: usize,
         #[arg(long, value_enum, default_value_t = Numerics::Exact)]
         numerics: Numerics,
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
         /// 0 is greedy (ties to the lowest token id).
         #[arg(long, default_value_t = 0.0)]
         temperature: f32,
@@ -74,6 +86,9 @@ enum Cmd {
         receipt: PathBuf,
         #[arg(long)]
         model: PathBuf,
+        /// Where to re-execute.
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
         /// Print every finding and the checks made.
         #[arg(short, long)]
         verbose: bool,
@@ -89,6 +104,8 @@ enum Cmd {
         /// With `exact`, also runs the f32 reference and prints top-1 agreement with it.
         #[arg(long, value_enum, default_value_t = Numerics::Exact)]
         numerics: Numerics,
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
     },
     /// Prefill and decode speed, one thread and all threads, both numerics.
     Bench {
@@ -102,6 +119,9 @@ enum Cmd {
         /// verification by re-execution (0: skip).
         #[arg(long, default_value_t = 0)]
         receipt: u32,
+        /// `gpu`: the exact mode on WebGPU instead of the CPU table.
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
     },
     /// Write the tiny random-weight test model.
     Tiny {
@@ -162,17 +182,19 @@ fn commitment(gguf: &Gguf) -> Result<ModelCommitment> {
     Ok(m)
 }
 
-fn verify_cmd(receipt: &std::path::Path, model: &std::path::Path, verbose: bool) -> Result<bool> {
+fn verify_cmd(receipt: &std::path::Path, model: &std::path::Path, backend: Backend, verbose: bool) -> Result<bool> {
     let text = std::fs::read_to_string(receipt).map_err(|e| Error::Io(format!("{}: {e}", receipt.display())))?;
     let r = Receipt::from_json(&text)?;
     let (gguf, tok) = load(model)?;
     let m = commitment(&gguf)?;
-    let exact = ExactModel::load(&gguf)?;
-    let t = Instant::now();
-    let mut shown = progress("re-executing");
-    let rep = edgeproof::receipt::verify(&r, &gguf, &tok, Some(&m), &mut exact.session(), |_, p| shown(p))?;
-    eprintln!();
-    let secs = t.elapsed().as_secs_f64();
+    let (rep, secs, on) = with_recording(&gguf, backend, |engine| {
+        let on = engine.backend();
+        let t = Instant::now();
+        let mut shown = progress("re-executing");
+        let rep = edgeproof::receipt::verify(&r, &gguf, &tok, Some(&m), engine, |_, p| shown(p))?;
+        eprintln!();
+        Ok((rep, t.elapsed().as_secs_f64(), on))
+    })?;
     println!("{}", rep.verdict());
     if verbose {
         println!(
@@ -185,7 +207,13 @@ fn verify_cmd(receipt: &std::path::Path, model: &std::path::Path, verbose: bool)
             r.meta.prefill_ms,
             r.meta.decode_ms
         );
-        println!("re-executed on cpu in {:.0} ms: {} steps matched", secs * 1e3, rep.steps_matched);
+        println!(
+            "re-executed on {}{} in {:.0} ms: {} steps matched",
+            on.0,
+            on.1.map(|a| format!(" ({a})")).unwrap_or_default(),
+            secs * 1e3,
+            rep.steps_matched
+        );
         for f in &rep.findings {
             println!("  - {f}");
         }
@@ -202,18 +230,46 @@ fn load(path: &std::path::Path) -> Result<(Gguf, Tokenizer)> {
 }
 
 /// Load the model in the chosen numerics and hand a fresh session to `f`.
-fn with_engine<T>(gguf: &Gguf, numerics: Numerics, f: impl FnOnce(&mut dyn Engine) -> Result<T>) -> Result<T> {
+fn with_engine<T>(
+    gguf: &Gguf,
+    numerics: Numerics,
+    backend: Backend,
+    f: impl FnOnce(&mut dyn Engine) -> Result<T>,
+) -> Result<T> {
     let t = Instant::now();
-    match numerics {
-        Numerics::Exact => {
+    match (numerics, backend) {
+        (Numerics::Exact, Backend::Cpu) => {
             let m = ExactModel::load(gguf)?;
             eprintln!("exact weights ready in {:.2}s", t.elapsed().as_secs_f64());
             f(&mut m.session())
         }
-        Numerics::F32 => {
+        (Numerics::Exact, Backend::Gpu) => with_recording(gguf, backend, |e| f(e)),
+        (Numerics::F32, Backend::Cpu) => {
             let m = RefModel::load(gguf)?;
             eprintln!("f32 weights ready in {:.2}s", t.elapsed().as_secs_f64());
             f(&mut m.session())
+        }
+        (Numerics::F32, Backend::Gpu) => {
+            Err(Error::InvalidArgument("the GPU backend runs the exact numerics only".into()))
+        }
+    }
+}
+
+/// An exact engine that records residual streams (for receipts), on the chosen backend.
+fn with_recording<T>(gguf: &Gguf, backend: Backend, f: impl FnOnce(&mut dyn Recording) -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    match backend {
+        Backend::Cpu => {
+            let m = ExactModel::load(gguf)?;
+            eprintln!("exact weights ready in {:.2}s", t.elapsed().as_secs_f64());
+            f(&mut m.session())
+        }
+        Backend::Gpu => {
+            let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env())?);
+            let m = GpuModel::load(gguf, ctx)?;
+            let mut s = m.session()?;
+            eprintln!("GPU weights ready in {:.2}s on {}", t.elapsed().as_secs_f64(), s.adapter());
+            f(&mut s)
         }
     }
 }
@@ -232,7 +288,20 @@ fn read_bandwidth() -> f64 {
     best
 }
 
-fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize) -> Result<()> {
+/// Prefill `ids` in one batch, then `n_decode` single-token steps: tokens/s of each.
+fn time_engine(engine: &mut dyn Engine, ids: &[u32], n_decode: usize) -> Result<(f64, f64)> {
+    let n = ids.len();
+    let t = Instant::now();
+    engine.eval(ids, 0, n - 1..n)?;
+    let pre = n as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    for i in 0..n_decode {
+        engine.eval(&ids[i % n..i % n + 1], n + i, 0..1)?;
+    }
+    Ok((pre, n_decode as f64 / t.elapsed().as_secs_f64()))
+}
+
+fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize, backend: Backend) -> Result<()> {
     let gguf = Gguf::open(model)?;
     let cfg = edgeproof::model::Config::from_metadata(gguf.metadata())?;
     // Bytes a decode step must read: every weight but the embedding table (one row of it),
@@ -245,10 +314,23 @@ fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize) -> Result<(
             .map(|t| if f32_mode { t.n_elements() * 4 } else { t.n_bytes })
             .sum()
     };
-    let bw = read_bandwidth();
     let ids: Vec<u32> = (0..n_prefill as u32).map(|i| (i * 7919 + 11) % cfg.n_vocab as u32).collect();
-    let threads = rayon::current_num_threads();
     println!("model {} ({:?}), prefill {n_prefill} tokens, decode {n_decode} tokens", model.display(), cfg.arch);
+    if backend == Backend::Gpu {
+        let (pre, dec, adapter) = with_recording(&gguf, backend, |engine| {
+            let adapter = engine.backend().1.unwrap_or_default();
+            // One warm-up step compiles the pipelines.
+            engine.eval(&ids[..1], 0, 0..1)?;
+            let (pre, dec) = time_engine(engine, &ids, n_decode)?;
+            Ok((pre, dec, adapter))
+        })?;
+        println!("| numerics | backend | prefill tok/s | decode tok/s | bytes read per decode step |");
+        println!("| --- | --- | --- | --- | --- |");
+        println!("| exact | gpu: {adapter} | {pre:.1} | {dec:.2} | {:.1} MB |", tensor_bytes(false) as f64 / 1e6);
+        return Ok(());
+    }
+    let bw = read_bandwidth();
+    let threads = rayon::current_num_threads();
     println!("machine read bandwidth: {bw:.1} GB/s ({threads} threads)");
     println!("| numerics | threads | prefill tok/s | decode tok/s | bytes read per decode step | decode bandwidth (of {bw:.1} GB/s) |");
     println!("| --- | --- | --- | --- | --- | --- |");
@@ -259,18 +341,8 @@ fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize) -> Result<(
                 .num_threads(n_threads)
                 .build()
                 .map_err(|e| Error::InvalidArgument(format!("thread pool: {e}")))?;
-            let (pre, dec) = pool.install(|| {
-                with_engine(&gguf, numerics, |engine| {
-                    let t = Instant::now();
-                    engine.eval(&ids, 0, n_prefill - 1..n_prefill)?;
-                    let pre = n_prefill as f64 / t.elapsed().as_secs_f64();
-                    let t = Instant::now();
-                    for i in 0..n_decode {
-                        engine.eval(&ids[i % n_prefill..i % n_prefill + 1], n_prefill + i, 0..1)?;
-                    }
-                    Ok((pre, n_decode as f64 / t.elapsed().as_secs_f64()))
-                })
-            })?;
+            let (pre, dec) = pool
+                .install(|| with_engine(&gguf, numerics, Backend::Cpu, |engine| time_engine(engine, &ids, n_decode)))?;
             let gbs = bytes as f64 * dec / 1e9;
             println!(
                 "| {} | {n_threads} | {pre:.1} | {dec:.2} | {:.1} MB | {gbs:.2} GB/s ({:.0}%) |",
@@ -316,12 +388,13 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
 
 fn run(cmd: Cmd) -> Result<bool> {
     match cmd {
-        Cmd::Verify { receipt, model, verbose } => verify_cmd(&receipt, &model, verbose),
+        Cmd::Verify { receipt, model, backend, verbose } => verify_cmd(&receipt, &model, backend, verbose),
         Cmd::Generate {
             model,
             prompt,
             max_tokens,
             numerics,
+            backend,
             temperature,
             top_k,
             top_p,
@@ -341,10 +414,11 @@ fn run(cmd: Cmd) -> Result<bool> {
                     .map_err(|_| Error::InvalidArgument(format!("--max-tokens {max_tokens}")))?;
                 let req = Request { prompt: prompt_of(prompt, chat, system), params, max_tokens, stop };
                 let m = commitment(&gguf)?;
-                let exact = ExactModel::load(&gguf)?;
                 let mut out = std::io::stdout();
-                let r = edgeproof::receipt::generate(&mut exact.session(), &gguf, &tok, &m, &req, |t| {
-                    out.write_all(t.as_bytes()).and_then(|_| out.flush()).map_err(Error::from)
+                let r = with_recording(&gguf, backend, |engine| {
+                    edgeproof::receipt::generate(engine, &gguf, &tok, &m, &req, |t| {
+                        out.write_all(t.as_bytes()).and_then(|_| out.flush()).map_err(Error::from)
+                    })
                 })?;
                 writeln!(out)?;
                 std::fs::write(&path, r.to_json()).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
@@ -360,7 +434,7 @@ fn run(cmd: Cmd) -> Result<bool> {
                 return Ok(true);
             }
             let ids = prompt_of(prompt, chat, system).ids(&gguf, &tok)?;
-            let generated = with_engine(&gguf, numerics, |engine| {
+            let generated = with_engine(&gguf, numerics, backend, |engine| {
                 let mut dec = StreamDecoder::new(&tok);
                 let mut stops = StopMatcher::new(&stop);
                 let mut out = std::io::stdout();
@@ -396,14 +470,14 @@ fn run(cmd: Cmd) -> Result<bool> {
             });
             generated.map(|_| true)
         }
-        Cmd::Ppl { model, text, ctx, numerics } => {
+        Cmd::Ppl { model, text, ctx, numerics, backend } => {
             let (gguf, tok) = load(&model)?;
             let text = std::fs::read_to_string(&text).map_err(|e| Error::Io(format!("{}: {e}", text.display())))?;
             let tokens = tok.encode(&text, true, false)?;
             let bos = if tok.add_bos() { tok.bos() } else { None };
             eprintln!("{} tokens, ctx {ctx}, {} chunks", tokens.len(), tokens.len() / ctx);
-            let run = |numerics: Numerics| -> Result<edgeproof::ppl::Perplexity> {
-                with_engine(&gguf, numerics, |engine| {
+            let run = |numerics: Numerics, backend: Backend| -> Result<edgeproof::ppl::Perplexity> {
+                with_engine(&gguf, numerics, backend, |engine| {
                     let start = Instant::now();
                     let r =
                         edgeproof::ppl::perplexity(engine, &tokens, ctx, bos, |c, n, p| eprint!("\r[{c}/{n}] {p:.4}"))?;
@@ -423,9 +497,9 @@ fn run(cmd: Cmd) -> Result<bool> {
                     Ok(r)
                 })
             };
-            let r = run(numerics)?;
+            let r = run(numerics, backend)?;
             if numerics == Numerics::Exact {
-                let f = run(Numerics::F32)?;
+                let f = run(Numerics::F32, Backend::Cpu)?;
                 let same = r.argmax.iter().zip(&f.argmax).filter(|(a, b)| a == b).count();
                 println!(
                     "exact vs f32: PPL {:+.2}%, top-1 agreement {:.2}% ({same}/{})",
@@ -436,8 +510,8 @@ fn run(cmd: Cmd) -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Bench { model, prefill, decode, receipt } => {
-            bench(&model, prefill, decode)?;
+        Cmd::Bench { model, prefill, decode, receipt, backend } => {
+            bench(&model, prefill, decode, backend)?;
             if receipt > 0 {
                 bench_receipt(&model, receipt)?;
             }
