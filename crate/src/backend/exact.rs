@@ -1028,53 +1028,12 @@ fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], (xw, xf, xm): (&[i16]
     assert!(w.len() == 32 * nb && b.len() == nb && xw.len() == 128 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
     let mut acc = [0i64; 4];
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE2 is part of x86_64; the lengths checked above keep every load in bounds.
-    unsafe {
-        use std::arch::x86_64::*;
-        let round = _mm_set1_pd(ROUND);
-        let (mut acc01, mut acc23) = (_mm_setzero_si128(), _mm_setzero_si128());
-        for j in 0..nb {
-            let wp = w.as_ptr().add(32 * j) as *const __m128i;
-            let (w0, w1, w2, w3) = (
-                _mm_loadu_si128(wp),
-                _mm_loadu_si128(wp.add(1)),
-                _mm_loadu_si128(wp.add(2)),
-                _mm_loadu_si128(wp.add(3)),
-            );
-            let xp = xw.as_ptr().add(128 * j) as *const __m128i;
-            let dot = |r: usize| {
-                let p = xp.add(4 * r);
-                _mm_add_epi32(
-                    _mm_add_epi32(
-                        _mm_madd_epi16(w0, _mm_loadu_si128(p)),
-                        _mm_madd_epi16(w1, _mm_loadu_si128(p.add(1))),
-                    ),
-                    _mm_add_epi32(
-                        _mm_madd_epi16(w2, _mm_loadu_si128(p.add(2))),
-                        _mm_madd_epi16(w3, _mm_loadu_si128(p.add(3))),
-                    ),
-                )
-            };
-            // Lane r is row r's dot.
-            let d = dots::transpose_sum(dot(0), dot(1), dot(2), dot(3));
-            let wa = _mm_set1_pd(*a.get_unchecked(j));
-            let f = xf.as_ptr().add(4 * j);
-            let v01 = _mm_mul_pd(_mm_mul_pd(_mm_cvtepi32_pd(d), wa), _mm_loadu_pd(f));
-            let v23 = _mm_mul_pd(
-                _mm_mul_pd(_mm_cvtepi32_pd(_mm_shuffle_epi32(d, 0b11_10_11_10)), wa),
-                _mm_loadu_pd(f.add(2)),
-            );
-            acc01 = _mm_add_epi64(acc01, _mm_castpd_si128(_mm_add_pd(v01, round)));
-            acc23 = _mm_add_epi64(acc23, _mm_castpd_si128(_mm_add_pd(v23, round)));
-            if MIN {
-                let (wb, m) = (_mm_set1_pd(*b.get_unchecked(j)), xm.as_ptr().add(4 * j));
-                acc01 = _mm_add_epi64(acc01, _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(wb, _mm_loadu_pd(m)), round)));
-                acc23 =
-                    _mm_add_epi64(acc23, _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(wb, _mm_loadu_pd(m.add(2))), round)));
-            }
-        }
-        _mm_storeu_si128(acc.as_mut_ptr() as *mut __m128i, acc01);
-        _mm_storeu_si128(acc.as_mut_ptr().add(2) as *mut __m128i, acc23);
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present; the lengths checked above keep every load in bounds.
+        unsafe { dots4_avx2::<MIN>(w, a, b, (xw, xf, xm), &mut acc) };
+    } else {
+        // SAFETY: SSE2 is part of x86_64; the lengths checked above keep every load in bounds.
+        unsafe { dots4_sse2::<MIN>(w, a, b, (xw, xf, xm), &mut acc) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     for j in 0..nb {
@@ -1090,6 +1049,94 @@ fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], (xw, xf, xm): (&[i16]
     }
     let terms = (nb * if MIN { 2 } else { 1 }) as i64;
     acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
+}
+
+/// [`dots4`] with SSE2: eight i16 lanes per multiply.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn dots4_sse2<const MIN: bool>(
+    w: &[i16],
+    a: &[f64],
+    b: &[f64],
+    (xw, xf, xm): (&[i16], &[f64], &[f64]),
+    acc: &mut [i64; 4],
+) {
+    use std::arch::x86_64::*;
+    let nb = a.len();
+    let round = _mm_set1_pd(ROUND);
+    let (mut acc01, mut acc23) = (_mm_setzero_si128(), _mm_setzero_si128());
+    for j in 0..nb {
+        let wp = w.as_ptr().add(32 * j) as *const __m128i;
+        let (w0, w1, w2, w3) =
+            (_mm_loadu_si128(wp), _mm_loadu_si128(wp.add(1)), _mm_loadu_si128(wp.add(2)), _mm_loadu_si128(wp.add(3)));
+        let xp = xw.as_ptr().add(128 * j) as *const __m128i;
+        let dot = |r: usize| {
+            let p = xp.add(4 * r);
+            _mm_add_epi32(
+                _mm_add_epi32(_mm_madd_epi16(w0, _mm_loadu_si128(p)), _mm_madd_epi16(w1, _mm_loadu_si128(p.add(1)))),
+                _mm_add_epi32(
+                    _mm_madd_epi16(w2, _mm_loadu_si128(p.add(2))),
+                    _mm_madd_epi16(w3, _mm_loadu_si128(p.add(3))),
+                ),
+            )
+        };
+        // Lane r is row r's dot.
+        let d = dots::transpose_sum(dot(0), dot(1), dot(2), dot(3));
+        let wa = _mm_set1_pd(*a.get_unchecked(j));
+        let f = xf.as_ptr().add(4 * j);
+        let v01 = _mm_mul_pd(_mm_mul_pd(_mm_cvtepi32_pd(d), wa), _mm_loadu_pd(f));
+        let v23 =
+            _mm_mul_pd(_mm_mul_pd(_mm_cvtepi32_pd(_mm_shuffle_epi32(d, 0b11_10_11_10)), wa), _mm_loadu_pd(f.add(2)));
+        acc01 = _mm_add_epi64(acc01, _mm_castpd_si128(_mm_add_pd(v01, round)));
+        acc23 = _mm_add_epi64(acc23, _mm_castpd_si128(_mm_add_pd(v23, round)));
+        if MIN {
+            let (wb, m) = (_mm_set1_pd(*b.get_unchecked(j)), xm.as_ptr().add(4 * j));
+            acc01 = _mm_add_epi64(acc01, _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(wb, _mm_loadu_pd(m)), round)));
+            acc23 = _mm_add_epi64(acc23, _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(wb, _mm_loadu_pd(m.add(2))), round)));
+        }
+    }
+    _mm_storeu_si128(acc.as_mut_ptr() as *mut __m128i, acc01);
+    _mm_storeu_si128(acc.as_mut_ptr().add(2) as *mut __m128i, acc23);
+}
+
+/// [`dots4`] with AVX2: sixteen i16 lanes per multiply, the four rows' terms in one vector. The
+/// f64 operations are the same (no fused multiply-add), so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dots4_avx2<const MIN: bool>(
+    w: &[i16],
+    a: &[f64],
+    b: &[f64],
+    (xw, xf, xm): (&[i16], &[f64], &[f64]),
+    acc: &mut [i64; 4],
+) {
+    use std::arch::x86_64::*;
+    let round = _mm256_set1_pd(ROUND);
+    let mut sum = _mm256_setzero_si256();
+    for j in 0..a.len() {
+        let wp = w.as_ptr().add(32 * j) as *const __m256i;
+        let (w0, w1) = (_mm256_loadu_si256(wp), _mm256_loadu_si256(wp.add(1)));
+        let xp = xw.as_ptr().add(128 * j) as *const __m256i;
+        let dot = |r: usize| {
+            let p = xp.add(2 * r);
+            let s = _mm256_add_epi32(
+                _mm256_madd_epi16(w0, _mm256_loadu_si256(p)),
+                _mm256_madd_epi16(w1, _mm256_loadu_si256(p.add(1))),
+            );
+            _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
+        };
+        let d = dots::transpose_sum(dot(0), dot(1), dot(2), dot(3));
+        let v = _mm256_mul_pd(
+            _mm256_mul_pd(_mm256_cvtepi32_pd(d), _mm256_set1_pd(*a.get_unchecked(j))),
+            _mm256_loadu_pd(xf.as_ptr().add(4 * j)),
+        );
+        sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_add_pd(v, round)));
+        if MIN {
+            let v = _mm256_mul_pd(_mm256_set1_pd(*b.get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)));
+            sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_add_pd(v, round)));
+        }
+    }
+    _mm256_storeu_si256(acc.as_mut_ptr() as *mut __m256i, sum);
 }
 
 /// Guard bits of the attention accumulators (scores and values) below their largest term exponent.
@@ -1368,9 +1415,16 @@ fn attend_head(
         for (pj, j) in p.iter().zip(lo..=pos) {
             let sh = c.ve[at(j, b)] - vmax + GUARD;
             let ps = pj * c.vs[at(j, b)] as i64;
-            let vr = &c.vq[j * kv_dim + kvo..j * kv_dim + kvo + hd];
-            for d in 32 * b..(32 * b + 32).min(hd) {
-                out[d] += shl(ps * vr[d] as i64, sh);
+            let r = 32 * b..(32 * b + 32).min(hd);
+            let (o, vr) = (&mut out[r.clone()], &c.vq[j * kv_dim + kvo + r.start..j * kv_dim + kvo + r.end]);
+            // shl per term, the shift's sign decided once per block: a left shift is exact, so it
+            // can go on ps first (and the loop vectorizes).
+            if sh >= 0 {
+                let ps = ps << sh;
+                o.iter_mut().zip(vr).for_each(|(o, &v)| *o += ps * v as i64);
+            } else {
+                let s = sh.unsigned_abs();
+                o.iter_mut().zip(vr).for_each(|(o, &v)| *o += rshr(ps * v as i64, s));
             }
         }
     }
@@ -1673,5 +1727,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Both x86_64 kernels of [`dots4`] give the same sums (the tests above run the one this
+    /// machine has).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn dots4_sse2_equals_avx2() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut rng = crate::tiny::SplitMix64(5);
+        let nb = 9;
+        let mut i16s = |n: usize, lim: u64| {
+            (0..n).map(|_| (rng.next_u64() % (2 * lim + 1)) as i16 - lim as i16).collect::<Vec<_>>()
+        };
+        let (w, xw) = (i16s(32 * nb, 4096), i16s(128 * nb, 127));
+        let f64s = |n: usize, rng: &mut crate::tiny::SplitMix64| {
+            (0..n)
+                .map(|_| libm::ldexp((rng.next_u64() % 4096) as f64 - 2048.0, (rng.next_u64() % 40) as i32 - 30))
+                .collect::<Vec<_>>()
+        };
+        let (a, b, xf, xm) = (f64s(nb, &mut rng), f64s(nb, &mut rng), f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
+        let (mut s, mut v) = ([0i64; 4], [0i64; 4]);
+        // SAFETY: AVX2 is present; the lengths match.
+        unsafe {
+            dots4_sse2::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut s);
+            dots4_avx2::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut v);
+        }
+        assert_eq!(s, v);
     }
 }
