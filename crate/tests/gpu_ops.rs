@@ -559,31 +559,31 @@ fn gemma3_long_context_equals_cpu() {
 
 #[test]
 fn gpu_sessions_generate_what_the_cpu_generates() {
-    // Through the Engine trait: greedy and seeded sampling on the tiny models (across gemma3's
-    // window of 8), and greedy steps from the GPU's argmax alone.
-    use edgeproof::engine::{generate, generate_greedy, ExactModel};
-    use edgeproof::gpu::GpuModel;
+    // Through the Engine trait (engine::GpuSession over GpuOps): greedy and seeded sampling on
+    // the tiny models (across gemma3's window of 8), and greedy steps from the argmax readback alone.
+    use edgeproof::engine::{generate, generate_greedy, ExactModel, GpuModel};
     use edgeproof::sampling::SamplingParams;
     for arch in [Arch::Llama, Arch::Gemma3] {
         let f = tiny(arch);
         let cpu = ExactModel::load(&f).expect("cpu model");
-        let gpu = GpuModel::load_blocking(&f, GpuOptions::from_env()).expect("gpu model");
+        let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
+        let gpu = GpuModel::load(&f, Rc::clone(&ctx)).expect("gpu model");
         let prompt = [1u32, 7, 3];
-        let want = generate_greedy(&mut cpu.session(), &prompt, 12, &[], |_| Ok(true)).expect("cpu greedy");
+        let greedy = generate_greedy(&mut cpu.session(), &prompt, 12, &[], |_| Ok(true)).expect("cpu greedy").0;
         let got = generate_greedy(&mut gpu.session().expect("session"), &prompt, 12, &[], |_| Ok(true));
-        assert_eq!(got.expect("gpu greedy").0, want.0, "{arch:?} greedy");
+        assert_eq!(got.expect("gpu greedy").0, greedy, "{arch:?} greedy");
         let params = SamplingParams::new(0.8, 20, 0.9, 42).expect("params");
         let want = generate(&mut cpu.session(), &prompt, 12, &params, &[], |_| Ok(true)).expect("cpu sampled");
         let got = generate(&mut gpu.session().expect("session"), &prompt, 12, &params, &[], |_| Ok(true));
         assert_eq!(got.expect("gpu sampled").0, want.0, "{arch:?} sampled");
-        // Greedy from the argmax readback only.
-        let (mut s, mut ids) = (gpu.session().expect("session"), prompt.to_vec());
-        let greedy = generate_greedy(&mut cpu.session(), &prompt, 12, &[], |_| Ok(true)).expect("cpu greedy").0;
-        let mut pos0 = 0;
+        // Greedy with one 4-byte readback per token: the argmax id.
+        let mut ops = GpuOps::new(ctx, &gpu.cfg).expect("GPU ops");
+        let (mut ids, mut pos0) = (prompt.to_vec(), 0);
         for _ in 0..12 {
-            let next = s.next_greedy(&ids[pos0..], pos0).expect("next");
+            let n = ids.len() - pos0;
+            let y = forward(&mut ops, &gpu.cfg, &gpu.weights, &ids[pos0..], pos0, n - 1..n).expect("forward");
             pos0 = ids.len();
-            ids.push(next);
+            ids.push(ops.argmax(&y).expect("argmax")[0]);
         }
         assert_eq!(&ids[prompt.len()..], &greedy[..], "{arch:?} argmax-only greedy");
     }

@@ -7,11 +7,9 @@
 //! uncaptured-error handler (everywhere), and surface as [`Error`] at the next check or
 //! readback — never as a panic.
 
-mod engine;
 mod kernels;
 mod ops;
 
-pub use engine::{GpuModel, GpuSession};
 pub use kernels::{Kernel, KernelKey};
 pub use ops::{GpuAct, GpuOps, GpuWeight};
 
