@@ -23,7 +23,8 @@ struct Params {
     n: u32,
     // Largest scale exponent of the whole tensor.
     max_exp: i32,
-    pad: u32,
+    // The first x row of this batch (acc holds the batch's rows only).
+    x_row0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -47,10 +48,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let nr = min(ROWS, p.n - i0);
+    // Row r of this invocation: i0 + r within the batch (acc), x0 + r in x.
+    let x0 = p.x_row0 + i0;
     var a: array<vec2<u32>, ROWS>;
     var grid: array<i32, ROWS>;
     for (var r = 0u; r < nr; r++) {
-        grid[r] = emax[i0 + r] + p.max_exp - 8;
+        grid[r] = emax[x0 + r] + p.max_exp - 8;
         a[r] = vec2<u32>(0u, 0u);
     }
     for (var s = 0u; s < p.nb; s++) {
@@ -59,8 +62,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             for (var k = 0u; k < 32u; k++) {
                 let we = w_elem(j, 32u * s + k, p.cols);
                 for (var r = 0u; r < nr; r++) {
-                    let xb = xblk[(i0 + r) * p.nb + s];
-                    let word = xq[((i0 + r) * p.nb + s) * 8u + k / 4u];
+                    let xb = xblk[(x0 + r) * p.nb + s];
+                    let word = xq[((x0 + r) * p.nb + s) * 8u + k / 4u];
                     let qx = (bitcast<i32>(word) << (24u - 8u * (k % 4u))) >> 24u;
                     a[r] = i64_add(a[r], i64_shl_s(i64_mul(we.x, qx * xb.y), we.y + xb.x - grid[r]));
                 }
@@ -74,9 +77,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 wd[k] = sub_word(base, sub, k);
             }
             for (var r = 0u; r < nr; r++) {
-                let xb = xblk[(i0 + r) * p.nb + s];
+                let xb = xblk[(x0 + r) * p.nb + s];
                 let sb = xb.y;
-                let xw = ((i0 + r) * p.nb + s) * 8u;
+                let xw = ((x0 + r) * p.nb + s) * 8u;
                 var d0 = 0i;
                 var d1 = 0i;
                 for (var k = 0u; k < 4u; k++) {

@@ -17,6 +17,8 @@ struct Params {
     bits: u32,
     // Added to every group exponent.
     bias: i32,
+    // The first row's index in gexp and oe (om is bound to this batch of rows).
+    row0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,7 +31,7 @@ var<workgroup> red_e: array<i32, WG>;
 var<workgroup> red_m: array<vec2<u32>, WG>;
 
 fn aligned(i: u32, c: u32, emax: i32) -> vec2<u32> {
-    let ge = gexp[i * p.ng + c / p.group];
+    let ge = gexp[(p.row0 + i) * p.ng + c / p.group];
     if ge == NONE {
         return vec2<u32>(0u, 0u);
     }
@@ -41,7 +43,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let i = wid.x;
     var best = NONE;
     for (var g = lid; g < p.ng; g += WG) {
-        best = max(best, gexp[i * p.ng + g]);
+        best = max(best, gexp[(p.row0 + i) * p.ng + g]);
     }
     red_e[lid] = best;
     workgroupBarrier();
@@ -77,6 +79,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         om[i * p.cols + c] = i64_to_i32(i64_shl_s(aligned(i, c, emax), -s));
     }
     if lid == 0u {
-        oe[i] = emax + s;
+        oe[p.row0 + i] = emax + s;
     }
 }

@@ -444,7 +444,16 @@ fn weights_split_into_chunks_equal_cpu_and_limits_are_typed_errors() {
             let got = g.try_embed(&gw, &ids).and_then(|y| g.download(&y)).expect("gpu embed");
             same(&format!("chunked embed {}", ty.name()), &got, &cpu.embed(&cw, &ids).expect("cpu embed"));
         }
-        // Results that do not fit a binding are typed errors, not panics or device errors.
+        // Outputs whose accumulators exceed a binding are made in batches of rows (as prefill
+        // logits over Gemma's vocabulary): 70 rows of 128 in batches of 16.
+        let f = weight_file(&mut rng, TensorType::Q8_0, 128, 32);
+        let cw = ExactWeight::from_view(f.tensor("w").expect("w")).expect("cpu weight");
+        let gw = GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight");
+        let x = random_act(&mut rng, 70, 32);
+        let gx = g.upload(&x).expect("upload");
+        let got = g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("batched matmul");
+        same("matmul in batches of rows", &got, &cpu.matmul(&x, &cw));
+        // Results that do not fit a binding otherwise are typed errors, not panics or device errors.
         let x = g.upload(&random_act(&mut rng, 64, 32)).expect("upload");
         let f = weight_file(&mut rng, TensorType::Q8_0, 40, 32);
         let gw = GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight");

@@ -271,6 +271,27 @@ impl GpuContext {
         })
     }
 
+    /// A storage buffer larger than one binding (up to the WebGPU default of 256 MiB per
+    /// buffer), bound in ranges of rows.
+    pub fn storage_large(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let size = bytes.max(16).next_multiple_of(4);
+        if size > MAX_BUFFER {
+            return Err(Error::MissingLimit {
+                name: format!("max_buffer_size ({label})"),
+                need: size,
+                have: MAX_BUFFER,
+            });
+        }
+        self.scoped(Error::Gpu, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
     /// A storage buffer holding `data` (padded to at least 16 bytes, a multiple of 4).
     pub fn storage_init(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
         let size = (data.len() as u64).max(16).next_multiple_of(4);
@@ -296,6 +317,19 @@ impl GpuContext {
         buffers: &[&wgpu::Buffer],
         groups: [u32; 3],
     ) -> Result<()> {
+        let res: Vec<wgpu::BindingResource> = buffers.iter().map(|b| b.as_entire_binding()).collect();
+        self.dispatch_bound(enc, kernel, params, res, groups)
+    }
+
+    /// [`GpuContext::dispatch`] with bindings that may be ranges of buffers.
+    pub fn dispatch_bound(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        kernel: Kernel,
+        params: &[u32],
+        buffers: Vec<wgpu::BindingResource>,
+        groups: [u32; 3],
+    ) -> Result<()> {
         if groups.iter().any(|&g| g > MAX_WORKGROUPS) {
             return Err(Error::MissingLimit {
                 name: format!("max_compute_workgroups_per_dimension ({kernel})"),
@@ -316,8 +350,8 @@ impl GpuContext {
             usage: wgpu::BufferUsages::UNIFORM,
         });
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: ubuf.as_entire_binding() }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+        for (i, resource) in buffers.into_iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
         }
         let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,

@@ -225,7 +225,7 @@ impl GpuOps {
         bias: i32,
     ) -> Result<GpuAct> {
         let out = self.act(rows, cols)?;
-        let p = [cols as u32, group as u32, (cols / group) as u32, ROW_BITS, bias as u32];
+        let p = [cols as u32, group as u32, (cols / group) as u32, ROW_BITS, bias as u32, 0];
         self.ctx.dispatch(enc, Kernel::Normalize, &p, &[acc, gexp, &out.m, &out.e], [rows as u32, 1, 1])?;
         Ok(out)
     }
@@ -258,19 +258,58 @@ impl GpuOps {
         let xq = self.ctx.storage("xq", (n * k) as u64)?;
         let xblk = self.ctx.storage("xblk", (n * nb * 16) as u64)?;
         let emax = self.ctx.storage("emax", (n * 4) as u64)?;
-        let acc = self.ctx.storage("acc", (n * m * 8) as u64)?;
+        // Outputs too large for one binding (prefill logits over a large vocabulary) are made in
+        // batches of rows, each bound as a range of the output buffer (256-byte aligned offsets:
+        // rows of a multiple of 64 outputs).
+        let limit = self.ctx.max_binding as usize;
+        let batch = if n * m * 8 <= limit { n } else { limit / (m * 8) };
+        if batch == 0 || (batch < n && !m.is_multiple_of(64)) {
+            return Err(Error::MissingLimit {
+                name: "max_storage_buffer_binding_size (matmul accumulators)".into(),
+                need: (n * m * 8) as u64,
+                have: limit as u64,
+            });
+        }
+        let acc = self.ctx.storage("acc", (batch * m * 8) as u64)?;
+        let out = if batch == n {
+            self.act(n, m)?
+        } else {
+            GpuAct {
+                rows: n,
+                cols: m,
+                m: self.ctx.storage_large("act.m", (n * m * 4) as u64)?,
+                e: self.ctx.storage("act.e", (n * 4) as u64)?,
+            }
+        };
         self.recorded(|s, enc| {
             let p = [k as u32, nb as u32, k as u32, k as u32 / 4, 0, nb as u32, 0];
             s.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, &xq, &xblk, &emax], [n as u32, 1, 1])?;
-            for c in chunks {
-                let p = [k as u32, nb as u32, c.rows as u32, c.row0 as u32, m as u32, n as u32, *max_exp as u32, 0];
-                // matmul.wgsl: 64 outputs per workgroup, 4 x rows per invocation.
-                let groups = [c.rows.div_ceil(64) as u32, n.div_ceil(4) as u32, 1];
-                s.ctx.dispatch(enc, Kernel::Matmul(*ty), &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
+            for r0 in (0..n).step_by(batch) {
+                let b = batch.min(n - r0);
+                for c in chunks {
+                    let (rows, row0) = (c.rows as u32, c.row0 as u32);
+                    let p = [k as u32, nb as u32, rows, row0, m as u32, b as u32, *max_exp as u32, r0 as u32];
+                    // matmul.wgsl: 64 outputs per workgroup, 4 x rows per invocation.
+                    let groups = [c.rows.div_ceil(64) as u32, b.div_ceil(4) as u32, 1];
+                    s.ctx.dispatch(enc, Kernel::Matmul(*ty), &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
+                }
+                let p = [m as u32, m as u32, 1, ROW_BITS, (max_exp - 8) as u32, r0 as u32];
+                let om = wgpu::BufferBinding {
+                    buffer: &out.m,
+                    offset: (r0 * m * 4) as u64,
+                    size: std::num::NonZeroU64::new((b * m * 4) as u64),
+                };
+                let bufs = vec![
+                    acc.as_entire_binding(),
+                    emax.as_entire_binding(),
+                    wgpu::BindingResource::Buffer(om),
+                    out.e.as_entire_binding(),
+                ];
+                s.ctx.dispatch_bound(enc, Kernel::Normalize, &p, bufs, [b as u32, 1, 1])?;
             }
-            let out = s.normalize(enc, &acc, &emax, n, m, m, max_exp - 8)?;
-            Ok(out)
-        })
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     pub fn try_embed(&mut self, w: &GpuWeight, ids: &[u32]) -> Result<GpuAct> {
