@@ -23,7 +23,9 @@ for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
   done
 done
 
-echo "== speed"
+echo "== speed (CPU, both numerics; then a 128-token receipt and its verification)"
 for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
-  target/release/edgeproof bench --model "$m"
+  target/release/edgeproof bench --model "$m" --receipt 128
 done
+echo "== speed (WebGPU: the first adapter wgpu finds; lavapipe on a machine without a GPU)"
+target/release/edgeproof bench --model "$EDGEPROOF_SMOLLM2" --backend gpu --prefill 16 --decode 4
