@@ -728,6 +728,10 @@ pub fn verify(
     // 4. Re-execution, teacher-forced: the prompt in one pass (as generated), then the
     // tokens in chunks (batched and stepwise give the same bits), one logits row per step.
     let (p, n) = (r.prompt_ids.len(), r.tokens.len());
+    if p == 0 {
+        rep.findings.push(Divergence::Prompt { index: 0 });
+        return Ok(rep);
+    }
     let ctx = engine.config().ctx_len;
     let seq: Vec<u32> = r.prompt_ids.iter().chain(&r.tokens[..n.saturating_sub(1)]).copied().collect();
     if seq.len() > ctx {
@@ -754,7 +758,7 @@ pub fn verify(
             let pos = a + rr.start;
             let digests: Vec<Hash> =
                 res.iter().enumerate().map(|(l, x)| residual_digest(l, pos, x, rr.clone())).collect();
-            let committed = &r.layers[step];
+            let committed = r.layers.get(step).map_or(&[][..], |l| &l[..]);
             if let Some(layer) = (0..digests.len().max(committed.len())).find(|&l| digests.get(l) != committed.get(l)) {
                 rep.findings.push(Divergence::Layer { step: step + 1, layer });
             }
