@@ -454,8 +454,9 @@ mod dots {
     #[inline(always)]
     pub fn q6k_v(ql: &[u8; 128], qh: &[u8; 64], sc: &[u8; 16], j: usize, x: &[i16; 32]) -> std::arch::x86_64::__m128i {
         use std::arch::x86_64::*;
-        let (h, r) = (j / 4, j % 4);
-        // SAFETY: SSE2 is part of x86_64; loads stay inside the arrays (j < 8).
+        // Masked so that the loads stay inside the arrays whatever j (callers pass j < 8).
+        let (h, r) = ((j / 4) & 1, j % 4);
+        // SAFETY: SSE2 is part of x86_64; h ≤ 1 keeps the loads inside the arrays.
         unsafe {
             let m = _mm_set1_epi8(0x0F);
             let z = _mm_setzero_si128();
@@ -570,7 +571,7 @@ mod grid4 {
     /// (subnormals included), so one multiply by 2^1008 rescales.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn f16x4(b: &[u8], at: usize, stride: usize) -> (__m128d, __m128d) {
+    unsafe fn f16x4<const N: usize>(b: &[u8; N], at: usize, stride: usize) -> (__m128d, __m128d) {
         let f = |i: usize| {
             let h = u16::from_le_bytes([b[at + i * stride], b[at + i * stride + 1]]) as i64;
             ((h & 0x7FFF) << 42) | ((h & 0x8000) << 48)
@@ -586,7 +587,7 @@ mod grid4 {
     /// and added to `acc`.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn add_terms(acc: &mut [__m128i; 2], dot: __m128i, (d01, d23): (__m128d, __m128d), f: &[f64]) {
+    unsafe fn add_terms(acc: &mut [__m128i; 2], dot: __m128i, (d01, d23): (__m128d, __m128d), f: &[f64; 4]) {
         let round = _mm_set1_pd(ROUND);
         let f = f.as_ptr();
         let v01 = _mm_mul_pd(_mm_mul_pd(_mm_cvtepi32_pd(dot), d01), _mm_loadu_pd(f));
@@ -599,7 +600,7 @@ mod grid4 {
     /// Four min terms: scales (`m01`, `m23`) times the x factors `xm`, rounded and added.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn add_mins(acc: &mut [__m128i; 2], (m01, m23): (__m128d, __m128d), xm: &[f64]) {
+    unsafe fn add_mins(acc: &mut [__m128i; 2], (m01, m23): (__m128d, __m128d), xm: &[f64; 4]) {
         let round = _mm_set1_pd(ROUND);
         let xm = xm.as_ptr();
         acc[0] = _mm_add_epi64(acc[0], _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(m01, _mm_loadu_pd(xm)), round)));
@@ -617,65 +618,71 @@ mod grid4 {
         sum.wrapping_sub((terms as i64).wrapping_mul(ROUND.to_bits() as i64))
     }
 
-    /// Blocks of four that `row` (of `bb`-byte blocks) and the x factors cover.
+    /// Fixed-size views of four blocks (`B` bytes) and of their x values and factors: the
+    /// compiler then drops every bounds check inside a group.
     #[cfg(target_arch = "x86_64")]
-    fn groups(row: &[u8], bb: usize, x: &[i16], f: &[f64]) -> usize {
-        (row.len() / bb).min(x.len() / 32).min(f.len()) / 4
+    #[allow(clippy::type_complexity)]
+    fn groups<'a, const B: usize>(
+        row: &'a [u8],
+        x: &'a [i16],
+        f: &'a [f64],
+    ) -> impl Iterator<Item = (&'a [u8; B], &'a [i16; 128], &'a [f64; 4])> {
+        row.as_chunks::<B>().0.iter().zip(x.as_chunks::<128>().0).zip(f.as_chunks::<4>().0).map(|((r, x), f)| (r, x, f))
     }
 
     #[cfg(target_arch = "x86_64")]
     pub fn q8_0(row: &[u8], x: &[i16], f: &[f64]) -> (i64, usize) {
-        let groups = groups(row, 34, x, f);
-        // SAFETY: SSE2 is part of x86_64; `groups` keeps every access inside the slices.
+        let mut done = 0;
+        // SAFETY: SSE2 is part of x86_64; the loads read fixed-size arrays.
         unsafe {
             let mut acc = [_mm_setzero_si128(); 2];
-            for g in 0..groups {
-                let r = &row[136 * g..136 * g + 136];
-                let dv = |i: usize| dots::q8_v(b32(&r[34 * i + 2..]), x32(&x[128 * g + 32 * i..]));
+            for (r, xg, fg) in groups::<136>(row, x, f) {
+                let dv = |i: usize| dots::q8_v(b32(&r[34 * i + 2..]), x32(&xg[32 * i..]));
                 let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
-                add_terms(&mut acc, dot, f16x4(r, 0, 34), &f[4 * g..]);
+                add_terms(&mut acc, dot, f16x4(r, 0, 34), fg);
+                done += 4;
             }
-            (total(acc, 4 * groups), 4 * groups)
+            (total(acc, done), done)
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     pub fn q4_1(row: &[u8], x: &[i16], f: &[f64], m: &[f64]) -> (i64, usize) {
-        let groups = groups(row, 20, x, f).min(m.len() / 4);
-        // SAFETY: SSE2 is part of x86_64; `groups` keeps every access inside the slices.
+        let mut done = 0;
+        // SAFETY: SSE2 is part of x86_64; the loads read fixed-size arrays.
         unsafe {
             let mut acc = [_mm_setzero_si128(); 2];
-            for g in 0..groups {
-                let r = &row[80 * g..80 * g + 80];
-                let dv = |i: usize| dots::nibbles_v(b16(&r[20 * i + 4..]), x32(&x[128 * g + 32 * i..]));
+            for ((r, xg, fg), mg) in groups::<80>(row, x, f).zip(m.as_chunks::<4>().0) {
+                let dv = |i: usize| dots::nibbles_v(b16(&r[20 * i + 4..]), x32(&xg[32 * i..]));
                 let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
-                add_terms(&mut acc, dot, f16x4(r, 0, 20), &f[4 * g..]);
-                add_mins(&mut acc, f16x4(r, 2, 20), &m[4 * g..]);
+                add_terms(&mut acc, dot, f16x4(r, 0, 20), fg);
+                add_mins(&mut acc, f16x4(r, 2, 20), mg);
+                done += 4;
             }
-            (total(acc, 8 * groups), 4 * groups)
+            (total(acc, 2 * done), done)
         }
     }
 
     /// Q5_0: `sum` holds the x block sums (for the −16 offset).
     #[cfg(target_arch = "x86_64")]
     pub fn q5_0(row: &[u8], x: &[i16], sum: &[i32], f: &[f64]) -> (i64, usize) {
-        let groups = groups(row, 22, x, f).min(sum.len() / 4);
-        // SAFETY: SSE2 is part of x86_64; `groups` keeps every access inside the slices.
+        let mut done = 0;
+        // SAFETY: SSE2 is part of x86_64; the loads read fixed-size arrays.
         unsafe {
             let mut acc = [_mm_setzero_si128(); 2];
-            for g in 0..groups {
-                let r = &row[88 * g..88 * g + 88];
+            for ((r, xg, fg), sg) in groups::<88>(row, x, f).zip(sum.as_chunks::<4>().0) {
                 let dv = |i: usize| {
-                    let (b, xb) = (&r[22 * i..22 * i + 22], x32(&x[128 * g + 32 * i..]));
+                    let (b, xb) = (&r[22 * i..22 * i + 22], x32(&xg[32 * i..]));
                     let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
                     _mm_add_epi32(dots::nibbles_v(b16(&b[6..]), xb), _mm_slli_epi32(dots::bits_v(qh, xb), 4))
                 };
                 let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
-                let s = _mm_loadu_si128(sum.as_ptr().add(4 * g) as *const __m128i);
+                let s = _mm_loadu_si128(sg.as_ptr() as *const __m128i);
                 let dot = _mm_sub_epi32(dot, _mm_slli_epi32(s, 4));
-                add_terms(&mut acc, dot, f16x4(r, 0, 22), &f[4 * g..]);
+                add_terms(&mut acc, dot, f16x4(r, 0, 22), fg);
+                done += 4;
             }
-            (total(acc, 4 * groups), 4 * groups)
+            (total(acc, done), done)
         }
     }
 
@@ -713,13 +720,13 @@ mod grid4 {
                     let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
                     let pair = |a: u8, b: u8| _mm_set_pd(b as f64, a as f64);
                     let scales = (_mm_mul_pd(pair(s0.0, s1.0), d), _mm_mul_pd(pair(s2.0, s3.0), d));
-                    add_terms(&mut acc, dot, scales, &f[8 * sb + j0..]);
+                    add_terms(&mut acc, dot, scales, &f.as_chunks::<4>().0[2 * sb + j0 / 4]);
                     // −(dmin · mn): the negation is exact.
                     let mins = (
                         _mm_sub_pd(_mm_setzero_pd(), _mm_mul_pd(pair(s0.1, s1.1), dm)),
                         _mm_sub_pd(_mm_setzero_pd(), _mm_mul_pd(pair(s2.1, s3.1), dm)),
                     );
-                    add_mins(&mut acc, mins, &m[8 * sb + j0..]);
+                    add_mins(&mut acc, mins, &m.as_chunks::<4>().0[2 * sb + j0 / 4]);
                 }
             }
             (total(acc, 16 * sbs), sbs)
@@ -744,7 +751,7 @@ mod grid4 {
                 for j0 in [0, 4] {
                     let dv = |i: usize| dots::q6k_v(ql, qh, sc, j0 + i, x32(&x[256 * sb + 32 * (j0 + i)..]));
                     let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
-                    add_terms(&mut acc, dot, (d, d), &f[8 * sb + j0..]);
+                    add_terms(&mut acc, dot, (d, d), &f.as_chunks::<4>().0[2 * sb + j0 / 4]);
                 }
             }
             (total(acc, 8 * sbs), sbs)
