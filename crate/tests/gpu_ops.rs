@@ -597,3 +597,40 @@ fn gpu_sessions_generate_what_the_cpu_generates() {
         assert_eq!(&ids[prompt.len()..], &greedy[..], "{arch:?} argmax-only greedy");
     }
 }
+
+#[test]
+fn profile_lists_every_kernel_of_a_decode_step() {
+    // One decode step (the first token, so that every pipeline is compiled by this step alone)
+    // profiled by timestamps where the adapter has them and by the wall clock: every kernel it
+    // dispatched is listed, and the logits are the CPU's (profiling changes nothing).
+    use edgeproof::engine::{ExactModel, GpuModel};
+    use edgeproof::gpu::{Profiling, Timer};
+    for arch in [Arch::Llama, Arch::Gemma3] {
+        let f = tiny(arch);
+        let want = ExactModel::load(&f).expect("cpu model").session().eval_exact(&[5], 0, 0..1).expect("cpu step");
+        for profiling in [Profiling::Auto, Profiling::WallClock] {
+            let ctx = GpuContext::new_profiled_blocking(GpuOptions::from_env(), profiling).expect("adapter");
+            let ctx = Rc::new(ctx);
+            let timer = ctx.timer.expect("a profiling context");
+            assert!(profiling == Profiling::Auto || timer == Timer::WallClock);
+            let gpu = GpuModel::load(&f, Rc::clone(&ctx)).expect("gpu model");
+            let mut s = gpu.session().expect("session");
+            ctx.start_profile().expect("start");
+            let got = s.eval_exact(&[5], 0, 0..1).expect("gpu step");
+            let p = ctx.take_profile().expect("profile");
+            eprintln!("{arch:?}, {timer}:\n{p}");
+            same(&format!("{arch:?} profiled step ({timer:?})"), &got, &want);
+            let mut listed: Vec<String> = p.kernels.iter().map(|k| k.kernel.clone()).collect();
+            let mut compiled: Vec<String> = ctx.kernels().iter().map(|k| k.to_string()).collect();
+            listed.sort();
+            compiled.sort();
+            assert_eq!(listed, compiled, "{arch:?}: kernels profiled and kernels dispatched");
+            for k in ["embed", "rms_norm", "quantize", "matmul", "normalize", "rope", "attention", "add", "glu"] {
+                assert!(listed.iter().any(|l| l.contains(k)), "{arch:?}: no {k} in {listed:?}");
+            }
+            assert!(p.kernels.iter().all(|k| k.dispatches > 0 && k.ns >= 0.0));
+            // Nothing is recorded once the profile is taken.
+            assert!(ctx.take_profile().is_err());
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use edgeproof::engine::{generate, Engine, ExactModel, Finish, GpuModel, RefModel};
 use edgeproof::gguf::Gguf;
-use edgeproof::gpu::{GpuContext, GpuOptions};
+use edgeproof::gpu::{GpuContext, GpuOptions, Profiling};
 use edgeproof::model::Arch;
 use edgeproof::receipt::{ChatMessage, ModelCommitment, Prompt, Receipt, Recording, Request};
 use edgeproof::sampling::{SamplingParams, StopMatcher};
@@ -122,6 +122,10 @@ enum Cmd {
         /// `gpu`: the exact mode on WebGPU instead of the CPU table.
         #[arg(long, value_enum, default_value_t = Backend::Cpu)]
         backend: Backend,
+        /// With `--backend gpu`: also time each kernel of one more decode step (timestamp
+        /// queries where the adapter has them, else the wall clock per dispatch).
+        #[arg(long)]
+        profile: bool,
     },
     /// Write the tiny random-weight test model.
     Tiny {
@@ -301,7 +305,10 @@ fn time_engine(engine: &mut dyn Engine, ids: &[u32], n_decode: usize) -> Result<
     Ok((pre, n_decode as f64 / t.elapsed().as_secs_f64()))
 }
 
-fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize, backend: Backend) -> Result<()> {
+fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize, backend: Backend, profile: bool) -> Result<()> {
+    if profile && backend != Backend::Gpu {
+        return Err(Error::InvalidArgument("--profile needs --backend gpu".into()));
+    }
     let gguf = Gguf::open(model)?;
     let cfg = edgeproof::model::Config::from_metadata(gguf.metadata())?;
     // Bytes a decode step must read: every weight but the embedding table (one row of it),
@@ -317,16 +324,21 @@ fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize, backend: Ba
     let ids: Vec<u32> = (0..n_prefill as u32).map(|i| (i * 7919 + 11) % cfg.n_vocab as u32).collect();
     println!("model {} ({:?}), prefill {n_prefill} tokens, decode {n_decode} tokens", model.display(), cfg.arch);
     if backend == Backend::Gpu {
-        let (pre, dec, adapter) = with_recording(&gguf, backend, |engine| {
-            let adapter = engine.backend().1.unwrap_or_default();
-            // One warm-up step compiles the pipelines.
-            engine.eval(&ids[..1], 0, 0..1)?;
-            let (pre, dec) = time_engine(engine, &ids, n_decode)?;
-            Ok((pre, dec, adapter))
-        })?;
+        let (pre, dec, adapter, report) = if profile {
+            bench_gpu_profiled(&gguf, &ids, n_decode, tensor_bytes(false))?
+        } else {
+            with_recording(&gguf, backend, |engine| {
+                let adapter = engine.backend().1.unwrap_or_default();
+                // One warm-up step compiles the pipelines.
+                engine.eval(&ids[..1], 0, 0..1)?;
+                let (pre, dec) = time_engine(engine, &ids, n_decode)?;
+                Ok((pre, dec, adapter, String::new()))
+            })?
+        };
         println!("| numerics | backend | prefill tok/s | decode tok/s | bytes read per decode step |");
         println!("| --- | --- | --- | --- | --- |");
         println!("| exact | gpu: {adapter} | {pre:.1} | {dec:.2} | {:.1} MB |", tensor_bytes(false) as f64 / 1e6);
+        print!("{report}");
         return Ok(());
     }
     let bw = read_bandwidth();
@@ -353,6 +365,48 @@ fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize, backend: Ba
         }
     }
     Ok(())
+}
+
+/// `bench --backend gpu --profile`: the speed as without it (the context can profile, but
+/// records nothing meanwhile), then one more decode step timed per kernel: its table and the
+/// bandwidth at which the step reads its `weight_bytes`, as text to print.
+fn bench_gpu_profiled(
+    gguf: &Gguf,
+    ids: &[u32],
+    n_decode: usize,
+    weight_bytes: u64,
+) -> Result<(f64, f64, String, String)> {
+    let t = Instant::now();
+    let ctx = Rc::new(GpuContext::new_profiled_blocking(GpuOptions::from_env(), Profiling::Auto)?);
+    let m = GpuModel::load(gguf, Rc::clone(&ctx))?;
+    let mut s = m.session()?;
+    let adapter = s.adapter();
+    eprintln!("GPU weights ready in {:.2}s on {adapter}", t.elapsed().as_secs_f64());
+    // One warm-up step compiles the pipelines.
+    s.eval(&ids[..1], 0, 0..1)?;
+    let (pre, dec) = time_engine(&mut s, ids, n_decode)?;
+    let pos = ids.len() + n_decode;
+    ctx.start_profile()?;
+    let t = Instant::now();
+    s.eval(&ids[..1], pos, 0..1)?;
+    let wall = t.elapsed().as_secs_f64();
+    let p = ctx.take_profile()?;
+    let (secs, gb) = (p.total_ns() / 1e9, weight_bytes as f64 / 1e9);
+    let mut r = format!("\nper-kernel profile of one decode step (position {pos}), timed by {}:\n{p}\n", p.timer);
+    r += &format!(
+        "step: {wall:.3} s wall, {secs:.3} s in kernels; its {:.1} MB of weights read at {:.2} GB/s\n",
+        gb * 1e3,
+        gb / secs
+    );
+    // lavapipe and SwiftShader run on the CPU: their memory bandwidth is the machine's.
+    if ctx.adapter.device_type == wgpu::DeviceType::Cpu {
+        let bw = read_bandwidth();
+        r += &format!(
+            "CPU adapter: this machine reads {bw:.1} GB/s; the step reaches {:.1}% of it\n",
+            gb / secs / bw * 100.0
+        );
+    }
+    Ok((pre, dec, adapter, r))
 }
 
 /// Ok(false): a receipt did not verify.
@@ -510,8 +564,8 @@ fn run(cmd: Cmd) -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Bench { model, prefill, decode, receipt, backend } => {
-            bench(&model, prefill, decode, backend)?;
+        Cmd::Bench { model, prefill, decode, receipt, backend, profile } => {
+            bench(&model, prefill, decode, backend, profile)?;
             if receipt > 0 {
                 bench_receipt(&model, receipt)?;
             }

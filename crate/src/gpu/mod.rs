@@ -9,9 +9,11 @@
 
 mod kernels;
 mod ops;
+mod profile;
 
 pub use kernels::{Kernel, KernelKey};
 pub use ops::{GpuAct, GpuOps, GpuWeight};
+pub use profile::{KernelTime, Profile, Profiling, Timer};
 
 use crate::error::{Error, Result};
 use std::cell::RefCell;
@@ -74,8 +76,11 @@ pub struct GpuContext {
     pub dot4_packed: bool,
     /// Largest buffer bound to a kernel (at most [`MAX_BINDING`]).
     pub max_binding: u64,
+    /// How dispatches are timed while a profile is recorded (`None`: made without profiling).
+    pub timer: Option<Timer>,
     pipelines: RefCell<HashMap<KernelKey, wgpu::ComputePipeline>>,
     errors: ErrorSlot,
+    profile: RefCell<Option<profile::Recorder>>,
 }
 
 /// The limits the kernels need, each checked against the adapter's (WebGPU defaults at most).
@@ -129,6 +134,12 @@ fn required_limits(have: &wgpu::Limits) -> Result<wgpu::Limits> {
 impl GpuContext {
     /// Request an adapter and a device with the limits the kernels need.
     pub async fn new(opts: GpuOptions) -> Result<GpuContext> {
+        GpuContext::new_profiled(opts, Profiling::Off).await
+    }
+
+    /// [`GpuContext::new`] able to profile (see [`GpuContext::start_profile`]): with
+    /// `TIMESTAMP_QUERY` requested where `profiling` is `Auto` and the adapter has it.
+    pub async fn new_profiled(opts: GpuOptions, profiling: Profiling) -> Result<GpuContext> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -138,10 +149,24 @@ impl GpuContext {
             .await
             .map_err(|e| Error::NoAdapter(e.to_string()))?;
         let limits = required_limits(&adapter.limits())?;
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let timer = match profiling {
+            Profiling::Off => None,
+            Profiling::Auto if timestamps => Some(Timer::Timestamps),
+            // The wall clock waits on the device after each dispatch, which the browser cannot.
+            _ if cfg!(target_arch = "wasm32") => {
+                return Err(Error::MissingFeature("TIMESTAMP_QUERY (for profiling in the browser)".into()))
+            }
+            _ => Some(Timer::WallClock),
+        };
+        let features = match timer {
+            Some(Timer::Timestamps) => wgpu::Features::TIMESTAMP_QUERY,
+            _ => wgpu::Features::empty(),
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("edgeproof"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits,
                 ..Default::default()
             })
@@ -161,8 +186,10 @@ impl GpuContext {
             adapter: adapter.get_info(),
             dot4_packed: packed && !opts.emulate_dot4,
             max_binding: opts.max_binding.min(MAX_BINDING),
+            timer,
             pipelines: RefCell::new(HashMap::new()),
             errors,
+            profile: RefCell::new(None),
         })
     }
 
@@ -170,6 +197,12 @@ impl GpuContext {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(opts: GpuOptions) -> Result<GpuContext> {
         pollster::block_on(GpuContext::new(opts))
+    }
+
+    /// [`GpuContext::new_profiled`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new_profiled_blocking(opts: GpuOptions, profiling: Profiling) -> Result<GpuContext> {
+        pollster::block_on(GpuContext::new_profiled(opts, profiling))
     }
 
     /// The first error reported since the last check, if any.
@@ -213,9 +246,18 @@ impl GpuContext {
         }
     }
 
+    fn key(&self, kernel: Kernel) -> KernelKey {
+        KernelKey { kernel, dot4_packed: self.dot4_packed }
+    }
+
+    /// The kernels compiled so far (each at its first dispatch).
+    pub fn kernels(&self) -> Vec<KernelKey> {
+        self.pipelines.borrow().keys().copied().collect()
+    }
+
     /// The pipeline of `kernel`, compiled once per key.
     pub fn pipeline(&self, kernel: Kernel) -> Result<wgpu::ComputePipeline> {
-        let key = KernelKey { kernel, dot4_packed: self.dot4_packed };
+        let key = self.key(kernel);
         if let Some(p) = self.pipelines.borrow().get(&key) {
             return Ok(p.clone());
         }
@@ -358,11 +400,15 @@ impl GpuContext {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        Ok(())
+        let timing = self.profile_begin(enc, self.key(kernel))?;
+        {
+            let timestamp_writes = timing.as_ref().and_then(|t| t.writes());
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        self.profile_end(enc, timing)
     }
 
     pub fn encoder(&self) -> wgpu::CommandEncoder {
