@@ -1027,7 +1027,7 @@ impl XGroups {
 
 /// One widened weight row (`w`: `32·nb` values, `a`, `b`: `nb` factors) times one group of four
 /// x rows, on each row's grid. Each term `dot · a · f` (and with `MIN`, `b · m`) is
-/// T · 2^(exponent − A) exactly (|T| < 2^45 fits f64's 53 bits) and below 2^51 in magnitude
+/// T · 2^(exponent − A) exactly (|T| < 2^43, see [`matmul`], fits f64's 53 bits) and below 2^51 in magnitude
 /// (the shift is at most 8), so adding [`ROUND`] rounds it as [`shl`] does; the integers are
 /// summed from the sums' bits (wrapping) and the added ROUNDs taken off at the end.
 fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], (xw, xf, xm): (&[i16], &[f64], &[f64])) -> [i64; 4] {
