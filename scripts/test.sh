@@ -18,3 +18,6 @@ cargo test --release --workspace
 
 echo "== wasm32 tests under Node (exact-mode golden tokens)"
 scripts/test-wasm.sh
+
+echo "== WebGPU in headless Chromium (SwiftShader) against the CPU reference"
+scripts/test-browser.sh
