@@ -742,7 +742,7 @@ pub fn verify(
     let n_vocab = engine.config().n_vocab;
     engine.record_residuals();
     engine.take_residuals()?;
-    const CHUNK: usize = 32;
+    const CHUNK: usize = 64;
     let mut a = 0;
     let mut step = 0;
     while step < n {
