@@ -1,5 +1,5 @@
-// x · Wᵀ accumulators (docs/NUMERICS.md, matmul): one invocation per output j and up to
-// ROWS x rows.
+// x · Wᵀ accumulators (docs/NUMERICS.md, matmul): one invocation per tile of XR x rows by
+// WO outputs.
 // x comes from quantize.wgsl (scaled int8 blocks); W is a chunk of rows of a GGUF tensor
 // read in place (weights.wgsl). Each 32-element block adds
 //   T1 = a0·(s_b·dot(q[0..16], qx[0..16])) + a1·(s_b·dot(q[16..32], qx[16..32]))  at ea + E_b
@@ -10,6 +10,13 @@
 
 override TYPE: u32;
 override WG: u32 = 64u;
+// One invocation's tile: XR x rows by WO outputs (XR ≤ 4, WO ≤ 8, XR·WO ≤ 8). Each weight
+// sub-block is decoded once for its XR x rows and each x block loaded once for its WO outputs:
+// on lavapipe the storage loads cost most (each component of each load is a loop over the
+// lanes), not the 64-bit arithmetic. Loops run to these constants so that they unroll and the
+// arrays stay in registers; rows and outputs past the end repeat the last one, unstored.
+override XR: u32 = 4u;
+override WO: u32 = 4u;
 
 struct Params {
     // Row length K (a multiple of 32) and blocks of 32 per row.
@@ -29,7 +36,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> xq: array<u32>;
+// Per x block: its 32 int8 values, 8 words.
+@group(0) @binding(2) var<storage, read> xq: array<vec4<u32>>;
 // Per x block: (E_b, s_b, Σq, 0).
 @group(0) @binding(3) var<storage, read> xblk: array<vec4<i32>>;
 @group(0) @binding(4) var<storage, read> emax: array<i32>;
@@ -37,76 +45,94 @@ struct Params {
 
 const ONES: u32 = 0x01010101u;
 
-// x rows per invocation: each weight sub-block is decoded once for all of them (prefill).
-const ROWS: u32 = 4u;
-
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x;
-    let i0 = gid.y * ROWS;
-    if j >= p.rows || i0 >= p.n {
+    let j0 = gid.x * WO;
+    let i0 = gid.y * XR;
+    if j0 >= p.rows || i0 >= p.n {
         return;
     }
-    let nr = min(ROWS, p.n - i0);
-    // Row r of this invocation: i0 + r within the batch (acc), x0 + r in x.
-    let x0 = p.x_row0 + i0;
-    var a: array<vec2<u32>, ROWS>;
-    var grid: array<i32, ROWS>;
-    for (var r = 0u; r < nr; r++) {
-        grid[r] = emax[x0 + r] + p.max_exp - 8;
-        a[r] = vec2<u32>(0u, 0u);
+    // x row (in x) and grid of tile row r; weight row of tile output c.
+    var xr: array<u32, 4>;
+    var grid: array<i32, 4>;
+    for (var r = 0u; r < XR; r++) {
+        xr[r] = p.x_row0 + min(i0 + r, p.n - 1u);
+        grid[r] = emax[xr[r]] + p.max_exp - 8;
+    }
+    var jr: array<u32, 8>;
+    for (var c = 0u; c < WO; c++) {
+        jr[c] = min(j0 + c, p.rows - 1u);
+    }
+    // Sum of tile row r, output c at r·WO + c.
+    var a: array<vec2<u32>, 8>;
+    for (var t = 0u; t < XR * WO; t++) {
+        a[t] = vec2<u32>(0u, 0u);
     }
     for (var s = 0u; s < p.nb; s++) {
         if TYPE == T_F32 || TYPE == T_F16 {
             // F16 / F32: s_b · w_m · qx per element, at w_e + E_b.
-            for (var k = 0u; k < 32u; k++) {
-                let we = w_elem(j, 32u * s + k, p.cols);
-                for (var r = 0u; r < nr; r++) {
-                    let xb = xblk[(x0 + r) * p.nb + s];
-                    let word = xq[((x0 + r) * p.nb + s) * 8u + k / 4u];
-                    let qx = (bitcast<i32>(word) << (24u - 8u * (k % 4u))) >> 24u;
-                    a[r] = i64_add(a[r], i64_shl_s(i64_mul(we.x, qx * xb.y), we.y + xb.x - grid[r]));
+            for (var c = 0u; c < WO; c++) {
+                for (var k = 0u; k < 32u; k++) {
+                    let we = w_elem(jr[c], 32u * s + k, p.cols);
+                    for (var r = 0u; r < XR; r++) {
+                        let xb = xblk[xr[r] * p.nb + s];
+                        let word = xq[(xr[r] * p.nb + s) * 2u + k / 16u][(k / 4u) % 4u];
+                        let qx = (bitcast<i32>(word) << (24u - 8u * (k % 4u))) >> 24u;
+                        let t = i64_shl_s(i64_mul(we.x, qx * xb.y), we.y + xb.x - grid[r]);
+                        a[r * WO + c] = i64_add(a[r * WO + c], t);
+                    }
                 }
             }
         } else {
-            let base = block_base(j, s, p.cols);
             let sub = s % (block_len() / 32u);
-            let o = sub_scales(base, sub);
-            var wd: array<u32, 8>;
-            for (var k = 0u; k < 8u; k++) {
-                wd[k] = sub_word(base, sub, k);
+            var o: array<Scales, 8>;
+            var wd: array<u32, 64>;
+            for (var c = 0u; c < WO; c++) {
+                let base = block_base(jr[c], s, p.cols);
+                o[c] = sub_scales(base, sub);
+                for (var k = 0u; k < 8u; k++) {
+                    wd[8u * c + k] = sub_word(base, sub, k);
+                }
             }
-            for (var r = 0u; r < nr; r++) {
-                let xb = xblk[(x0 + r) * p.nb + s];
+            for (var r = 0u; r < XR; r++) {
+                let xb = xblk[xr[r] * p.nb + s];
                 let sb = xb.y;
-                let xw = ((x0 + r) * p.nb + s) * 8u;
-                var d0 = 0i;
-                var d1 = 0i;
-                for (var k = 0u; k < 4u; k++) {
-                    d0 += dot4(wd[k], xq[xw + k]);
-                    d1 += dot4(wd[k + 4u], xq[xw + k + 4u]);
-                }
-                if o.off != 0 {
-                    // Bytes hold value + off: subtract off times each half's Σqx.
-                    var h0 = 0i;
-                    var h1 = 0i;
+                let xw = (xr[r] * p.nb + s) * 2u;
+                let x0 = xq[xw];
+                let x1 = xq[xw + 1u];
+                // Bytes that hold value + off (a property of the type): off times each half's Σqx
+                // is subtracted from its dot product.
+                var h0 = 0i;
+                var h1 = 0i;
+                if o[0].off != 0 {
                     for (var k = 0u; k < 4u; k++) {
-                        h0 += dot4(ONES, xq[xw + k]);
-                        h1 += dot4(ONES, xq[xw + k + 4u]);
+                        h0 += dot4(ONES, x0[k]);
+                        h1 += dot4(ONES, x1[k]);
                     }
-                    d0 -= o.off * h0;
-                    d1 -= o.off * h1;
                 }
-                // |dot| < 2^18, s_b <= 130: the products with s_b fit in 32 bits.
-                let t1 = i64_add(i64_mul(o.a0, sb * d0), i64_mul(o.a1, sb * d1));
-                a[r] = i64_add(a[r], i64_shl_s(t1, o.ea + xb.x - grid[r]));
-                if o.b != 0 {
-                    a[r] = i64_add(a[r], i64_shl_s(i64_mul(o.b, sb * xb.z), o.eb + xb.x - grid[r]));
+                for (var c = 0u; c < WO; c++) {
+                    var d0 = -o[c].off * h0;
+                    var d1 = -o[c].off * h1;
+                    for (var k = 0u; k < 4u; k++) {
+                        d0 += dot4(wd[8u * c + k], x0[k]);
+                        d1 += dot4(wd[8u * c + k + 4u], x1[k]);
+                    }
+                    // |dot| < 2^18, s_b <= 130: the products with s_b fit in 32 bits.
+                    let t = r * WO + c;
+                    let t1 = i64_add(i64_mul(o[c].a0, sb * d0), i64_mul(o[c].a1, sb * d1));
+                    a[t] = i64_add(a[t], i64_shl_s(t1, o[c].ea + xb.x - grid[r]));
+                    if o[c].b != 0 {
+                        a[t] = i64_add(a[t], i64_shl_s(i64_mul(o[c].b, sb * xb.z), o[c].eb + xb.x - grid[r]));
+                    }
                 }
             }
         }
     }
-    for (var r = 0u; r < nr; r++) {
-        acc[(i0 + r) * p.out_cols + p.row0 + j] = a[r];
+    for (var r = 0u; r < XR; r++) {
+        for (var c = 0u; c < WO; c++) {
+            if i0 + r < p.n && j0 + c < p.rows {
+                acc[(i0 + r) * p.out_cols + p.row0 + j0 + c] = a[r * WO + c];
+            }
+        }
     }
 }

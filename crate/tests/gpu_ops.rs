@@ -463,23 +463,60 @@ fn weights_split_into_chunks_equal_cpu_and_limits_are_typed_errors() {
     }
 }
 
+/// CPU time of this process so far (ns, all threads): lavapipe runs the kernels on this
+/// process's threads, and unlike the wall clock this hardly changes when the machine is busy.
+fn process_cpu_ns() -> u64 {
+    let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
 #[test]
-#[ignore = "timing of the matmul kernel on SmolLM2's shapes"]
+#[ignore = "timing of the matmul kernel on SmolLM2's and Gemma 3's shapes"]
 fn matmul_timing() {
-    let mut gpus = gpus();
+    use edgeproof::gpu::Profiling;
     let mut rng = SplitMix64(10);
-    for (ty, k, m) in [(TensorType::Q4_1, 576, 1536), (TensorType::Q4_1, 1536, 576), (TensorType::Q8_0, 576, 49152)] {
+    let mut gpus: Vec<GpuOps> = [false, true]
+        .into_iter()
+        .map(|emulate_dot4| {
+            let opts = GpuOptions { emulate_dot4, ..Default::default() };
+            let ctx = GpuContext::new_profiled_blocking(opts, Profiling::Auto).expect("adapter");
+            GpuOps::new(Rc::new(ctx), &test_config()).expect("GPU ops")
+        })
+        .collect();
+    // SmolLM2's layers and output, then Gemma 3's other layer types.
+    for (ty, k, m) in [
+        (TensorType::Q4_1, 576, 1536),
+        (TensorType::Q4_1, 1536, 576),
+        (TensorType::Q8_0, 576, 49152),
+        (TensorType::Q5_0, 640, 2048),
+        (TensorType::Q4K, 2048, 640),
+        (TensorType::Q6K, 2048, 640),
+    ] {
         let f = weight_file(&mut rng, ty, m, k);
         let x = random_act(&mut rng, 1, k);
         for g in &mut gpus {
             let gw = GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight");
             let gx = g.upload(&x).expect("upload");
             g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("warm-up");
-            let t0 = std::time::Instant::now();
-            for _ in 0..5 {
+            let reps = 10;
+            let (t0, c0) = (std::time::Instant::now(), process_cpu_ns());
+            g.ctx.start_profile().expect("profile");
+            for _ in 0..reps {
                 g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("matmul");
             }
-            eprintln!("{} {k}→{m} packed={}: {:.2?}", ty.name(), g.ctx.dot4_packed, t0.elapsed() / 5);
+            let p = g.ctx.take_profile().expect("profile");
+            let (wall, cpu) = (t0.elapsed() / reps, (process_cpu_ns() - c0) / reps as u64);
+            let kernel = p.kernels.iter().find(|k| k.kernel.starts_with("matmul")).map_or(0.0, |k| k.ns);
+            eprintln!(
+                "{} {k}→{m} packed={}: {wall:.2?} wall, {:.2} ms CPU, matmul kernel {:.2} ms",
+                ty.name(),
+                g.ctx.dot4_packed,
+                cpu as f64 / 1e6,
+                kernel / reps as f64 / 1e6
+            );
         }
     }
 }

@@ -13,13 +13,22 @@ const DOT4_EMULATED: &str = include_str!("../../../shaders/dot4_emulated.wgsl");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Quantize,
-    Matmul(TensorType),
+    /// x rows by outputs per invocation: `matmul.wgsl`'s tile.
+    Matmul {
+        ty: TensorType,
+        x_rows: u32,
+        outputs: u32,
+    },
     Normalize,
     Embed(TensorType),
     RmsNorm,
     Scale,
-    Rope { neox: bool },
-    Gated { gelu: bool },
+    Rope {
+        neox: bool,
+    },
+    Gated {
+        gelu: bool,
+    },
     Add,
     Argmax,
     Attention,
@@ -36,7 +45,7 @@ impl fmt::Display for Kernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Kernel::Quantize => write!(f, "quantize"),
-            Kernel::Matmul(t) => write!(f, "matmul[{}]", t.name()),
+            Kernel::Matmul { ty, x_rows, outputs } => write!(f, "matmul[{}][{x_rows}x{outputs}]", ty.name()),
             Kernel::Normalize => write!(f, "normalize"),
             Kernel::Embed(t) => write!(f, "embed[{}]", t.name()),
             Kernel::RmsNorm => write!(f, "rms_norm"),
@@ -53,7 +62,7 @@ impl fmt::Display for Kernel {
 impl fmt::Display for KernelKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kernel {
-            Kernel::Matmul(_) | Kernel::Attention => {
+            Kernel::Matmul { .. } | Kernel::Attention => {
                 write!(f, "{}[dot4={}]", self.kernel, if self.dot4_packed { "packed" } else { "emulated" })
             }
             _ => write!(f, "{}", self.kernel),
@@ -67,7 +76,7 @@ impl KernelKey {
         let dot4 = if self.dot4_packed { DOT4_PACKED } else { DOT4_EMULATED };
         let parts: &[&str] = match self.kernel {
             Kernel::Quantize => &[I64, include_str!("../../../shaders/quantize.wgsl")],
-            Kernel::Matmul(_) => &[I64, dot4, WEIGHTS, include_str!("../../../shaders/matmul.wgsl")],
+            Kernel::Matmul { .. } => &[I64, dot4, WEIGHTS, include_str!("../../../shaders/matmul.wgsl")],
             Kernel::Normalize => &[I64, include_str!("../../../shaders/normalize.wgsl")],
             Kernel::Embed(_) => &[I64, WEIGHTS, include_str!("../../../shaders/embed.wgsl")],
             Kernel::RmsNorm => &[I64, include_str!("../../../shaders/rms_norm.wgsl")],
@@ -84,7 +93,10 @@ impl KernelKey {
     /// Override constants.
     pub fn constants(&self) -> Vec<(&'static str, f64)> {
         match self.kernel {
-            Kernel::Matmul(t) | Kernel::Embed(t) => vec![("TYPE", t as u32 as f64)],
+            Kernel::Matmul { ty, x_rows, outputs } => {
+                vec![("TYPE", ty as u32 as f64), ("XR", x_rows as f64), ("WO", outputs as f64)]
+            }
+            Kernel::Embed(t) => vec![("TYPE", t as u32 as f64)],
             Kernel::Rope { neox } => vec![("NEOX", neox as u32 as f64)],
             Kernel::Gated { gelu } => vec![("GELU", gelu as u32 as f64)],
             _ => vec![],
