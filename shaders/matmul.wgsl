@@ -90,8 +90,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             for (var c = 0u; c < WO; c++) {
                 let base = block_base(jr[c], s, p.cols);
                 o[c] = sub_scales(base, sub);
+                let v = sub_words(base, sub);
                 for (var k = 0u; k < 8u; k++) {
-                    wd[8u * c + k] = sub_word(base, sub, k);
+                    wd[8u * c + k] = v[k];
                 }
             }
             for (var r = 0u; r < XR; r++) {

@@ -134,16 +134,19 @@ fn sub_scales(base: u32, j: u32) -> Scales {
             o.off = select(select(0, 16, TYPE == T_Q5_0), 8, TYPE == T_Q4_0);
         }
         case 3u, 7u: {
-            let d = f16_parts(wu16(base));
-            let m = f16_parts(wu16(base + 2u));
+            // d and m share a word: one load.
+            let h = wword(base);
+            let d = f16_parts(h & 0xffffu);
+            let m = f16_parts(h >> 16u);
             o.a0 = d.x;
             o.ea = d.y;
             o.b = m.x;
             o.eb = m.y;
         }
         case 12u, 13u: {
-            let d = f16_parts(wu16(base));
-            let dm = f16_parts(wu16(base + 2u));
+            let h = wword(base);
+            let d = f16_parts(h & 0xffffu);
+            let dm = f16_parts(h >> 16u);
             let sm = scale_min_k4(base + 4u, j);
             o.a0 = d.x * sm.x;
             o.ea = d.y;
@@ -202,6 +205,32 @@ fn sub_word(base: u32, j: u32, k: u32) -> u32 {
             return 0u;
         }
     }
+}
+
+// The 8 words of sub_word(base, j, 0..8), each stored word loaded once: Q4_0 / Q4_1 / Q5_0 /
+// Q5_1 hold two sub-block words per stored word (low and high nibbles), and one word of fifth
+// bits for all eight.
+fn sub_words(base: u32, j: u32) -> array<u32, 8> {
+    var v: array<u32, 8>;
+    if TYPE == T_Q4_0 || TYPE == T_Q4_1 {
+        for (var k = 0u; k < 4u; k++) {
+            let x = wword(base + 4u + 4u * k);
+            v[k] = x & 0x0f0f0f0fu;
+            v[k + 4u] = (x >> 4u) & 0x0f0f0f0fu;
+        }
+    } else if TYPE == T_Q5_0 || TYPE == T_Q5_1 {
+        let hi = wword(base + 4u);
+        for (var k = 0u; k < 4u; k++) {
+            let x = wword(base + 8u + 4u * k);
+            v[k] = (x & 0x0f0f0f0fu) | spread4((hi >> (4u * k)) & 0xfu);
+            v[k + 4u] = ((x >> 4u) & 0x0f0f0f0fu) | spread4((hi >> (4u * k + 16u)) & 0xfu);
+        }
+    } else {
+        for (var k = 0u; k < 8u; k++) {
+            v[k] = sub_word(base, j, k);
+        }
+    }
+    return v;
 }
 
 // Byte b (0..4) of a sub-block word as the element's quantized value (bytes sign-extended:
