@@ -10,13 +10,14 @@
 
 override TYPE: u32;
 override WG: u32 = 64u;
-// One invocation's tile: XR x rows by WO outputs (XR ≤ 4, WO ≤ 8, XR·WO ≤ 8). Each weight
-// sub-block is decoded once for its XR x rows and each x block loaded once for its WO outputs:
-// on lavapipe the storage loads cost most (each component of each load is a loop over the
-// lanes), not the 64-bit arithmetic. Loops run to these constants so that they unroll and the
-// arrays stay in registers; rows and outputs past the end repeat the last one, unstored.
-override XR: u32 = 4u;
-override WO: u32 = 4u;
+// One invocation's tile: XR x rows by WO outputs (XR ≤ 4, WO ≤ 8, XR·WO ≤ 8; set by
+// GpuOps). Each weight sub-block is decoded once for its XR x rows and each x block loaded
+// once for its WO outputs: on lavapipe the storage loads cost most, not the 64-bit arithmetic
+// (docs/GPU.md, Speed). Loops run to these constants, not to per-invocation counts, so that
+// the compiler may unroll them and keep the arrays in registers; rows and outputs past the
+// end repeat the last one, and are not stored.
+override XR: u32;
+override WO: u32;
 
 struct Params {
     // Row length K (a multiple of 32) and blocks of 32 per row.
