@@ -3,13 +3,16 @@
 //! emulation. Natively this runs on Mesa's lavapipe; without an adapter it fails.
 
 mod common;
+#[path = "common/gpu_inputs.rs"]
+mod gpu_inputs;
 
-use edgeproof::backend::exact::{ExactOps, ExactWeight, IMat};
+use edgeproof::backend::exact::{ExactOps, ExactWeight};
 use edgeproof::gguf::{self, Gguf, Metadata, TensorData, Value};
 use edgeproof::gpu::{GpuContext, GpuOps, GpuOptions, GpuWeight};
 use edgeproof::model::{forward, Arch, AttnParams, Config, Ops, RopeKind, Weights};
 use edgeproof::quant::TensorType;
 use edgeproof::tiny::SplitMix64;
+use gpu_inputs::{random_act, same, test_config, weight_file};
 use std::rc::Rc;
 
 /// Both dot-product paths: the adapter's `dot4I8Packed` (where it has it) and the emulation.
@@ -36,105 +39,6 @@ fn gpus_for(cfg: &Config) -> Vec<GpuOps> {
 
 fn cpu() -> ExactOps {
     ExactOps::new(&test_config())
-}
-
-fn test_config() -> Config {
-    let meta = {
-        let mut m = Metadata::new();
-        m.set("general.architecture", Value::Str("llama".into()));
-        for (k, v) in [
-            ("block_count", 1),
-            ("embedding_length", 64),
-            ("feed_forward_length", 64),
-            ("attention.head_count", 4),
-            ("context_length", 64),
-            ("vocab_size", 8),
-        ] {
-            m.set(&format!("llama.{k}"), Value::U32(v));
-        }
-        m.set("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-6));
-        m
-    };
-    Config::from_metadata(&meta).expect("config")
-}
-
-/// Random activation rows of varied character: full 24-bit rows, small (unnormalized) rows,
-/// wide 30-bit mantissas, zero rows and zero blocks, and exponents far apart.
-fn random_act(rng: &mut SplitMix64, rows: usize, cols: usize) -> IMat {
-    let mut x = IMat::zeros(rows, cols);
-    for i in 0..rows {
-        let kind = rng.next_u64() % 6;
-        let bits = match kind {
-            0 => 0,
-            1 => 1 + (rng.next_u64() % 12) as u32,
-            2 => 30,
-            _ => 24,
-        };
-        x.e[i] = (rng.next_u64() % 80) as i32 - 50;
-        for c in 0..cols {
-            // Some whole blocks of 32 are zero.
-            if bits == 0 || (kind == 3 && (c / 32) % 3 == 1) {
-                continue;
-            }
-            let v = (rng.next_u64() >> (64 - bits)) as i32;
-            x.m[i * cols + c] = if rng.next_u64() & 1 == 0 { v } else { -v };
-        }
-    }
-    x
-}
-
-/// Compare mantissas and exponents; name the first difference.
-fn same(what: &str, gpu: &IMat, cpu: &IMat) {
-    assert_eq!((gpu.rows, gpu.cols), (cpu.rows, cpu.cols), "{what}: shape");
-    if let Some(i) = (0..cpu.rows).find(|&i| gpu.e[i] != cpu.e[i]) {
-        panic!("{what}: exponent of row {i}: gpu {} cpu {}", gpu.e[i], cpu.e[i]);
-    }
-    if let Some(k) = (0..cpu.m.len()).find(|&k| gpu.m[k] != cpu.m[k]) {
-        let (i, c) = (k / cpu.cols, k % cpu.cols);
-        panic!("{what}: first difference at row {i}, column {c}: gpu {} cpu {}", gpu.m[k], cpu.m[k]);
-    }
-}
-
-fn put_f16(b: &mut [u8], at: usize, rng: &mut SplitMix64) {
-    // Finite f16s of moderate exponent, with some subnormals and zeros.
-    let r = rng.next_u64();
-    let exp = match r % 16 {
-        0 => 0,
-        1 => 1 + (r >> 8) % 29,
-        _ => 8 + (r >> 8) % 10,
-    };
-    let bits = ((r >> 20) & 0x83ff) as u16 | (exp as u16) << 10;
-    b[at..at + 2].copy_from_slice(&bits.to_le_bytes());
-}
-
-/// Random blocks of `ty` for `n` elements: random quants, finite random f16 scales.
-fn random_tensor(rng: &mut SplitMix64, ty: TensorType, n: usize) -> Vec<u8> {
-    let bb = ty.block_bytes();
-    let mut data = vec![0u8; n / ty.block_len() * bb];
-    for b in data.chunks_exact_mut(bb) {
-        rng.fill(b);
-        let scales: &[usize] = match ty {
-            TensorType::F32 => {
-                let v = rng.uniform() * libm::ldexpf(1.0, (rng.next_u64() % 40) as i32 - 20);
-                b.copy_from_slice(&v.to_le_bytes());
-                &[]
-            }
-            TensorType::F16 | TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => &[0],
-            TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q4K | TensorType::Q5K => &[0, 2],
-            TensorType::Q6K => &[208],
-        };
-        for &at in scales {
-            put_f16(b, at, rng);
-        }
-    }
-    data
-}
-
-/// A GGUF holding one `[cols, rows]` tensor of `ty`.
-fn weight_file(rng: &mut SplitMix64, ty: TensorType, rows: usize, cols: usize) -> Gguf {
-    let data = random_tensor(rng, ty, rows * cols);
-    let t = TensorData { name: "w".into(), dims: vec![cols as u64, rows as u64], ty, data };
-    Gguf::from_bytes(gguf::write(&Metadata::new(), &[t]).expect("write")).expect("parse")
 }
 
 /// A norm weight of `len` f32s around 1.
