@@ -14,6 +14,15 @@ pub trait Engine {
     /// Evaluate `ids` at positions `pos0..`, replacing whatever the cache held from `pos0` on.
     /// Returns the logits of rows `out_rows`, flattened `[rows, n_vocab]`.
     fn eval(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<Vec<f32>>;
+
+    /// Evaluate `ids` at `pos0..` and pick the next token from the last row's logits with
+    /// [`sample`] (RNG step `step`). Backends that can pick on the device override it, so that
+    /// a token costs one small readback instead of a logits row.
+    fn next_token(&mut self, ids: &[u32], pos0: usize, params: &SamplingParams, step: u64) -> Result<u32> {
+        let n = ids.len();
+        let logits = self.eval(ids, pos0, n.saturating_sub(1)..n)?;
+        sample(&logits, params, step)
+    }
 }
 
 /// Hyper-parameters and f32 weights of a model.
@@ -170,6 +179,22 @@ impl Engine for GpuSession<'_> {
     fn eval(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
         Ok(self.eval_exact(ids, pos0, out_rows)?.to_f32())
     }
+
+    /// Greedy on the device: the argmax kernel (ties to the lowest id, as on the CPU) reads
+    /// back 4 bytes; sampled tokens read the logits row back.
+    fn next_token(&mut self, ids: &[u32], pos0: usize, params: &SamplingParams, step: u64) -> Result<u32> {
+        if !params.is_greedy() {
+            let n = ids.len();
+            let logits = self.eval(ids, pos0, n.saturating_sub(1)..n)?;
+            return sample(&logits, params, step);
+        }
+        let m = self.model;
+        let n = ids.len();
+        let y = forward(&mut self.ops, &m.cfg, &m.weights, ids, pos0, n.saturating_sub(1)..n)?;
+        let id = self.ops.argmax(&y)?.first().copied();
+        self.ops.check()?;
+        id.ok_or_else(|| Error::InvalidArgument("argmax of no logits".into()))
+    }
 }
 
 pub use crate::sampling::argmax;
@@ -214,15 +239,13 @@ pub fn generate(
     if prompt.len() > ctx {
         return Err(Error::ContextOverflow { len: prompt.len(), ctx });
     }
-    let n_vocab = engine.config().n_vocab;
     let mut out = Vec::new();
-    let mut logits = engine.eval(prompt, 0, prompt.len() - 1..prompt.len())?;
+    if max_tokens == 0 {
+        return Ok((out, Finish::Length));
+    }
+    let mut next = engine.next_token(prompt, 0, params, 0)?;
     let mut pos = prompt.len();
     loop {
-        if out.len() >= max_tokens {
-            return Ok((out, Finish::Length));
-        }
-        let next = sample(&logits[..n_vocab], params, out.len() as u64)?;
         if eog.contains(&next) {
             return Ok((out, Finish::Eog(next)));
         }
@@ -233,7 +256,7 @@ pub fn generate(
         if out.len() >= max_tokens || pos >= ctx {
             return Ok((out, Finish::Length));
         }
-        logits = engine.eval(&[next], pos, 0..1)?;
+        next = engine.next_token(&[next], pos, params, out.len() as u64)?;
         pos += 1;
     }
 }
