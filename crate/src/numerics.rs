@@ -121,6 +121,19 @@ pub fn f32_parts(bits: u32) -> Option<(i32, i32)> {
     Some((if bits & 0x8000_0000 != 0 { -m } else { m }, e))
 }
 
+/// `(m, e)` of a finite f32 with trailing zeros stripped (`None` for Inf and NaN).
+pub fn f32_const(v: f32) -> Option<(i32, i32)> {
+    f32_parts(v.to_bits()).map(strip_zeros)
+}
+
+/// The attention scale as `(m, e)`: [`f32_const`] with the mantissa kept to 16 bits (rshr), so
+/// that scaled scores stay below 2^61 (`docs/NUMERICS.md`).
+pub fn attention_scale(v: f32) -> Option<(i32, i32)> {
+    let (m, e) = f32_const(v)?;
+    let sb = bitlen(m.unsigned_abs() as u64);
+    Some(if sb > 16 { (rshr(m as i64, sb - 16) as i32, e + sb as i32 - 16) } else { (m, e) })
+}
+
 /// `(m, e)` with trailing zero bits of `m` moved into `e` (0 stays `(0, 0)`).
 pub fn strip_zeros((m, e): (i32, i32)) -> (i32, i32) {
     if m == 0 {

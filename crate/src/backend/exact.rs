@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::gguf::{SharedBytes, TensorView};
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{
-    align_terms, bitlen, dot_i8, exp2_q20, f16_parts, f32_parts, gelu_mant, normalize, quantize_block_scaled,
-    rope_cos_sin, rshr, rsqrt, shl, silu_mant, strip_zeros, LOG2E_Q30,
+    align_terms, attention_scale, bitlen, dot_i8, exp2_q20, f16_parts, f32_const, f32_parts, gelu_mant, normalize,
+    quantize_block_scaled, rope_cos_sin, rshr, rsqrt, shl, silu_mant, LOG2E_Q30,
 };
 use crate::quant::{scale_min_k4, TensorType};
 use rayon::prelude::*;
@@ -1338,11 +1338,6 @@ pub fn residual_digest(layer: usize, pos: usize, x: &IMat, rows: std::ops::Range
 /// Domain separation of [`residual_digest`].
 pub const RESIDUAL_TAG: &[u8] = b"edgeproof residual v2";
 
-/// `(m, e)` of a finite f32 with trailing zeros stripped.
-fn f32_const(v: f32) -> Option<(i32, i32)> {
-    f32_parts(v.to_bits()).map(strip_zeros)
-}
-
 /// Query blocks of one head: int8 values, scales and exponents.
 struct QHead<'a> {
     q: &'a [i8],
@@ -1560,14 +1555,8 @@ impl Ops for ExactOps {
                 p.n_head, p.n_head_kv
             )));
         }
-        let (mut sm, mut se) =
-            f32_const(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))?;
-        // Keep the scale's mantissa to 16 bits so scaled scores stay below 2^54.
-        let sb = bitlen(sm.unsigned_abs() as u64);
-        if sb > 16 {
-            sm = rshr(sm as i64, sb - 16) as i32;
-            se += sb as i32 - 16;
-        }
+        let (sm, se) =
+            attention_scale(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))?;
         let c = self
             .cache
             .get_mut(p.layer)

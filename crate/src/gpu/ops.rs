@@ -6,7 +6,7 @@ use crate::backend::exact::{ExactWeight, IMat, MatrixData};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
 use crate::model::{AttnParams, Config, Ops, RopeKind};
-use crate::numerics::{bitlen, exp2_table, f32_parts, rope_cos_sin, rshr, strip_zeros, ROW_BITS};
+use crate::numerics::{attention_scale, exp2_table, f32_const, rope_cos_sin, ROW_BITS};
 use crate::quant::TensorType;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -131,11 +131,6 @@ pub struct GpuOps {
 
 fn i32_bytes(v: &[i32]) -> &[u8] {
     bytemuck::cast_slice(v)
-}
-
-/// `(m, e)` of a finite f32 with trailing zeros stripped (as the CPU's `f32_const`).
-fn f32_const(v: f32) -> Option<(i32, i32)> {
-    f32_parts(v.to_bits()).map(strip_zeros)
 }
 
 impl GpuOps {
@@ -511,14 +506,8 @@ impl GpuOps {
                 q.rows, q.cols, k.rows, k.cols, v.rows, v.cols
             )));
         }
-        let (mut sm, mut se) =
-            f32_const(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))?;
-        // As the CPU: the scale's mantissa kept to 16 bits.
-        let sb = bitlen(sm.unsigned_abs() as u64);
-        if sb > 16 {
-            sm = rshr(sm as i64, sb - 16) as i32;
-            se += sb as i32 - 16;
-        }
+        let (sm, se) =
+            attention_scale(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))?;
         let nbh = hd.div_ceil(32);
         let kv_blocks = p.n_head_kv * nbh;
         let (pos_words, pos_blocks) = (kv_dim / 2, 2 * kv_blocks);
