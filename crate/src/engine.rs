@@ -6,7 +6,8 @@ use crate::backend::f32::{F32Weight, RefF32};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::model::{forward, Config, Weights};
-use crate::sampling::{sample, SamplingParams};
+use crate::sampling::{sample, SamplingParams, StopMatcher};
+use crate::tokenizer::{StreamDecoder, Tokenizer};
 
 /// Something that turns tokens into next-token logits, keeping its own KV cache.
 pub trait Engine {
@@ -19,10 +20,21 @@ pub trait Engine {
     /// [`sample`] (RNG step `step`). Backends that can pick on the device override it, so that
     /// a token costs one small readback instead of a logits row.
     fn next_token(&mut self, ids: &[u32], pos0: usize, params: &SamplingParams, step: u64) -> Result<u32> {
-        let n = ids.len();
-        let logits = self.eval(ids, pos0, n.saturating_sub(1)..n)?;
-        sample(&logits, params, step)
+        sample_last(self, ids, pos0, params, step)
     }
+}
+
+/// [`Engine::next_token`] on the CPU: the last row's logits read back, then [`sample`].
+fn sample_last<E: Engine + ?Sized>(
+    e: &mut E,
+    ids: &[u32],
+    pos0: usize,
+    params: &SamplingParams,
+    step: u64,
+) -> Result<u32> {
+    let n = ids.len();
+    let logits = e.eval(ids, pos0, n.saturating_sub(1)..n)?;
+    sample(&logits, params, step)
 }
 
 /// Hyper-parameters and f32 weights of a model.
@@ -184,9 +196,7 @@ impl Engine for GpuSession<'_> {
     /// back 4 bytes; sampled tokens read the logits row back.
     fn next_token(&mut self, ids: &[u32], pos0: usize, params: &SamplingParams, step: u64) -> Result<u32> {
         if !params.is_greedy() {
-            let n = ids.len();
-            let logits = self.eval(ids, pos0, n.saturating_sub(1)..n)?;
-            return sample(&logits, params, step);
+            return sample_last(self, ids, pos0, params, step);
         }
         let m = self.model;
         let n = ids.len();
@@ -259,4 +269,33 @@ pub fn generate(
         next = engine.next_token(&[next], pos, params, out.len() as u64)?;
         pos += 1;
     }
+}
+
+/// [`generate`] with the tokens decoded to text as they come, ended also by the first stop
+/// string (the text stops before it). `on_text` sees each piece (possibly empty: one call per
+/// token, then one for the held-back tail). Returns the tokens, why it ended, and the text.
+pub fn generate_text(
+    engine: &mut dyn Engine,
+    tok: &Tokenizer,
+    prompt: &[u32],
+    max_tokens: usize,
+    params: &SamplingParams,
+    stop: &[String],
+    mut on_text: impl FnMut(&str) -> Result<()>,
+) -> Result<(Vec<u32>, Finish, String)> {
+    let mut dec = StreamDecoder::new(tok);
+    let mut stops = StopMatcher::new(stop);
+    let mut output = String::new();
+    let (tokens, finish) = generate(engine, prompt, max_tokens, params, tok.eog_ids(), |t| {
+        let (text, stopped) = stops.push(&dec.push(t)?);
+        on_text(&text)?;
+        output.push_str(&text);
+        Ok(!stopped)
+    })?;
+    if finish != Finish::Stopped {
+        let tail = stops.push(&dec.finish()).0 + &stops.finish();
+        on_text(&tail)?;
+        output.push_str(&tail);
+    }
+    Ok((tokens, finish, output))
 }

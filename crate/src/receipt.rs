@@ -4,7 +4,7 @@
 //! teacher-forced pass and names the first thing that diverges.
 
 use crate::backend::exact::{residual_digest, IMat};
-use crate::engine::{generate as generate_tokens, Engine, ExactSession, Finish};
+use crate::engine::{generate_text, Engine, ExactSession, Finish};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::numerics::numerics_digest;
@@ -513,19 +513,13 @@ pub fn generate(
     engine.take_residuals()?;
     let (backend, adapter) = engine.backend();
     let mut dig = Digesting { inner: engine, steps: Vec::new() };
-    let mut dec = StreamDecoder::new(tok);
-    let mut stops = StopMatcher::new(&req.stop);
-    let mut output = String::new();
     let start = now_ms();
     let mut first = None;
-    let eog = tok.eog_ids();
-    let (mut tokens, finish) = generate_tokens(&mut dig, &ids, req.max_tokens as usize, &req.params, eog, |t| {
-        first.get_or_insert_with(now_ms);
-        let (text, stopped) = stops.push(&dec.push(t)?);
-        on_text(&text)?;
-        output.push_str(&text);
-        Ok(!stopped)
-    })?;
+    let (mut tokens, finish, output) =
+        generate_text(&mut dig, tok, &ids, req.max_tokens as usize, &req.params, &req.stop, |t| {
+            first.get_or_insert_with(now_ms);
+            on_text(t)
+        })?;
     if let Finish::Eog(id) = finish {
         // The end-of-generation id was sampled too: the chain commits to it.
         tokens.push(id);
@@ -535,11 +529,6 @@ pub fn generate(
         Finish::Length => FinishReason::Length,
         Finish::Stopped => FinishReason::Stop,
     };
-    if finish != FinishReason::Stop {
-        let tail = stops.push(&dec.finish()).0 + &stops.finish();
-        on_text(&tail)?;
-        output.push_str(&tail);
-    }
     let end = now_ms();
     let first = first.unwrap_or(end);
     let mut r = Receipt {
@@ -556,7 +545,7 @@ pub fn generate(
             seed: req.params.seed,
             max_tokens: req.max_tokens,
             stop: req.stop.clone(),
-            eog: eog.to_vec(),
+            eog: tok.eog_ids().to_vec(),
         },
         tokens,
         layers: dig.steps,

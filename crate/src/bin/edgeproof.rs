@@ -1,13 +1,13 @@
 //! The native command-line interface.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use edgeproof::engine::{generate, Engine, ExactModel, Finish, GpuModel, RefModel};
+use edgeproof::engine::{generate_text, Engine, ExactModel, Finish, GpuModel, RefModel};
 use edgeproof::gguf::Gguf;
 use edgeproof::gpu::{GpuContext, GpuOptions, Profiling};
 use edgeproof::model::Arch;
 use edgeproof::receipt::{ChatMessage, ModelCommitment, Prompt, Receipt, Recording, Request};
-use edgeproof::sampling::{SamplingParams, StopMatcher};
-use edgeproof::tokenizer::{StreamDecoder, Tokenizer};
+use edgeproof::sampling::SamplingParams;
+use edgeproof::tokenizer::Tokenizer;
 use edgeproof::{Error, Result};
 use std::io::Write;
 use std::path::PathBuf;
@@ -489,22 +489,14 @@ fn run(cmd: Cmd) -> Result<bool> {
             }
             let ids = prompt_of(prompt, chat, system).ids(&gguf, &tok)?;
             let generated = with_engine(&gguf, numerics, backend, |engine| {
-                let mut dec = StreamDecoder::new(&tok);
-                let mut stops = StopMatcher::new(&stop);
                 let mut out = std::io::stdout();
                 let start = Instant::now();
                 let mut first: Option<f64> = None;
-                let (tokens, finish) = generate(engine, &ids, max_tokens, &params, tok.eog_ids(), |t| {
+                let (tokens, finish, _) = generate_text(engine, &tok, &ids, max_tokens, &params, &stop, |t| {
                     first.get_or_insert_with(|| start.elapsed().as_secs_f64());
-                    let (text, stopped) = stops.push(&dec.push(t)?);
-                    out.write_all(text.as_bytes()).and_then(|_| out.flush())?;
-                    Ok(!stopped)
+                    out.write_all(t.as_bytes()).and_then(|_| out.flush()).map_err(Error::from)
                 })?;
-                let tail = match finish {
-                    Finish::Stopped => String::new(),
-                    _ => stops.push(&dec.finish()).0 + &stops.finish(),
-                };
-                writeln!(out, "{tail}")?;
+                writeln!(out)?;
                 let total = start.elapsed().as_secs_f64();
                 let prefill = first.unwrap_or(total);
                 let n_dec = tokens.len().saturating_sub(1);
