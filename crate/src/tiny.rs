@@ -153,3 +153,24 @@ pub fn tiny_model(arch: Arch, tokenizer_from: &Metadata, seed: u64) -> Result<Ve
     }
     gguf::write(&meta, &tensors)
 }
+
+/// A random-weight model with the shapes, types and metadata of `like` (a model's header;
+/// a prefix of the file that holds it is enough): for speed and bit-identity checks at a
+/// real model's size where the real weights cannot be carried.
+pub fn random_like(like: &gguf::Header, seed: u64) -> Result<Vec<u8>> {
+    let mut rng = SplitMix64(seed);
+    let tensors = like
+        .tensors
+        .iter()
+        .map(|t| {
+            let n = t.n_elements() as usize;
+            let data = if t.dims.len() == 1 && t.ty == TensorType::F32 {
+                (0..n).flat_map(|_| (1.0 + 0.2 * rng.uniform()).to_le_bytes()).collect()
+            } else {
+                random_tensor(&mut rng, t.ty, n, 1.0 / (t.row_len() as f32).sqrt())
+            };
+            TensorData { name: t.name.clone(), dims: t.dims.clone(), ty: t.ty, data }
+        })
+        .collect::<Vec<_>>();
+    gguf::write(&like.metadata, &tensors)
+}

@@ -127,13 +127,18 @@ enum Cmd {
         #[arg(long)]
         profile: bool,
     },
-    /// Write the tiny random-weight test model.
+    /// Write the tiny random-weight test model, or with `--like` a random-weight model of a
+    /// real model's shapes.
     Tiny {
-        #[arg(long, value_enum)]
-        arch: ArchArg,
+        #[arg(long, value_enum, required_unless_present = "like")]
+        arch: Option<ArchArg>,
         /// A real GGUF whose tokenizer the tiny model takes.
-        #[arg(long)]
-        tokenizer_from: PathBuf,
+        #[arg(long, required_unless_present = "like")]
+        tokenizer_from: Option<PathBuf>,
+        /// A real GGUF (its header is enough) whose metadata, tensor names, types and shapes
+        /// the model copies, with random weights.
+        #[arg(long, conflicts_with_all = ["arch", "tokenizer_from"])]
+        like: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
@@ -563,15 +568,20 @@ fn run(cmd: Cmd) -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Tiny { arch, tokenizer_from, out, seed } => {
-            let src =
-                std::fs::read(&tokenizer_from).map_err(|e| Error::Io(format!("{}: {e}", tokenizer_from.display())))?;
-            let header = edgeproof::gguf::parse_header(&src)?;
-            let arch = match arch {
-                ArchArg::Llama => Arch::Llama,
-                ArchArg::Gemma3 => Arch::Gemma3,
+        Cmd::Tiny { arch, tokenizer_from, like, out, seed } => {
+            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())));
+            let bytes = match (arch, tokenizer_from, like) {
+                (_, _, Some(like)) => edgeproof::tiny::random_like(&edgeproof::gguf::parse_header(&read(&like)?)?, seed)?,
+                (Some(arch), Some(src), None) => {
+                    let header = edgeproof::gguf::parse_header(&read(&src)?)?;
+                    let arch = match arch {
+                        ArchArg::Llama => Arch::Llama,
+                        ArchArg::Gemma3 => Arch::Gemma3,
+                    };
+                    edgeproof::tiny::tiny_model(arch, &header.metadata, seed)?
+                }
+                _ => return Err(Error::InvalidArgument("tiny needs --arch and --tokenizer-from, or --like".into())),
             };
-            let bytes = edgeproof::tiny::tiny_model(arch, &header.metadata, seed)?;
             std::fs::write(&out, &bytes).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
             println!("{}", out.display());
             Ok(true)
