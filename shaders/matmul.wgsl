@@ -18,6 +18,11 @@ override WG: u32 = 64u;
 // end repeat the last one, and are not stored.
 override XR: u32;
 override WO: u32;
+// Invocations that share one tile, each taking every LANES-th block (split-K); their sums
+// are added in the workgroup (exact, so the order does not matter). 1 on CPU adapters, where
+// fewer, longer invocations run faster; on GPUs a decode step's few outputs need many
+// invocations each to fill the machine.
+override LANES: u32 = 1u;
 
 struct Params {
     // Row length K (a multiple of 32) and blocks of 32 per row.
@@ -46,13 +51,53 @@ struct Params {
 
 const ONES: u32 = 0x01010101u;
 
+// Each invocation's partial sums, for the split-K reduction (WG · XR · WO ≤ 512).
+var<workgroup> part: array<vec2<u32>, 512>;
+
+// Workgroups along z continue those along x (more than 65 535 tiles of outputs).
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j0 = gid.x * WO;
-    let i0 = gid.y * XR;
-    if j0 >= p.rows || i0 >= p.n {
-        return;
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let lane = lid % LANES;
+    let j0 = ((wid.z * nwg.x + wid.x) * (WG / LANES) + lid / LANES) * WO;
+    let i0 = wid.y * XR;
+    var a: array<vec2<u32>, 8>;
+    for (var t = 0u; t < XR * WO; t++) {
+        a[t] = vec2<u32>(0u, 0u);
     }
+    let live = j0 < p.rows && i0 < p.n;
+    if live {
+        tile_sums(j0, i0, lane, &a);
+    }
+    if LANES > 1u {
+        for (var t = 0u; t < XR * WO; t++) {
+            part[lid * XR * WO + t] = a[t];
+        }
+        workgroupBarrier();
+        if lane == 0u {
+            for (var l = 1u; l < LANES; l++) {
+                for (var t = 0u; t < XR * WO; t++) {
+                    a[t] = i64_add(a[t], part[(lid + l) * XR * WO + t]);
+                }
+            }
+        }
+    }
+    if live && lane == 0u {
+        for (var r = 0u; r < XR; r++) {
+            for (var c = 0u; c < WO; c++) {
+                if i0 + r < p.n && j0 + c < p.rows {
+                    acc[(i0 + r) * p.out_cols + p.row0 + j0 + c] = a[r * WO + c];
+                }
+            }
+        }
+    }
+}
+
+// The sums of the tile at outputs j0.., x rows i0.., over blocks lane, lane + LANES, ...
+fn tile_sums(j0: u32, i0: u32, lane: u32, a: ptr<function, array<vec2<u32>, 8>>) {
     // x row (in x) and grid of tile row r; weight row of tile output c.
     var xr: array<u32, 4>;
     var grid: array<i32, 4>;
@@ -65,11 +110,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         jr[c] = min(j0 + c, p.rows - 1u);
     }
     // Sum of tile row r, output c at r·WO + c.
-    var a: array<vec2<u32>, 8>;
-    for (var t = 0u; t < XR * WO; t++) {
-        a[t] = vec2<u32>(0u, 0u);
-    }
-    for (var s = 0u; s < p.nb; s++) {
+    for (var s = lane; s < p.nb; s += LANES) {
         if TYPE == T_F32 || TYPE == T_F16 {
             // F16 / F32: s_b · w_m · qx per element, at w_e + E_b.
             for (var c = 0u; c < WO; c++) {
@@ -80,7 +121,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                         let word = xq[(xr[r] * p.nb + s) * 2u + k / 16u][(k / 4u) % 4u];
                         let qx = (bitcast<i32>(word) << (24u - 8u * (k % 4u))) >> 24u;
                         let t = i64_shl_s(i64_mul(we.x, qx * xb.y), we.y + xb.x - grid[r]);
-                        a[r * WO + c] = i64_add(a[r * WO + c], t);
+                        (*a)[r * WO + c] = i64_add((*a)[r * WO + c], t);
                     }
                 }
             }
@@ -122,18 +163,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                     // |dot| < 2^18, s_b <= 130: the products with s_b fit in 32 bits.
                     let t = r * WO + c;
                     let t1 = i64_add(i64_mul(o[c].a0, sb * d0), i64_mul(o[c].a1, sb * d1));
-                    a[t] = i64_add(a[t], i64_shl_s(t1, o[c].ea + xb.x - grid[r]));
+                    (*a)[t] = i64_add((*a)[t], i64_shl_s(t1, o[c].ea + xb.x - grid[r]));
                     if o[c].b != 0 {
-                        a[t] = i64_add(a[t], i64_shl_s(i64_mul(o[c].b, sb * xb.z), o[c].eb + xb.x - grid[r]));
+                        (*a)[t] = i64_add((*a)[t], i64_shl_s(i64_mul(o[c].b, sb * xb.z), o[c].eb + xb.x - grid[r]));
                     }
                 }
-            }
-        }
-    }
-    for (var r = 0u; r < XR; r++) {
-        for (var c = 0u; c < WO; c++) {
-            if i0 + r < p.n && j0 + c < p.rows {
-                acc[(i0 + r) * p.out_cols + p.row0 + j0 + c] = a[r * WO + c];
             }
         }
     }

@@ -15,23 +15,28 @@ use edgeproof::tiny::SplitMix64;
 use gpu_inputs::{random_act, same, test_config, weight_file};
 use std::rc::Rc;
 
-/// Both dot-product paths: the adapter's `dot4I8Packed` (where it has it) and the emulation.
+/// Both dot-product paths (the adapter's `dot4I8Packed` where it has it, and the emulation)
+/// and both matrix product layouts (one invocation per tile, and split-K).
 fn gpus() -> Vec<GpuOps> {
     gpus_for(&test_config())
 }
 
 fn gpus_for(cfg: &Config) -> Vec<GpuOps> {
-    [false, true]
+    [(false, false), (true, false), (false, true)]
         .into_iter()
-        .map(|emulate_dot4| {
-            let ctx = GpuContext::new_blocking(GpuOptions { emulate_dot4, ..Default::default() }).unwrap_or_else(|e| {
+        .map(|(emulate_dot4, split_k)| {
+            let opts = GpuOptions { emulate_dot4, split_k: Some(split_k), ..Default::default() };
+            let ctx = GpuContext::new_blocking(opts).unwrap_or_else(|e| {
                 panic!(
                     "no usable GPU adapter ({e}). Natively the tests run on Mesa's lavapipe: \
                      apt-get install mesa-vulkan-drivers (and, if several drivers are installed, \
                      VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)"
                 )
             });
-            eprintln!("adapter: {} ({:?}), dot4I8Packed: {}", ctx.adapter.name, ctx.adapter.backend, ctx.dot4_packed);
+            eprintln!(
+                "adapter: {} ({:?}), dot4I8Packed: {}, split-K: {}",
+                ctx.adapter.name, ctx.adapter.backend, ctx.dot4_packed, ctx.split_k
+            );
             GpuOps::new(Rc::new(ctx), cfg).expect("GPU ops")
         })
         .collect()
@@ -79,7 +84,12 @@ fn matmul_equals_cpu_for_every_type() {
                     let gx = g.upload(&x).expect("upload");
                     let got = g.try_matmul(&gx, &gw).and_then(|y| g.download(&y)).expect("gpu matmul");
                     same(
-                        &format!("matmul {} n={n} k={k} m={m} dot4 packed={}", ty.name(), g.ctx.dot4_packed),
+                        &format!(
+                            "matmul {} n={n} k={k} m={m} dot4 packed={} split-K={}",
+                            ty.name(),
+                            g.ctx.dot4_packed,
+                            g.ctx.split_k
+                        ),
                         &got,
                         &want,
                     );
@@ -332,7 +342,9 @@ fn weights_split_into_chunks_equal_cpu_and_limits_are_typed_errors() {
     let mut cpu = cpu();
     let mut rng = SplitMix64(9);
     for emulate_dot4 in [false, true] {
-        let ctx = GpuContext::new_blocking(GpuOptions { emulate_dot4, max_binding: 16 << 10 }).expect("adapter");
+        let ctx =
+            GpuContext::new_blocking(GpuOptions { emulate_dot4, max_binding: 16 << 10, split_k: Some(emulate_dot4) })
+                .expect("adapter");
         let mut g = GpuOps::new(Rc::new(ctx), &test_config()).expect("GPU ops");
         for (ty, k, m) in [(TensorType::Q8_0, 256, 150), (TensorType::Q6K, 512, 120), (TensorType::F32, 64, 150)] {
             let f = weight_file(&mut rng, ty, m, k);

@@ -571,7 +571,9 @@ fn run(cmd: Cmd) -> Result<bool> {
         Cmd::Tiny { arch, tokenizer_from, like, out, seed } => {
             let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())));
             let bytes = match (arch, tokenizer_from, like) {
-                (_, _, Some(like)) => edgeproof::tiny::random_like(&edgeproof::gguf::parse_header(&read(&like)?)?, seed)?,
+                (_, _, Some(like)) => {
+                    edgeproof::tiny::random_like(&edgeproof::gguf::parse_header(&read(&like)?)?, seed)?
+                }
                 (Some(arch), Some(src), None) => {
                     let header = edgeproof::gguf::parse_header(&read(&src)?)?;
                     let arch = match arch {

@@ -13,11 +13,12 @@ const DOT4_EMULATED: &str = include_str!("../../../shaders/dot4_emulated.wgsl");
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Quantize,
-    /// x rows by outputs per invocation: `matmul.wgsl`'s tile.
+    /// x rows by outputs per tile, and invocations per tile (split-K): `matmul.wgsl`.
     Matmul {
         ty: TensorType,
         x_rows: u32,
         outputs: u32,
+        lanes: u32,
     },
     Normalize,
     Embed(TensorType),
@@ -45,7 +46,10 @@ impl fmt::Display for Kernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Kernel::Quantize => write!(f, "quantize"),
-            Kernel::Matmul { ty, x_rows, outputs } => write!(f, "matmul[{}][{x_rows}x{outputs}]", ty.name()),
+            Kernel::Matmul { ty, x_rows, outputs, lanes: 1 } => write!(f, "matmul[{}][{x_rows}x{outputs}]", ty.name()),
+            Kernel::Matmul { ty, x_rows, outputs, lanes } => {
+                write!(f, "matmul[{}][{x_rows}x{outputs}/{lanes}]", ty.name())
+            }
             Kernel::Normalize => write!(f, "normalize"),
             Kernel::Embed(t) => write!(f, "embed[{}]", t.name()),
             Kernel::RmsNorm => write!(f, "rms_norm"),
@@ -93,8 +97,8 @@ impl KernelKey {
     /// Override constants.
     pub fn constants(&self) -> Vec<(&'static str, f64)> {
         match self.kernel {
-            Kernel::Matmul { ty, x_rows, outputs } => {
-                vec![("TYPE", ty as u32 as f64), ("XR", x_rows as f64), ("WO", outputs as f64)]
+            Kernel::Matmul { ty, x_rows, outputs, lanes } => {
+                vec![("TYPE", ty as u32 as f64), ("XR", x_rows as f64), ("WO", outputs as f64), ("LANES", lanes as f64)]
             }
             Kernel::Embed(t) => vec![("TYPE", t as u32 as f64)],
             Kernel::Rope { neox } => vec![("NEOX", neox as u32 as f64)],

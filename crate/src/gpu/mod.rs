@@ -23,6 +23,8 @@ use wgpu::util::DeviceExt;
 
 /// Environment variable that forces the emulated int8 dot product (`1`).
 pub const EMULATE_DOT4_ENV: &str = "EDGEPROOF_GPU_EMULATE_DOT4";
+/// Environment variable that forces split-K matrix products on (`1`) or off (`0`).
+pub const SPLIT_K_ENV: &str = "EDGEPROOF_GPU_SPLIT_K";
 
 /// The WebGPU spec's default limits: the budget every kernel is written for.
 pub const MAX_BINDING: u64 = 128 << 20;
@@ -36,18 +38,25 @@ pub struct GpuOptions {
     /// Largest buffer bound to a kernel; weights are split into chunks of rows below it.
     /// [`MAX_BINDING`] unless a test wants many chunks of a small tensor.
     pub max_binding: u64,
+    /// Split each matrix product's blocks over several invocations per output (`None`: on
+    /// every adapter but a CPU one). The results are the same bits either way.
+    pub split_k: Option<bool>,
 }
 
 impl Default for GpuOptions {
     fn default() -> GpuOptions {
-        GpuOptions { emulate_dot4: false, max_binding: MAX_BINDING }
+        GpuOptions { emulate_dot4: false, max_binding: MAX_BINDING, split_k: None }
     }
 }
 
 impl GpuOptions {
-    /// Options from the environment ([`EMULATE_DOT4_ENV`]).
+    /// Options from the environment ([`EMULATE_DOT4_ENV`], [`SPLIT_K_ENV`]).
     pub fn from_env() -> GpuOptions {
-        GpuOptions { emulate_dot4: std::env::var(EMULATE_DOT4_ENV).is_ok_and(|v| v == "1"), ..Default::default() }
+        GpuOptions {
+            emulate_dot4: std::env::var(EMULATE_DOT4_ENV).is_ok_and(|v| v == "1"),
+            split_k: std::env::var(SPLIT_K_ENV).ok().map(|v| v == "1"),
+            ..Default::default()
+        }
     }
 }
 
@@ -74,6 +83,8 @@ pub struct GpuContext {
     pub adapter: wgpu::AdapterInfo,
     /// Whether kernels use WGSL's `dot4I8Packed` (else the emulation).
     pub dot4_packed: bool,
+    /// Whether matrix products split their blocks over several invocations per output.
+    pub split_k: bool,
     /// Largest buffer bound to a kernel (at most [`MAX_BINDING`]).
     pub max_binding: u64,
     /// How dispatches are timed while a profile is recorded (`None`: made without profiling).
@@ -180,11 +191,13 @@ impl GpuContext {
             record(&slot, Error::DeviceLost(format!("{reason:?}: {msg}")));
         });
         let packed = instance.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
+        let info = adapter.get_info();
         Ok(GpuContext {
             device,
             queue,
-            adapter: adapter.get_info(),
             dot4_packed: packed && !opts.emulate_dot4,
+            split_k: opts.split_k.unwrap_or(info.device_type != wgpu::DeviceType::Cpu),
+            adapter: info,
             max_binding: opts.max_binding.min(MAX_BINDING),
             timer,
             pipelines: RefCell::new(HashMap::new()),

@@ -104,14 +104,17 @@ fn pad_block(ty: TensorType, b: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// matmul.wgsl's tile for `n` x rows: (x rows, outputs) per invocation. A decode step loads
-/// each x block once for 8 outputs (about a fifth faster on lavapipe than once per output);
-/// prefill decodes each weight sub-block once for 4 x rows.
-fn matmul_tile(n: usize) -> (u32, u32) {
-    if n == 1 {
-        (1, 8)
-    } else {
-        (4, 1)
+/// matmul.wgsl's tile for `n` x rows: (x rows, outputs, invocations per tile). On a CPU
+/// adapter one invocation makes a tile: a decode step loads each x block once for 8 outputs
+/// (about a fifth faster on lavapipe than once per output), prefill decodes each weight
+/// sub-block once for 4 x rows. With `split_k`, for GPUs, invocations share a tile's blocks,
+/// so that a decode step's 576 outputs still make thousands of invocations.
+fn matmul_tile(n: usize, split_k: bool) -> (u32, u32, u32) {
+    match (n == 1, split_k) {
+        (true, false) => (1, 8, 1),
+        (false, false) => (4, 1, 1),
+        (true, true) => (1, 1, 16),
+        (false, true) => (4, 1, 4),
     }
 }
 
@@ -287,8 +290,8 @@ impl GpuOps {
                 e: self.ctx.storage("act.e", (n * 4) as u64)?,
             }
         };
-        let (x_rows, outputs) = matmul_tile(n);
-        let kernel = Kernel::Matmul { ty: *ty, x_rows, outputs };
+        let (x_rows, outputs, lanes) = matmul_tile(n, self.ctx.split_k);
+        let kernel = Kernel::Matmul { ty: *ty, x_rows, outputs, lanes };
         self.recorded(|s, enc| {
             let p = [k as u32, nb as u32, k as u32, k as u32 / 4, 0, nb as u32, 0];
             s.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, &xq, &xblk, &emax], [n as u32, 1, 1])?;
@@ -297,8 +300,10 @@ impl GpuOps {
                 for c in chunks {
                     let (rows, row0) = (c.rows as u32, c.row0 as u32);
                     let p = [k as u32, nb as u32, rows, row0, m as u32, b as u32, *max_exp as u32, r0 as u32];
-                    // matmul.wgsl: 64 invocations per workgroup.
-                    let groups = [c.rows.div_ceil(64 * outputs as usize) as u32, b.div_ceil(x_rows as usize) as u32, 1];
+                    // matmul.wgsl: 64 invocations per workgroup; past 65 535, workgroups go on along z.
+                    let tiles = c.rows.div_ceil(outputs as usize).div_ceil(64 / lanes as usize);
+                    let z = tiles.div_ceil(super::MAX_WORKGROUPS as usize);
+                    let groups = [tiles.div_ceil(z) as u32, b.div_ceil(x_rows as usize) as u32, z as u32];
                     s.ctx.dispatch(enc, kernel, &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
                 }
                 let p = [m as u32, m as u32, 1, ROW_BITS, (max_exp - 8) as u32, r0 as u32];

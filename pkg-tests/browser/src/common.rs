@@ -29,11 +29,12 @@ pub async fn context(opts: GpuOptions) -> GpuContext {
     })
 }
 
-/// Both dot-product paths: `dot4I8Packed` (Chromium has it) and the emulation.
+/// Both dot-product paths (`dot4I8Packed`, which Chromium has, and the emulation) and both
+/// matrix product layouts (one invocation per tile, and split-K).
 pub async fn gpus_for(cfg: &Config) -> Vec<GpuOps> {
     let mut out = Vec::new();
-    for emulate_dot4 in [false, true] {
-        let ctx = context(GpuOptions { emulate_dot4, ..Default::default() }).await;
+    for (emulate_dot4, split_k) in [(false, false), (true, false), (false, true)] {
+        let ctx = context(GpuOptions { emulate_dot4, split_k: Some(split_k), ..Default::default() }).await;
         out.push(GpuOps::new(Rc::new(ctx), cfg).expect("GPU ops"));
     }
     out

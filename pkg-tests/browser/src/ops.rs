@@ -247,7 +247,8 @@ async fn weights_split_into_chunks_equal_cpu_and_limits_are_typed_errors() {
     // 180 MB embedding is split under the WebGPU default of 128 MiB.
     let (mut cpu, mut rng) = (cpu(), SplitMix64(9));
     for emulate_dot4 in [false, true] {
-        let ctx: GpuContext = context(GpuOptions { emulate_dot4, max_binding: 16 << 10 }).await;
+        let ctx: GpuContext =
+            context(GpuOptions { emulate_dot4, max_binding: 16 << 10, split_k: Some(emulate_dot4) }).await;
         let mut g = GpuOps::new(Rc::new(ctx), &test_config()).expect("GPU ops");
         for (ty, k, m) in [(TensorType::Q8_0, 256, 150), (TensorType::Q6K, 512, 120), (TensorType::F32, 64, 150)] {
             let f = weight_file(&mut rng, ty, m, k);
