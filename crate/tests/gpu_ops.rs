@@ -552,6 +552,28 @@ fn gpu_sessions_generate_what_the_cpu_generates() {
 }
 
 #[test]
+fn decode_steps_reuse_their_buffers() {
+    // The working buffers of a decode step go back to the context's pool: after the first
+    // steps, a step makes none (its only new buffers are the uploads of its token id and
+    // rope rows), and the logits stay the CPU's.
+    use edgeproof::engine::{ExactModel, GpuModel};
+    let f = tiny(Arch::Gemma3);
+    let cpu = ExactModel::load(&f).expect("cpu model");
+    let mut cpu = cpu.session();
+    let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
+    let gpu = GpuModel::load(&f, Rc::clone(&ctx)).expect("gpu model");
+    let mut s = gpu.session().expect("session");
+    let mut made = Vec::new();
+    for pos in 0..6 {
+        let id = [(pos * 7 + 5) as u32 % 40];
+        let got = s.eval_exact(&id, pos, 0..1).expect("gpu step");
+        assert_eq!(got, cpu.eval_exact(&id, pos, 0..1).expect("cpu step"), "logits at {pos}");
+        made.push(ctx.buffers_made());
+    }
+    assert!(made[1] > 0 && made[2..].iter().all(|&m| m == made[1]), "buffers made after each step: {made:?}");
+}
+
+#[test]
 fn profile_lists_every_kernel_of_a_decode_step() {
     // One decode step (the first token, so that every pipeline is compiled by this step alone)
     // profiled by timestamps where the adapter has them and by the wall clock: every kernel it

@@ -18,6 +18,7 @@ pub use profile::{KernelTime, Profile, Profiling, Timer};
 use crate::error::{Error, Result};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
@@ -60,6 +61,49 @@ impl GpuOptions {
     }
 }
 
+/// Free storage buffers by size.
+type Pool = RefCell<HashMap<u64, Vec<wgpu::Buffer>>>;
+
+/// Buffers above this size are not kept for reuse (prefill logits, say): rare, and large.
+const POOL_MAX: u64 = 16 << 20;
+
+/// Distinct uniform parameter blocks kept before the cache is emptied.
+const UNIFORMS_MAX: usize = 4096;
+
+/// A storage buffer. Those made by [`GpuContext::storage`] go back to the context's pool when
+/// dropped and are handed out again for the same size, so that a decode step reuses the
+/// buffers of the step before instead of creating its own. That is safe while commands
+/// recorded earlier still use one: pooled buffers are only written by GPU commands, which
+/// run in queue order, never by `write_buffer` or a mapping.
+pub struct Buf {
+    buf: wgpu::Buffer,
+    pool: Option<Rc<Pool>>,
+}
+
+impl std::ops::Deref for Buf {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        &self.buf
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        if let Some(pool) = &self.pool {
+            if let Ok(mut p) = pool.try_borrow_mut() {
+                p.entry(self.buf.size()).or_default().push(self.buf.clone());
+            }
+        }
+    }
+}
+
+impl Buf {
+    /// A buffer that is not returned to a pool (weights, uploads).
+    pub fn owned(buf: wgpu::Buffer) -> Buf {
+        Buf { buf, pool: None }
+    }
+}
+
 /// The first error wgpu reported outside an error scope (or a device loss), kept until checked.
 type ErrorSlot = Arc<Mutex<Option<Error>>>;
 
@@ -90,6 +134,12 @@ pub struct GpuContext {
     /// How dispatches are timed while a profile is recorded (`None`: made without profiling).
     pub timer: Option<Timer>,
     pipelines: RefCell<HashMap<KernelKey, wgpu::ComputePipeline>>,
+    pool: Rc<Pool>,
+    /// Storage buffers made for the pool so far (misses).
+    pooled_made: std::cell::Cell<u64>,
+    /// Uniform parameter blocks by content: immutable, so one made for an earlier step can
+    /// be bound again (most of a step's blocks repeat; positions change).
+    uniforms: RefCell<HashMap<Vec<u32>, wgpu::Buffer>>,
     errors: ErrorSlot,
     profile: RefCell<Option<profile::Recorder>>,
 }
@@ -201,6 +251,9 @@ impl GpuContext {
             max_binding: opts.max_binding.min(MAX_BINDING),
             timer,
             pipelines: RefCell::new(HashMap::new()),
+            pool: Rc::default(),
+            pooled_made: Default::default(),
+            uniforms: RefCell::default(),
             errors,
             profile: RefCell::new(None),
         })
@@ -312,23 +365,17 @@ impl GpuContext {
         Ok(())
     }
 
-    /// A storage buffer of `bytes` (at least 16), checked against the WebGPU default limits.
-    pub fn storage(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+    /// A storage buffer of `bytes` (at least 16), checked against the WebGPU default limits;
+    /// from the pool when one of that size is free. Its contents are undefined.
+    pub fn storage(&self, label: &str, bytes: u64) -> Result<Buf> {
         let size = bytes.max(16).next_multiple_of(4);
         self.fits(label, size)?;
-        self.scoped(Error::Gpu, || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })
+        self.pooled(label, size)
     }
 
     /// A storage buffer larger than one binding (up to the WebGPU default of 256 MiB per
     /// buffer), bound in ranges of rows.
-    pub fn storage_large(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+    pub fn storage_large(&self, label: &str, bytes: u64) -> Result<Buf> {
         let size = bytes.max(16).next_multiple_of(4);
         if size > MAX_BUFFER {
             return Err(Error::MissingLimit {
@@ -337,29 +384,64 @@ impl GpuContext {
                 have: MAX_BUFFER,
             });
         }
-        self.scoped(Error::Gpu, || {
+        self.pooled(label, size)
+    }
+
+    fn pooled(&self, label: &str, size: u64) -> Result<Buf> {
+        let free = self.pool.borrow_mut().get_mut(&size).and_then(|v| v.pop());
+        if let Some(buf) = free {
+            return Ok(Buf { buf, pool: Some(Rc::clone(&self.pool)) });
+        }
+        self.pooled_made.set(self.pooled_made.get() + 1);
+        let buf = self.scoped(Error::Gpu, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
-        })
+        })?;
+        Ok(Buf { buf, pool: (size <= POOL_MAX).then(|| Rc::clone(&self.pool)) })
+    }
+
+    /// How many working buffers [`GpuContext::storage`] has had to make: once a decode step
+    /// has run, the next ones make none.
+    pub fn buffers_made(&self) -> u64 {
+        self.pooled_made.get()
     }
 
     /// A storage buffer holding `data` (padded to at least 16 bytes, a multiple of 4).
-    pub fn storage_init(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
+    pub fn storage_init(&self, label: &str, data: &[u8]) -> Result<Buf> {
         let size = (data.len() as u64).max(16).next_multiple_of(4);
         self.fits(label, size)?;
         let mut bytes = data.to_vec();
         bytes.resize(size as usize, 0);
-        self.scoped(Error::Gpu, || {
+        let buf = self.scoped(Error::Gpu, || {
             self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: &bytes,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             })
-        })
+        })?;
+        Ok(Buf::owned(buf))
+    }
+
+    /// The uniform buffer holding `words`, made once per distinct content.
+    fn uniform(&self, words: &[u32]) -> wgpu::Buffer {
+        let mut cache = self.uniforms.borrow_mut();
+        if let Some(b) = cache.get(words) {
+            return b.clone();
+        }
+        if cache.len() >= UNIFORMS_MAX {
+            cache.clear();
+        }
+        let b = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("params"),
+            contents: bytemuck::cast_slice(words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        cache.insert(words.to_vec(), b.clone());
+        b
     }
 
     /// Record one dispatch of `kernel` with a uniform parameter block (binding 0) and
@@ -399,11 +481,7 @@ impl GpuContext {
         // Uniform blocks are sized in multiples of 16 bytes.
         let mut words = params.to_vec();
         words.resize(params.len().next_multiple_of(4).max(4), 0);
-        let ubuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let ubuf = self.uniform(&words);
         let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: ubuf.as_entire_binding() }];
         for (i, resource) in buffers.into_iter().enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });

@@ -1,7 +1,7 @@
 //! The exact op set on the GPU: activations stay in device buffers (i32 mantissas and one
 //! exponent per row, as [`IMat`]); weights are uploaded once as their GGUF bytes.
 
-use super::{GpuContext, Kernel};
+use super::{Buf, GpuContext, Kernel};
 use crate::backend::exact::{ExactWeight, IMat, MatrixData};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
@@ -15,13 +15,13 @@ use std::rc::Rc;
 pub struct GpuAct {
     pub rows: usize,
     pub cols: usize,
-    pub m: wgpu::Buffer,
-    pub e: wgpu::Buffer,
+    pub m: Buf,
+    pub e: Buf,
 }
 
 /// A slice of a matrix's rows in one buffer (each within the 128 MiB binding limit).
 pub struct Chunk {
-    pub buf: wgpu::Buffer,
+    pub buf: Buf,
     pub row0: usize,
     pub rows: usize,
 }
@@ -30,7 +30,7 @@ pub enum GpuWeight {
     /// The GGUF bytes of whole rows, split into chunks that fit a binding.
     Matrix { rows: usize, cols: usize, ty: TensorType, max_exp: i32, chunks: Vec<Chunk> },
     /// A norm weight: mantissas (|m| < 2^30) and one exponent, as the CPU computes them.
-    Vector { len: usize, m: wgpu::Buffer, e: i32 },
+    Vector { len: usize, m: Buf, e: i32 },
 }
 
 impl GpuWeight {
@@ -72,8 +72,8 @@ impl GpuWeight {
 /// One layer's KV cache: per position, K then V as packed int8 words, and per block
 /// (exponent, scale, Σq, 0), for `cap` positions of which `len` are filled.
 struct KvCache {
-    words: wgpu::Buffer,
-    blocks: wgpu::Buffer,
+    words: Buf,
+    blocks: Buf,
     cap: usize,
     len: usize,
 }
@@ -123,13 +123,16 @@ fn matmul_tile(n: usize, split_k: bool) -> (u32, u32, u32) {
 pub struct GpuOps {
     pub ctx: Rc<GpuContext>,
     caches: Vec<Option<KvCache>>,
-    exp2: wgpu::Buffer,
+    exp2: Buf,
     /// Ops recorded since the last submission.
     enc: Option<wgpu::CommandEncoder>,
     /// Device copies of the residual stream after each block, when recording.
     residuals: Option<Vec<GpuAct>>,
     /// (cos, sin) in Q30 per position, keyed by (base bits, head size): built on the CPU.
     rope: HashMap<(u32, usize), Vec<[i32; 2]>>,
+    /// The rows of those tables last uploaded, keyed by (base bits, head size, first
+    /// position, rows): every layer of a forward pass binds the same ones.
+    rope_rows: HashMap<(u32, usize, usize, usize), Buf>,
 }
 
 fn i32_bytes(v: &[i32]) -> &[u8] {
@@ -147,6 +150,7 @@ impl GpuOps {
             enc: None,
             residuals: None,
             rope: HashMap::new(),
+            rope_rows: HashMap::new(),
         })
     }
 
@@ -216,7 +220,7 @@ impl GpuOps {
     }
 
     /// 64-bit accumulators for `rows × cols` values and `groups` exponents per row.
-    fn acc(&self, rows: usize, cols: usize, groups: usize) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    fn acc(&self, rows: usize, cols: usize, groups: usize) -> Result<(Buf, Buf)> {
         Ok((self.ctx.storage("acc", (rows * cols * 8) as u64)?, self.ctx.storage("acc.e", (rows * groups * 4) as u64)?))
     }
 
@@ -387,7 +391,7 @@ impl GpuOps {
         let (acc, gexp) = self.acc(rows, cols, 1)?;
         self.recorded(|s, enc| {
             let mut bufs = inputs.to_vec();
-            bufs.extend([&acc, &gexp]);
+            bufs.extend([&*acc, &*gexp]);
             s.ctx.dispatch(enc, kernel, p, &bufs, [width.div_ceil(64) as u32, rows as u32, 1])?;
             let out = s.normalize(enc, &acc, &gexp, rows, cols, cols, 0)?;
             Ok(out)
@@ -405,16 +409,24 @@ impl GpuOps {
             return Err(Error::InvalidArgument(format!("rope of heads of {head_dim} in rows of {}", x.cols)));
         }
         let half = head_dim / 2;
-        let table = self.rope.entry((base.to_bits(), head_dim)).or_default();
-        while table.len() < (pos0 + x.rows) * half {
-            let pos = table.len() / half;
-            table.extend(rope_cos_sin(base, head_dim, pos).into_iter().map(|(c, s)| [c, s]));
+        let key = (base.to_bits(), head_dim, pos0, x.rows);
+        if !self.rope_rows.contains_key(&key) {
+            let table = self.rope.entry((base.to_bits(), head_dim)).or_default();
+            while table.len() < (pos0 + x.rows) * half {
+                let pos = table.len() / half;
+                table.extend(rope_cos_sin(base, head_dim, pos).into_iter().map(|(c, s)| [c, s]));
+            }
+            let rows = &table[pos0 * half..(pos0 + x.rows) * half];
+            let cs = self.ctx.storage_init("rope", bytemuck::cast_slice(rows))?;
+            // A new forward pass: the last one's rows are not needed again.
+            self.rope_rows.retain(|k, _| k.2 == pos0);
+            self.rope_rows.insert(key, cs);
         }
-        let rows = &table[pos0 * half..(pos0 + x.rows) * half];
-        let cs = self.ctx.storage_init("rope", bytemuck::cast_slice(rows))?;
+        let cs: wgpu::Buffer = (*self.rope_rows[&key]).clone();
         let p = [x.cols as u32, x.rows as u32, head_dim as u32];
         let kernel = Kernel::Rope { neox: kind == RopeKind::Neox };
-        self.elementwise(kernel, &p, &[&x.m, &x.e, &cs], x.rows, x.cols, x.cols / 2)
+        let bufs: [&wgpu::Buffer; 3] = [&x.m, &x.e, &cs];
+        self.elementwise(kernel, &p, &bufs, x.rows, x.cols, x.cols / 2)
     }
 
     fn try_gated(&mut self, gate: &GpuAct, up: &GpuAct, gelu: bool) -> Result<GpuAct> {
@@ -436,7 +448,7 @@ impl GpuOps {
         }
         let out = self.act(x.rows, x.cols)?;
         self.recorded(|s, enc| {
-            let bufs = [&x.m, &x.e, &y.m, &y.e, &out.m, &out.e];
+            let bufs: [&wgpu::Buffer; 6] = [&x.m, &x.e, &y.m, &y.e, &out.m, &out.e];
             s.ctx.dispatch(enc, Kernel::Add, &[x.cols as u32], &bufs, [x.rows as u32, 1, 1])?;
             Ok(out)
         })
@@ -520,9 +532,11 @@ impl GpuOps {
         let q8 = self.ctx.storage("attn.q", (n * q_cols) as u64)?;
         let qblk = self.ctx.storage("attn.qblk", (n * p.n_head * nbh * 16) as u64)?;
         let emax = self.ctx.storage("attn.emax", (n * 4) as u64)?;
-        // Scores of every visible position, per row and head.
+        // Scores of every visible position, per row and head; sized for the cache's capacity,
+        // so that decode steps until it grows reuse one buffer.
         let npos = pos0 + n;
-        let scores = self.ctx.storage("attn.scores", (n * p.n_head * npos * 8) as u64)?;
+        let cap = self.caches[p.layer].as_ref().map_or(npos, |c| c.cap);
+        let scores = self.ctx.storage("attn.scores", (n * p.n_head * cap * 8) as u64)?;
         let (acc, gexp) = self.acc(n, q_cols, p.n_head)?;
         let exp2 = self.exp2.clone();
         self.recorded(|s, enc| {
@@ -603,7 +617,7 @@ impl GpuOps {
                     mapped_at_creation: false,
                 })
             };
-            GpuAct { rows, cols, m: dummy("failed.m"), e: dummy("failed.e") }
+            GpuAct { rows, cols, m: Buf::owned(dummy("failed.m")), e: Buf::owned(dummy("failed.e")) }
         })
     }
 }
