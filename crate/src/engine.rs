@@ -195,15 +195,27 @@ impl Engine for GpuSession<'_> {
     /// Greedy on the device: the argmax kernel (ties to the lowest id, as on the CPU) reads
     /// back 4 bytes; sampled tokens read the logits row back.
     fn next_token(&mut self, ids: &[u32], pos0: usize, params: &SamplingParams, step: u64) -> Result<u32> {
-        if !params.is_greedy() {
-            return sample_last(self, ids, pos0, params, step);
-        }
+        Ok(self.pick(ids, pos0, params, step, false)?.0)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl GpuSession<'_> {
+    /// [`Engine::next_token`], and with `residuals` the residual streams recorded since the
+    /// last take, read back together with the token.
+    pub fn pick(
+        &mut self,
+        ids: &[u32],
+        pos0: usize,
+        params: &SamplingParams,
+        step: u64,
+        residuals: bool,
+    ) -> Result<(u32, Vec<IMat>)> {
         let m = self.model;
         let n = ids.len();
         let y = forward(&mut self.ops, &m.cfg, &m.weights, ids, pos0, n.saturating_sub(1)..n)?;
-        let id = self.ops.argmax(&y)?.first().copied();
         self.ops.check()?;
-        id.ok_or_else(|| Error::InvalidArgument("argmax of no logits".into()))
+        pollster::block_on(self.ops.next_token_async(&y, params, step, residuals))
     }
 }
 

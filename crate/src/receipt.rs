@@ -441,6 +441,17 @@ fn now_ms() -> f64 {
 pub trait Recording: Engine {
     fn record_residuals(&mut self);
     fn take_residuals(&mut self) -> Result<Vec<IMat>>;
+    /// [`Engine::next_token`] and the residual streams of its forward pass.
+    fn next_token_recorded(
+        &mut self,
+        ids: &[u32],
+        pos0: usize,
+        params: &SamplingParams,
+        step: u64,
+    ) -> Result<(u32, Vec<IMat>)> {
+        let t = self.next_token(ids, pos0, params, step)?;
+        Ok((t, self.take_residuals()?))
+    }
     /// Where it runs, for the receipt's [`Meta`]: backend and adapter.
     fn backend(&self) -> (String, Option<String>);
 }
@@ -465,6 +476,16 @@ impl Recording for crate::engine::GpuSession<'_> {
     fn take_residuals(&mut self) -> Result<Vec<IMat>> {
         crate::engine::GpuSession::take_residuals(self)
     }
+    /// One readback per token: the picked id and the residual streams together.
+    fn next_token_recorded(
+        &mut self,
+        ids: &[u32],
+        pos0: usize,
+        params: &SamplingParams,
+        step: u64,
+    ) -> Result<(u32, Vec<IMat>)> {
+        self.pick(ids, pos0, params, step, true)
+    }
     fn backend(&self) -> (String, Option<String>) {
         ("gpu".into(), Some(self.adapter()))
     }
@@ -484,8 +505,20 @@ impl Engine for Digesting<'_> {
     fn eval(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
         let logits = self.inner.eval(ids, pos0, out_rows)?;
         let res = self.inner.take_residuals()?;
-        self.steps.push(res.iter().enumerate().map(|(l, x)| residual_digest(l, pos0, x, 0..x.rows)).collect());
+        self.push(pos0, &res);
         Ok(logits)
+    }
+
+    fn next_token(&mut self, ids: &[u32], pos0: usize, params: &SamplingParams, step: u64) -> Result<u32> {
+        let (t, res) = self.inner.next_token_recorded(ids, pos0, params, step)?;
+        self.push(pos0, &res);
+        Ok(t)
+    }
+}
+
+impl Digesting<'_> {
+    fn push(&mut self, pos0: usize, res: &[IMat]) {
+        self.steps.push(res.iter().enumerate().map(|(l, x)| residual_digest(l, pos0, x, 0..x.rows)).collect());
     }
 }
 

@@ -552,6 +552,33 @@ fn gpu_sessions_generate_what_the_cpu_generates() {
 }
 
 #[test]
+fn a_recorded_token_is_one_readback() {
+    // What a receipt needs per token, the picked id and every layer's residual stream, comes
+    // back in one mapping, greedy or sampled; the residuals are the CPU's.
+    use edgeproof::engine::{Engine, ExactModel, GpuModel};
+    use edgeproof::sampling::SamplingParams;
+    let f = tiny(Arch::Llama);
+    let cpu = ExactModel::load(&f).expect("cpu model");
+    let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
+    let gpu = GpuModel::load(&f, Rc::clone(&ctx)).expect("gpu model");
+    for params in [SamplingParams::greedy(), SamplingParams::new(0.9, 10, 0.95, 3).expect("params")] {
+        let (mut c, mut g) = (cpu.session(), gpu.session().expect("session"));
+        c.record_residuals();
+        g.record_residuals();
+        let (mut ids, mut pos0) = (vec![3u32, 9, 4], 0);
+        for step in 0..4 {
+            let before = ctx.readbacks();
+            let (t, res) = g.pick(&ids[pos0..], pos0, &params, step, true).expect("gpu token");
+            assert_eq!(ctx.readbacks() - before, 1, "readbacks for step {step}");
+            let want = c.next_token(&ids[pos0..], pos0, &params, step).expect("cpu token");
+            assert_eq!((t, res), (want, c.take_residuals()), "step {step} of {params:?}");
+            pos0 = ids.len();
+            ids.push(t);
+        }
+    }
+}
+
+#[test]
 fn decode_steps_reuse_their_buffers() {
     // The working buffers of a decode step go back to the context's pool: after the first
     // steps, a step makes none (its only new buffers are the uploads of its token id and

@@ -137,6 +137,8 @@ pub struct GpuContext {
     pool: Rc<Pool>,
     /// Storage buffers made for the pool so far (misses).
     pooled_made: std::cell::Cell<u64>,
+    /// Mappings read back so far.
+    readbacks: std::cell::Cell<u64>,
     /// Uniform parameter blocks by content: immutable, so one made for an earlier step can
     /// be bound again (most of a step's blocks repeat; positions change).
     uniforms: RefCell<HashMap<Vec<u32>, wgpu::Buffer>>,
@@ -253,6 +255,7 @@ impl GpuContext {
             pipelines: RefCell::new(HashMap::new()),
             pool: Rc::default(),
             pooled_made: Default::default(),
+            readbacks: Default::default(),
             uniforms: RefCell::default(),
             errors,
             profile: RefCell::new(None),
@@ -410,6 +413,11 @@ impl GpuContext {
         self.pooled_made.get()
     }
 
+    /// How many times data has been read back from the device.
+    pub fn readbacks(&self) -> u64 {
+        self.readbacks.get()
+    }
+
     /// A storage buffer holding `data` (padded to at least 16 bytes, a multiple of 4).
     pub fn storage_init(&self, label: &str, data: &[u8]) -> Result<Buf> {
         let size = (data.len() as u64).max(16).next_multiple_of(4);
@@ -508,15 +516,28 @@ impl GpuContext {
 
     /// Read `bytes` from the start of `buf`, once the work submitted before is done.
     pub async fn read_async(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let size = bytes.max(4).next_multiple_of(4);
+        let mut parts = self.read_many_async(&[(buf, bytes)]).await?;
+        Ok(parts.pop().unwrap_or_default())
+    }
+
+    /// Read the leading bytes of several buffers with one staging buffer and one mapping (a
+    /// token's id and its residual streams come back together), once the work submitted
+    /// before is done.
+    pub async fn read_many_async(&self, parts: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
+        self.readbacks.set(self.readbacks.get() + 1);
+        let sizes: Vec<u64> = parts.iter().map(|&(_, b)| b.max(4).next_multiple_of(4)).collect();
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
-            size,
+            size: sizes.iter().sum::<u64>().max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let mut enc = self.encoder();
-        enc.copy_buffer_to_buffer(buf, 0, &staging, 0, size);
+        let mut at = 0;
+        for (&(buf, _), &size) in parts.iter().zip(&sizes) {
+            enc.copy_buffer_to_buffer(buf, 0, &staging, at, size);
+            at += size;
+        }
         self.queue.submit([enc.finish()]);
         let mapped = Mapped::default();
         let state = Arc::clone(&mapped.0);
@@ -535,7 +556,12 @@ impl GpuContext {
         self.check()?;
         mapped.map_err(|e| Error::Gpu(format!("map: {e}")))?;
         let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu(format!("map: {e}")))?;
-        let out = view[..bytes as usize].to_vec();
+        let mut out = Vec::with_capacity(parts.len());
+        let mut at = 0;
+        for (&(_, bytes), &size) in parts.iter().zip(&sizes) {
+            out.push(view[at..at + bytes as usize].to_vec());
+            at += size as usize;
+        }
         drop(view);
         staging.unmap();
         Ok(out)

@@ -8,6 +8,7 @@ use crate::gguf::TensorView;
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{attention_scale, exp2_table, f32_const, rope_cos_sin, ROW_BITS};
 use crate::quant::TensorType;
+use crate::sampling::{sample, SamplingParams};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -178,11 +179,7 @@ impl GpuOps {
     /// order, read back together.
     pub async fn take_residuals_async(&mut self) -> Result<Vec<IMat>> {
         let acts = self.residuals.as_mut().map(std::mem::take).unwrap_or_default();
-        let mut out = Vec::with_capacity(acts.len());
-        for a in &acts {
-            out.push(self.download_async(a).await?);
-        }
-        Ok(out)
+        self.read_acts(&[], &acts.iter().collect::<Vec<_>>()).await.map(|(_, mats)| mats)
     }
 
     /// [`GpuOps::take_residuals_async`], blocking (native only).
@@ -193,15 +190,65 @@ impl GpuOps {
 
     /// Read activations back (submitting the ops recorded so far).
     pub async fn download_async(&mut self, x: &GpuAct) -> Result<IMat> {
+        let (_, mut mats) = self.read_acts(&[], &[x]).await?;
+        mats.pop().ok_or_else(|| Error::Gpu("readback of nothing".into()))
+    }
+
+    /// Submit the ops recorded so far, then read `words` u32s from the start of each of
+    /// `small` and the activations `acts` back with one mapping.
+    async fn read_acts(
+        &mut self,
+        small: &[(&wgpu::Buffer, usize)],
+        acts: &[&GpuAct],
+    ) -> Result<(Vec<Vec<u32>>, Vec<IMat>)> {
         self.flush();
-        let m = self.ctx.read_async(&x.m, (x.rows * x.cols * 4) as u64).await?;
-        let e = self.ctx.read_async(&x.e, (x.rows * 4) as u64).await?;
-        Ok(IMat {
-            rows: x.rows,
-            cols: x.cols,
-            m: bytemuck::pod_collect_to_vec(&m),
-            e: bytemuck::pod_collect_to_vec(&e),
-        })
+        let mut parts: Vec<(&wgpu::Buffer, u64)> = small.iter().map(|&(b, words)| (b, words as u64 * 4)).collect();
+        for a in acts {
+            parts.push((&a.m, (a.rows * a.cols * 4) as u64));
+            parts.push((&a.e, (a.rows * 4) as u64));
+        }
+        let bytes = self.ctx.read_many_async(&parts).await?;
+        let (head, tail) = bytes.split_at(small.len());
+        let words = head.iter().map(|b| bytemuck::pod_collect_to_vec(b)).collect();
+        let mats = acts
+            .iter()
+            .zip(tail.chunks_exact(2))
+            .map(|(a, me)| IMat {
+                rows: a.rows,
+                cols: a.cols,
+                m: bytemuck::pod_collect_to_vec(&me[0]),
+                e: bytemuck::pod_collect_to_vec(&me[1]),
+            })
+            .collect();
+        Ok((words, mats))
+    }
+
+    /// The token after the last row of `logits` (the argmax kernel when greedy; seeded
+    /// sampling reads the row back and samples as the CPU does) and, with `residuals`, the
+    /// residual streams recorded since the last take, all with one readback.
+    pub async fn next_token_async(
+        &mut self,
+        logits: &GpuAct,
+        params: &SamplingParams,
+        step: u64,
+        residuals: bool,
+    ) -> Result<(u32, Vec<IMat>)> {
+        let acts = match (residuals, self.residuals.as_mut()) {
+            (true, Some(r)) => std::mem::take(r),
+            _ => Vec::new(),
+        };
+        let row = logits.rows.checked_sub(1).ok_or_else(|| Error::InvalidArgument("no logits to pick from".into()))?;
+        if !params.is_greedy() {
+            let all: Vec<&GpuAct> = acts.iter().chain([logits]).collect();
+            let (_, mut mats) = self.read_acts(&[], &all).await?;
+            let all = mats.pop().ok_or_else(|| Error::Gpu("logits readback".into()))?;
+            let last = all.to_f32().split_off(row * all.cols);
+            return Ok((sample(&last, params, step)?, mats));
+        }
+        let out = self.record_argmax(logits, row)?;
+        let (words, mats) = self.read_acts(&[(&out, 1)], &acts.iter().collect::<Vec<_>>()).await?;
+        let id = words.first().and_then(|w| w.first().copied());
+        Ok((id.ok_or_else(|| Error::Gpu("argmax readback".into()))?, mats))
     }
 
     /// [`GpuOps::download_async`], blocking (native only).
@@ -474,11 +521,18 @@ impl GpuOps {
     pub async fn argmax_async(&mut self, x: &GpuAct) -> Result<Vec<u32>> {
         let out = self.ctx.storage("argmax", (x.rows * 4) as u64)?;
         self.recorded(|s, enc| {
-            s.ctx.dispatch(enc, Kernel::Argmax, &[x.cols as u32], &[&x.m, &out], [x.rows as u32, 1, 1])
+            s.ctx.dispatch(enc, Kernel::Argmax, &[x.cols as u32, 0], &[&x.m, &out], [x.rows as u32, 1, 1])
         })?;
-        self.flush();
-        let ids = self.ctx.read_async(&out, (x.rows * 4) as u64).await?;
-        Ok(bytemuck::pod_collect_to_vec(&ids))
+        let (mut words, _) = self.read_acts(&[(&out, x.rows)], &[]).await?;
+        Ok(words.pop().unwrap_or_default())
+    }
+
+    /// Record the argmax of row `row` of `x` into a new one-word buffer.
+    fn record_argmax(&mut self, x: &GpuAct, row: usize) -> Result<Buf> {
+        let out = self.ctx.storage("argmax", 4)?;
+        let p = [x.cols as u32, row as u32];
+        self.recorded(|s, enc| s.ctx.dispatch(enc, Kernel::Argmax, &p, &[&x.m, &out], [1, 1, 1]))?;
+        Ok(out)
     }
 
     /// [`GpuOps::argmax_async`], blocking (native only).
