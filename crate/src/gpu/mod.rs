@@ -61,6 +61,29 @@ impl GpuOptions {
     }
 }
 
+/// The browser's `GPUAdapter.info` as "vendor architecture device description" (the parts it
+/// gives): wgpu's WebGPU backend copies only the description, which browsers often leave
+/// empty, and receipts record the adapter. Read through `Reflect` from a second
+/// `requestAdapter` with the same power preference (web-sys's WebGPU bindings are unstable).
+#[cfg(target_arch = "wasm32")]
+async fn browser_adapter_name() -> Option<String> {
+    use wasm_bindgen::JsCast;
+    let get = |v: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(v, &k.into()).ok();
+    let gpu = get(&get(&js_sys::global(), "navigator")?, "gpu")?;
+    let request: js_sys::Function = get(&gpu, "requestAdapter")?.dyn_into().ok()?;
+    let opts = js_sys::Object::new();
+    js_sys::Reflect::set(&opts, &"powerPreference".into(), &"high-performance".into()).ok()?;
+    let promise: js_sys::Promise = request.call1(&gpu, &opts).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let info = get(&adapter, "info")?;
+    let parts: Vec<String> = ["vendor", "architecture", "device", "description"]
+        .iter()
+        .filter_map(|k| get(&info, k)?.as_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some(parts.join(" "))
+}
+
 /// Free storage buffers by size.
 type Pool = RefCell<HashMap<u64, Vec<wgpu::Buffer>>>;
 
@@ -243,7 +266,12 @@ impl GpuContext {
             record(&slot, Error::DeviceLost(format!("{reason:?}: {msg}")));
         });
         let packed = instance.wgsl_language_features().contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct);
-        let info = adapter.get_info();
+        #[allow(unused_mut)]
+        let mut info = adapter.get_info();
+        #[cfg(target_arch = "wasm32")]
+        if info.name.is_empty() {
+            info.name = browser_adapter_name().await.unwrap_or_default();
+        }
         Ok(GpuContext {
             device,
             queue,
