@@ -93,6 +93,12 @@ const POOL_MAX: u64 = 16 << 20;
 /// Distinct uniform parameter blocks kept before the cache is emptied.
 const UNIFORMS_MAX: usize = 4096;
 
+/// Bind groups kept before the cache is emptied.
+const BINDS_MAX: usize = 8192;
+
+/// A bind group by pipeline and bound ranges (buffer, offset, size), the uniform block first.
+type BindKey = (KernelKey, Vec<(wgpu::Buffer, u64, Option<u64>)>);
+
 /// A storage buffer. Those made by [`GpuContext::storage`] go back to the context's pool when
 /// dropped and are handed out again for the same size, so that a decode step reuses the
 /// buffers of the step before instead of creating its own. That is safe while commands
@@ -165,6 +171,10 @@ pub struct GpuContext {
     /// Uniform parameter blocks by content: immutable, so one made for an earlier step can
     /// be bound again (most of a step's blocks repeat; positions change).
     uniforms: RefCell<HashMap<Vec<u32>, wgpu::Buffer>>,
+    /// Bind groups by what they bind: with pooled buffers and cached uniforms, a decode step
+    /// binds what the step before bound, and creating bind groups costs the CPU most of a
+    /// dispatch.
+    binds: RefCell<HashMap<BindKey, wgpu::BindGroup>>,
     errors: ErrorSlot,
     profile: RefCell<Option<profile::Recorder>>,
 }
@@ -285,6 +295,7 @@ impl GpuContext {
             pooled_made: Default::default(),
             readbacks: Default::default(),
             uniforms: RefCell::default(),
+            binds: RefCell::default(),
             errors,
             profile: RefCell::new(None),
         })
@@ -522,11 +533,30 @@ impl GpuContext {
         for (i, resource) in buffers.into_iter().enumerate() {
             entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
         }
-        let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
+        let bound = entries.iter().map(|e| match &e.resource {
+            wgpu::BindingResource::Buffer(b) => Some((b.buffer.clone(), b.offset, b.size.map(|s| s.get()))),
+            _ => None,
         });
+        let key = bound.collect::<Option<Vec<_>>>().map(|b| (self.key(kernel), b));
+        let cached = key.as_ref().and_then(|k| self.binds.borrow().get(k).cloned());
+        let bind = match cached {
+            Some(b) => b,
+            None => {
+                let b = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                });
+                if let Some(k) = key {
+                    let mut binds = self.binds.borrow_mut();
+                    if binds.len() >= BINDS_MAX {
+                        binds.clear();
+                    }
+                    binds.insert(k, b.clone());
+                }
+                b
+            }
+        };
         let timing = self.profile_begin(enc, self.key(kernel))?;
         {
             let timestamp_writes = timing.as_ref().and_then(|t| t.writes());

@@ -13,11 +13,29 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Activation rows on the device: `m` holds `rows × cols` i32 mantissas, `e` one i32 exponent per row.
+/// Written once by the op that makes it, then only read.
 pub struct GpuAct {
     pub rows: usize,
     pub cols: usize,
     pub m: Buf,
     pub e: Buf,
+    /// Unique per activation (its buffers are reused once it is dropped).
+    id: u64,
+}
+
+impl GpuAct {
+    fn new(rows: usize, cols: usize, m: Buf, e: Buf) -> GpuAct {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        GpuAct { rows, cols, m, e, id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
+    }
+}
+
+/// The scaled int8 blocks of an activation, as matmul.wgsl reads them.
+struct Quantized {
+    act: u64,
+    xq: Buf,
+    xblk: Buf,
+    emax: Buf,
 }
 
 /// A slice of a matrix's rows in one buffer (each within the 128 MiB binding limit).
@@ -127,6 +145,9 @@ pub struct GpuOps {
     exp2: Buf,
     /// Ops recorded since the last submission.
     enc: Option<wgpu::CommandEncoder>,
+    /// The last activation quantized for a matrix product: q, k and v (and gate and up)
+    /// multiply the same one.
+    quantized: Option<Quantized>,
     /// Device copies of the residual stream after each block, when recording.
     residuals: Option<Vec<GpuAct>>,
     /// (cos, sin) in Q30 per position, keyed by (base bits, head size): built on the CPU.
@@ -149,6 +170,7 @@ impl GpuOps {
             caches: (0..cfg.n_layer).map(|_| None).collect(),
             exp2,
             enc: None,
+            quantized: None,
             residuals: None,
             rope: HashMap::new(),
             rope_rows: HashMap::new(),
@@ -161,12 +183,12 @@ impl GpuOps {
     }
 
     pub fn upload(&self, x: &IMat) -> Result<GpuAct> {
-        Ok(GpuAct {
-            rows: x.rows,
-            cols: x.cols,
-            m: self.ctx.storage_init("act.m", i32_bytes(&x.m))?,
-            e: self.ctx.storage_init("act.e", i32_bytes(&x.e))?,
-        })
+        Ok(GpuAct::new(
+            x.rows,
+            x.cols,
+            self.ctx.storage_init("act.m", i32_bytes(&x.m))?,
+            self.ctx.storage_init("act.e", i32_bytes(&x.e))?,
+        ))
     }
 
     /// Keep the residual stream after each block from now on (see [`GpuOps::take_residuals`]),
@@ -258,12 +280,12 @@ impl GpuOps {
     }
 
     fn act(&self, rows: usize, cols: usize) -> Result<GpuAct> {
-        Ok(GpuAct {
+        Ok(GpuAct::new(
             rows,
             cols,
-            m: self.ctx.storage("act.m", (rows * cols * 4) as u64)?,
-            e: self.ctx.storage("act.e", (rows * 4) as u64)?,
-        })
+            self.ctx.storage("act.m", (rows * cols * 4) as u64)?,
+            self.ctx.storage("act.e", (rows * 4) as u64)?,
+        ))
     }
 
     /// 64-bit accumulators for `rows × cols` values and `groups` exponents per row.
@@ -315,9 +337,21 @@ impl GpuOps {
             return Err(Error::InvalidArgument(format!("matmul of {}-wide rows by a {k}-wide weight", x.cols)));
         }
         let nb = k / 32;
-        let xq = self.ctx.storage("xq", (n * k) as u64)?;
-        let xblk = self.ctx.storage("xblk", (n * nb * 16) as u64)?;
-        let emax = self.ctx.storage("emax", (n * 4) as u64)?;
+        if self.quantized.as_ref().is_none_or(|q| q.act != x.id) {
+            let q = Quantized {
+                act: x.id,
+                xq: self.ctx.storage("xq", (n * k) as u64)?,
+                xblk: self.ctx.storage("xblk", (n * nb * 16) as u64)?,
+                emax: self.ctx.storage("emax", (n * 4) as u64)?,
+            };
+            self.recorded(|s, enc| {
+                let p = [k as u32, nb as u32, k as u32, k as u32 / 4, 0, nb as u32, 0];
+                s.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, &q.xq, &q.xblk, &q.emax], [n as u32, 1, 1])
+            })?;
+            self.quantized = Some(q);
+        }
+        let q = self.quantized.as_ref().ok_or_else(|| Error::Gpu("no quantized activation".into()))?;
+        let (xq, xblk, emax) = ((*q.xq).clone(), (*q.xblk).clone(), (*q.emax).clone());
         // Outputs too large for one binding (prefill logits over a large vocabulary) are made in
         // batches of rows, each bound as a range of the output buffer (256-byte aligned offsets:
         // rows of a multiple of 64 outputs).
@@ -334,18 +368,16 @@ impl GpuOps {
         let out = if batch == n {
             self.act(n, m)?
         } else {
-            GpuAct {
-                rows: n,
-                cols: m,
-                m: self.ctx.storage_large("act.m", (n * m * 4) as u64)?,
-                e: self.ctx.storage("act.e", (n * 4) as u64)?,
-            }
+            GpuAct::new(
+                n,
+                m,
+                self.ctx.storage_large("act.m", (n * m * 4) as u64)?,
+                self.ctx.storage("act.e", (n * 4) as u64)?,
+            )
         };
         let (x_rows, outputs, lanes) = matmul_tile(n, self.ctx.split_k);
         let kernel = Kernel::Matmul { ty: *ty, x_rows, outputs, lanes };
         self.recorded(|s, enc| {
-            let p = [k as u32, nb as u32, k as u32, k as u32 / 4, 0, nb as u32, 0];
-            s.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, &xq, &xblk, &emax], [n as u32, 1, 1])?;
             for r0 in (0..n).step_by(batch) {
                 let b = batch.min(n - r0);
                 for c in chunks {
@@ -671,7 +703,7 @@ impl GpuOps {
                     mapped_at_creation: false,
                 })
             };
-            GpuAct { rows, cols, m: Buf::owned(dummy("failed.m")), e: Buf::owned(dummy("failed.e")) }
+            GpuAct::new(rows, cols, Buf::owned(dummy("failed.m")), Buf::owned(dummy("failed.e")))
         })
     }
 }
