@@ -120,7 +120,7 @@ fn matmul_tile(n: usize) -> (u32, u32) {
 pub struct GpuOps {
     pub ctx: Rc<GpuContext>,
     caches: Vec<Option<KvCache>>,
-    exp2: wgpu::Buffer,
+    pub(crate) exp2: wgpu::Buffer,
     /// Ops recorded since the last submission.
     enc: Option<wgpu::CommandEncoder>,
     /// Device copies of the residual stream after each block, when recording.
@@ -238,7 +238,7 @@ impl GpuOps {
 
     /// Record into the pending command encoder: ops are submitted together at the next
     /// [`GpuOps::flush`] (a readback flushes), not one submission each.
-    fn recorded<T>(&mut self, f: impl FnOnce(&Self, &mut wgpu::CommandEncoder) -> Result<T>) -> Result<T> {
+    pub(crate) fn recorded<T>(&mut self, f: impl FnOnce(&Self, &mut wgpu::CommandEncoder) -> Result<T>) -> Result<T> {
         let mut enc = self.enc.take().unwrap_or_else(|| self.ctx.encoder());
         let r = f(self, &mut enc);
         self.enc = Some(enc);
