@@ -77,7 +77,7 @@ fn gpu_sampling_equals_cpu() {
     let mut g = gpu();
     let mut rng = SplitMix64(7);
     let t0 = std::time::Instant::now();
-    let mut checked = 0;
+    let (mut checked, mut below_top) = (0, 0);
     // (vocab, parameter sets per row): every combination for small rows, a random subset for large.
     for (cols, per_row) in [(1, 0), (2, 0), (7, 0), (1000, 0), (49152, 10), (262144, 4)] {
         let rs = rows(&mut rng, cols);
@@ -106,26 +106,27 @@ fn gpu_sampling_equals_cpu() {
             for (n, &(t, k, top_p)) in sets.iter().enumerate() {
                 let seed = rng.next_u64();
                 let p = SamplingParams::new(t, k, top_p, seed).expect("params");
-                let steps: &[u64] = if cols <= 1000 { &[0, 1, 1 << 40] } else { &[n as u64] };
-                for &step in steps {
-                    let case =
-                        format!("vocab {cols}, row {i} ({name}), T={t} k={k} p={top_p} seed={seed:#x} step={step}");
-                    let want = sampling::sample(row, &p, step).expect("cpu sample");
-                    let (got, status) = pick(&mut g, &gx, i, &p, step);
-                    if *fallback && !p.is_greedy() {
-                        assert_ne!(status, 0, "{case}: the kernels should hand this row back to the CPU");
-                        assert_eq!(g.sample(&gx, i, &p, step).expect("gpu sample"), want, "{case} (fallback)");
-                    } else {
-                        assert_eq!(status, 0, "{case}: unexpected fallback");
-                        assert_eq!(got, want, "{case}");
-                    }
-                    checked += 1;
+                // Steps near 0 and far from it (the counter's high word).
+                let step = [0, 1, 1 << 40, n as u64][rng.next_u64() as usize % 4];
+                let case = format!("vocab {cols}, row {i} ({name}), T={t} k={k} p={top_p} seed={seed:#x} step={step}");
+                let want = sampling::sample(row, &p, step).expect("cpu sample");
+                let (got, status) = pick(&mut g, &gx, i, &p, step);
+                if *fallback && !p.is_greedy() {
+                    assert_ne!(status, 0, "{case}: the kernels should hand this row back to the CPU");
+                    assert_eq!(g.sample(&gx, i, &p, step).expect("gpu sample"), want, "{case} (fallback)");
+                } else {
+                    assert_eq!(status, 0, "{case}: unexpected fallback");
+                    assert_eq!(got, want, "{case}");
                 }
+                checked += 1;
+                below_top += (Some(want) != sampling::argmax(row)) as usize;
             }
         }
         eprintln!("vocab {cols}: done after {:.1?}", t0.elapsed());
     }
-    eprintln!("{checked} samples checked in {:.1?}", t0.elapsed());
+    eprintln!("{checked} samples checked in {:.1?}, {below_top} not the top token", t0.elapsed());
+    // The draws must be varied for the comparison to mean something.
+    assert!(below_top * 5 > checked, "only {below_top} of {checked} draws were not the top token");
 }
 
 #[test]
