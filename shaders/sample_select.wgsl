@@ -2,7 +2,8 @@
 // sample_hist. State words: 0 token, 1 status (0: ok, else the host falls back to the CPU),
 // 2-3 top q16, 4-5 key prefix, 6-7 count below it, 8-9 weight below it, 10-11 total
 // weight (after top-k), 12-13 kept weight (after top-p), 14/15 whether total/kept are
-// set, 16 query settled, 17-18 threshold.
+// set, 16 query settled, 17-18 threshold (of the draw: r + 1). Total, kept and r are
+// left in the state for the tests.
 // - query 0: the row's largest mantissa (ties to the lowest id): the greedy token, or the
 //   top q16; status 1 where the CPU's f32 values would not be these integers exactly;
 // - queries 1 (top-k, by count: threshold k), 2 (top-p, by weight: ceil(top_p·total /
@@ -153,12 +154,18 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         if live && p.level == 0u {
             // At the first level the bins hold every candidate.
             let total = select(sc_w[WG - 1u], get64(10u), state[14] != 0u);
+            if p.query != 1u {
+                set64(10u, total);
+                state[14] = 1u;
+            }
             if p.query == 1u {
                 thr = vec2<u32>(p.top_k, 0u);
             } else if p.query == 2u {
                 thr = i64_sar(i64_add(u64_mul_u32(total, p.top_p), vec2<u32>(65535u, 0u)), 16u);
             } else {
                 let kept = select(total, get64(12u), state[15] != 0u);
+                set64(12u, kept);
+                state[15] = 1u;
                 thr = i64_add(u64_mulhi(kept, vec2<u32>(p.u_lo, p.u_hi)), vec2<u32>(1u, 0u));
             }
             set64(17u, thr);
