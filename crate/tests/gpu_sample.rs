@@ -188,3 +188,36 @@ fn sample_api_and_errors() {
     assert!(g.sample(&empty, 0, &p, 0).is_err());
     assert!(g.sample(&empty, 0, &SamplingParams::greedy(), 0).is_err());
 }
+
+/// Top-p's cut where `top_p · total / 2^16` is just above the first token's weight: the kept
+/// prefix must be two tokens (found by search over the second logit).
+#[test]
+fn top_p_cut_just_above_a_prefix() {
+    let mut g = gpu();
+    let e = -17;
+    let mut found = 0;
+    for m2 in (1..200_000).step_by(7) {
+        let x = IMat { rows: 1, cols: 2, m: vec![1 << 20, (1 << 20) - m2], e: vec![e] };
+        let values = x.to_f32();
+        let all = SamplingParams { temperature_q16: 1 << 16, top_k: 0, top_p_q16: 1 << 16, seed: 1 };
+        let (total, _, _) = cpu_sums(&values, &all, 0);
+        let top_p = (1u64 << 40) / total + 1;
+        if top_p > 1 << 16 || top_p * total - (1 << 40) >= 1 << 16 {
+            continue;
+        }
+        let p = SamplingParams { top_p_q16: top_p as u32, ..all };
+        let (_, kept, _) = cpu_sums(&values, &p, 0);
+        assert_eq!(kept, total, "m2 {m2}: the CPU keeps both tokens");
+        let gx = g.upload(&x).expect("upload");
+        for step in 0..4 {
+            let st = pick(&mut g, &gx, 0, &p, step);
+            assert_eq!((st[1], word64(&st, 12)), (0, kept), "m2 {m2} top_p {top_p} step {step}: status, kept");
+            assert_eq!(st[0], sampling::sample(&values, &p, step).expect("cpu"), "m2 {m2} step {step}");
+        }
+        found += 1;
+        if found == 3 {
+            return;
+        }
+    }
+    panic!("only {found} cases found");
+}
