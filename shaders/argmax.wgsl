@@ -1,11 +1,10 @@
 // Index of each row's largest value (IMat::argmax_row): a row has one exponent, so the
-// mantissas compare; ties go to the lowest index. One workgroup per row, from row0 on.
+// mantissas compare; ties go to the lowest index. One workgroup per row.
 
 const WG: u32 = 256u;
 
 struct Params {
     cols: u32,
-    row0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -17,7 +16,7 @@ var<workgroup> red_i: array<u32, WG>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let row = (p.row0 + wid.x) * p.cols;
+    let row = wid.x * p.cols;
     var best = -2147483647 - 1;
     var at = 0xffffffffu;
     // Each invocation scans increasing indices, so a strict > keeps the lowest index of a tie.

@@ -33,6 +33,10 @@ pub enum Kernel {
     Add,
     Argmax,
     Attention,
+    /// Seeded sampling: each token's key and weight, radix-select bins, the select step.
+    SampleWeights,
+    SampleHist,
+    SampleSelect,
 }
 
 /// One pipeline: a kernel and the dot-product path it was built with.
@@ -59,6 +63,9 @@ impl fmt::Display for Kernel {
             Kernel::Add => write!(f, "add"),
             Kernel::Argmax => write!(f, "argmax"),
             Kernel::Attention => write!(f, "attention"),
+            Kernel::SampleWeights => write!(f, "sample_weights"),
+            Kernel::SampleHist => write!(f, "sample_hist"),
+            Kernel::SampleSelect => write!(f, "sample_select"),
         }
     }
 }
@@ -90,6 +97,9 @@ impl KernelKey {
             Kernel::Add => &[I64, include_str!("../../../shaders/add.wgsl")],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
             Kernel::Attention => &[I64, dot4, include_str!("../../../shaders/attention.wgsl")],
+            Kernel::SampleWeights => &[I64, include_str!("../../../shaders/sample_weights.wgsl")],
+            Kernel::SampleHist => &[I64, include_str!("../../../shaders/sample_hist.wgsl")],
+            Kernel::SampleSelect => &[I64, include_str!("../../../shaders/sample_select.wgsl")],
         };
         parts.join("\n")
     }

@@ -10,6 +10,7 @@
 mod kernels;
 mod ops;
 mod profile;
+mod sample;
 
 pub use kernels::{Kernel, KernelKey};
 pub use ops::{GpuAct, GpuOps, GpuWeight};

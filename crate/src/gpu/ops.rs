@@ -8,7 +8,7 @@ use crate::gguf::TensorView;
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{attention_scale, exp2_table, f32_const, rope_cos_sin, ROW_BITS};
 use crate::quant::TensorType;
-use crate::sampling::{sample, SamplingParams};
+use crate::sampling::SamplingParams;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -142,7 +142,7 @@ fn matmul_tile(n: usize, split_k: bool) -> (u32, u32, u32) {
 pub struct GpuOps {
     pub ctx: Rc<GpuContext>,
     caches: Vec<Option<KvCache>>,
-    exp2: Buf,
+    pub(crate) exp2: Buf,
     /// Ops recorded since the last submission.
     enc: Option<wgpu::CommandEncoder>,
     /// The last activation quantized for a matrix product: q, k and v (and gate and up)
@@ -218,7 +218,7 @@ impl GpuOps {
 
     /// Submit the ops recorded so far, then read `words` u32s from the start of each of
     /// `small` and the activations `acts` back with one mapping.
-    async fn read_acts(
+    pub(crate) async fn read_acts(
         &mut self,
         small: &[(&wgpu::Buffer, usize)],
         acts: &[&GpuAct],
@@ -245,9 +245,8 @@ impl GpuOps {
         Ok((words, mats))
     }
 
-    /// The token after the last row of `logits` (the argmax kernel when greedy; seeded
-    /// sampling reads the row back and samples as the CPU does) and, with `residuals`, the
-    /// residual streams recorded since the last take, all with one readback.
+    /// The token after the last row of `logits` ([`GpuOps::sample_async`]) and, with
+    /// `residuals`, the residual streams recorded since the last take, all with one readback.
     pub async fn next_token_async(
         &mut self,
         logits: &GpuAct,
@@ -260,17 +259,7 @@ impl GpuOps {
             _ => Vec::new(),
         };
         let row = logits.rows.checked_sub(1).ok_or_else(|| Error::InvalidArgument("no logits to pick from".into()))?;
-        if !params.is_greedy() {
-            let all: Vec<&GpuAct> = acts.iter().chain([logits]).collect();
-            let (_, mut mats) = self.read_acts(&[], &all).await?;
-            let all = mats.pop().ok_or_else(|| Error::Gpu("logits readback".into()))?;
-            let last = all.to_f32().split_off(row * all.cols);
-            return Ok((sample(&last, params, step)?, mats));
-        }
-        let out = self.record_argmax(logits, row)?;
-        let (words, mats) = self.read_acts(&[(&out, 1)], &acts.iter().collect::<Vec<_>>()).await?;
-        let id = words.first().and_then(|w| w.first().copied());
-        Ok((id.ok_or_else(|| Error::Gpu("argmax readback".into()))?, mats))
+        self.sample_with_async(logits, row, params, step, &acts.iter().collect::<Vec<_>>()).await
     }
 
     /// [`GpuOps::download_async`], blocking (native only).
@@ -314,7 +303,7 @@ impl GpuOps {
 
     /// Record into the pending command encoder: ops are submitted together at the next
     /// [`GpuOps::flush`] (a readback flushes), not one submission each.
-    fn recorded<T>(&mut self, f: impl FnOnce(&Self, &mut wgpu::CommandEncoder) -> Result<T>) -> Result<T> {
+    pub(crate) fn recorded<T>(&mut self, f: impl FnOnce(&Self, &mut wgpu::CommandEncoder) -> Result<T>) -> Result<T> {
         let mut enc = self.enc.take().unwrap_or_else(|| self.ctx.encoder());
         let r = f(self, &mut enc);
         self.enc = Some(enc);
@@ -553,18 +542,10 @@ impl GpuOps {
     pub async fn argmax_async(&mut self, x: &GpuAct) -> Result<Vec<u32>> {
         let out = self.ctx.storage("argmax", (x.rows * 4) as u64)?;
         self.recorded(|s, enc| {
-            s.ctx.dispatch(enc, Kernel::Argmax, &[x.cols as u32, 0], &[&x.m, &out], [x.rows as u32, 1, 1])
+            s.ctx.dispatch(enc, Kernel::Argmax, &[x.cols as u32], &[&x.m, &out], [x.rows as u32, 1, 1])
         })?;
         let (mut words, _) = self.read_acts(&[(&out, x.rows)], &[]).await?;
         Ok(words.pop().unwrap_or_default())
-    }
-
-    /// Record the argmax of row `row` of `x` into a new one-word buffer.
-    fn record_argmax(&mut self, x: &GpuAct, row: usize) -> Result<Buf> {
-        let out = self.ctx.storage("argmax", 4)?;
-        let p = [x.cols as u32, row as u32];
-        self.recorded(|s, enc| s.ctx.dispatch(enc, Kernel::Argmax, &p, &[&x.m, &out], [1, 1, 1]))?;
-        Ok(out)
     }
 
     /// [`GpuOps::argmax_async`], blocking (native only).
