@@ -106,3 +106,40 @@ pub fn weight_file(rng: &mut SplitMix64, ty: TensorType, rows: usize, cols: usiz
     let t = TensorData { name: "w".into(), dims: vec![cols as u64, rows as u64], ty, data };
     Gguf::from_bytes(gguf::write(&Metadata::new(), &[t]).expect("write")).expect("parse")
 }
+
+/// A signed random value below 2^bits in magnitude.
+pub fn signed(rng: &mut SplitMix64, bits: u32) -> i32 {
+    let v = (rng.next_u64() >> (64 - bits)) as i32;
+    if rng.next_u64() & 1 == 0 {
+        v
+    } else {
+        -v
+    }
+}
+
+/// Rows of logits of `cols` tokens: (name, mantissas, exponent, whether the kernels must
+/// hand the seeded choice back to the CPU).
+pub fn logit_rows(rng: &mut SplitMix64, cols: usize) -> Vec<(String, Vec<i32>, i32, bool)> {
+    let mut out = vec![];
+    // Spreads like real logits: 24-bit rows at e = −17..−10, and narrower ones.
+    for bits in [24, 21, 18, 14, 9] {
+        let e = -17 + (rng.next_u64() % 8) as i32;
+        let mut m: Vec<i32> = (0..cols).map(|_| signed(rng, bits)).collect();
+        // Real logit rows are normalized: the largest near 2^23.
+        if bits == 24 {
+            m[rng.next_u64() as usize % cols] = (1 << 24) - 1;
+        }
+        out.push((format!("random {bits}-bit e={e}"), m, e, false));
+    }
+    // Many ties: a few distinct values.
+    out.push(("ties".into(), (0..cols).map(|_| (rng.next_u64() % 6) as i32 * (1 << 15)).collect(), -17, false));
+    out.push(("all equal".into(), vec![1_234_567; cols], -14, false));
+    let mut m: Vec<i32> = (0..cols).map(|_| signed(rng, 10)).collect();
+    m[cols / 2] = (1 << 23) + 5;
+    out.push(("one huge winner".into(), m, -12, false));
+    out.push(("e=0 narrow".into(), (0..cols).map(|_| signed(rng, 5)).collect(), 0, false));
+    out.push(("e=0 wide".into(), (0..cols).map(|_| signed(rng, 24)).collect(), 0, false));
+    out.push(("e=-60 (all q16 zero)".into(), (0..cols).map(|_| signed(rng, 24)).collect(), -60, false));
+    out.push(("e=3 (fallback)".into(), (0..cols).map(|_| signed(rng, 12)).collect(), 3, true));
+    out
+}

@@ -15,7 +15,7 @@ pub use wasm_bindgen_test::console_log as log;
 
 #[path = "../../../crate/tests/common/gpu_inputs.rs"]
 mod gpu_inputs;
-pub use gpu_inputs::{random_act, same, test_config, weight_file};
+pub use gpu_inputs::{logit_rows, random_act, same, test_config, weight_file};
 
 /// A device with `opts`; no adapter fails the test, naming what gives Chromium one.
 pub async fn context(opts: GpuOptions) -> GpuContext {
@@ -35,6 +35,17 @@ pub async fn gpus_for(cfg: &Config) -> Vec<GpuOps> {
     let mut out = Vec::new();
     for (emulate_dot4, split_k) in [(false, false), (true, false), (false, true)] {
         let ctx = context(GpuOptions { emulate_dot4, split_k: Some(split_k), ..Default::default() }).await;
+        out.push(GpuOps::new(Rc::new(ctx), cfg).expect("GPU ops"));
+    }
+    out
+}
+
+/// Two configurations that between them use every path (`dot4I8Packed` one invocation per
+/// tile; the emulation with split-K), for the real model, whose steps take seconds here.
+pub async fn two_gpus_for(cfg: &Config) -> Vec<GpuOps> {
+    let mut out = Vec::new();
+    for emulate_dot4 in [false, true] {
+        let ctx = context(GpuOptions { emulate_dot4, split_k: Some(emulate_dot4), ..Default::default() }).await;
         out.push(GpuOps::new(Rc::new(ctx), cfg).expect("GPU ops"));
     }
     out

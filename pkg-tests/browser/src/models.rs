@@ -6,6 +6,7 @@ use edgeproof::backend::exact::{ExactOps, ExactWeight};
 use edgeproof::gguf::Gguf;
 use edgeproof::gpu::GpuWeight;
 use edgeproof::model::{forward, Arch, Config, Weights};
+use edgeproof::sampling::{sample, SamplingParams};
 use edgeproof::tokenizer::Tokenizer;
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -47,19 +48,21 @@ async fn tiny_models_forward_equals_cpu() {
 
 #[wasm_bindgen_test]
 async fn smollm2_greedy_equals_cpu() {
-    // "The capital of France is" and greedy steps, each next token from the GPU's argmax:
-    // the CPU's logits at every step, on both dot-product paths.
+    // "The capital of France is" and greedy steps, each next token from the GPU's sampler:
+    // the CPU's logits at every step, on both dot-product paths and both matmul layouts, and
+    // the seeded sampler's pick from those logits.
     let t0 = now_ms();
     let f = Gguf::from_bytes(fetch_model("SmolLM2-135M-Instruct.Q4_1.gguf").await).expect("parse SmolLM2");
     let tok = Tokenizer::from_metadata(f.metadata()).expect("tokenizer");
     let cfg = Config::from_metadata(f.metadata()).expect("config");
     let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
     let mut cpu = ExactOps::new(&cfg);
-    let mut gpus = gpus_for(&cfg).await;
+    let mut gpus = two_gpus_for(&cfg).await;
     let gws: Vec<Weights<GpuWeight>> = gpus
         .iter()
         .map(|g| Weights::load(&f, &cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights"))
         .collect();
+    let seeded = SamplingParams::new(0.8, 40, 0.9, 11).expect("params");
     log!("smollm2: fetched and loaded in {:.0} ms", now_ms() - t0);
     let mut ids = tok.encode("The capital of France is", true, false).expect("encode");
     let prompt_len = ids.len();
@@ -74,10 +77,13 @@ async fn smollm2_greedy_equals_cpu() {
         for (g, gw) in gpus.iter_mut().zip(&gws) {
             let t = now_ms();
             let y = forward(g, &cfg, gw, &ids[pos0..], pos0, last.clone()).expect("gpu forward");
-            let got_next = g.argmax_async(&y).await.expect("gpu argmax");
+            let got_next = g.sample_async(&y, 0, &SamplingParams::greedy(), 0).await.expect("gpu greedy");
+            let got_seeded = g.sample_async(&y, 0, &seeded, pos0 as u64).await.expect("gpu seeded");
             let packed = g.ctx.dot4_packed;
             log!("smollm2: gpu forward of {} at {pos0} (dot4 packed={packed}): {:.0} ms", n - pos0, now_ms() - t);
-            assert_eq!(got_next, [next], "smollm2 next token at {pos0} (dot4 packed={packed})");
+            assert_eq!(got_next, next, "smollm2 next token at {pos0} (dot4 packed={packed})");
+            let want_seeded = sample(&want.to_f32(), &seeded, pos0 as u64).expect("cpu seeded");
+            assert_eq!(got_seeded, want_seeded, "smollm2 seeded token at {pos0} (dot4 packed={packed})");
             let got = g.download_async(&y).await.expect("download");
             same(&format!("smollm2 logits at {pos0} (dot4 packed={packed})"), &got, &want);
         }

@@ -265,3 +265,44 @@ async fn weights_split_into_chunks_equal_cpu_and_limits_are_typed_errors() {
         g.check().expect("no deferred error");
     }
 }
+
+#[wasm_bindgen_test]
+async fn sampler_equals_cpu() {
+    // As crate/tests/gpu_sample.rs, fewer cases: rows of awkward and real vocabulary sizes,
+    // each with random settings; the kernels' token (not the CPU fallback, but for the row
+    // that must take it) equals sampling::sample's.
+    use edgeproof::backend::exact::IMat;
+    use edgeproof::sampling::{sample, SamplingParams};
+    let mut g = gpus().await.swap_remove(0);
+    let mut rng = SplitMix64(17);
+    let mut below_top = 0;
+    for cols in [1, 7, 1000, 49152] {
+        for (i, (name, m, e, fallback)) in logit_rows(&mut rng, cols).into_iter().enumerate() {
+            let x = IMat { rows: 1, cols, m, e: vec![e] };
+            let gx = g.upload(&x).expect("upload");
+            let values = x.to_f32();
+            for n in 0..3 {
+                let t = [0.0, 0.7, 1.0, 3.0][rng.next_u64() as usize % 4];
+                let k = [0, 1, 40, cols as u32][rng.next_u64() as usize % 4];
+                let top_p = [0.5, 0.9, 1.0][rng.next_u64() as usize % 3];
+                let p = SamplingParams::new(t, k, top_p, rng.next_u64()).expect("params");
+                let step = n as u64 * 1000 + i as u64;
+                let case = format!("vocab {cols}, row {i} ({name}), T={t} k={k} p={top_p} step={step}");
+                let want = sample(&values, &p, step).expect("cpu sample");
+                let state = g.sample_record(&gx, 0, &p, step).expect("sample_record");
+                g.flush();
+                let bytes = g.ctx.read_async(&state, 8).await.expect("read");
+                let words: Vec<u32> =
+                    bytes.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
+                if fallback && !p.is_greedy() {
+                    assert_ne!(words[1], 0, "{case}: the kernels should hand this row back to the CPU");
+                } else {
+                    assert_eq!(words, [want, 0], "{case}: (token, status)");
+                }
+                assert_eq!(g.sample_async(&gx, 0, &p, step).await.expect("gpu sample"), want, "{case}");
+                below_top += (Some(want) != edgeproof::sampling::argmax(&values)) as usize;
+            }
+        }
+    }
+    assert!(below_top > 10, "only {below_top} draws were not the top token");
+}
