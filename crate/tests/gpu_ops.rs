@@ -488,35 +488,44 @@ fn emulation_is_forced_by_the_environment() {
 #[ignore = "check-full: Gemma 3 past 600 positions on the GPU (many minutes on lavapipe)"]
 fn gemma3_long_context_equals_cpu() {
     // 600 positions of the GPL-3 text (past the local layers' window of 512) prefilled in
-    // chunks, then greedy steps: the same logits as the CPU's at the end of each chunk and step.
+    // chunks, then greedy and seeded generations from there: the same logits at the end of
+    // each chunk, the same tokens, and the same residual stream of every layer (what the
+    // receipts' per-layer digests hash) at every step.
+    use edgeproof::engine::{Engine, ExactModel, GpuModel};
+    use edgeproof::sampling::SamplingParams;
     let f = Gguf::open(&common::model_path("gemma3")).expect("open Gemma 3");
     let tok = edgeproof::tokenizer::Tokenizer::from_metadata(f.metadata()).expect("tokenizer");
-    let cfg = Config::from_metadata(f.metadata()).expect("config");
     let path = std::env::var("EDGEPROOF_GPL3").unwrap_or_else(|_| "/usr/share/common-licenses/GPL-3".into());
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let mut ids = tok.encode(&text, true, false).expect("encode");
     ids.truncate(600);
-    let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
-    let mut cpu = ExactOps::new(&cfg);
-    let ctx = GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter");
-    let mut g = GpuOps::new(Rc::new(ctx), &cfg).expect("GPU ops");
-    let gw = Weights::load(&f, &cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights");
-    let mut pos0 = 0;
-    let mut chunks: Vec<usize> = vec![150; 4];
-    chunks.extend([1; 3]);
-    for len in chunks {
-        let part = &ids[pos0..pos0 + len];
-        let want = forward(&mut cpu, &cfg, &cw, part, pos0, len - 1..len).expect("cpu forward");
+    let cpu_model = ExactModel::load(&f).expect("cpu model");
+    let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
+    let gpu_model = GpuModel::load(&f, ctx).expect("gpu model");
+    let (mut c, mut g) = (cpu_model.session(), gpu_model.session().expect("session"));
+    c.record_residuals();
+    g.record_residuals();
+    for pos0 in (0..600).step_by(150) {
+        let part = &ids[pos0..pos0 + 150];
+        let want = c.eval_exact(part, pos0, 149..150).expect("cpu prefill");
         let t0 = std::time::Instant::now();
-        let y = forward(&mut g, &cfg, &gw, part, pos0, len - 1..len).expect("gpu forward");
-        let got = g.download(&y).expect("download");
-        eprintln!("gemma3: gpu forward of {len} at {pos0}: {:.2?}", t0.elapsed());
-        same(&format!("gemma3 logits at {}", pos0 + len - 1), &got, &want);
-        pos0 += len;
-        // Greedy steps after the prefill.
-        if pos0 >= ids.len() {
-            ids.push(want.argmax_row(0).expect("argmax"));
+        let got = g.eval_exact(part, pos0, 149..150).expect("gpu prefill");
+        eprintln!("gemma3: gpu forward of 150 at {pos0}: {:.2?}", t0.elapsed());
+        assert_eq!(got, want, "gemma3 logits at {}", pos0 + 149);
+        assert_eq!(g.take_residuals().expect("gpu residuals"), c.take_residuals(), "residuals, prefill at {pos0}");
+    }
+    for params in [SamplingParams::greedy(), SamplingParams::new(0.8, 40, 0.9, 5).expect("params")] {
+        // Each generation starts by re-evaluating the prompt's last token at 599.
+        let (mut seq, mut pos0) = (ids.clone(), 599);
+        for step in 0..6 {
+            let (t, res) = g.pick(&seq[pos0..], pos0, &params, step, true).expect("gpu token");
+            let want = c.next_token(&seq[pos0..], pos0, &params, step).expect("cpu token");
+            assert_eq!(t, want, "token {step} after 600 positions, {params:?}");
+            assert_eq!(res, c.take_residuals(), "residuals of step {step} at {pos0}, {params:?}");
+            pos0 = seq.len();
+            seq.push(t);
         }
+        eprintln!("gemma3 {params:?} from 600: {:?}", &seq[600..]);
     }
 }
 
@@ -553,9 +562,10 @@ fn gpu_sessions_generate_what_the_cpu_generates() {
 }
 
 #[test]
-fn a_recorded_token_is_one_readback() {
-    // What a receipt needs per token, the picked id and every layer's residual stream, comes
-    // back in one mapping, greedy or sampled; the residuals are the CPU's.
+fn a_recorded_step_is_one_submission_and_one_readback() {
+    // A decode step is one submission, and what a receipt needs per token, the picked id and
+    // every layer's residual stream, comes back in one mapping, greedy or sampled; the
+    // residuals are the CPU's.
     use edgeproof::engine::{Engine, ExactModel, GpuModel};
     use edgeproof::sampling::SamplingParams;
     let f = tiny(Arch::Llama);
@@ -568,9 +578,10 @@ fn a_recorded_token_is_one_readback() {
         g.record_residuals();
         let (mut ids, mut pos0) = (vec![3u32, 9, 4], 0);
         for step in 0..4 {
-            let before = ctx.readbacks();
+            let (reads, submits) = (ctx.readbacks(), ctx.submissions());
             let (t, res) = g.pick(&ids[pos0..], pos0, &params, step, true).expect("gpu token");
-            assert_eq!(ctx.readbacks() - before, 1, "readbacks for step {step}");
+            assert_eq!(ctx.readbacks() - reads, 1, "readbacks for step {step}");
+            assert_eq!(ctx.submissions() - submits, 1, "submissions for step {step}");
             let want = c.next_token(&ids[pos0..], pos0, &params, step).expect("cpu token");
             assert_eq!((t, res), (want, c.take_residuals()), "step {step} of {params:?}");
             pos0 = ids.len();

@@ -169,6 +169,8 @@ pub struct GpuContext {
     pooled_made: std::cell::Cell<u64>,
     /// Mappings read back so far.
     readbacks: std::cell::Cell<u64>,
+    /// Command buffers submitted so far.
+    submissions: std::cell::Cell<u64>,
     /// Uniform parameter blocks by content: immutable, so one made for an earlier step can
     /// be bound again (most of a step's blocks repeat; positions change).
     uniforms: RefCell<HashMap<Vec<u32>, wgpu::Buffer>>,
@@ -295,6 +297,7 @@ impl GpuContext {
             pool: Rc::default(),
             pooled_made: Default::default(),
             readbacks: Default::default(),
+            submissions: Default::default(),
             uniforms: RefCell::default(),
             binds: RefCell::default(),
             errors,
@@ -458,6 +461,17 @@ impl GpuContext {
         self.readbacks.get()
     }
 
+    /// How many command buffers have been submitted.
+    pub fn submissions(&self) -> u64 {
+        self.submissions.get()
+    }
+
+    /// Submit what `enc` recorded.
+    pub fn submit(&self, enc: wgpu::CommandEncoder) {
+        self.submissions.set(self.submissions.get() + 1);
+        self.queue.submit([enc.finish()]);
+    }
+
     /// A storage buffer holding `data` (padded to at least 16 bytes, a multiple of 4).
     pub fn storage_init(&self, label: &str, data: &[u8]) -> Result<Buf> {
         let size = (data.len() as u64).max(16).next_multiple_of(4);
@@ -583,6 +597,16 @@ impl GpuContext {
     /// token's id and its residual streams come back together), once the work submitted
     /// before is done.
     pub async fn read_many_async(&self, parts: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
+        self.read_after_async(None, parts).await
+    }
+
+    /// [`GpuContext::read_many_async`] with the copies appended to `pending` (commands
+    /// recorded but not submitted): the work and its readback go in one submission.
+    pub async fn read_after_async(
+        &self,
+        pending: Option<wgpu::CommandEncoder>,
+        parts: &[(&wgpu::Buffer, u64)],
+    ) -> Result<Vec<Vec<u8>>> {
         self.readbacks.set(self.readbacks.get() + 1);
         let sizes: Vec<u64> = parts.iter().map(|&(_, b)| b.max(4).next_multiple_of(4)).collect();
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -591,13 +615,13 @@ impl GpuContext {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        let mut enc = self.encoder();
+        let mut enc = pending.unwrap_or_else(|| self.encoder());
         let mut at = 0;
         for (&(buf, _), &size) in parts.iter().zip(&sizes) {
             enc.copy_buffer_to_buffer(buf, 0, &staging, at, size);
             at += size;
         }
-        self.queue.submit([enc.finish()]);
+        self.submit(enc);
         let mapped = Mapped::default();
         let state = Arc::clone(&mapped.0);
         staging.map_async(wgpu::MapMode::Read, .., move |r| {

@@ -216,20 +216,20 @@ impl GpuOps {
         mats.pop().ok_or_else(|| Error::Gpu("readback of nothing".into()))
     }
 
-    /// Submit the ops recorded so far, then read `words` u32s from the start of each of
-    /// `small` and the activations `acts` back with one mapping.
+    /// Submit the ops recorded so far with copies of `words` u32s from the start of each of
+    /// `small` and of the activations `acts`, and read those back with one mapping.
     pub(crate) async fn read_acts(
         &mut self,
         small: &[(&wgpu::Buffer, usize)],
         acts: &[&GpuAct],
     ) -> Result<(Vec<Vec<u32>>, Vec<IMat>)> {
-        self.flush();
         let mut parts: Vec<(&wgpu::Buffer, u64)> = small.iter().map(|&(b, words)| (b, words as u64 * 4)).collect();
         for a in acts {
             parts.push((&a.m, (a.rows * a.cols * 4) as u64));
             parts.push((&a.e, (a.rows * 4) as u64));
         }
-        let bytes = self.ctx.read_many_async(&parts).await?;
+        // The ops recorded so far and the copies out go in one submission.
+        let bytes = self.ctx.read_after_async(self.enc.take(), &parts).await?;
         let (head, tail) = bytes.split_at(small.len());
         let words = head.iter().map(|b| bytemuck::pod_collect_to_vec(b)).collect();
         let mats = acts
@@ -313,7 +313,7 @@ impl GpuOps {
     /// Submit the ops recorded so far.
     pub fn flush(&mut self) {
         if let Some(enc) = self.enc.take() {
-            self.ctx.queue.submit([enc.finish()]);
+            self.ctx.submit(enc);
         }
     }
 

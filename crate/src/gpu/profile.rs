@@ -124,7 +124,7 @@ impl GpuContext {
     /// Submit what `enc` holds and wait for the device (wall-clock timing).
     fn finish_and_wait(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
         let done = std::mem::replace(enc, self.encoder());
-        self.queue.submit([done.finish()]);
+        self.submit(done);
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("poll: {e}")))?;
         Ok(())
     }
@@ -228,7 +228,7 @@ impl GpuContext {
             let used = (n - i as u64 * QUERIES_PER_SET as u64).min(QUERIES_PER_SET as u64) as u32;
             enc.resolve_query_set(set, 0..used, &resolved, i as u64 * set_bytes);
         }
-        self.queue.submit([enc.finish()]);
+        self.submit(enc);
         let bytes = self.read_async(&resolved, n * wgpu::QUERY_SIZE as u64).await?;
         let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&bytes);
         let period = self.queue.get_timestamp_period() as f64;
