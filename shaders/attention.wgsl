@@ -9,7 +9,7 @@
 //   blocks shifted to the head's largest block exponent.
 // Writes the head's accumulators and exponent; normalize.wgsl aligns the heads of a row and
 // rounds it. The cache holds, per position, K then V as packed int8 words and per-block
-// (E, s, Σq, 0). Prepended: i64.wgsl, dot4.
+// (E, s, Σq, 0). Prepended: i64.wgsl, exp2.wgsl, dot4.
 
 const WG: u32 = 64u;
 const LOG2E_Q30: i32 = 1549082005;
@@ -43,21 +43,6 @@ struct Params {
 
 var<workgroup> red_e: array<i32, WG>;
 var<workgroup> red_m: array<vec2<u32>, WG>;
-
-// numerics::exp2_q20 for z <= 0 in Q20 (64-bit z: below −62·2^20 the result is 0).
-fn exp2_q20(z: vec2<u32>) -> u32 {
-    if i64_lt(z, i64_from(-62 * (1 << 20u))) {
-        return 0u;
-    }
-    let zi = i64_to_i32(z);
-    let ip = zi >> 20u;
-    let f = bitcast<u32>(zi) & 0xfffffu;
-    let k = f >> 10u;
-    let r = f & 1023u;
-    let tk = exp2_t[k];
-    let v = tk + i64_rshr(vec2<u32>((exp2_t[k + 1u] - tk) * r, 0u), 10u).x;
-    return i64_rshr(vec2<u32>(v, 0u), u32(-ip)).x;
-}
 
 // floor(n / d) for unsigned 64-bit n and d > 0 (shift and subtract).
 fn u64_div(n: vec2<u32>, d: vec2<u32>) -> vec2<u32> {

@@ -3,29 +3,7 @@
 // descending, then id). The tokens whose key's digits above `shift + 8` match the prefix
 // chosen so far are counted, and their weights summed (exactly, in 64 bits), in 256 bins by
 // the digit at `shift`; each workgroup writes its bins (count, weight low, weight high) for
-// sample_select to add up. Prepended: i64.wgsl.
-
-const WG: u32 = 256u;
-const NONE: u32 = 0xffffffffu;
-
-struct Params {
-    cols: u32,
-    row: u32,
-    t: u32,
-    top_k: u32,
-    top_p: u32,
-    u_lo: u32,
-    u_hi: u32,
-    idbits: u32,
-    query: u32,
-    level: u32,
-    last: u32,
-    shift: u32,
-    groups: u32,
-    chunk: u32,
-    greedy: u32,
-    pad: u32,
-}
+// sample_select to add up. Prepended: i64.wgsl, sample_params.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> state: array<u32>;

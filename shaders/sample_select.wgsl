@@ -12,29 +12,7 @@
 //   sample_hist are added up over workgroups, scanned, and the first bin that reaches the
 //   threshold extends the prefix. At the last level the running weight through the key is
 //   the total (query 1), the kept weight (query 2), and the key's id the token (query 3).
-// One workgroup. Prepended: i64.wgsl.
-
-const WG: u32 = 256u;
-const NONE: u32 = 0xffffffffu;
-
-struct Params {
-    cols: u32,
-    row: u32,
-    t: u32,
-    top_k: u32,
-    top_p: u32,
-    u_lo: u32,
-    u_hi: u32,
-    idbits: u32,
-    query: u32,
-    level: u32,
-    last: u32,
-    shift: u32,
-    groups: u32,
-    chunk: u32,
-    greedy: u32,
-    pad: u32,
-}
+// One workgroup. Prepended: i64.wgsl, sample_params.wgsl.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> xm: array<i32>;

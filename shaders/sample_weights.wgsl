@@ -3,31 +3,10 @@
 // (sample_select's first stage), d = top − q16 >= 0 and the weight is, as on the CPU,
 // w = rshr(exp2_q20(rshr(z·log2e, 26)), 6) with z = max(−floor(d·2^16 / t), −100·2^16).
 // Tokens with d >= 2^31 have weight 0 (t <= 1000·2^16) and come after every other token in
-// the sampling order: they are marked as no candidate. Writes (d, w) per token. Prepended: i64.wgsl.
+// the sampling order: they are marked as no candidate. Writes (d, w) per token.
+// Prepended: i64.wgsl, exp2.wgsl, sample_params.wgsl.
 
-const WG: u32 = 256u;
 const LOG2E_Q30: u32 = 1549082005u;
-const NONE: u32 = 0xffffffffu;
-
-struct Params {
-    cols: u32,
-    row: u32,
-    // Temperature in Q16 (> 0).
-    t: u32,
-    top_k: u32,
-    top_p: u32,
-    u_lo: u32,
-    u_hi: u32,
-    idbits: u32,
-    query: u32,
-    level: u32,
-    last: u32,
-    shift: u32,
-    groups: u32,
-    chunk: u32,
-    greedy: u32,
-    pad: u32,
-}
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> xm: array<i32>;
@@ -35,21 +14,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> state: array<u32>;
 @group(0) @binding(4) var<storage, read> exp2_t: array<u32>;
 @group(0) @binding(5) var<storage, read_write> dw: array<vec2<u32>>;
-
-// numerics::exp2_q20 for z <= 0 in Q20, as in attention.wgsl.
-fn exp2_q20(z: vec2<u32>) -> u32 {
-    if i64_lt(z, i64_from(-62 * (1 << 20u))) {
-        return 0u;
-    }
-    let zi = i64_to_i32(z);
-    let ip = zi >> 20u;
-    let f = bitcast<u32>(zi) & 0xfffffu;
-    let k = f >> 10u;
-    let r = f & 1023u;
-    let tk = exp2_t[k];
-    let v = tk + i64_rshr(vec2<u32>((exp2_t[k + 1u] - tk) * r, 0u), 10u).x;
-    return i64_rshr(vec2<u32>(v, 0u), u32(-ip)).x;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {

@@ -9,6 +9,8 @@ const I64: &str = include_str!("../../../shaders/i64.wgsl");
 const WEIGHTS: &str = include_str!("../../../shaders/weights.wgsl");
 const DOT4_PACKED: &str = include_str!("../../../shaders/dot4_packed.wgsl");
 const DOT4_EMULATED: &str = include_str!("../../../shaders/dot4_emulated.wgsl");
+const EXP2: &str = include_str!("../../../shaders/exp2.wgsl");
+const SAMPLE_PARAMS: &str = include_str!("../../../shaders/sample_params.wgsl");
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
@@ -96,10 +98,10 @@ impl KernelKey {
             Kernel::Gated { .. } => &[I64, include_str!("../../../shaders/gated.wgsl")],
             Kernel::Add => &[I64, include_str!("../../../shaders/add.wgsl")],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
-            Kernel::Attention => &[I64, dot4, include_str!("../../../shaders/attention.wgsl")],
-            Kernel::SampleWeights => &[I64, include_str!("../../../shaders/sample_weights.wgsl")],
-            Kernel::SampleHist => &[I64, include_str!("../../../shaders/sample_hist.wgsl")],
-            Kernel::SampleSelect => &[I64, include_str!("../../../shaders/sample_select.wgsl")],
+            Kernel::Attention => &[I64, EXP2, dot4, include_str!("../../../shaders/attention.wgsl")],
+            Kernel::SampleWeights => &[I64, EXP2, SAMPLE_PARAMS, include_str!("../../../shaders/sample_weights.wgsl")],
+            Kernel::SampleHist => &[I64, SAMPLE_PARAMS, include_str!("../../../shaders/sample_hist.wgsl")],
+            Kernel::SampleSelect => &[I64, SAMPLE_PARAMS, include_str!("../../../shaders/sample_select.wgsl")],
         };
         parts.join("\n")
     }
