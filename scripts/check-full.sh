@@ -28,4 +28,8 @@ for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
   target/release/edgeproof bench --model "$m" --receipt 128
 done
 echo "== speed (WebGPU: the first adapter wgpu finds; lavapipe on a machine without a GPU)"
-target/release/edgeproof bench --model "$EDGEPROOF_SMOLLM2" --backend gpu --prefill 16 --decode 4
+for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
+  target/release/edgeproof bench --model "$m" --backend gpu --prefill 16 --decode 4 --profile
+done
+echo "== speed (WebGPU in headless Chromium: SmolLM2, both matmul layouts, and the CPU path in the page)"
+scripts/test-browser.sh --include-ignored bench --nocapture

@@ -6,6 +6,7 @@
 
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
+mod bench;
 mod common;
 mod models;
 mod ops;
