@@ -152,6 +152,13 @@ enum Cmd {
 }
 
 fn main() {
+    // A closed pipe (`edgeproof info ... | head`) ends the program as it ends other
+    // command-line tools, instead of a panic in `println!`.
+    #[cfg(unix)]
+    // SAFETY: called before any other thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match run(cli.cmd) {
         Ok(true) => {}
