@@ -648,3 +648,30 @@ fn profile_lists_every_kernel_of_a_decode_step() {
         }
     }
 }
+
+#[test]
+fn a_lost_device_and_a_bad_pipeline_are_typed_errors() {
+    // A pipeline whose override constants cannot build (no lanes: the workgroup's tiles
+    // divide by zero) is SHADER, naming the kernel; nothing panics.
+    use edgeproof::engine::{Engine, GpuModel};
+    use edgeproof::gpu::Kernel;
+    use edgeproof::sampling::SamplingParams;
+    let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
+    let bad = Kernel::Matmul { ty: TensorType::Q8_0, x_rows: 1, outputs: 1, lanes: 0 };
+    match ctx.pipeline(bad) {
+        Err(e) => {
+            assert_eq!(e.code(), "SHADER", "{e}");
+            assert!(e.to_string().contains("matmul[Q8_0]"), "{e}");
+        }
+        Ok(_) => panic!("a pipeline with no lanes was built"),
+    }
+    // A device lost in the middle of a generation: the next step is DEVICE_LOST.
+    let f = tiny(Arch::Llama);
+    let gpu = GpuModel::load(&f, Rc::clone(&ctx)).expect("gpu model");
+    let mut s = gpu.session().expect("session");
+    let greedy = SamplingParams::greedy();
+    s.next_token(&[1, 7, 3], 0, &greedy, 0).expect("a step before the loss");
+    ctx.device.destroy();
+    let err = s.next_token(&[5], 3, &greedy, 1).err().expect("a step on a lost device");
+    assert_eq!(err.code(), "DEVICE_LOST", "{err}");
+}

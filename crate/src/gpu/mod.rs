@@ -21,7 +21,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
-use wgpu::util::DeviceExt;
 
 /// Environment variable that forces the emulated int8 dot product (`1`).
 pub const EMULATE_DOT4_ENV: &str = "EDGEPROOF_GPU_EMULATE_DOT4";
@@ -137,9 +136,15 @@ impl Buf {
 /// The first error wgpu reported outside an error scope (or a device loss), kept until checked.
 type ErrorSlot = Arc<Mutex<Option<Error>>>;
 
+/// Keep `e` unless an error is kept already; a lost device replaces it (it explains the
+/// errors that follow, and may be reported after the first of them).
 fn record(slot: &ErrorSlot, e: Error) {
     if let Ok(mut s) = slot.lock() {
-        s.get_or_insert(e);
+        if matches!(e, Error::DeviceLost(_)) {
+            *s = Some(e);
+        } else {
+            s.get_or_insert(e);
+        }
     }
 }
 
@@ -326,6 +331,14 @@ impl GpuContext {
         }
     }
 
+    /// The device-lost error, if the device is lost (kept for [`GpuContext::check`] too).
+    fn lost(&self) -> Option<Error> {
+        match self.errors.lock().ok()?.as_ref()? {
+            Error::DeviceLost(m) => Some(Error::DeviceLost(m.clone())),
+            _ => None,
+        }
+    }
+
     /// Keep `e` to be returned by the next [`GpuContext::check`] (ops of the `Ops` trait return no `Result`).
     pub(crate) fn defer(&self, e: Error) {
         record(&self.errors, e);
@@ -342,6 +355,14 @@ impl GpuContext {
             let t = f();
             let val = pollster::block_on(val.pop());
             let oom = pollster::block_on(oom.pop());
+            if val.is_some() || oom.is_some() {
+                // On a lost device every call fails validation: say why (polling runs the
+                // device-lost callback if it has not run yet).
+                let _ = self.device.poll(wgpu::PollType::Poll);
+                if let Some(lost) = self.lost() {
+                    return Err(lost);
+                }
+            }
             if let Some(e) = oom {
                 return Err(from_wgpu(e));
             }
@@ -478,14 +499,24 @@ impl GpuContext {
         self.fits(label, size)?;
         let mut bytes = data.to_vec();
         bytes.resize(size as usize, 0);
-        let buf = self.scoped(Error::Gpu, || {
-            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: &bytes,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            })
-        })?;
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let buf = self.scoped(Error::Gpu, || self.buffer_with(label, &bytes, usage))?;
         Ok(Buf::owned(buf))
+    }
+
+    /// A new buffer holding `bytes` (a multiple of 4), written through the queue: a buffer
+    /// mapped at creation (wgpu's `create_buffer_init`) panics when the device is lost, and a
+    /// queue write reports it as an error instead. The write lands before the next
+    /// submission, so before any command that reads the buffer.
+    fn buffer_with(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        let b = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.len() as u64,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&b, 0, bytes);
+        b
     }
 
     /// The uniform buffer holding `words`, made once per distinct content.
@@ -497,11 +528,7 @@ impl GpuContext {
         if cache.len() >= UNIFORMS_MAX {
             cache.clear();
         }
-        let b = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("params"),
-            contents: bytemuck::cast_slice(words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let b = self.buffer_with("params", bytemuck::cast_slice(words), wgpu::BufferUsages::UNIFORM);
         cache.insert(words.to_vec(), b.clone());
         b
     }

@@ -306,3 +306,15 @@ async fn sampler_equals_cpu() {
     }
     assert!(below_top > 10, "only {below_top} draws were not the top token");
 }
+
+#[wasm_bindgen_test]
+async fn a_lost_device_is_a_typed_error() {
+    // After the device is destroyed, the next readback is DEVICE_LOST, not a panic.
+    use edgeproof::sampling::SamplingParams;
+    let mut g = gpus().await.swap_remove(0);
+    let x = g.upload(&random_act(&mut SplitMix64(3), 1, 64)).expect("upload");
+    assert!(g.sample_async(&x, 0, &SamplingParams::greedy(), 0).await.is_ok());
+    g.ctx.device.destroy();
+    let err = g.sample_async(&x, 0, &SamplingParams::greedy(), 1).await.err().expect("an error on a lost device");
+    assert_eq!(err.code(), "DEVICE_LOST", "{err}");
+}
