@@ -332,6 +332,7 @@ impl GpuContext {
     }
 
     /// The device-lost error, if the device is lost (kept for [`GpuContext::check`] too).
+    #[cfg(not(target_arch = "wasm32"))]
     fn lost(&self) -> Option<Error> {
         match self.errors.lock().ok()?.as_ref()? {
             Error::DeviceLost(m) => Some(Error::DeviceLost(m.clone())),
