@@ -141,7 +141,8 @@ impl GpuModel {
     pub fn load(gguf: &Gguf, ctx: std::rc::Rc<crate::gpu::GpuContext>) -> Result<GpuModel> {
         let cfg = Config::from_metadata(gguf.metadata())?;
         let weights = Weights::load(gguf, &cfg, |t| crate::gpu::GpuWeight::from_view(&ctx, t))?;
-        ctx.check()?;
+        // The uploads are queue writes: make them land now, not in the first step.
+        ctx.finish_writes()?;
         Ok(GpuModel { cfg, weights, ctx })
     }
 

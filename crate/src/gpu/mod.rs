@@ -488,6 +488,15 @@ impl GpuContext {
         self.submissions.get()
     }
 
+    /// Wait until the buffer writes queued so far are on the device (native only: the
+    /// browser cannot block), then [`GpuContext::check`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn finish_writes(&self) -> Result<()> {
+        self.submit(self.encoder());
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("poll: {e}")))?;
+        self.check()
+    }
+
     /// Submit what `enc` recorded.
     pub fn submit(&self, enc: wgpu::CommandEncoder) {
         self.submissions.set(self.submissions.get() + 1);
