@@ -193,8 +193,8 @@ impl Engine for GpuSession<'_> {
         Ok(self.eval_exact(ids, pos0, out_rows)?.to_f32())
     }
 
-    /// Greedy on the device: the argmax kernel (ties to the lowest id, as on the CPU) reads
-    /// back 4 bytes; sampled tokens read the logits row back.
+    /// Picked on the device by the sampler kernels, greedy or seeded: 8 bytes read back
+    /// ([`GpuSession::pick`]).
     fn next_token(&mut self, ids: &[u32], pos0: usize, params: &SamplingParams, step: u64) -> Result<u32> {
         Ok(self.pick(ids, pos0, params, step, false)?.0)
     }

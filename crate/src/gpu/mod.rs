@@ -626,19 +626,14 @@ impl GpuContext {
 
     /// Read `bytes` from the start of `buf`, once the work submitted before is done.
     pub async fn read_async(&self, buf: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let mut parts = self.read_many_async(&[(buf, bytes)]).await?;
+        let mut parts = self.read_after_async(None, &[(buf, bytes)]).await?;
         Ok(parts.pop().unwrap_or_default())
     }
 
     /// Read the leading bytes of several buffers with one staging buffer and one mapping (a
-    /// token's id and its residual streams come back together), once the work submitted
-    /// before is done.
-    pub async fn read_many_async(&self, parts: &[(&wgpu::Buffer, u64)]) -> Result<Vec<Vec<u8>>> {
-        self.read_after_async(None, parts).await
-    }
-
-    /// [`GpuContext::read_many_async`] with the copies appended to `pending` (commands
-    /// recorded but not submitted): the work and its readback go in one submission.
+    /// token's id and its residual streams come back together), the copies appended to
+    /// `pending` (commands recorded but not submitted, if any): the work and its readback go
+    /// in one submission.
     pub async fn read_after_async(
         &self,
         pending: Option<wgpu::CommandEncoder>,

@@ -326,20 +326,24 @@ impl GpuOps {
             return Err(Error::InvalidArgument(format!("matmul of {}-wide rows by a {k}-wide weight", x.cols)));
         }
         let nb = k / 32;
-        if self.quantized.as_ref().is_none_or(|q| q.act != x.id) {
-            let q = Quantized {
-                act: x.id,
-                xq: self.ctx.storage("xq", (n * k) as u64)?,
-                xblk: self.ctx.storage("xblk", (n * nb * 16) as u64)?,
-                emax: self.ctx.storage("emax", (n * 4) as u64)?,
-            };
-            self.recorded(|s, enc| {
-                let p = [k as u32, nb as u32, k as u32, k as u32 / 4, 0, nb as u32, 0];
-                s.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, &q.xq, &q.xblk, &q.emax], [n as u32, 1, 1])
-            })?;
-            self.quantized = Some(q);
-        }
-        let q = self.quantized.as_ref().ok_or_else(|| Error::Gpu("no quantized activation".into()))?;
+        let q = match self.quantized.take() {
+            Some(q) if q.act == x.id => q,
+            _ => {
+                let q = Quantized {
+                    act: x.id,
+                    xq: self.ctx.storage("xq", (n * k) as u64)?,
+                    xblk: self.ctx.storage("xblk", (n * nb * 16) as u64)?,
+                    emax: self.ctx.storage("emax", (n * 4) as u64)?,
+                };
+                self.recorded(|s, enc| {
+                    let p = [k as u32, nb as u32, k as u32, k as u32 / 4, 0, nb as u32, 0];
+                    let bufs: [&wgpu::Buffer; 5] = [&x.m, &x.e, &q.xq, &q.xblk, &q.emax];
+                    s.ctx.dispatch(enc, Kernel::Quantize, &p, &bufs, [n as u32, 1, 1])
+                })?;
+                q
+            }
+        };
+        let q = self.quantized.insert(q);
         let (xq, xblk, emax) = ((*q.xq).clone(), (*q.xblk).clone(), (*q.emax).clone());
         // Outputs too large for one binding (prefill logits over a large vocabulary) are made in
         // batches of rows, each bound as a range of the output buffer (256-byte aligned offsets:
