@@ -13,7 +13,7 @@ use edgeproof::gpu::{GpuContext, GpuOps, GpuOptions, GpuWeight};
 use edgeproof::model::{forward, Arch, AttnParams, Config, Ops, RopeKind, Weights};
 use edgeproof::quant::TensorType;
 use edgeproof::tiny::SplitMix64;
-use gpu_inputs::{random_act, same, test_config, weight_file};
+use gpu_inputs::{gpu_weights, random_act, same, test_config, weight_file};
 use std::rc::Rc;
 
 /// Both dot-product paths (the adapter's `dot4I8Packed` where it has it, and the emulation)
@@ -265,10 +265,7 @@ fn tiny_models_forward_equals_cpu() {
         let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
         let mut cpu = ExactOps::new(&cfg);
         let mut gpus = gpus_for(&cfg);
-        let gws: Vec<Weights<GpuWeight>> = gpus
-            .iter()
-            .map(|g| Weights::load(&f, &cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights"))
-            .collect();
+        let gws = gpu_weights(&gpus, &f, &cfg);
         let mut steps: Vec<(Vec<u32>, usize)> = vec![(vec![1, 7, 3, 39, 0], 0)];
         steps.extend((5..14).map(|p| (vec![(p * 11 % 40) as u32], p)));
         steps.push((vec![4, 2, 9], 3));
@@ -313,10 +310,7 @@ fn real_model_forward_equals_cpu(name: &str, expect: &str) {
     let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
     let mut cpu = ExactOps::new(&cfg);
     let mut gpus = gpus_for(&cfg);
-    let gws: Vec<Weights<GpuWeight>> = gpus
-        .iter()
-        .map(|g| Weights::load(&f, &cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights"))
-        .collect();
+    let gws = gpu_weights(&gpus, &f, &cfg);
     let mut ids = tok.encode("The capital of France is", true, false).expect("encode");
     let mut pos0 = 0;
     for _ in 0..2 {

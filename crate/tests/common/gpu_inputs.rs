@@ -3,9 +3,15 @@
 
 use edgeproof::backend::exact::IMat;
 use edgeproof::gguf::{self, Gguf, Metadata, TensorData, Value};
-use edgeproof::model::Config;
+use edgeproof::gpu::{GpuOps, GpuWeight};
+use edgeproof::model::{Config, Weights};
 use edgeproof::quant::TensorType;
 use edgeproof::tiny::SplitMix64;
+
+/// The weights of `f` uploaded to each of `gpus`.
+pub fn gpu_weights(gpus: &[GpuOps], f: &Gguf, cfg: &Config) -> Vec<Weights<GpuWeight>> {
+    gpus.iter().map(|g| Weights::load(f, cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights")).collect()
+}
 
 /// One small llama layer: only the KV cache of layer 0 and the table sizes come from it.
 pub fn test_config() -> Config {

@@ -15,7 +15,7 @@ pub use wasm_bindgen_test::console_log as log;
 
 #[path = "../../../crate/tests/common/gpu_inputs.rs"]
 mod gpu_inputs;
-pub use gpu_inputs::{logit_rows, random_act, same, test_config, weight_file};
+pub use gpu_inputs::{gpu_weights, logit_rows, random_act, same, test_config, weight_file};
 
 /// A device with `opts`; no adapter fails the test, naming what gives Chromium one.
 pub async fn context(opts: GpuOptions) -> GpuContext {

@@ -4,7 +4,6 @@
 use crate::common::*;
 use edgeproof::backend::exact::{ExactOps, ExactWeight};
 use edgeproof::gguf::Gguf;
-use edgeproof::gpu::GpuWeight;
 use edgeproof::model::{forward, Arch, Config, Weights};
 use edgeproof::sampling::{sample, SamplingParams};
 use edgeproof::tokenizer::Tokenizer;
@@ -19,10 +18,7 @@ async fn tiny_models_forward_equals_cpu() {
         let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
         let mut cpu = ExactOps::new(&cfg);
         let mut gpus = gpus_for(&cfg).await;
-        let gws: Vec<Weights<GpuWeight>> = gpus
-            .iter()
-            .map(|g| Weights::load(&f, &cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights"))
-            .collect();
+        let gws = gpu_weights(&gpus, &f, &cfg);
         let mut steps: Vec<(Vec<u32>, usize)> = vec![(vec![1, 7, 3, 39, 0], 0)];
         steps.extend((5..14).map(|p| (vec![(p * 11 % 40) as u32], p)));
         steps.push((vec![4, 2, 9], 3));
@@ -58,10 +54,7 @@ async fn smollm2_greedy_equals_cpu() {
     let cw = Weights::load(&f, &cfg, ExactWeight::from_view).expect("cpu weights");
     let mut cpu = ExactOps::new(&cfg);
     let mut gpus = two_gpus_for(&cfg).await;
-    let gws: Vec<Weights<GpuWeight>> = gpus
-        .iter()
-        .map(|g| Weights::load(&f, &cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights"))
-        .collect();
+    let gws = gpu_weights(&gpus, &f, &cfg);
     let seeded = SamplingParams::new(0.8, 40, 0.9, 11).expect("params");
     log!("smollm2: fetched and loaded in {:.0} ms", now_ms() - t0);
     let mut ids = tok.encode("The capital of France is", true, false).expect("encode");
