@@ -56,6 +56,12 @@ pub enum Error {
     /// A receipt of a format version this build does not know.
     #[error("unsupported receipt version {0} (supported: 1)")]
     UnsupportedReceiptVersion(u32),
+    /// The caller cancelled the work (an `AbortSignal`).
+    #[error("aborted: {0}")]
+    Aborted(String),
+    /// The engine is generating: one generation at a time per engine.
+    #[error("busy: {0}")]
+    Busy(String),
     /// Any other error the GPU API reports (validation of a command, internal error).
     #[error("GPU: {0}")]
     Gpu(String),
@@ -88,6 +94,8 @@ impl Error {
             Error::OutOfMemory(_) => "OUT_OF_MEMORY",
             Error::Shader { .. } => "SHADER",
             Error::Gpu(_) => "GPU",
+            Error::Aborted(_) => "ABORTED",
+            Error::Busy(_) => "BUSY",
         }
     }
 }

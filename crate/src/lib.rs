@@ -15,3 +15,5 @@ pub mod ppl;
 pub mod receipt;
 pub mod sampling;
 pub mod tiny;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

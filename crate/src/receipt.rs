@@ -4,13 +4,13 @@
 //! teacher-forced pass and names the first thing that diverges.
 
 use crate::backend::exact::{residual_digest, IMat};
-use crate::engine::{generate_text, Engine, ExactSession, Finish};
+use crate::engine::{block_on, Backend, Finish, Generation, Session, StopState};
 use crate::error::{Error, Result};
-use crate::gguf::Gguf;
+use crate::gguf::{Gguf, Metadata};
 use crate::numerics::numerics_digest;
-use crate::sampling::{sample, SamplingParams, StopMatcher};
+use crate::sampling::{sample, SamplingParams};
 use crate::tokenizer::chat::{ChatTemplate, Message};
-use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -201,12 +201,12 @@ pub struct ChatMessage {
 
 impl Prompt {
     /// The token ids this prompt gives with the model's tokenizer (and chat template).
-    pub fn ids(&self, gguf: &Gguf, tok: &Tokenizer) -> Result<Vec<u32>> {
+    pub fn ids(&self, meta: &Metadata, tok: &Tokenizer) -> Result<Vec<u32>> {
         match self {
             Prompt::Text(t) => tok.encode(t, true, false),
             Prompt::Messages(m) => {
                 let msgs: Vec<Message> = m.iter().map(|m| Message::new(&m.role, &m.content)).collect();
-                let text = ChatTemplate::from_metadata(gguf.metadata())?.render(&msgs, true)?;
+                let text = ChatTemplate::from_metadata(meta)?.render(&msgs, true)?;
                 tok.encode(&text, true, true)
             }
         }
@@ -259,14 +259,17 @@ pub enum FinishReason {
     Length,
     /// The output text reached a stop string.
     Stop,
+    /// The generation was ended by its caller (a stop button, an `AbortSignal`).
+    Aborted,
 }
 
 impl FinishReason {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             FinishReason::Eog => "eog",
             FinishReason::Length => "length",
             FinishReason::Stop => "stop",
+            FinishReason::Aborted => "aborted",
         }
     }
 }
@@ -437,88 +440,127 @@ fn now_ms() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
-/// An exact engine that records its residual stream (per block, per forward pass).
-pub trait Recording: Engine {
+/// A future a [`Recording`] engine returns (boxed: the trait is used as `dyn`).
+pub type Fut<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + 'a>>;
+
+/// An engine that can record its residual stream (per block, per forward pass): what
+/// generation with a receipt and the verifier run on, blocking natively or async in the
+/// browser.
+pub trait Recording: crate::engine::Engine {
+    /// Whether it runs the exact numerics (the only ones with receipts).
+    fn exact(&self) -> bool;
     fn record_residuals(&mut self);
-    fn take_residuals(&mut self) -> Result<Vec<IMat>>;
-    /// [`Engine::next_token`] and the residual streams of its forward pass.
-    fn next_token_recorded(
-        &mut self,
-        ids: &[u32],
+    /// [`Engine::eval`] and the residual streams recorded since the last take.
+    fn eval_recorded<'a>(
+        &'a mut self,
+        ids: &'a [u32],
         pos0: usize,
-        params: &SamplingParams,
+        rows: std::ops::Range<usize>,
+    ) -> Fut<'a, (Vec<f32>, Vec<IMat>)>;
+    /// [`Engine::next_token`] and, with `residuals`, the residual streams recorded since the
+    /// last take (one readback on the GPU).
+    fn next_token_recorded<'a>(
+        &'a mut self,
+        ids: &'a [u32],
+        pos0: usize,
+        params: &'a SamplingParams,
         step: u64,
-    ) -> Result<(u32, Vec<IMat>)> {
-        let t = self.next_token(ids, pos0, params, step)?;
-        Ok((t, self.take_residuals()?))
-    }
+        residuals: bool,
+    ) -> Fut<'a, (u32, Vec<IMat>)>;
     /// Where it runs, for the receipt's [`Meta`]: backend and adapter.
     fn backend(&self) -> (String, Option<String>);
 }
 
-impl Recording for ExactSession<'_> {
+impl<B: Backend> Recording for Session<B> {
+    fn exact(&self) -> bool {
+        B::EXACT
+    }
     fn record_residuals(&mut self) {
-        ExactSession::record_residuals(self)
+        Session::record_residuals(self)
     }
-    fn take_residuals(&mut self) -> Result<Vec<IMat>> {
-        Ok(ExactSession::take_residuals(self))
-    }
-    fn backend(&self) -> (String, Option<String>) {
-        ("cpu".into(), None)
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-impl Recording for crate::engine::GpuSession<'_> {
-    fn record_residuals(&mut self) {
-        crate::engine::GpuSession::record_residuals(self)
-    }
-    fn take_residuals(&mut self) -> Result<Vec<IMat>> {
-        crate::engine::GpuSession::take_residuals(self)
-    }
-    /// One readback per token: the picked id and the residual streams together.
-    fn next_token_recorded(
-        &mut self,
-        ids: &[u32],
+    fn eval_recorded<'a>(
+        &'a mut self,
+        ids: &'a [u32],
         pos0: usize,
-        params: &SamplingParams,
+        rows: std::ops::Range<usize>,
+    ) -> Fut<'a, (Vec<f32>, Vec<IMat>)> {
+        Box::pin(async move {
+            let logits = self.eval_async(ids, pos0, rows).await?;
+            Ok((logits, self.take_residuals_async().await?))
+        })
+    }
+    fn next_token_recorded<'a>(
+        &'a mut self,
+        ids: &'a [u32],
+        pos0: usize,
+        params: &'a SamplingParams,
         step: u64,
-    ) -> Result<(u32, Vec<IMat>)> {
-        self.pick(ids, pos0, params, step, true)
+        residuals: bool,
+    ) -> Fut<'a, (u32, Vec<IMat>)> {
+        Box::pin(self.next_token_async(ids, pos0, params, step, residuals))
     }
     fn backend(&self) -> (String, Option<String>) {
-        ("gpu".into(), Some(self.adapter()))
+        let (b, a) = self.describe();
+        (b.into(), a)
     }
 }
 
-/// Wraps a recording engine: after each forward pass, the per-layer digests of its rows.
-struct Digesting<'e> {
-    inner: &'e mut dyn Recording,
-    steps: Vec<Vec<Hash>>,
+/// The per-layer digests of one forward pass's residual streams (rows at positions `pos0..`).
+pub fn layer_digests(res: &[IMat], pos0: usize) -> Vec<Hash> {
+    res.iter().enumerate().map(|(l, x)| residual_digest(l, pos0, x, 0..x.rows)).collect()
 }
 
-impl Engine for Digesting<'_> {
-    fn config(&self) -> &crate::model::Config {
-        self.inner.config()
-    }
-
-    fn eval(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
-        let logits = self.inner.eval(ids, pos0, out_rows)?;
-        let res = self.inner.take_residuals()?;
-        self.push(pos0, &res);
-        Ok(logits)
-    }
-
-    fn next_token(&mut self, ids: &[u32], pos0: usize, params: &SamplingParams, step: u64) -> Result<u32> {
-        let (t, res) = self.inner.next_token_recorded(ids, pos0, params, step)?;
-        self.push(pos0, &res);
-        Ok(t)
-    }
+/// The residual rows of every position in a session's KV cache, per layer: a chat's next
+/// turn reuses the cache and still commits to the digests of its whole prompt (which batched
+/// and stepwise evaluation give alike).
+#[derive(Default)]
+pub struct ResidualHistory {
+    layers: Vec<IMat>,
 }
 
-impl Digesting<'_> {
-    fn push(&mut self, pos0: usize, res: &[IMat]) {
-        self.steps.push(res.iter().enumerate().map(|(l, x)| residual_digest(l, pos0, x, 0..x.rows)).collect());
+impl ResidualHistory {
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, |x| x.rows)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keep positions `0..n`.
+    pub fn truncate(&mut self, n: usize) {
+        for x in &mut self.layers {
+            let n = n.min(x.rows);
+            x.m.truncate(n * x.cols);
+            x.e.truncate(n);
+            x.rows = n;
+        }
+    }
+
+    /// Append one forward pass's rows (positions `len()..`).
+    pub fn append(&mut self, res: &[IMat]) -> Result<()> {
+        if self.layers.is_empty() {
+            self.layers = res.iter().map(|x| IMat { rows: 0, cols: x.cols, m: Vec::new(), e: Vec::new() }).collect();
+        }
+        if res.len() != self.layers.len() {
+            return Err(Error::InvalidArgument(format!(
+                "{} residual streams, expected {}",
+                res.len(),
+                self.layers.len()
+            )));
+        }
+        for (h, x) in self.layers.iter_mut().zip(res) {
+            h.m.extend_from_slice(&x.m);
+            h.e.extend_from_slice(&x.e);
+            h.rows += x.rows;
+        }
+        Ok(())
+    }
+
+    /// The digests of positions `from..len()` as one forward pass's.
+    pub fn digests(&self, from: usize) -> Vec<Hash> {
+        self.layers.iter().enumerate().map(|(l, x)| residual_digest(l, from, x, from..x.rows)).collect()
     }
 }
 
@@ -531,6 +573,57 @@ pub struct Request {
     pub stop: Vec<String>,
 }
 
+/// The sealed receipt of an ended generation `g` of `req` (`layers`: per token, the digests of
+/// the forward pass that produced it).
+pub fn seal(
+    req: &Request,
+    model: &ModelCommitment,
+    eog: &[u32],
+    g: &Generation,
+    layers: Vec<Vec<Hash>>,
+    meta: Meta,
+) -> Result<Receipt> {
+    let finish = match g.stop.finish {
+        Some(Finish::Eog(_)) => FinishReason::Eog,
+        Some(Finish::Length) => FinishReason::Length,
+        Some(Finish::Stop) => FinishReason::Stop,
+        Some(Finish::Aborted) => FinishReason::Aborted,
+        None => return Err(Error::InvalidArgument("a receipt of a generation that has not ended".into())),
+    };
+    let mut r = Receipt {
+        version: FORMAT_VERSION,
+        mode: MODE_EXACT.into(),
+        numerics: numerics_digest(),
+        model: model.clone(),
+        prompt: req.prompt.clone(),
+        prompt_ids: g.prompt.clone(),
+        sampling: Sampling {
+            temperature_q16: req.params.temperature_q16,
+            top_k: req.params.top_k,
+            top_p_q16: req.params.top_p_q16,
+            seed: req.params.seed,
+            max_tokens: req.max_tokens,
+            stop: req.stop.clone(),
+            eog: eog.to_vec(),
+        },
+        tokens: g.tokens.clone(),
+        layers,
+        finish,
+        output: g.stop.text.clone(),
+        sections: Sections::default(),
+        chain: [0; 32],
+        final_hash: [0; 32],
+        meta,
+    };
+    r.seal();
+    Ok(r)
+}
+
+/// The engine's build, for the receipt's [`Meta`].
+pub fn engine_name() -> String {
+    format!("edgeproof {}", env!("CARGO_PKG_VERSION"))
+}
+
 /// Generate on `engine` (a fresh session of `gguf`'s model), streaming text to `on_text`,
 /// and return the sealed receipt.
 pub fn generate(
@@ -541,62 +634,28 @@ pub fn generate(
     req: &Request,
     mut on_text: impl FnMut(&str) -> Result<()>,
 ) -> Result<Receipt> {
-    let ids = req.prompt.ids(gguf, tok)?;
+    if !engine.exact() {
+        return Err(Error::InvalidArgument("receipts need the exact numerics".into()));
+    }
+    let ids = req.prompt.ids(gguf.metadata(), tok)?;
+    let mut g =
+        Generation::new(ids, 0, engine.config(), req.max_tokens as usize, req.params, &req.stop, tok.eog_ids())?;
     engine.record_residuals();
-    engine.take_residuals()?;
     let (backend, adapter) = engine.backend();
-    let mut dig = Digesting { inner: engine, steps: Vec::new() };
     let start = now_ms();
     let mut first = None;
-    let (mut tokens, finish, output) =
-        generate_text(&mut dig, tok, &ids, req.max_tokens as usize, &req.params, &req.stop, |t| {
-            first.get_or_insert_with(now_ms);
-            on_text(t)
-        })?;
-    if let Finish::Eog(id) = finish {
-        // The end-of-generation id was sampled too: the chain commits to it.
-        tokens.push(id);
+    let mut layers = Vec::new();
+    while !g.done() {
+        let (ids, pos0, step) = g.input();
+        let (t, res) = block_on(engine.next_token_recorded(ids, pos0, &g.params, step, true))??;
+        layers.push(layer_digests(&res, pos0));
+        first.get_or_insert_with(now_ms);
+        on_text(&g.push(Some(tok), t)?)?;
     }
-    let finish = match finish {
-        Finish::Eog(_) => FinishReason::Eog,
-        Finish::Length => FinishReason::Length,
-        Finish::Stopped => FinishReason::Stop,
-    };
     let end = now_ms();
     let first = first.unwrap_or(end);
-    let mut r = Receipt {
-        version: FORMAT_VERSION,
-        mode: MODE_EXACT.into(),
-        numerics: numerics_digest(),
-        model: model.clone(),
-        prompt: req.prompt.clone(),
-        prompt_ids: ids,
-        sampling: Sampling {
-            temperature_q16: req.params.temperature_q16,
-            top_k: req.params.top_k,
-            top_p_q16: req.params.top_p_q16,
-            seed: req.params.seed,
-            max_tokens: req.max_tokens,
-            stop: req.stop.clone(),
-            eog: tok.eog_ids().to_vec(),
-        },
-        tokens,
-        layers: dig.steps,
-        finish,
-        output,
-        sections: Sections::default(),
-        chain: [0; 32],
-        final_hash: [0; 32],
-        meta: Meta {
-            engine: format!("edgeproof {}", env!("CARGO_PKG_VERSION")),
-            backend,
-            adapter,
-            prefill_ms: first - start,
-            decode_ms: end - first,
-        },
-    };
-    r.seal();
-    Ok(r)
+    let meta = Meta { engine: engine_name(), backend, adapter, prefill_ms: first - start, decode_ms: end - first };
+    seal(req, model, tok.eog_ids(), &g, layers, meta)
 }
 
 /// The first thing that does not check out, by kind.
@@ -685,6 +744,30 @@ pub fn verify(
     engine: &mut dyn Recording,
     mut progress: impl FnMut(&str, f32),
 ) -> Result<Report> {
+    let own;
+    let model = match model {
+        Some(m) => m,
+        None => {
+            own = ModelCommitment::of(gguf, |p| progress("hashing the model", p))?;
+            &own
+        }
+    };
+    block_on(verify_async(r, gguf.metadata(), tok, model, engine, &mut |s, p| {
+        progress(s, p);
+        Ok(())
+    }))?
+}
+
+/// [`verify`], async (the browser's GPU), with a progress callback that can end it with an
+/// error (`ABORTED`).
+pub async fn verify_async(
+    r: &Receipt,
+    meta: &Metadata,
+    tok: &Tokenizer,
+    m: &ModelCommitment,
+    engine: &mut dyn Recording,
+    progress: &mut dyn FnMut(&str, f32) -> Result<()>,
+) -> Result<Report> {
     let mut rep = Report::default();
     // 1. The receipt's own hashes.
     let c = r.chain();
@@ -719,14 +802,6 @@ pub fn verify(
         return Ok(rep);
     }
     // 2. The model.
-    let own;
-    let m = match model {
-        Some(m) => m,
-        None => {
-            own = ModelCommitment::of(gguf, |p| progress("hashing the model", p))?;
-            &own
-        }
-    };
     for (field, want, have) in [
         ("file sha256", r.model.file_sha256, m.file_sha256),
         ("tensors root", r.model.tensors_root, m.tensors_root),
@@ -741,7 +816,7 @@ pub fn verify(
         return Ok(rep);
     }
     // 3. The prompt.
-    let ids = r.prompt.ids(gguf, tok)?;
+    let ids = r.prompt.ids(meta, tok)?;
     if ids != r.prompt_ids {
         let index =
             ids.iter().zip(&r.prompt_ids).position(|(a, b)| a != b).unwrap_or(ids.len().min(r.prompt_ids.len()));
@@ -763,7 +838,6 @@ pub fn verify(
     let params = r.sampling.params();
     let n_vocab = engine.config().n_vocab;
     engine.record_residuals();
-    engine.take_residuals()?;
     const CHUNK: usize = 64;
     let mut a = 0;
     let mut step = 0;
@@ -771,8 +845,7 @@ pub fn verify(
         let b = if a == 0 { p } else { (a + CHUNK).min(seq.len()) };
         // Logits of the prompt's last row, or of every row of a chunk.
         let first = if a == 0 { p - 1 } else { 0 };
-        let logits = engine.eval(&seq[a..b], a, first..b - a)?;
-        let res = engine.take_residuals()?;
+        let (logits, res) = engine.eval_recorded(&seq[a..b], a, first..b - a).await?;
         // Rows of this pass that produce a token: the prompt's last, then every row.
         let rows: Vec<std::ops::Range<usize>> =
             if a == 0 { std::iter::once(0..p).collect() } else { (0..b - a).map(|i| i..i + 1).collect() };
@@ -795,40 +868,31 @@ pub fn verify(
             }
             step += 1;
             rep.steps_matched = step;
-            progress("re-executing", step as f32 / n as f32);
+            progress("re-executing", step as f32 / n as f32)?;
         }
         a = b;
     }
-    // 5. Where generation ends, and the text.
-    let mut dec = StreamDecoder::new(tok);
-    let mut stops = StopMatcher::new(&r.sampling.stop);
-    let mut output = String::new();
-    let mut end = None;
-    for (t, &id) in r.tokens.iter().enumerate() {
-        if r.sampling.eog.contains(&id) {
-            end = Some((FinishReason::Eog, t + 1));
+    // 5. Where generation ends, and the text: the same stop rules as generation.
+    let mut st = StopState::new(p, ctx, r.sampling.max_tokens as usize, &r.sampling.stop, &r.sampling.eog);
+    for &id in &r.tokens {
+        if st.finish.is_some() {
             break;
         }
-        let (text, stopped) = stops.push(&dec.push(id)?);
-        output.push_str(&text);
-        if stopped {
-            end = Some((FinishReason::Stop, t + 1));
-            break;
-        }
-        if t + 1 >= r.sampling.max_tokens as usize || p + t + 1 >= ctx {
-            end = Some((FinishReason::Length, t + 1));
-            break;
-        }
+        st.push(Some(tok), id)?;
     }
-    if r.tokens.is_empty() && r.sampling.max_tokens == 0 {
-        end = Some((FinishReason::Length, 0));
+    if r.finish == FinishReason::Aborted {
+        st.abort();
     }
-    if matches!(end, Some((FinishReason::Eog | FinishReason::Length, _))) {
-        output.push_str(&(stops.push(&dec.finish()).0 + &stops.finish()));
-    }
-    if end != Some((r.finish, n)) {
-        rep.findings.push(Divergence::Finish { committed: r.finish, recomputed: end.map(|e| e.0), at: n });
-    } else if output != r.output {
+    let at = st.len();
+    let end = st.finish.map(|f| match f {
+        Finish::Eog(_) => FinishReason::Eog,
+        Finish::Length => FinishReason::Length,
+        Finish::Stop => FinishReason::Stop,
+        Finish::Aborted => FinishReason::Aborted,
+    });
+    if end != Some(r.finish) || at != n {
+        rep.findings.push(Divergence::Finish { committed: r.finish, recomputed: end, at: n });
+    } else if st.text != r.output {
         rep.findings.push(Divergence::Output);
     }
     Ok(rep)

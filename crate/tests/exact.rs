@@ -346,8 +346,8 @@ fn tiny_exact(arch: Arch) {
     let (exact, reference) = (ExactModel::load(&g).expect("exact"), RefModel::load(&g).expect("ref"));
     let ids: Vec<u32> = (0..20).map(|i| (i * 7919 + 13) % 49_152).collect();
     let n = ids.len();
-    let batched = exact.session().eval_exact(&ids, 0, 0..n).expect("batched");
-    let mut s = exact.session();
+    let batched = exact.session().expect("session").eval_exact(&ids, 0, 0..n).expect("batched");
+    let mut s = exact.session().expect("session");
     for (p, &t) in ids.iter().enumerate() {
         let row = s.eval_exact(&[t], p, 0..1).expect("decode");
         assert_eq!(row.e[0], batched.e[p], "{arch:?} position {p}: exponents differ");
@@ -358,7 +358,7 @@ fn tiny_exact(arch: Arch) {
     // Re-evaluate the tail from position 12: the cache is truncated, results identical.
     let tail = s.eval_exact(&ids[12..], 12, 0..n - 12).expect("re-eval");
     assert_eq!(tail.m, batched.m[12 * batched.cols..]);
-    let want = reference.session().eval(&ids, 0, 0..n).expect("reference");
+    let want = reference.session().expect("session").eval(&ids, 0, 0..n).expect("reference");
     let got = batched.to_f32();
     let d = max_rel(&got, &want);
     eprintln!("{arch:?}: max |exact - f32| / max |f32| = {d:.2e}");
@@ -373,7 +373,7 @@ fn tiny_logits_digest(arch: Arch) -> String {
     let g = tiny(arch);
     let m = ExactModel::load(&g).expect("exact");
     let ids: Vec<u32> = (0..20).map(|i| (i * 7919 + 13) % 49_152).collect();
-    let l = m.session().eval_exact(&ids, 0, 0..ids.len()).expect("eval");
+    let l = m.session().expect("session").eval_exact(&ids, 0, 0..ids.len()).expect("eval");
     let mut h = Sha256::new();
     l.m.iter().chain(&l.e).for_each(|v| h.update(v.to_le_bytes()));
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
@@ -406,20 +406,20 @@ fn smollm2_batched_equals_stepwise() {
     let m = ExactModel::load(&g).expect("exact model");
     let n_layer = m.cfg.n_layer;
     let ids: Vec<u32> = (0..45u32).map(|i| (i * 7919 + 11) % 49152).collect();
-    let mut batched = m.session();
+    let mut batched = m.session().expect("session");
     batched.eval_exact(&ids[..13], 0, 12..13).expect("prompt");
     batched.record_residuals();
     let rest = batched.eval_exact(&ids[13..], 13, 0..32).expect("batch of 32");
-    let res = batched.take_residuals();
+    let res = batched.take_residuals().expect("residuals");
     assert_eq!(res.len(), n_layer);
-    let mut step = m.session();
+    let mut step = m.session().expect("session");
     step.eval_exact(&ids[..13], 0, 12..13).expect("prompt");
     step.record_residuals();
     let row = |x: &IMat, r: usize| (x.m[r * x.cols..(r + 1) * x.cols].to_vec(), x.e[r]);
     for (i, &id) in ids.iter().enumerate().skip(13) {
         let one = step.eval_exact(&[id], i, 0..1).expect("step");
         assert!(row(&one, 0) == row(&rest, i - 13), "logits of position {i}: batched differs from stepwise");
-        for (l, x) in step.take_residuals().iter().enumerate() {
+        for (l, x) in step.take_residuals().expect("residuals").iter().enumerate() {
             assert!(row(x, 0) == row(&res[l], i - 13), "position {i} layer {l}: batched differs from stepwise");
         }
     }
@@ -432,7 +432,7 @@ fn smollm2_exact_greedy_paris() {
     let m = ExactModel::load(&g).expect("load exact");
     let ids = tok.encode("The capital of France is", true, false).expect("encode");
     let t0 = std::time::Instant::now();
-    let (out, _) = generate_greedy(&mut m.session(), &ids, 2, tok.eog_ids(), |_| Ok(true)).expect("generate");
+    let (out, _) = generate_greedy(&mut m.session().expect("session"), &ids, 2, tok.eog_ids()).expect("generate");
     eprintln!("exact greedy: {:?} in {:.2?}", tok.decode(&out), t0.elapsed());
     assert_eq!(tok.decode(&out).expect("decode"), " Paris.");
 }
@@ -458,13 +458,15 @@ fn smollm2_exact_perplexity_close_to_f32() {
     }
     let t0 = std::time::Instant::now();
     let exact = ExactModel::load(&g).expect("load exact");
-    let pe =
-        edgeproof::ppl::perplexity(&mut exact.session(), &ids, ctx, None, |c, n, p| eprintln!("exact {c}/{n}: {p:.3}"))
-            .expect("exact ppl");
+    let pe = edgeproof::ppl::perplexity(&mut exact.session().expect("session"), &ids, ctx, None, |c, n, p| {
+        eprintln!("exact {c}/{n}: {p:.3}")
+    })
+    .expect("exact ppl");
     let te = t0.elapsed();
     drop(exact);
     let reference = RefModel::load(&g).expect("load f32");
-    let pr = edgeproof::ppl::perplexity(&mut reference.session(), &ids, ctx, None, |_, _, _| {}).expect("f32 ppl");
+    let pr = edgeproof::ppl::perplexity(&mut reference.session().expect("session"), &ids, ctx, None, |_, _, _| {})
+        .expect("f32 ppl");
     let agree = pe.argmax.iter().zip(&pr.argmax).filter(|(a, b)| a == b).count() as f64 / pe.argmax.len() as f64;
     let tokens = pe.n_chunks * ctx;
     eprintln!(
@@ -513,7 +515,7 @@ fn gemma3_exact_greedy_capital() {
     let tok = Tokenizer::from_metadata(g.metadata()).expect("tokenizer");
     let m = ExactModel::load(&g).expect("load exact");
     let ids = tok.encode("The capital of France is", true, false).expect("encode");
-    let (out, _) = generate_greedy(&mut m.session(), &ids, 7, tok.eog_ids(), |_| Ok(true)).expect("generate");
+    let (out, _) = generate_greedy(&mut m.session().expect("session"), &ids, 7, tok.eog_ids()).expect("generate");
     assert_eq!(tok.decode(&out).expect("decode"), " the capital of the country of France");
 }
 
@@ -675,17 +677,17 @@ fn residual_digests_equal_batched_and_stepwise_and_are_pinned() {
     let model = ExactModel::load(&g).expect("model");
     let n_layer = model.cfg.n_layer;
     let ids = [1u32, 17, 300, 5, 42, 9, 1000];
-    let mut batched = model.session();
+    let mut batched = model.session().expect("session");
     batched.record_residuals();
     batched.eval_exact(&ids, 0, ids.len() - 1..ids.len()).expect("batched");
-    let full = batched.take_residuals();
+    let full = batched.take_residuals().expect("residuals");
     assert_eq!(full.len(), n_layer);
-    let mut step = model.session();
+    let mut step = model.session().expect("session");
     step.record_residuals();
     let mut all = Sha256::new();
     for (p, &id) in ids.iter().enumerate() {
         step.eval_exact(&[id], p, 0..1).expect("step");
-        let one = step.take_residuals();
+        let one = step.take_residuals().expect("residuals");
         assert_eq!(one.len(), n_layer);
         for (l, (x1, xf)) in one.iter().zip(&full).enumerate() {
             let d = residual_digest(l, p, x1, 0..1);

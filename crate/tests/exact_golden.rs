@@ -72,7 +72,7 @@ fn seeded(temperature: f32, seed: u64) -> SamplingParams {
     SamplingParams::new(temperature, 40, 0.95, seed).expect("sampling params")
 }
 
-fn load(model: &str) -> (ExactModel, Tokenizer) {
+fn load(model: &str) -> (std::rc::Rc<ExactModel>, Tokenizer) {
     let gguf = match model {
         "tiny-llama" | "tiny-gemma3" => {
             let src = io::model_bytes("smollm2");
@@ -90,7 +90,7 @@ fn check(c: &Case) {
     let (m, tok) = load(c.model);
     let ids = tok.encode(c.prompt, true, false).expect("encode");
     let eog = if c.model.starts_with("tiny") { vec![] } else { tok.eog_ids().to_vec() };
-    let (out, _) = generate(&mut m.session(), &ids, c.max_tokens, &c.params, &eog, |_| Ok(true)).expect("generate");
+    let (out, _) = generate(&mut m.session().expect("session"), &ids, c.max_tokens, &c.params, &eog).expect("generate");
     let golden: serde_json::Value = serde_json::from_str(GOLDEN).expect("golden JSON");
     let want: Option<Vec<u32>> = golden.get(c.name).and_then(|v| serde_json::from_value(v.clone()).ok());
     if io::bless() {

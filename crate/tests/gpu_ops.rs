@@ -496,7 +496,7 @@ fn gemma3_long_context_equals_cpu() {
     let cpu_model = ExactModel::load(&f).expect("cpu model");
     let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
     let gpu_model = GpuModel::load(&f, ctx).expect("gpu model");
-    let (mut c, mut g) = (cpu_model.session(), gpu_model.session().expect("session"));
+    let (mut c, mut g) = (cpu_model.session().expect("session"), gpu_model.session().expect("session"));
     c.record_residuals();
     g.record_residuals();
     for pos0 in (0..600).step_by(150) {
@@ -506,7 +506,11 @@ fn gemma3_long_context_equals_cpu() {
         let got = g.eval_exact(part, pos0, 149..150).expect("gpu prefill");
         eprintln!("gemma3: gpu forward of 150 at {pos0}: {:.2?}", t0.elapsed());
         assert_eq!(got, want, "gemma3 logits at {}", pos0 + 149);
-        assert_eq!(g.take_residuals().expect("gpu residuals"), c.take_residuals(), "residuals, prefill at {pos0}");
+        assert_eq!(
+            g.take_residuals().expect("gpu residuals"),
+            c.take_residuals().expect("cpu residuals"),
+            "residuals, prefill at {pos0}"
+        );
     }
     for params in [SamplingParams::greedy(), SamplingParams::new(0.8, 40, 0.9, 5).expect("params")] {
         // Each generation starts by re-evaluating the prompt's last token at 599.
@@ -515,7 +519,11 @@ fn gemma3_long_context_equals_cpu() {
             let (t, res) = g.pick(&seq[pos0..], pos0, &params, step, true).expect("gpu token");
             let want = c.next_token(&seq[pos0..], pos0, &params, step).expect("cpu token");
             assert_eq!(t, want, "token {step} after 600 positions, {params:?}");
-            assert_eq!(res, c.take_residuals(), "residuals of step {step} at {pos0}, {params:?}");
+            assert_eq!(
+                res,
+                c.take_residuals().expect("cpu residuals"),
+                "residuals of step {step} at {pos0}, {params:?}"
+            );
             pos0 = seq.len();
             seq.push(t);
         }
@@ -535,12 +543,12 @@ fn gpu_sessions_generate_what_the_cpu_generates() {
         let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
         let gpu = GpuModel::load(&f, Rc::clone(&ctx)).expect("gpu model");
         let prompt = [1u32, 7, 3];
-        let greedy = generate_greedy(&mut cpu.session(), &prompt, 12, &[], |_| Ok(true)).expect("cpu greedy").0;
-        let got = generate_greedy(&mut gpu.session().expect("session"), &prompt, 12, &[], |_| Ok(true));
+        let greedy = generate_greedy(&mut cpu.session().expect("session"), &prompt, 12, &[]).expect("cpu greedy").0;
+        let got = generate_greedy(&mut gpu.session().expect("session"), &prompt, 12, &[]);
         assert_eq!(got.expect("gpu greedy").0, greedy, "{arch:?} greedy");
         let params = SamplingParams::new(0.8, 20, 0.9, 42).expect("params");
-        let want = generate(&mut cpu.session(), &prompt, 12, &params, &[], |_| Ok(true)).expect("cpu sampled");
-        let got = generate(&mut gpu.session().expect("session"), &prompt, 12, &params, &[], |_| Ok(true));
+        let want = generate(&mut cpu.session().expect("session"), &prompt, 12, &params, &[]).expect("cpu sampled");
+        let got = generate(&mut gpu.session().expect("session"), &prompt, 12, &params, &[]);
         assert_eq!(got.expect("gpu sampled").0, want.0, "{arch:?} sampled");
         // Greedy with one 4-byte readback per token: the argmax id.
         let mut ops = GpuOps::new(ctx, &gpu.cfg).expect("GPU ops");
@@ -567,7 +575,7 @@ fn a_recorded_step_is_one_submission_and_one_readback() {
     let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
     let gpu = GpuModel::load(&f, Rc::clone(&ctx)).expect("gpu model");
     for params in [SamplingParams::greedy(), SamplingParams::new(0.9, 10, 0.95, 3).expect("params")] {
-        let (mut c, mut g) = (cpu.session(), gpu.session().expect("session"));
+        let (mut c, mut g) = (cpu.session().expect("session"), gpu.session().expect("session"));
         c.record_residuals();
         g.record_residuals();
         let (mut ids, mut pos0) = (vec![3u32, 9, 4], 0);
@@ -577,7 +585,7 @@ fn a_recorded_step_is_one_submission_and_one_readback() {
             assert_eq!(ctx.readbacks() - reads, 1, "readbacks for step {step}");
             assert_eq!(ctx.submissions() - submits, 1, "submissions for step {step}");
             let want = c.next_token(&ids[pos0..], pos0, &params, step).expect("cpu token");
-            assert_eq!((t, res), (want, c.take_residuals()), "step {step} of {params:?}");
+            assert_eq!((t, res), (want, c.take_residuals().expect("cpu residuals")), "step {step} of {params:?}");
             pos0 = ids.len();
             ids.push(t);
         }
@@ -592,7 +600,7 @@ fn decode_steps_reuse_their_buffers() {
     use edgeproof::engine::{ExactModel, GpuModel};
     let f = tiny(Arch::Gemma3);
     let cpu = ExactModel::load(&f).expect("cpu model");
-    let mut cpu = cpu.session();
+    let mut cpu = cpu.session().expect("session");
     let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
     let gpu = GpuModel::load(&f, Rc::clone(&ctx)).expect("gpu model");
     let mut s = gpu.session().expect("session");
@@ -615,7 +623,12 @@ fn profile_lists_every_kernel_of_a_decode_step() {
     use edgeproof::gpu::{Profiling, Timer};
     for arch in [Arch::Llama, Arch::Gemma3] {
         let f = tiny(arch);
-        let want = ExactModel::load(&f).expect("cpu model").session().eval_exact(&[5], 0, 0..1).expect("cpu step");
+        let want = ExactModel::load(&f)
+            .expect("cpu model")
+            .session()
+            .expect("session")
+            .eval_exact(&[5], 0, 0..1)
+            .expect("cpu step");
         for profiling in [Profiling::Auto, Profiling::WallClock] {
             let ctx = GpuContext::new_profiled_blocking(GpuOptions::from_env(), profiling).expect("adapter");
             let ctx = Rc::new(ctx);

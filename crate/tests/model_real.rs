@@ -7,7 +7,7 @@ use edgeproof::tokenizer::Tokenizer;
 
 mod common;
 
-fn load(name: &str) -> (RefModel, Tokenizer) {
+fn load(name: &str) -> (std::rc::Rc<RefModel>, Tokenizer) {
     let g = Gguf::open(&common::model_path(name)).expect("open model");
     let tok = Tokenizer::from_metadata(g.metadata()).expect("tokenizer");
     (RefModel::load(&g).expect("load model"), tok)
@@ -16,7 +16,7 @@ fn load(name: &str) -> (RefModel, Tokenizer) {
 fn greedy_text(name: &str, prompt: &str, n: usize) -> String {
     let (m, tok) = load(name);
     let ids = tok.encode(prompt, true, false).expect("encode");
-    let (out, _) = generate_greedy(&mut m.session(), &ids, n, tok.eog_ids(), |_| Ok(true)).expect("generate");
+    let (out, _) = generate_greedy(&mut m.session().expect("session"), &ids, n, tok.eog_ids()).expect("generate");
     tok.decode(&out).expect("decode")
 }
 
@@ -48,8 +48,8 @@ fn gemma3_kv_cache_past_the_window() {
     let (n, split) = (700, 590);
     let ids = &ids[..n];
     let nv = m.cfg.n_vocab;
-    let batched = m.session().eval(ids, 0, 0..n).expect("batched");
-    let mut s = m.session();
+    let batched = m.session().expect("session").eval(ids, 0, 0..n).expect("batched");
+    let mut s = m.session().expect("session");
     s.eval(&ids[..split], 0, split - 1..split).expect("prefill");
     let mut worst = 0f32;
     for p in split..n {
@@ -69,7 +69,7 @@ fn gemma3_kv_cache_past_the_window() {
     let long = nll(&batched, 600..n - 1, 0).exp();
     let mut chunk = ids[n - 256..].to_vec();
     chunk[0] = tok.bos().expect("Gemma has BOS");
-    let fresh = m.session().eval(&chunk, 0, 0..256).expect("fresh chunk");
+    let fresh = m.session().expect("session").eval(&chunk, 0, 0..256).expect("fresh chunk");
     let short = nll(&fresh, 600..n - 1, n - 256).exp();
     assert!(long < 1.1 * short, "perplexity past the window {long}, in a fresh chunk {short}");
 }
@@ -82,7 +82,7 @@ fn gemma3_generation_past_600_positions() {
     let (m, tok) = load("gemma3");
     let prompt = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,";
     let ids = tok.encode(prompt, true, false).expect("encode");
-    let (out, _) = generate_greedy(&mut m.session(), &ids, 640, &[], |_| Ok(true)).expect("generate");
+    let (out, _) = generate_greedy(&mut m.session().expect("session"), &ids, 640, &[]).expect("generate");
     assert_eq!(out.len(), 640);
     assert!(ids.len() + out.len() > 600);
     let text = format!("{prompt}{}", tok.decode(&out).expect("decode"));

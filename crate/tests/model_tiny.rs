@@ -164,10 +164,10 @@ fn check_against_naive(arch: Arch) {
     let naive = Naive { gemma: arch == Arch::Gemma3, g: tiny(arch) }.forward(&ids);
 
     // One batched pass over all positions.
-    let mut s = model.session();
+    let mut s = model.session().expect("session");
     let batched = s.eval(&ids, 0, 0..ids.len()).expect("batched eval");
     // Token by token through the KV cache.
-    let mut s = model.session();
+    let mut s = model.session().expect("session");
     for (p, &t) in ids.iter().enumerate() {
         let row = s.eval(&[t], p, 0..1).expect("decode eval");
         let d = max_rel_diff(&row, &naive[p]);

@@ -23,7 +23,7 @@ fn tiny_bytes() -> Vec<u8> {
 struct Loaded {
     gguf: Gguf,
     tok: Tokenizer,
-    model: ExactModel,
+    model: std::rc::Rc<ExactModel>,
     commitment: ModelCommitment,
 }
 
@@ -36,12 +36,12 @@ fn load(bytes: Vec<u8>) -> Loaded {
 }
 
 fn make(m: &Loaded, req: &Request) -> Receipt {
-    let mut s = m.model.session();
+    let mut s = m.model.session().expect("session");
     generate(&mut s, &m.gguf, &m.tok, &m.commitment, req, |_| Ok(())).expect("generate")
 }
 
 fn check(m: &Loaded, r: &Receipt) -> Report {
-    let mut s = m.model.session();
+    let mut s = m.model.session().expect("session");
     verify(r, &m.gguf, &m.tok, Some(&m.commitment), &mut s, |_, _| {}).expect("verify")
 }
 

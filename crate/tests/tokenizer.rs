@@ -134,10 +134,10 @@ fn check_stream(name: &str) {
     let m = model(name);
     for row in rows(m, "cases") {
         let ids = ids(row);
-        let mut sd = StreamDecoder::new(&m.tok);
+        let mut sd = StreamDecoder::default();
         let mut out = String::new();
         for &id in &ids {
-            out += &sd.push(id).unwrap();
+            out += &sd.push(&m.tok, id).unwrap();
         }
         out += &sd.finish();
         assert_eq!(out, m.tok.decode(&ids).unwrap(), "{name} stream: {}", short(text(row)));
@@ -236,15 +236,15 @@ fn stream_holds_back_partial_characters() {
     let g = &model("gemma3").tok;
     let ids = g.encode("a\u{10fffd}b", false, false).unwrap();
     assert_eq!(ids.len(), 6, "U+10FFFD is not in the vocabulary: four byte tokens");
-    let mut sd = StreamDecoder::new(g);
-    let out: Vec<String> = ids.iter().map(|&id| sd.push(id).unwrap()).collect();
+    let mut sd = StreamDecoder::default();
+    let out: Vec<String> = ids.iter().map(|&id| sd.push(g, id).unwrap()).collect();
     assert_eq!(out, ["a", "", "", "", "\u{10fffd}", "b"]);
 
     // Bytes that can never become UTF-8 are replaced at once; a cut-off character at the end.
     let b = |x: u8| g.id_of(&format!("<0x{x:02X}>")).unwrap();
-    let mut sd = StreamDecoder::new(g);
-    assert_eq!(sd.push(b(0xff)).unwrap(), "\u{fffd}");
-    assert_eq!(sd.push(b(0xe2)).unwrap(), "");
+    let mut sd = StreamDecoder::default();
+    assert_eq!(sd.push(g, b(0xff)).unwrap(), "\u{fffd}");
+    assert_eq!(sd.push(g, b(0xe2)).unwrap(), "");
     assert_eq!(sd.finish(), "\u{fffd}");
     assert_eq!(g.decode(&[b(0xff), b(0xe2)]).unwrap(), "\u{fffd}\u{fffd}");
 }
@@ -257,7 +257,7 @@ fn bad_token_ids_are_errors() {
         assert!(matches!(t.decode(&[1, bad]), Err(Error::Tokenizer(_))));
         assert!(matches!(t.token_bytes(bad), Err(Error::Tokenizer(_))));
         assert!(matches!(t.token_text(u32::MAX), Err(Error::Tokenizer(_))));
-        assert!(matches!(StreamDecoder::new(t).push(bad), Err(Error::Tokenizer(_))));
+        assert!(matches!(StreamDecoder::default().push(t, bad), Err(Error::Tokenizer(_))));
     }
 }
 

@@ -257,13 +257,13 @@ fn with_engine<T>(
         (Numerics::Exact, Backend::Cpu) => {
             let m = ExactModel::load(gguf)?;
             eprintln!("exact weights ready in {:.2}s", t.elapsed().as_secs_f64());
-            f(&mut m.session())
+            f(&mut m.session()?)
         }
         (Numerics::Exact, Backend::Gpu) => with_recording(gguf, backend, |e| f(e)),
         (Numerics::F32, Backend::Cpu) => {
             let m = RefModel::load(gguf)?;
             eprintln!("f32 weights ready in {:.2}s", t.elapsed().as_secs_f64());
-            f(&mut m.session())
+            f(&mut m.session()?)
         }
         (Numerics::F32, Backend::Gpu) => {
             Err(Error::InvalidArgument("the GPU backend runs the exact numerics only".into()))
@@ -278,13 +278,17 @@ fn with_recording<T>(gguf: &Gguf, backend: Backend, f: impl FnOnce(&mut dyn Reco
         Backend::Cpu => {
             let m = ExactModel::load(gguf)?;
             eprintln!("exact weights ready in {:.2}s", t.elapsed().as_secs_f64());
-            f(&mut m.session())
+            f(&mut m.session()?)
         }
         Backend::Gpu => {
             let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env())?);
             let m = GpuModel::load(gguf, ctx)?;
             let mut s = m.session()?;
-            eprintln!("GPU weights ready in {:.2}s on {}", t.elapsed().as_secs_f64(), s.adapter());
+            eprintln!(
+                "GPU weights ready in {:.2}s on {}",
+                t.elapsed().as_secs_f64(),
+                s.describe().1.unwrap_or_default()
+            );
             f(&mut s)
         }
     }
@@ -394,7 +398,7 @@ fn bench_gpu_profiled(
     let ctx = Rc::new(GpuContext::new_profiled_blocking(GpuOptions::from_env(), Profiling::Auto)?);
     let m = GpuModel::load(gguf, Rc::clone(&ctx))?;
     let mut s = m.session()?;
-    let adapter = s.adapter();
+    let adapter = s.describe().1.unwrap_or_default();
     eprintln!("GPU weights ready in {:.2}s on {adapter}", t.elapsed().as_secs_f64());
     // One warm-up step compiles the pipelines.
     s.eval(&ids[..1], 0, 0..1)?;
@@ -436,10 +440,10 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
         stop: vec![],
     };
     let t = Instant::now();
-    let r = edgeproof::receipt::generate(&mut exact.session(), &gguf, &tok, &m, &req, |_| Ok(()))?;
+    let r = edgeproof::receipt::generate(&mut exact.session()?, &gguf, &tok, &m, &req, |_| Ok(()))?;
     let gen = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let rep = edgeproof::receipt::verify(&r, &gguf, &tok, Some(&m), &mut exact.session(), |_, _| {})?;
+    let rep = edgeproof::receipt::verify(&r, &gguf, &tok, Some(&m), &mut exact.session()?, |_, _| {})?;
     let ver = t.elapsed().as_secs_f64();
     println!("| receipt | prompt tokens | generated tokens | generate s | verify s | verify / generate | verdict |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
@@ -501,7 +505,7 @@ fn run(cmd: Cmd) -> Result<bool> {
                 );
                 return Ok(true);
             }
-            let ids = prompt_of(prompt, chat, system).ids(&gguf, &tok)?;
+            let ids = prompt_of(prompt, chat, system).ids(gguf.metadata(), &tok)?;
             let generated = with_engine(&gguf, numerics, backend, |engine| {
                 let mut out = std::io::stdout();
                 let start = Instant::now();
@@ -522,7 +526,8 @@ fn run(cmd: Cmd) -> Result<bool> {
                     match finish {
                         Finish::Eog(_) => "end of generation",
                         Finish::Length => "length",
-                        Finish::Stopped => "stop string",
+                        Finish::Stop => "stop string",
+                        Finish::Aborted => "aborted",
                     },
                     if n_dec > 0 { n_dec as f64 / (total - prefill) } else { 0.0 },
                 );

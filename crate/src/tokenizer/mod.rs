@@ -313,20 +313,15 @@ impl Tokenizer {
 
 /// Turns a stream of token ids into text, holding back bytes until they form
 /// complete UTF-8 (a character may be split over several byte tokens).
-#[derive(Clone)]
-pub struct StreamDecoder<'t> {
-    tokenizer: &'t Tokenizer,
+#[derive(Clone, Debug, Default)]
+pub struct StreamDecoder {
     pending: Vec<u8>,
 }
 
-impl<'t> StreamDecoder<'t> {
-    pub fn new(tokenizer: &'t Tokenizer) -> StreamDecoder<'t> {
-        StreamDecoder { tokenizer, pending: Vec::new() }
-    }
-
-    /// Add one token; returns the text that became complete (possibly empty).
-    pub fn push(&mut self, id: u32) -> Result<String> {
-        self.pending.extend(self.tokenizer.token_bytes(id)?);
+impl StreamDecoder {
+    /// Add one token of `tokenizer`; returns the text that became complete (possibly empty).
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<String> {
+        self.pending.extend(tokenizer.token_bytes(id)?);
         let mut out = String::new();
         let mut rest: &[u8] = &self.pending;
         loop {
