@@ -625,14 +625,15 @@ pub fn engine_name() -> String {
 }
 
 /// Generate on `engine` (a fresh session of `gguf`'s model), streaming text to `on_text`,
-/// and return the sealed receipt.
+/// and return the sealed receipt. `on_text` returns whether to go on: `false` ends the
+/// generation with finish `aborted`.
 pub fn generate(
     engine: &mut dyn Recording,
     gguf: &Gguf,
     tok: &Tokenizer,
     model: &ModelCommitment,
     req: &Request,
-    mut on_text: impl FnMut(&str) -> Result<()>,
+    mut on_text: impl FnMut(&str) -> Result<bool>,
 ) -> Result<Receipt> {
     if !engine.exact() {
         return Err(Error::InvalidArgument("receipts need the exact numerics".into()));
@@ -650,7 +651,9 @@ pub fn generate(
         let (t, res) = block_on(engine.next_token_recorded(ids, pos0, &g.params, step, true))??;
         layers.push(layer_digests(&res, pos0));
         first.get_or_insert_with(now_ms);
-        on_text(&g.push(Some(tok), t)?)?;
+        if !on_text(&g.push(Some(tok), t)?)? {
+            on_text(&g.stop.abort())?;
+        }
     }
     let end = now_ms();
     let first = first.unwrap_or(end);

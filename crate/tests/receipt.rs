@@ -37,7 +37,7 @@ fn load(bytes: Vec<u8>) -> Loaded {
 
 fn make(m: &Loaded, req: &Request) -> Receipt {
     let mut s = m.model.session().expect("session");
-    generate(&mut s, &m.gguf, &m.tok, &m.commitment, req, |_| Ok(())).expect("generate")
+    generate(&mut s, &m.gguf, &m.tok, &m.commitment, req, |_| Ok(true)).expect("generate")
 }
 
 fn check(m: &Loaded, r: &Receipt) -> Report {
@@ -153,6 +153,54 @@ fn finish_reasons_verify() {
     let rep = check(&m, &r1);
     assert!(rep.ok(), "{}", rep.verdict());
     assert!(!eog.is_empty());
+}
+
+/// Stopped by the caller after three tokens: finish `aborted`, verifies; the same tokens
+/// claimed as a natural end, or an abort claimed after generation had ended, do not.
+#[test]
+fn aborted_receipts_verify() {
+    let m = load(tiny_bytes());
+    let req = seeded(Prompt::Text("Once upon a time".into()), 20, &[]);
+    let mut n = 0;
+    let mut s = m.model.session().expect("session");
+    let r = generate(&mut s, &m.gguf, &m.tok, &m.commitment, &req, |_| {
+        n += 1;
+        Ok(n < 3)
+    })
+    .expect("generate");
+    assert_eq!((r.finish, r.tokens.len()), (FinishReason::Aborted, 3));
+    let rep = check(&m, &r);
+    assert!(rep.ok(), "{}", rep.verdict());
+    let full = make(&m, &req);
+    assert_eq!(&full.tokens[..3], &r.tokens[..], "an abort changes no token");
+    let mut t = r.clone();
+    t.finish = FinishReason::Length;
+    t.seal();
+    assert_diverges(&m, &t, "aborted claimed as length", |d| matches!(d, Divergence::Finish { .. }));
+    let mut t = full.clone();
+    t.finish = FinishReason::Aborted;
+    t.seal();
+    assert_diverges(&m, &t, "abort after the end", |d| matches!(d, Divergence::Finish { .. }));
+}
+
+/// A generation that fills the context ends where the verifier says it does (they used to
+/// disagree by one token): the last token is sampled at the context's last position.
+#[test]
+fn a_full_context_ends_generation_and_verifies() {
+    let m = load(tiny_bytes());
+    let ctx = m.model.cfg.ctx_len;
+    let words = vec!["a"; 400].join(" ");
+    let mut ids = m.tok.encode(&words, true, false).expect("encode");
+    ids.truncate(ctx - 4);
+    let text = m.tok.decode(&ids).expect("decode");
+    assert_eq!(m.tok.encode(&text, true, false).expect("encode"), ids, "the prompt round-trips");
+    let mut req = seeded(Prompt::Text(text), 50, &[]);
+    req.params = SamplingParams::new(0.8, 0, 1.0, 9).expect("params");
+    req.stop.clear();
+    let r = make(&m, &req);
+    assert_eq!((r.finish, r.tokens.len()), (FinishReason::Length, 5), "ctx {ctx}, prompt {}", ids.len());
+    let rep = check(&m, &r);
+    assert!(rep.ok(), "{}", rep.verdict());
 }
 
 fn assert_diverges(m: &Loaded, r: &Receipt, what: &str, want: impl Fn(&Divergence) -> bool) {
@@ -307,7 +355,7 @@ fn cross_backends(bytes: Vec<u8>, req: &Request) {
     let g = edgeproof::engine::GpuModel::load(&m.gguf, gpu()).expect("GPU model");
     let on_gpu = {
         let mut s = g.session().expect("GPU session");
-        generate(&mut s, &m.gguf, &m.tok, &m.commitment, req, |_| Ok(())).expect("generate on the GPU")
+        generate(&mut s, &m.gguf, &m.tok, &m.commitment, req, |_| Ok(true)).expect("generate on the GPU")
     };
     assert_eq!(on_gpu.meta.backend, "gpu");
     let on_cpu = make(&m, req);

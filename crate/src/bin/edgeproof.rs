@@ -440,7 +440,7 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
         stop: vec![],
     };
     let t = Instant::now();
-    let r = edgeproof::receipt::generate(&mut exact.session()?, &gguf, &tok, &m, &req, |_| Ok(()))?;
+    let r = edgeproof::receipt::generate(&mut exact.session()?, &gguf, &tok, &m, &req, |_| Ok(true))?;
     let gen = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let rep = edgeproof::receipt::verify(&r, &gguf, &tok, Some(&m), &mut exact.session()?, |_, _| {})?;
@@ -489,7 +489,8 @@ fn run(cmd: Cmd) -> Result<bool> {
                 let mut out = std::io::stdout();
                 let r = with_recording(&gguf, backend, |engine| {
                     edgeproof::receipt::generate(engine, &gguf, &tok, &m, &req, |t| {
-                        out.write_all(t.as_bytes()).and_then(|_| out.flush()).map_err(Error::from)
+                        out.write_all(t.as_bytes()).and_then(|_| out.flush()).map_err(Error::from)?;
+                        Ok(true)
                     })
                 })?;
                 writeln!(out)?;
