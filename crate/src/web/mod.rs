@@ -35,16 +35,26 @@ fn to_js<T: Serialize>(v: &T) -> Result<JsValue> {
 
 thread_local! {
     static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    static ON_PANIC: RefCell<Option<Function>> = const { RefCell::new(None) };
 }
 
-/// A panic (a bug: input never panics) is logged and kept, so the JS layer can turn the trap
-/// that follows into an error with code `PANIC` (`lastPanic`).
+/// A panic (a bug: input never panics) is logged, kept (`lastPanic`) and handed to
+/// `on_panic(message)` before the module traps: a panic inside an async export would otherwise
+/// leave its promise pending forever, and the JS layer rejects its pending calls with `PANIC`.
 #[wasm_bindgen(js_name = setPanicHook)]
-pub fn set_panic_hook() {
+pub fn set_panic_hook(on_panic: Option<Function>) {
+    ON_PANIC.with(|f| *f.borrow_mut() = on_panic);
     std::panic::set_hook(Box::new(|info| {
         let msg = info.to_string();
         web_sys_console_error(&msg);
-        PANIC.with(|p| *p.borrow_mut() = Some(msg));
+        PANIC.with(|p| *p.borrow_mut() = Some(msg.clone()));
+        ON_PANIC.with(|f| {
+            if let Ok(f) = f.try_borrow() {
+                if let Some(f) = f.as_ref() {
+                    let _ = f.call1(&JsValue::NULL, &msg.into());
+                }
+            }
+        });
     }));
 }
 

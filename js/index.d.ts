@@ -1,0 +1,90 @@
+import type { BaseEngine, Progress, VerifyResult, Receipt } from './core.js';
+
+export * from './core.js';
+
+export type ModelSource =
+  | string
+  | URL
+  | Response
+  | Blob
+  | ArrayBuffer
+  | ArrayBufferView
+  | ReadableStream<Uint8Array>;
+
+export interface LoadOptions {
+  /**
+   * `'auto'` (the default): WebGPU on a hardware adapter, else the wasm CPU path (also on
+   * CPU or fallback adapters such as SwiftShader, which are slower). `'webgpu'` rejects with
+   * `NO_ADAPTER` where there is none.
+   */
+  backend?: 'auto' | 'webgpu' | 'cpu';
+  onProgress?: (progress: Progress) => void;
+  /** Cancels the download and the load: rejects with `ABORTED`. */
+  signal?: AbortSignal;
+  /** URL sources: keep the file in the Origin Private File System and load it from there next time. */
+  cache?: boolean;
+  /** Expected lowercase hex SHA-256 of the file: `INTEGRITY` when it differs. */
+  sha256?: string;
+}
+
+export interface SupportsInfo {
+  webgpu: boolean;
+  adapter: {
+    name: string;
+    vendor: string;
+    architecture: string;
+    description: string;
+    isFallback: boolean;
+    /** A software adapter (SwiftShader, llvmpipe, lavapipe, WARP) or a fallback one. */
+    isCpu: boolean;
+  } | null;
+  limits: {
+    maxStorageBufferBindingSize: number;
+    maxBufferSize: number;
+    maxComputeWorkgroupStorageSize: number;
+    maxComputeInvocationsPerWorkgroup: number;
+  } | null;
+  features: {
+    /** WGSL language feature `packed_4x8_integer_dot_product`. */
+    packed4x8IntegerDotProduct: boolean;
+    subgroups: boolean;
+    timestampQuery: boolean;
+    shaderF16: boolean;
+  };
+  crossOriginIsolated: boolean;
+  /** SharedArrayBuffer usable (cross-origin isolated). This build runs on one thread anyway. */
+  threads: boolean;
+}
+
+export interface CacheEntry {
+  /** The file's SHA-256 (lowercase hex). */
+  key: string;
+  url: string;
+  bytes: number;
+  /** Milliseconds since the epoch. */
+  storedAt: number;
+}
+
+export interface ModelCache {
+  list(): Promise<CacheEntry[]>;
+  /** Removes the model whose SHA-256 is `key`. */
+  delete(key: string): Promise<void>;
+  /** Removes every cached model and stray temporary files. */
+  clear(): Promise<void>;
+}
+
+/** A model loaded in this thread. */
+export class Engine extends BaseEngine {
+  static supports(): Promise<SupportsInfo>;
+  static load(source: ModelSource, options?: LoadOptions): Promise<Engine>;
+  static readonly cache: ModelCache;
+}
+
+export interface VerifyReceiptOptions extends LoadOptions {}
+
+/** Loads the model from `source`, verifies the receipt by re-execution, frees the model. */
+export function verifyReceipt(
+  receipt: Receipt | string,
+  source: ModelSource,
+  options?: VerifyReceiptOptions,
+): Promise<VerifyResult>;

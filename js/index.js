@@ -1,0 +1,156 @@
+// The browser API: Engine.supports(), Engine.load() (URL with an optional OPFS cache,
+// Response, Blob, bytes, stream), generation, verification. docs/API.md describes it.
+import init from './edgeproof_wasm.js';
+import { cache, cachedFile, tempFile } from './cache.js';
+import {
+  BaseEngine,
+  EdgeproofError,
+  ModelSource,
+  initWasm,
+  loadWasm,
+  asError,
+  responseSource,
+  sourceOf,
+  streamChunks,
+  throwIfAborted,
+  verifyWith,
+} from './core.js';
+
+export { EdgeproofError, ERROR_CODES, Generation } from './core.js';
+
+// `init()` with no argument finds the .wasm next to the glue through import.meta.url.
+const ready = () => initWasm(() => init());
+
+// Software rasterizers that expose WebGPU on the CPU: slower than the wasm CPU path.
+const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|software|basic render|warp/i;
+
+/** What this browser offers, from `navigator.gpu` directly (no download). */
+async function supports() {
+  const gpu = globalThis.navigator?.gpu;
+  const adapter = gpu ? await gpu.requestAdapter().catch(() => null) : null;
+  const info = adapter?.info ?? {};
+  const isFallback = !!(info.isFallbackAdapter ?? adapter?.isFallbackAdapter);
+  const names = [info.vendor, info.architecture, info.device, info.description].filter(Boolean);
+  const l = adapter?.limits;
+  return {
+    webgpu: !!adapter,
+    adapter: adapter && {
+      name: [info.vendor, info.architecture].filter(Boolean).join(' ') || info.description || 'unknown',
+      vendor: info.vendor ?? '',
+      architecture: info.architecture ?? '',
+      description: info.description ?? '',
+      isFallback,
+      isCpu: isFallback || names.some((n) => CPU_ADAPTER.test(n)),
+    },
+    limits: l
+      ? {
+          maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+          maxBufferSize: l.maxBufferSize,
+          maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+          maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+        }
+      : null,
+    features: {
+      packed4x8IntegerDotProduct: !!gpu?.wgslLanguageFeatures?.has('packed_4x8_integer_dot_product'),
+      subgroups: !!adapter?.features.has('subgroups'),
+      timestampQuery: !!adapter?.features.has('timestamp-query'),
+      shaderF16: !!adapter?.features.has('shader-f16'),
+    },
+    crossOriginIsolated: globalThis.crossOriginIsolated === true,
+    // What a multi-threaded wasm build would need; this build runs on one thread.
+    threads: globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function',
+  };
+}
+
+/** `'auto'` → the backend to load on, and a sentence saying why. */
+async function chooseBackend(backend) {
+  if (backend === 'cpu') return { backend, reason: "backend 'cpu' was requested" };
+  if (backend === 'webgpu') {
+    if (!globalThis.navigator?.gpu) {
+      throw new EdgeproofError(
+        'NO_ADAPTER',
+        "backend 'webgpu' was requested, but this browser has no navigator.gpu (WebGPU unsupported or off, or not a secure context)",
+      );
+    }
+    return { backend, reason: "backend 'webgpu' was requested" };
+  }
+  if (backend !== 'auto') {
+    throw new EdgeproofError('INVALID_ARGUMENT', `backend must be 'auto', 'webgpu' or 'cpu', not ${String(backend)}`);
+  }
+  const { webgpu, adapter } = await supports();
+  if (!globalThis.navigator?.gpu) return { backend: 'cpu', reason: 'WebGPU is not available here (no navigator.gpu): the wasm CPU path' };
+  if (!webgpu) return { backend: 'cpu', reason: 'navigator.gpu.requestAdapter() found no adapter: the wasm CPU path' };
+  if (adapter.isCpu) {
+    return {
+      backend: 'cpu',
+      reason: `the WebGPU adapter (${adapter.name}) runs on the CPU, slower than the wasm CPU path`,
+    };
+  }
+  return { backend: 'webgpu', reason: `a hardware WebGPU adapter (${adapter.name})` };
+}
+
+function isUrl(source) {
+  return typeof source === 'string' || source instanceof URL;
+}
+
+async function fetchModel(url, signal) {
+  try {
+    return await fetch(url, { signal });
+  } catch (e) {
+    throw asError(e, 'NETWORK', `fetching ${url} failed`);
+  }
+}
+
+/** A URL: from the OPFS cache when `cache` and it is there, else fetched (and stored). */
+async function loadUrl(source, backend, opts) {
+  const url = new URL(source, globalThis.location?.href).href;
+  const { signal, sha256 } = opts;
+  if (opts.cache) {
+    const file = await cachedFile(url, sha256);
+    if (file) return loadWasm(new ModelSource(streamChunks(file.stream(), signal), { stage: 'cache', total: file.size }), backend, opts);
+  }
+  const response = await fetchModel(url, signal);
+  const model = responseSource(response, signal);
+  const temp = opts.cache ? await tempFile(model.total) : null;
+  let wasm;
+  try {
+    wasm = await loadWasm(model, backend, opts, temp && ((chunk) => temp.write(chunk)));
+  } catch (e) {
+    await temp?.discard();
+    throw e;
+  }
+  await temp?.commit(url, wasm.info().sha256);
+  return wasm;
+}
+
+/** A model loaded in this thread. */
+export class Engine extends BaseEngine {
+  /** What the browser offers (WebGPU adapter, limits, features), before any download. */
+  static supports = supports;
+
+  /** The OPFS model cache: `list()`, `delete(key)`, `clear()`. */
+  static cache = cache;
+
+  /**
+   * Loads a model: a URL (string or URL), `Response`, `Blob`/`File`, `ArrayBuffer`,
+   * `Uint8Array` or `ReadableStream<Uint8Array>`. See docs/API.md for the options.
+   * @returns {Promise<Engine>}
+   */
+  static async load(source, opts = {}) {
+    const { backend = 'auto', signal } = opts;
+    throwIfAborted(signal);
+    const [choice] = await Promise.all([chooseBackend(backend), ready()]);
+    const wasm = isUrl(source)
+      ? await loadUrl(source, choice.backend, opts)
+      : await loadWasm(sourceOf(source, signal), choice.backend, opts);
+    return new Engine(wasm, { backendReason: choice.reason });
+  }
+}
+
+/**
+ * Loads the model from `source` (as `Engine.load`, same options), verifies `receipt` by
+ * re-execution, frees the model.
+ */
+export function verifyReceipt(receipt, source, opts = {}) {
+  return verifyWith((s, o) => Engine.load(s, o), receipt, source, opts);
+}

@@ -1,0 +1,55 @@
+// Node.js (>= 18): the same Engine on the wasm CPU path, loading model files from disk.
+import { createReadStream, readFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { initSync } from './edgeproof_wasm.js';
+import { BaseEngine, ModelSource, asError, initWasm, loadWasm, responseSource, sourceOf, throwIfAborted, verifyWith } from './core.js';
+
+export { EdgeproofError, ERROR_CODES, Generation } from './core.js';
+
+// Node's fetch cannot read file: URLs, so the .wasm is read and compiled synchronously.
+const ready = () => initWasm(() => initSync({ module: readFileSync(new URL('./edgeproof_wasm_bg.wasm', import.meta.url)) }));
+
+/** A path, file: URL or http(s): URL; anything else goes to `sourceOf`. */
+async function nodeSource(source, signal) {
+  const href = source instanceof URL ? source.href : source;
+  if (typeof href === 'string' && /^https?:/i.test(href)) {
+    let response;
+    try {
+      response = await fetch(href, { signal });
+    } catch (e) {
+      throw asError(e, 'NETWORK', `fetching ${href} failed`);
+    }
+    return responseSource(response, signal);
+  }
+  if (typeof source === 'string' || source instanceof URL) {
+    let size;
+    try {
+      ({ size } = await stat(source));
+    } catch (e) {
+      throw asError(e, 'IO', `reading ${href}`);
+    }
+    const stream = createReadStream(source, { highWaterMark: 1 << 22, signal });
+    return new ModelSource(stream, { total: size, readCode: 'IO' });
+  }
+  return sourceOf(source, signal);
+}
+
+/** A model loaded on the CPU under Node.js. */
+export class Engine extends BaseEngine {
+  /**
+   * Loads a model from a path, `file:` or `http(s):` URL, `Uint8Array`/`Buffer`,
+   * `ArrayBuffer`, or async iterable of Uint8Array. Options: `onProgress`, `signal`, `sha256`.
+   * @returns {Promise<Engine>}
+   */
+  static async load(source, opts = {}) {
+    throwIfAborted(opts.signal);
+    await ready();
+    const wasm = await loadWasm(await nodeSource(source, opts.signal), 'cpu', opts);
+    return new Engine(wasm, { backendReason: 'Node.js has no WebGPU here: the wasm CPU path' });
+  }
+}
+
+/** Verifies `receipt` (object or JSON) against the model at `source` (as `Engine.load`). */
+export function verifyReceipt(receipt, source, opts = {}) {
+  return verifyWith((s, o) => Engine.load(s, o), receipt, source, opts);
+}

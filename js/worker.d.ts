@@ -1,0 +1,31 @@
+import type {
+  ChatMessage, EngineInfo, GenerateOptions, GenerationLike, Receipt, VerifyOptions, VerifyResult,
+} from './core.js';
+import type { LoadOptions, ModelSource } from './index.js';
+
+export { EdgeproofError, ERROR_CODES } from './core.js';
+
+/** Serves one Engine to a `WorkerEngine`; call it inside a module worker. */
+export function serveWorker(scope?: typeof globalThis): void;
+
+/**
+ * An Engine living in a Web Worker. Its methods are the Engine's, async (the worker answers
+ * by message). One engine per worker: `free()` terminates it.
+ */
+export class WorkerEngine {
+  /**
+   * `worker`: a Worker running `serveWorker()`, its module URL, or undefined for the
+   * package's `edgeproof-worker.js`. URLs, Blobs and bytes cross by postMessage (an
+   * `ArrayBuffer`, or the buffer of a view spanning all of it, is transferred: detached
+   * here); a `Response` or `ReadableStream` is read here and its chunks transferred.
+   */
+  static load(worker: Worker | URL | string | undefined, source: ModelSource, options?: LoadOptions): Promise<WorkerEngine>;
+  /** Throws `BUSY` synchronously while a generation of this engine has not finished. */
+  generate(input: string | ChatMessage[], options?: GenerateOptions): GenerationLike;
+  verify(receipt: Receipt | string, options?: VerifyOptions): Promise<VerifyResult>;
+  tokenize(text: string): Promise<Uint32Array>;
+  detokenize(ids: ArrayLike<number>): Promise<string>;
+  info(): Promise<EngineInfo>;
+  /** Terminates the worker: pending calls reject with `WORKER_GONE`, later ones with `FREED`. */
+  free(): void;
+}

@@ -1,0 +1,130 @@
+// The JavaScript layer alone (js/core.js through js/node.js) on a stand-in for the wasm glue
+// (mock-wasm.mjs): generation and abort rules, source reading and its error codes. Needs
+// neither the Rust build nor a browser.
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { before, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
+import { repo } from './harness.mjs';
+
+let Engine, mock;
+before(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgeproof-core-'));
+  for (const f of readdirSync(join(repo, 'js'))) if (f.endsWith('.js')) copyFileSync(join(repo, 'js', f), join(dir, f));
+  copyFileSync(join(repo, 'pkg-tests/web/mock-wasm.mjs'), join(dir, 'edgeproof_wasm.js'));
+  writeFileSync(join(dir, 'edgeproof_wasm_bg.wasm'), '');
+  ({ Engine } = await import(pathToFileURL(join(dir, 'node.js'))));
+  mock = await import(pathToFileURL(join(dir, 'edgeproof_wasm.js')));
+});
+
+const MODEL = Uint8Array.from([...'GGUF'].map((c) => c.charCodeAt(0)).concat([8, 0, 0, 0]));
+const code = (p) => Promise.resolve().then(p).then(() => 'no error', (e) => e.code);
+async function* chunks(...parts) {
+  for (const p of parts) yield Uint8Array.from(p);
+}
+
+test('iterating streams every token; result holds them all', async () => {
+  const engine = await Engine.load(MODEL);
+  const g = engine.generate('hi', { maxTokens: 5 });
+  const seen = [];
+  for await (const t of g) seen.push(t.token);
+  const r = await g.result;
+  assert.deepEqual(seen, [1, 2, 3, 4, 5]);
+  assert.deepEqual(r.tokens, seen);
+  assert.equal(r.finish, 'length');
+  engine.free();
+});
+
+test('result resolves without iterating, and an iterator started later still gets every token', async () => {
+  const engine = await Engine.load(MODEL);
+  const g = engine.generate('hi', { maxTokens: 4 });
+  const r = await g.result;
+  assert.equal(r.tokens.length, 4);
+  const seen = [];
+  for await (const t of g) seen.push(t.token);
+  assert.deepEqual(seen, [1, 2, 3, 4]);
+  // Iterating and awaiting result at once: each token once, in order.
+  const h = engine.generate('hi', { maxTokens: 6 });
+  const both = [];
+  const [, r2] = await Promise.all([(async () => { for await (const t of h) both.push(t.token); })(), h.result]);
+  assert.deepEqual(both, [1, 2, 3, 4, 5, 6]);
+  assert.deepEqual(r2.tokens, both);
+});
+
+test('BUSY is thrown synchronously until the generation finished', async () => {
+  const engine = await Engine.load(MODEL);
+  const g = engine.generate('hi', { maxTokens: 2 });
+  assert.throws(() => engine.generate('again'), { code: 'BUSY' });
+  await assert.rejects(engine.verify({}), { code: 'BUSY' });
+  await g.result;
+  assert.equal((await engine.generate('again', { maxTokens: 1 }).result).tokens.length, 1);
+  assert.throws(() => engine.generate('x'.repeat(300)), { code: 'CONTEXT_OVERFLOW' });
+});
+
+test('break, an AbortSignal and an aborted signal all finish the generation as aborted', async () => {
+  const engine = await Engine.load(MODEL);
+  const g = engine.generate('hi', { maxTokens: 100 });
+  for await (const t of g) if (t.token === 2) break;
+  assert.equal((await g.result).finish, 'aborted');
+
+  const controller = new AbortController();
+  const h = engine.generate('hi', { maxTokens: 100, signal: controller.signal });
+  const seen = [];
+  for await (const t of h) {
+    seen.push(t.token);
+    if (t.token === 3) controller.abort();
+  }
+  const r = await h.result;
+  assert.equal(r.finish, 'aborted');
+  assert.ok(seen.length >= 3 && seen.length < 100);
+  assert.deepEqual(r.tokens, seen, 'the iterator gets every token the result has');
+
+  // Aborted without anyone iterating or awaiting: finished all the same, BUSY released.
+  const other = new AbortController();
+  const lone = engine.generate('hi', { maxTokens: 100, signal: other.signal });
+  other.abort();
+  assert.equal((await lone.result).finish, 'aborted');
+  assert.equal((await engine.generate('hi', { maxTokens: 1, signal: AbortSignal.abort() }).result).finish, 'aborted');
+});
+
+test('free() mid-generation finishes it before the wasm engine goes; later calls throw FREED', async () => {
+  const engine = await Engine.load(MODEL);
+  const g = engine.generate('hi', { maxTokens: 100 });
+  await g.next();
+  mock.calls.length = 0;
+  engine.free();
+  assert.equal((await g.result).finish, 'aborted');
+  await new Promise((resolve) => setTimeout(resolve));
+  assert.deepEqual(mock.calls, ['finish', 'engine.free']);
+  assert.throws(() => engine.info(), { code: 'FREED' });
+  assert.throws(() => engine.generate('hi'), { code: 'FREED' });
+  await assert.rejects(engine.verify({}), { code: 'FREED' });
+});
+
+test('loading: progress, early header errors, stream failures, aborts, sha256', async () => {
+  const progress = [];
+  const engine = await Engine.load(chunks([71, 71, 85, 70], [8, 0], [0, 0]), { onProgress: (p) => progress.push(p) });
+  assert.deepEqual(engine.info().backend, 'cpu');
+  assert.deepEqual(progress.filter((p) => p.stage === 'read').map((p) => [p.loaded, p.total]), [[4, undefined], [6, 8], [8, 8]]);
+  assert.ok(progress.some((p) => p.stage === 'hash'));
+
+  mock.calls.length = 0;
+  assert.equal(await code(() => Engine.load(chunks([1, 2, 3, 4], [5]))), 'BAD_MAGIC');
+  assert.deepEqual(mock.calls, ['loader.free']);
+  assert.equal(await code(() => Engine.load(MODEL.subarray(0, 6))), 'TRUNCATED');
+  async function* failing() {
+    yield MODEL.subarray(0, 4);
+    throw new Error('connection reset');
+  }
+  assert.equal(await code(() => Engine.load(failing())), 'NETWORK');
+  assert.equal(await code(() => Engine.load(MODEL, { signal: AbortSignal.abort() })), 'ABORTED');
+  const controller = new AbortController();
+  const onProgress = (p) => p.stage === 'hash' && controller.abort();
+  assert.equal(await code(() => Engine.load(MODEL, { signal: controller.signal, onProgress })), 'ABORTED');
+  assert.equal(await code(() => Engine.load(MODEL, { sha256: 'cd'.repeat(32) })), 'INTEGRITY');
+  assert.equal(await code(() => Engine.load(MODEL, { sha256: 'AB'.repeat(32) })), 'no error');
+  assert.equal(await code(() => Engine.load(join(repo, 'no-such-model.gguf'))), 'IO');
+  assert.equal(await code(() => Engine.load(42)), 'INVALID_ARGUMENT');
+});

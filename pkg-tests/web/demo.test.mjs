@@ -1,0 +1,144 @@
+// The demo page (www/) end to end, as a user drives it: load the tiny model, chat one turn
+// with tokens streaming in, verify the answer's receipt, drop a tampered receipt, stop a
+// generation midway, and no request leaves the origin. Screenshots: target/pkg-tests/demo-*.png.
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { startDemoServer } from '../../www/serve.mjs';
+import { artifacts, checkPackage, chromiumPath, fixtures, TIMEOUT } from './harness.mjs';
+
+let server;
+let browser;
+let page;
+const outside = [];
+
+before(async () => {
+  const f = fixtures();
+  checkPackage();
+  server = await startDemoServer({ models: f.dir });
+  browser = await chromium.launch({
+    executablePath: chromiumPath(),
+    headless: true,
+    args: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--no-sandbox'],
+  });
+  mkdirSync(artifacts, { recursive: true });
+  page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const origin = new URL(server.url).origin;
+  page.on('request', (r) => {
+    const url = r.url();
+    if (!url.startsWith(origin) && !url.startsWith('blob:') && !url.startsWith('data:')) outside.push(url);
+  });
+  await page.goto(server.url);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+const shot = (name) => page.screenshot({ path: join(artifacts, `demo-${name}.png`), fullPage: true });
+const state = () => page.evaluate(() => document.body.dataset.state);
+
+async function setMaxTokens(n) {
+  await page.$eval('#max-tokens', (e, v) => { e.value = String(v); }, n);
+}
+
+test('the demo loads the tiny model with progress and chats one turn, tokens streaming', { timeout: TIMEOUT }, async () => {
+  await page.waitForSelector('#model-select option[value="/models/tiny.gguf"]', { state: 'attached' });
+  await page.selectOption('#model-select', '/models/tiny.gguf');
+  await page.selectOption('#backend-select', 'cpu');
+  const stages = page.evaluate(() => new Promise((done) => {
+    const seen = new Set();
+    const obs = new MutationObserver(() => {
+      seen.add(document.querySelector('#progress-text').textContent.split(':')[0]);
+      if (document.body.dataset.state === 'ready') {
+        obs.disconnect();
+        done([...seen]);
+      }
+    });
+    obs.observe(document.body, { subtree: true, childList: true, characterData: true, attributes: true });
+  }));
+  await page.click('#load');
+  const seen = await stages;
+  assert.ok(seen.includes('Downloading') || seen.includes('Reading from this browser'), `progress stages: ${seen}`);
+  assert.ok(seen.includes('Hashing'), `progress stages: ${seen}`);
+  assert.match(await page.textContent('#backend'), /CPU/);
+  await setMaxTokens(24);
+  await page.fill('#prompt', 'Hello there');
+  await page.click('#send');
+  await page.waitForSelector('.msg.assistant[data-finish]', { timeout: TIMEOUT });
+  const updates = Number(await page.getAttribute('.msg.assistant', 'data-updates'));
+  assert.ok(updates >= 3, `the answer was drawn in ${updates} updates: tokens did not stream`);
+  assert.ok(await page.textContent('.msg.assistant .text'), 'an answer');
+  assert.equal(await page.getAttribute('.msg.assistant .badge', 'data-verdict'), 'pending');
+  await shot('chat');
+});
+
+test('the receipt panel shows the commitments and verifies by re-execution', { timeout: TIMEOUT }, async () => {
+  await page.click('.msg.assistant .badge');
+  const fields = await page.textContent('#receipt-fields');
+  for (const k of ['final', 'model file sha256', 'prompt section', 'sampling section', 'backend', 'timings']) {
+    assert.ok(fields.includes(k), `receipt panel lacks ${k}`);
+  }
+  await page.click('#receipt-verify');
+  await page.waitForSelector('.msg.assistant .badge:not([data-verdict=pending])', { timeout: TIMEOUT });
+  assert.equal(await page.getAttribute('.msg.assistant .badge', 'data-verdict'), 'verified');
+  assert.match(await page.textContent('#receipt-status'), /^verified/);
+  await shot('receipt');
+  await page.keyboard.press('Escape');
+});
+
+test('a dropped tampered receipt fails and names the divergence', { timeout: TIMEOUT }, async () => {
+  const receipt = await page.evaluate(() => document.querySelector('.msg.assistant .badge').receipt);
+  const tampered = { ...receipt, tokens: [...receipt.tokens] };
+  tampered.tokens[1] = (tampered.tokens[1] + 1) % 40;
+  await page.setInputFiles('#receipt-file', {
+    name: 'tampered.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(tampered)),
+  });
+  await page.waitForSelector('#drop-result[data-verdict]', { timeout: TIMEOUT });
+  assert.equal(await page.getAttribute('#drop-result', 'data-verdict'), 'failed');
+  assert.match(await page.textContent('#drop-result'), /NOT verified: .*(hash|token)/);
+  // The untampered one passes.
+  await page.$eval('#drop-result', (e) => e.removeAttribute('data-verdict'));
+  await page.setInputFiles('#receipt-file', {
+    name: 'receipt.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(receipt)),
+  });
+  await page.waitForSelector('#drop-result[data-verdict]', { timeout: TIMEOUT });
+  assert.equal(await page.getAttribute('#drop-result', 'data-verdict'), 'verified');
+  await shot('drop');
+});
+
+test('stop midway: finish aborted, a receipt that verifies, and the chat goes on', { timeout: TIMEOUT }, async () => {
+  await setMaxTokens(200);
+  await page.fill('#prompt', 'Tell me a long story');
+  await page.click('#send');
+  const last = '.msg.assistant:last-child';
+  await page.waitForFunction((sel) => Number(document.querySelector(sel)?.dataset.updates) >= 2, last, { timeout: TIMEOUT });
+  await page.click('#stop');
+  await page.waitForSelector(`${last}[data-finish]`, { timeout: TIMEOUT });
+  assert.equal(await page.getAttribute(last, 'data-finish'), 'aborted');
+  const receipt = await page.evaluate((sel) => document.querySelector(`${sel} .badge`).receipt, last);
+  assert.equal(receipt.finish, 'aborted');
+  assert.ok(receipt.tokens.length < 200);
+  await page.click(`${last} .badge`);
+  await page.click('#receipt-verify');
+  await page.waitForSelector(`${last} .badge:not([data-verdict=pending])`, { timeout: TIMEOUT });
+  assert.equal(await page.getAttribute(`${last} .badge`, 'data-verdict'), 'verified');
+  await page.keyboard.press('Escape');
+  assert.equal(await state(), 'ready');
+  await setMaxTokens(4);
+  await page.fill('#prompt', 'And then?');
+  await page.click('#send');
+  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-finish]').length === 3, null, { timeout: TIMEOUT });
+  assert.ok(await page.textContent('.msg.assistant:last-child .text'), 'the turn after a stop is not empty');
+});
+
+test('the page works at phone width and made no request to another host', { timeout: TIMEOUT }, async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await shot('phone');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `the page is ${overflow}px wider than a phone screen`);
+  assert.deepEqual(outside, [], 'requests to other hosts');
+});

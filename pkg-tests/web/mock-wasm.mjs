@@ -1,0 +1,119 @@
+// A stand-in for the wasm glue (pkg/edgeproof_wasm.js) that follows js/WASM_CONTRACT.md, for
+// core.test.mjs: it checks the JavaScript layer's rules (one step at a time, finish() never
+// during a step, BUSY until finish()) without Rust or a browser. A "model" is any bytes
+// starting with "GGUF"; its expected length is its 5th byte.
+const coded = (code, message) => Object.assign(new Error(message), { code });
+const tick = () => new Promise((resolve) => setTimeout(resolve));
+
+export const calls = [];
+
+export default async function init() {}
+export function initSync() {}
+export function setPanicHook() {}
+export function lastPanic() {
+  return undefined;
+}
+
+export class ModelLoader {
+  #head = []; // the first 5 bytes
+  #n = 0;
+  push(chunk) {
+    this.#head.push(...chunk.subarray(0, 5 - this.#head.length));
+    this.#n += chunk.length;
+    if (this.#head.length >= 4 && String.fromCharCode(...this.#head.slice(0, 4)) !== 'GGUF') {
+      throw coded('BAD_MAGIC', 'not a GGUF file');
+    }
+  }
+  received() {
+    return this.#n;
+  }
+  expected() {
+    return this.#head.length > 4 ? this.#head[4] : undefined;
+  }
+  free() {
+    calls.push('loader.free');
+  }
+}
+
+export async function loadEngine(loader, backend, onProgress, aborted) {
+  const total = loader.expected();
+  if (loader.received() < total) throw coded('TRUNCATED', `${loader.received()} of ${total} bytes`);
+  for (let i = 0; i <= 2; i++) {
+    if (aborted?.()) throw coded('ABORTED', 'aborted');
+    onProgress?.('hash', i, 2);
+    await tick();
+  }
+  return new WasmEngine(backend, total);
+}
+
+export class WasmEngine {
+  #backend;
+  #bytes;
+  #run = null;
+  #stepping = false;
+
+  constructor(backend, bytes) {
+    this.#backend = backend;
+    this.#bytes = bytes;
+  }
+
+  info() {
+    return { backend: this.#backend, bytes: this.#bytes, sha256: 'ab'.repeat(32), contextLength: 256 };
+  }
+
+  tokenize(text) {
+    return Uint32Array.from(text, (c) => c.charCodeAt(0));
+  }
+
+  detokenize(ids) {
+    return String.fromCharCode(...ids);
+  }
+
+  start(request) {
+    if (this.#run) throw coded('BUSY', 'a generation runs');
+    if ((request.prompt ?? '').length > 256) throw coded('CONTEXT_OVERFLOW', 'too long');
+    this.#run = { max: request.maxTokens ?? 256, tokens: [], aborted: false, done: false };
+  }
+
+  async step() {
+    if (this.#stepping) throw new Error('mock: step() while a step runs');
+    const run = this.#run;
+    if (!run) throw new Error('mock: step() without start()');
+    this.#stepping = true;
+    await tick();
+    this.#stepping = false;
+    if (run.done || run.aborted) return { token: -1, text: '', done: (run.done = true) };
+    const token = run.tokens.length + 1;
+    run.tokens.push(token);
+    run.done = run.tokens.length >= run.max;
+    return { token, text: `t${token} `, done: run.done };
+  }
+
+  abort() {
+    if (this.#run && !this.#run.done) this.#run.aborted = true;
+  }
+
+  finish() {
+    if (this.#stepping) throw new Error('mock: finish() during a step');
+    const run = this.#run;
+    this.#run = null;
+    calls.push('finish');
+    const text = run.tokens.map((t) => `t${t} `).join('');
+    const finish = run.aborted ? 'aborted' : 'length';
+    return { text, finish, tokens: run.tokens, receipt: { final: finish + run.tokens.length }, timings: {} };
+  }
+
+  async verify(json, onProgress, aborted) {
+    if (this.#run) throw coded('BUSY', 'a generation runs');
+    JSON.parse(json);
+    onProgress?.('verify', 0, 1);
+    await tick();
+    if (aborted?.()) throw coded('ABORTED', 'aborted');
+    return { ok: true, report: 'verified: mock', findings: [], stepsMatched: 0 };
+  }
+
+  free() {
+    if (this.#stepping) throw new Error('mock: free() during a step');
+    calls.push('engine.free');
+  }
+}

@@ -1,0 +1,118 @@
+// The test server: the built package at /pkg/, the test pages at /, the Vite consumer app's
+// build at /consumer/, model files at /models/NAME (CORS), /cut/NAME (half of the file,
+// then the connection is destroyed), and /__requests (how often each path was asked for).
+// Pages get COOP/COEP headers, so they are cross-origin isolated.
+//
+//   node pkg-tests/web/server.mjs MODELS_DIR     (prints its URL; for trying pages by hand)
+import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const repo = resolve(here, '../..');
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.json': 'application/json',
+  '.wasm': 'application/wasm',
+  '.css': 'text/css',
+  '.gguf': 'application/octet-stream',
+};
+
+/** `root` joined with the URL path `rest`, or null when it would leave `root`. */
+function inside(root, rest) {
+  const path = normalize(join(root, decodeURIComponent(rest)));
+  return path === root || path.startsWith(root + sep) ? path : null;
+}
+
+function fileOf(path) {
+  try {
+    const st = statSync(path);
+    return st.isFile() ? st : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Starts the server on 127.0.0.1 (a random port).
+ * @returns {Promise<{ url: string, requests: (path: string) => number, close: () => Promise<void> }>}
+ */
+export async function startServer({ models, pkg = join(repo, 'pkg'), consumer = join(repo, 'pkg-tests/consumer/dist') }) {
+  const counts = new Map();
+  const roots = [
+    ['/pkg/', pkg],
+    ['/models/', resolve(models)],
+    ['/consumer/', consumer],
+    ['/', join(here, 'pages')],
+  ];
+
+  const server = createServer((req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    counts.set(path, (counts.get(path) ?? 0) + 1);
+    const headers = {
+      'Cache-Control': 'no-store',
+      'Cross-Origin-Opener-Policy': 'same-origin',
+      'Cross-Origin-Embedder-Policy': 'require-corp',
+      'Cross-Origin-Resource-Policy': 'cross-origin',
+      'Access-Control-Allow-Origin': '*',
+    };
+    if (path === '/__requests') {
+      res.writeHead(200, { ...headers, 'Content-Type': 'application/json' });
+      return res.end(JSON.stringify(Object.fromEntries(counts)));
+    }
+    if (path.startsWith('/cut/')) {
+      const file = inside(resolve(models), path.slice('/cut/'.length));
+      const st = file && fileOf(file);
+      if (!st) return notFound(res, headers);
+      res.writeHead(200, { ...headers, 'Content-Type': TYPES['.gguf'], 'Content-Length': st.size });
+      // Half of the announced bytes, then the connection goes: a download cut midway.
+      const half = readFileSync(file).subarray(0, Math.floor(st.size / 2));
+      res.write(half, () => req.socket.destroy());
+      return;
+    }
+    for (const [prefix, root] of roots) {
+      if (!path.startsWith(prefix)) continue;
+      let file = inside(root, path.slice(prefix.length));
+      if (file && fileOf(join(file, 'index.html'))) file = join(file, 'index.html');
+      const st = file && fileOf(file);
+      if (!st) return notFound(res, headers);
+      res.writeHead(200, {
+        ...headers,
+        'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream',
+        'Content-Length': st.size,
+      });
+      if (req.method === 'HEAD') return res.end();
+      return createReadStream(file).pipe(res);
+    }
+    notFound(res, headers);
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    requests: (path) => counts.get(path) ?? 0,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((ok) => server.close(() => ok()));
+    },
+  };
+}
+
+function notFound(res, headers) {
+  res.writeHead(404, { ...headers, 'Content-Type': 'text/plain' });
+  res.end('not found');
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const models = process.argv[2];
+  if (!models) {
+    console.error('usage: node pkg-tests/web/server.mjs MODELS_DIR');
+    process.exit(2);
+  }
+  const { url } = await startServer({ models });
+  console.log(url);
+}

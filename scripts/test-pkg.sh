@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The npm package's tests: builds pkg/ (scripts/build-pkg.sh), installs the test tools
+# (pkg-tests/package-lock.json), makes the fixture models with the native CLI, and runs
+# pkg-tests/web/ with Node's test runner: headless Chromium (WebGPU on SwiftShader) through
+# playwright-core, Node, the CLI, and a Vite app built against the packed package.
+# Needs target/release/edgeproof (cargo build --release -p edgeproof --bin edgeproof),
+# Debian's chromium, Node.js >= 20.19 (Vite 8) and npm. Screenshots and receipts: target/pkg-tests/.
+# Extra arguments go to node --test (e.g. --test-name-pattern=cache).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ -x target/release/edgeproof ] || {
+  echo "target/release/edgeproof is missing: cargo build --release -p edgeproof --bin edgeproof" >&2
+  exit 1
+}
+command -v chromium >/dev/null || { echo "chromium is missing: apt-get install chromium" >&2; exit 1; }
+
+scripts/build-pkg.sh
+
+# npm ci only when the lock file changed since the last install.
+if [ ! -f pkg-tests/node_modules/.package-lock.json ] \
+  || [ pkg-tests/package-lock.json -nt pkg-tests/node_modules/.package-lock.json ]; then
+  (cd pkg-tests && npm ci --no-audit --no-fund)
+fi
+
+fixtures=$(mktemp -d)
+trap 'rm -rf "$fixtures"' EXIT
+node pkg-tests/web/fixtures.mjs "$fixtures" >/dev/null
+export EDGEPROOF_PKG_FIXTURES="$fixtures"
+
+mkdir -p target/pkg-tests
+start=$SECONDS
+node --test --test-reporter=spec "$@" pkg-tests/web/*.test.mjs
+echo "package tests: $((SECONDS - start)) s"
