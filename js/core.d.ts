@@ -63,9 +63,9 @@ export interface GenerateOptions {
   maxTokens?: number;
   /** 0 (the default) is greedy. */
   temperature?: number;
-  /** 0 (the default): off. */
+  /** Default 40 (as the CLI); 0: off. Greedy decoding ignores it (commits 0). */
   topK?: number;
-  /** 1 (the default): off. */
+  /** Default 0.95 (as the CLI); 1: off. Greedy decoding ignores it (commits 1). */
   topP?: number;
   /** Sampling seed (u64; a decimal string or bigint for values past 2^53). */
   seed?: number | string | bigint;

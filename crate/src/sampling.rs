@@ -23,6 +23,10 @@ pub struct SamplingParams {
 
 pub const ONE_Q16: u32 = 1 << 16;
 
+/// Top-k and top-p where a caller gives none (the CLI and the JavaScript API alike).
+pub const DEFAULT_TOP_K: u32 = 40;
+pub const DEFAULT_TOP_P: f32 = 0.95;
+
 /// `x` in Q16, rounded half to even (exact: f64 holds every f32 times 2^16).
 fn q16_of(x: f32, what: &str) -> Result<u32> {
     if !x.is_finite() || x < 0.0 || x > 1000.0 {
@@ -37,12 +41,18 @@ impl SamplingParams {
     }
 
     /// From user-facing values: temperature >= 0 (0 = greedy), top_k (0 = off), top_p in (0, 1].
+    /// Greedy decoding ignores top-k, top-p and the seed: they are set to [`SamplingParams::greedy`]'s,
+    /// so that one greedy request makes one receipt whatever else was passed.
     pub fn new(temperature: f32, top_k: u32, top_p: f32, seed: u64) -> Result<SamplingParams> {
         let top_p_q16 = q16_of(top_p, "top_p")?;
         if top_p_q16 == 0 || top_p_q16 > ONE_Q16 {
             return Err(Error::InvalidArgument(format!("top_p {top_p} must be in (0, 1]")));
         }
-        Ok(SamplingParams { temperature_q16: q16_of(temperature, "temperature")?, top_k, top_p_q16, seed })
+        let temperature_q16 = q16_of(temperature, "temperature")?;
+        if temperature_q16 == 0 {
+            return Ok(SamplingParams::greedy());
+        }
+        Ok(SamplingParams { temperature_q16, top_k, top_p_q16, seed })
     }
 
     pub fn is_greedy(&self) -> bool {
@@ -243,6 +253,14 @@ mod tests {
         let run = |p: &SamplingParams| (0..64).map(|s| sample(&logits, p, s).unwrap_or(u32::MAX)).collect::<Vec<_>>();
         assert_eq!(run(&a), run(&a));
         assert_ne!(run(&a), run(&b));
+    }
+
+    #[test]
+    fn greedy_requests_are_one_request() {
+        let g = SamplingParams::new(0.0, 40, 0.95, 7).expect("greedy");
+        assert_eq!(g, SamplingParams::greedy());
+        assert_eq!(SamplingParams::new(0.0, 0, 1.0, 0).expect("greedy"), g);
+        assert_eq!(SamplingParams::new(0.5, 40, 0.95, 7).expect("seeded").top_k, 40);
     }
 
     #[test]

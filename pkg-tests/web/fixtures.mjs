@@ -2,9 +2,10 @@
 //   node pkg-tests/web/fixtures.mjs DIR
 // tiny.gguf (the tiny llama model with SmolLM2's tokenizer), tiny-seed8.gguf (other weights),
 // tiny-truncated.gguf (its first 70 %), tiny-q2k.gguf (one tensor rewritten as Q2_K, a type
-// edgeproof does not support, with correctly sized data) and cli-receipt.json.
+// edgeproof does not support, with correctly sized data), cli-receipt.json, and smollm2.gguf
+// (a link to SmolLM2-135M-Instruct in the model cache).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -133,6 +134,9 @@ export function makeFixtures(dir) {
   writeFileSync(f.truncated, tiny.subarray(0, Math.floor(tiny.length * 0.7)));
   writeFileSync(f.q2k, withQ2K(tiny, 'blk.0.ffn_down.weight'));
   cli('generate', '--model', f.tiny, '--prompt', CLI_PROMPT, '--max-tokens', '8', '--receipt', f.cliReceipt);
+  // SmolLM2 itself, served beside them (a link, not a copy of its 98 MB).
+  rmSync(f.smollm2, { force: true });
+  symlinkSync(tokenizer, f.smollm2);
   return f;
 }
 
@@ -145,6 +149,7 @@ export function fixturePaths(dir) {
     truncated: join(dir, 'tiny-truncated.gguf'),
     q2k: join(dir, 'tiny-q2k.gguf'),
     cliReceipt: join(dir, 'cli-receipt.json'),
+    smollm2: join(dir, 'smollm2.gguf'),
   };
 }
 

@@ -18,6 +18,7 @@ export const MODELS = {
   tinySeed8: '/models/tiny-seed8.gguf',
   truncated: '/models/tiny-truncated.gguf',
   q2k: '/models/tiny-q2k.gguf',
+  smollm2: '/models/smollm2.gguf',
 };
 
 export function fixtures() {

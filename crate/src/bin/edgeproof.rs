@@ -61,9 +61,9 @@ enum Cmd {
         #[arg(long, default_value_t = 0.0)]
         temperature: f32,
         /// Keep only the k most likely tokens (0: all).
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = edgeproof::sampling::DEFAULT_TOP_K)]
         top_k: u32,
-        #[arg(long, default_value_t = 0.95)]
+        #[arg(long, default_value_t = edgeproof::sampling::DEFAULT_TOP_P)]
         top_p: f32,
         #[arg(long, default_value_t = 0)]
         seed: u64,

@@ -12,7 +12,7 @@ use crate::receipt::{
     engine_name, layer_digests, seal, verify_async, ChatMessage, Divergence, Fut, Hash, Meta, ModelCommitment, Prompt,
     Receipt, Recording, Request, ResidualHistory,
 };
-use crate::sampling::SamplingParams;
+use crate::sampling::{SamplingParams, DEFAULT_TOP_K, DEFAULT_TOP_P};
 use crate::tokenizer::Tokenizer;
 use js_sys::{Function, Object, Reflect};
 use serde::{Deserialize, Serialize};
@@ -487,8 +487,12 @@ impl WasmEngine {
             _ => return Err(Error::InvalidArgument("give exactly one of prompt and messages".into())),
         };
         let seed = r.seed.as_ref().map(Seed::value).transpose()?.unwrap_or(0);
-        let params =
-            SamplingParams::new(r.temperature.unwrap_or(0.0), r.top_k.unwrap_or(0), r.top_p.unwrap_or(1.0), seed)?;
+        let params = SamplingParams::new(
+            r.temperature.unwrap_or(0.0),
+            r.top_k.unwrap_or(DEFAULT_TOP_K),
+            r.top_p.unwrap_or(DEFAULT_TOP_P),
+            seed,
+        )?;
         let req = Request { prompt, params, max_tokens: r.max_tokens.unwrap_or(256), stop: r.stop.unwrap_or_default() };
         let ids = req.prompt.ids(&s.meta, &s.tok)?;
         // Reuse the cache for the common prefix whose residual rows are known too.
