@@ -85,11 +85,18 @@ class TempFile {
     this.#total = total;
   }
 
-  /** Caching is best effort: a failure (a full quota) is a warning and the load goes on. */
+  /** Why the file was not kept (`QUOTA` for a full origin), or null. */
+  error = null;
+
+  /** Caching is best effort: a failure (a full quota) is kept in `error` and the load goes on. */
   async #fail(e) {
     if (this.#failed) return;
     this.#failed = true;
-    console.warn(e?.name === 'QuotaExceededError' ? await quotaError(this.#total, e) : e);
+    this.error =
+      e?.name === 'QuotaExceededError'
+        ? await quotaError(this.#total, e)
+        : new EdgeproofError('IO', `caching the model failed: ${e?.message ?? e}`, { cause: e });
+    console.warn(this.error);
     await this.discard();
   }
 

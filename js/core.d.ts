@@ -51,6 +51,12 @@ export interface EngineInfo {
   limits: Record<string, number | boolean> | null;
   /** Why this backend (e.g. "the WebGPU adapter (google swiftshader) runs on the CPU, …"). */
   backendReason: string;
+  /**
+   * URL sources only (`'off'` otherwise): `'hit'` (read from the OPFS cache), `'stored'` (kept for
+   * next time), `'off'` (`cache` not asked for) or `'failed'` with why (`QUOTA`: the origin's
+   * storage is full; the model loaded anyway).
+   */
+  cache?: { status: 'hit' | 'stored' | 'off' | 'failed'; error?: { code: string; message: string } };
 }
 
 export interface ChatMessage {

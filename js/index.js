@@ -107,7 +107,10 @@ async function loadUrl(source, backend, opts) {
   const { signal, sha256 } = opts;
   if (opts.cache) {
     const file = await cachedFile(url, sha256);
-    if (file) return loadWasm(new ModelSource(streamChunks(file.stream(), signal), { stage: 'cache', total: file.size }), backend, opts);
+    if (file) {
+      const source = new ModelSource(streamChunks(file.stream(), signal), { stage: 'cache', total: file.size });
+      return { wasm: await loadWasm(source, backend, opts), cache: { status: 'hit' } };
+    }
   }
   const response = await fetchModel(url, signal);
   const model = responseSource(response, signal);
@@ -120,7 +123,9 @@ async function loadUrl(source, backend, opts) {
     throw e;
   }
   await temp?.commit(url, wasm.info().sha256);
-  return wasm;
+  if (!opts.cache) return { wasm, cache: { status: 'off' } };
+  const error = temp ? temp.error : new EdgeproofError('IO', 'the Origin Private File System is unavailable here');
+  return { wasm, cache: error ? { status: 'failed', error: { code: error.code, message: error.message } } : { status: 'stored' } };
 }
 
 /** A model loaded in this thread. */
@@ -140,10 +145,10 @@ export class Engine extends BaseEngine {
     const { backend = 'auto', signal } = opts;
     throwIfAborted(signal);
     const [choice] = await Promise.all([chooseBackend(backend), ready()]);
-    const wasm = isUrl(source)
+    const { wasm, cache } = isUrl(source)
       ? await loadUrl(source, choice.backend, opts)
-      : await loadWasm(sourceOf(source, signal), choice.backend, opts);
-    return new Engine(wasm, { backendReason: choice.reason });
+      : { wasm: await loadWasm(sourceOf(source, signal), choice.backend, opts), cache: { status: 'off' } };
+    return new Engine(wasm, { backendReason: choice.reason, cache });
   }
 }
 

@@ -115,6 +115,7 @@ async function load(ev) {
     ui.pill.title = info.backendReason;
     ui.info.textContent = `${info.name || info.architecture} · ${info.layers} layers · context ${info.contextLength} · `
       + `${mb(info.bytes)} · sha256 ${info.sha256.slice(0, 16)}… — ${info.backendReason}`;
+    if (info.cache?.status === 'failed') ui.error.textContent = `Not kept for offline use: ${info.cache.error.message}`;
     document.querySelector(`input[name=mode][value=${/gemma/i.test(info.name + info.architecture) ? 'complete' : 'chat'}]`).checked = true;
     setState('ready');
     ui.prompt.focus();

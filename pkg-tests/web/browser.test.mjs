@@ -320,15 +320,17 @@ test('the OPFS cache: the second load reads OPFS and makes no request', { timeou
         const engine = await Engine.load(model, { backend: 'cpu', cache: true, onProgress: (p) => stages.add(p.stage) });
         const info = engine.info();
         engine.free();
-        return { stages: [...stages], sha256: info.sha256, bytes: info.bytes, list: await Engine.cache.list() };
+        return { stages: [...stages], sha256: info.sha256, bytes: info.bytes, cache: info.cache, list: await Engine.cache.list() };
       }, MODELS.tiny);
     const first = await load();
+    assert.equal(first.cache.status, 'stored');
     const requests = h.server.requests(MODELS.tiny);
     const second = await load();
     assert.ok(first.stages.includes('download'), `${first.stages}`);
     assert.equal(h.server.requests(MODELS.tiny), requests, 'the second load made a request');
     assert.ok(second.stages.includes('cache') && !second.stages.includes('download'), `${second.stages}`);
     assert.equal(second.sha256, first.sha256);
+    assert.equal(second.cache.status, 'hit');
     assert.equal(second.list.length, 1);
     assert.equal(second.list[0].key, first.sha256);
     assert.equal(second.list[0].bytes, first.bytes);
@@ -345,3 +347,33 @@ test('the OPFS cache: the second load reads OPFS and makes no request', { timeou
     assert.deepEqual(r.list, []);
     assert.deepEqual(r.folder, []);
   }));
+
+test('a full storage quota: the model loads anyway, info says QUOTA with the bytes needed, nothing stays', { timeout: TIMEOUT }, (t) =>
+  h.page(
+    t,
+    async (page) => {
+      const r = await page.evaluate(async (model) => {
+        const { Engine } = await import('/pkg/index.js');
+        const { cacheFolder } = await import('/helpers.js');
+        const engine = await Engine.load(model, { backend: 'cpu', cache: true });
+        const info = engine.info();
+        const text = (await engine.generate('Hi', { maxTokens: 2 }).result).text;
+        engine.free();
+        return { cache: info.cache, bytes: info.bytes, text, list: await Engine.cache.list(), folder: await cacheFolder() };
+      }, MODELS.tiny);
+      assert.equal(r.cache.status, 'failed');
+      assert.equal(r.cache.error.code, 'QUOTA');
+      assert.match(r.cache.error.message, new RegExp(`needs ${r.bytes} bytes`));
+      assert.ok(r.text.length > 0, 'the model works without the cache');
+      assert.deepEqual(r.list, []);
+      assert.deepEqual(r.folder.filter((n) => n.startsWith('tmp-')), [], 'a temporary file stayed');
+    },
+    {
+      // Every OPFS write fails as a full origin's does.
+      initScript: () => {
+        FileSystemWritableFileStream.prototype.write = async () => {
+          throw new DOMException('The quota has been exceeded.', 'QuotaExceededError');
+        };
+      },
+    },
+  ));
