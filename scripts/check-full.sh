@@ -31,5 +31,7 @@ echo "== speed (WebGPU: the first adapter wgpu finds; lavapipe on a machine with
 for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
   target/release/edgeproof bench --model "$m" --backend gpu --prefill 16 --decode 4 --profile
 done
+echo "== the demo page with SmolLM2 (two-turn chat) and Gemma 3 (completion), receipts verified"
+scripts/test-pkg.sh --full
 echo "== speed (WebGPU in headless Chromium: SmolLM2, both matmul layouts, and the CPU path in the page)"
 scripts/test-browser.sh --include-ignored bench --nocapture

@@ -5,7 +5,8 @@
 # playwright-core, Node, the CLI, and a Vite app built against the packed package.
 # Needs target/release/edgeproof (cargo build --release -p edgeproof --bin edgeproof),
 # Debian's chromium, Node.js >= 20.19 (Vite 8) and npm. Screenshots and receipts: target/pkg-tests/.
-# Extra arguments go to node --test (e.g. --test-name-pattern=cache).
+# Extra arguments go to node --test (e.g. --test-name-pattern=cache); a first argument --full
+# runs pkg-tests/web/full/ (check-full: the demo page with the real models) instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,5 +31,11 @@ export EDGEPROOF_PKG_FIXTURES="$fixtures"
 
 mkdir -p target/pkg-tests
 start=$SECONDS
-node --test --test-reporter=spec "$@" pkg-tests/web/*.test.mjs
+# --full: the check-full tier (the demo with SmolLM2 and Gemma 3) instead of the fast one.
+files=(pkg-tests/web/*.test.mjs)
+if [ "${1:-}" = "--full" ]; then
+  shift
+  files=(pkg-tests/web/full/*.test.mjs)
+fi
+node --test --test-reporter=spec "$@" "${files[@]}"
 echo "package tests: $((SECONDS - start)) s"

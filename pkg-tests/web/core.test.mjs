@@ -128,3 +128,12 @@ test('loading: progress, early header errors, stream failures, aborts, sha256', 
   assert.equal(await code(() => Engine.load(join(repo, 'no-such-model.gguf'))), 'IO');
   assert.equal(await code(() => Engine.load(42)), 'INVALID_ARGUMENT');
 });
+
+// Last: a panic leaves the module unusable for every later test.
+test('a panic inside a step rejects the pending call with PANIC, and every later call', async () => {
+  const engine = await Engine.load(MODEL);
+  const g = engine.generate('hi', { maxTokens: 5 });
+  mock.panicNextStep();
+  await assert.rejects(g.next(), (e) => e.code === 'PANIC' && /mock/.test(e.message));
+  assert.equal(await code(() => engine.tokenize('x')), 'PANIC');
+});

@@ -9,7 +9,15 @@ export const calls = [];
 
 export default async function init() {}
 export function initSync() {}
-export function setPanicHook() {}
+let onPanic = null;
+let panicking = false;
+export function setPanicHook(hook) {
+  onPanic = hook;
+}
+/** The next step panics as Rust would: the hook runs, then the step's promise never settles. */
+export function panicNextStep() {
+  panicking = true;
+}
 export function lastPanic() {
   return undefined;
 }
@@ -80,6 +88,10 @@ export class WasmEngine {
     const run = this.#run;
     if (!run) throw new Error('mock: step() without start()');
     this.#stepping = true;
+    if (panicking) {
+      onPanic?.('panicked at src/web/mod.rs: mock');
+      return new Promise(() => {});
+    }
     await tick();
     this.#stepping = false;
     if (run.done || run.aborted) return { token: -1, text: '', done: (run.done = true) };
