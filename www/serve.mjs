@@ -68,20 +68,23 @@ export function listModels(dir) {
 
 /**
  * Starts the server on 127.0.0.1 (`port` 0: any free one). `onRequest(path, host)` sees every
- * request (the end-to-end test counts them).
+ * request (the end-to-end test counts them). `mounts` (`[prefix, folder]`, checked first) and
+ * `site` (the folder at `/`) let the benchmark harness serve its own page; `csp: false` drops
+ * the policy (a peer's worker is a blob: URL).
  * @returns {Promise<{ url: string, close: () => Promise<void> }>}
  */
-export function startDemoServer({ models, port = 0, pkg = join(repo, 'pkg'), onRequest } = {}) {
+export function startDemoServer({ models, port = 0, pkg = join(repo, 'pkg'), onRequest, mounts = [], site = here, csp = true } = {}) {
   const roots = [
+    ...mounts.map(([prefix, dir]) => [prefix, resolve(dir)]),
     ['/pkg/', resolve(pkg)],
     ['/models/', models ? resolve(models) : null],
-    ['/', here],
+    ['/', resolve(site)],
   ];
   const server = createServer((req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
     onRequest?.(path, req.headers.host);
     const headers = {
-      'Content-Security-Policy': CSP,
+      ...(csp ? { 'Content-Security-Policy': CSP } : {}),
       'Cross-Origin-Opener-Policy': 'same-origin',
       'Cross-Origin-Embedder-Policy': 'require-corp',
       'X-Content-Type-Options': 'nosniff',

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Build llama.cpp's llama-bench from a registry package: the llama-cpp-python 0.3.36 sdist
+# from PyPI carries llama.cpp's tree in vendor/llama.cpp; cmake comes as a PyPI wheel.
+# AVX-512 and AMX are off (llama.cpp's AMX kernels fault in some VMs). Cached in
+# $EDGEPROOF_CACHE/llama-cpp; prints the path of llama-bench.
+set -euo pipefail
+cache="${EDGEPROOF_CACHE:-$HOME/.cache/edgeproof}/llama-cpp"
+bin="$cache/build/bin/llama-bench"
+if [ -x "$bin" ]; then echo "$bin"; exit 0; fi
+mkdir -p "$cache"
+PY="${PYTHON:-python3}"
+"$PY" -m pip download --quiet --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$cache" >&2
+src="$cache/llama_cpp_python-0.3.36"
+[ -d "$src" ] || tar xzf "$cache"/llama_cpp_python-0.3.36.tar.gz -C "$cache"
+command -v cmake >/dev/null || "$PY" -m pip install --quiet cmake >&2
+cmake -S "$src/vendor/llama.cpp" -B "$cache/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
+  -DGGML_NATIVE=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >&2
+cmake --build "$cache/build" --target llama-bench -j "$(nproc)" >&2
+echo "$bin"
