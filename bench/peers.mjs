@@ -5,16 +5,13 @@
 // (COOP/COEP), so wllama can use threads. Prints a Markdown table and writes JSON to --out.
 //
 //   node bench/peers.mjs --models DIR [--runs 3] [--tokens 128] [--webgpu] [--out FILE]
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { launchChromium } from '../pkg-tests/web/harness.mjs';
 import { startDemoServer } from '../www/serve.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
-const require = createRequire(join(here, '../pkg-tests/package.json'));
-const { chromium } = require('playwright-core');
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(name);
@@ -44,11 +41,7 @@ const server = await startDemoServer({
   mounts: [['/wllama/', join(here, 'node_modules/@wllama/wllama/esm')]],
   csp: false,
 });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim(),
-  headless: true,
-  args: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--no-sandbox'],
-});
+const browser = await launchChromium();
 
 /** One measurement in a fresh page (its own memory), or the error it ended with. */
 async function measure(fn, params) {

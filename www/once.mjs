@@ -3,13 +3,10 @@
 // print the answer, the speed and the verdict. Exit status 1 when the receipt does not verify.
 //
 //   node www/once.mjs --models DIR [--prompt TEXT] [--max-tokens N] [--backend auto|cpu|webgpu]
-import { execFileSync } from 'node:child_process';
-import { createRequire } from 'node:module';
+// playwright-core is a dev dependency of pkg-tests/ (scripts/run.sh installs it).
+import { launchChromium } from '../pkg-tests/web/harness.mjs';
 import { startDemoServer } from './serve.mjs';
 
-// playwright-core is a dev dependency of pkg-tests/ (scripts/run.sh installs it).
-const require = createRequire(new URL('../pkg-tests/package.json', import.meta.url));
-const { chromium } = require('playwright-core');
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(name);
@@ -20,11 +17,7 @@ const maxTokens = arg('--max-tokens', '48');
 
 const outside = [];
 const server = await startDemoServer({ models: arg('--models') });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim(),
-  headless: true,
-  args: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--no-sandbox'],
-});
+const browser = await launchChromium();
 let ok = false;
 try {
   const page = await browser.newPage();

@@ -36,7 +36,7 @@ export const CSP = [
 ].join('; ');
 
 /** `root` joined with the URL path `rest`, or null when it would leave `root`. */
-function inside(root, rest) {
+export function inside(root, rest) {
   let path;
   try {
     path = normalize(join(root, decodeURIComponent(rest)));
@@ -46,7 +46,8 @@ function inside(root, rest) {
   return path === root || path.startsWith(root + sep) ? path : null;
 }
 
-function stat(path) {
+/** The file's stats, or null when `path` is not a file. */
+export function fileAt(path) {
   try {
     const st = statSync(path);
     return st.isFile() ? st : null;
@@ -98,7 +99,7 @@ export function startDemoServer({ models, port = 0, pkg = join(repo, 'pkg'), onR
     const [prefix, root] = roots.find(([p]) => path.startsWith(p));
     let file = root && inside(root, path.slice(prefix.length) || 'index.html');
     if (file && prefix === '/' && file.endsWith('serve.mjs')) file = null;
-    const st = file && stat(file);
+    const st = file && fileAt(file);
     if (!st) {
       res.writeHead(404, { ...headers, 'Content-Type': 'text/plain' });
       res.end(`not found: ${path}`);

@@ -5,9 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { startDemoServer } from '../../www/serve.mjs';
-import { artifacts, checkPackage, chromiumPath, fixtures, TIMEOUT } from './harness.mjs';
+import { artifacts, checkPackage, launchChromium, fixtures, TIMEOUT } from './harness.mjs';
 
 let server;
 let browser;
@@ -18,11 +17,7 @@ before(async () => {
   const f = fixtures();
   checkPackage();
   server = await startDemoServer({ models: f.dir });
-  browser = await chromium.launch({
-    executablePath: chromiumPath(),
-    headless: true,
-    args: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--no-sandbox'],
-  });
+  browser = await launchChromium();
   mkdirSync(artifacts, { recursive: true });
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const origin = new URL(server.url).origin;

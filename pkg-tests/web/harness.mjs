@@ -50,6 +50,15 @@ export function chromiumPath() {
   }
 }
 
+/** Headless Chromium with WebGPU on SwiftShader (the tests', the demo's and the benchmark's). */
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: chromiumPath(),
+    headless: true,
+    args: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--no-sandbox'],
+  });
+}
+
 /**
  * Starts the server and Chromium. `page(t, fn, { initScript })` runs `fn(page)` on the blank
  * test page in a fresh browser context (its own OPFS), keeping the evidence if it fails.
@@ -58,11 +67,7 @@ export async function setup() {
   const f = fixtures();
   checkPackage();
   const server = await startServer({ models: f.dir });
-  const browser = await chromium.launch({
-    executablePath: chromiumPath(),
-    headless: true,
-    args: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--no-sandbox'],
-  });
+  const browser = await launchChromium();
   mkdirSync(artifacts, { recursive: true });
 
   async function page(t, fn, { initScript, path = '/' } = {}) {

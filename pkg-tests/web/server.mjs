@@ -4,10 +4,11 @@
 // Pages get COOP/COEP headers, so they are cross-origin isolated.
 //
 //   node pkg-tests/web/server.mjs MODELS_DIR     (prints its URL; for trying pages by hand)
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createReadStream, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { fileAt, inside } from '../../www/serve.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const repo = resolve(here, '../..');
@@ -21,21 +22,6 @@ const TYPES = {
   '.css': 'text/css',
   '.gguf': 'application/octet-stream',
 };
-
-/** `root` joined with the URL path `rest`, or null when it would leave `root`. */
-function inside(root, rest) {
-  const path = normalize(join(root, decodeURIComponent(rest)));
-  return path === root || path.startsWith(root + sep) ? path : null;
-}
-
-function fileOf(path) {
-  try {
-    const st = statSync(path);
-    return st.isFile() ? st : null;
-  } catch {
-    return null;
-  }
-}
 
 /**
  * Starts the server on 127.0.0.1 (a random port).
@@ -66,7 +52,7 @@ export async function startServer({ models, pkg = join(repo, 'pkg'), consumer = 
     }
     if (path.startsWith('/cut/')) {
       const file = inside(resolve(models), path.slice('/cut/'.length));
-      const st = file && fileOf(file);
+      const st = file && fileAt(file);
       if (!st) return notFound(res, headers);
       res.writeHead(200, { ...headers, 'Content-Type': TYPES['.gguf'], 'Content-Length': st.size });
       // Half of the announced bytes, then the connection goes: a download cut midway.
@@ -77,8 +63,8 @@ export async function startServer({ models, pkg = join(repo, 'pkg'), consumer = 
     for (const [prefix, root] of roots) {
       if (!path.startsWith(prefix)) continue;
       let file = inside(root, path.slice(prefix.length));
-      if (file && fileOf(join(file, 'index.html'))) file = join(file, 'index.html');
-      const st = file && fileOf(file);
+      if (file && fileAt(join(file, 'index.html'))) file = join(file, 'index.html');
+      const st = file && fileAt(file);
       if (!st) return notFound(res, headers);
       res.writeHead(200, {
         ...headers,

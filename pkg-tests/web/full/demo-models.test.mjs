@@ -6,9 +6,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
 import { startDemoServer } from '../../../www/serve.mjs';
-import { artifacts, checkPackage, chromiumPath, repo } from '../harness.mjs';
+import { artifacts, checkPackage, launchChromium, repo } from '../harness.mjs';
 
 const LONG = 1_200_000;
 let server;
@@ -21,11 +20,7 @@ before(async () => {
   const smollm2 = out.match(/^smollm2=(.*)$/m)?.[1];
   assert.ok(smollm2 && out.includes('gemma3='), `scripts/fetch-models.sh smollm2 gemma3 printed:\n${out}`);
   server = await startDemoServer({ models: dirname(smollm2) });
-  browser = await chromium.launch({
-    executablePath: chromiumPath(),
-    headless: true,
-    args: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader', '--no-sandbox'],
-  });
+  browser = await launchChromium();
   mkdirSync(artifacts, { recursive: true });
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   await page.goto(server.url);
