@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 const here = resolve(fileURLToPath(new URL('.', import.meta.url)));
 const repo = resolve(here, '..');
 
-const TYPES = {
+export const TYPES = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',
   '.mjs': 'text/javascript; charset=utf-8',

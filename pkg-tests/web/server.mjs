@@ -8,20 +8,11 @@ import { createReadStream, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { fileAt, inside } from '../../www/serve.mjs';
+import { fileAt, inside, TYPES } from '../../www/serve.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const repo = resolve(here, '../..');
 
-const TYPES = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.json': 'application/json',
-  '.wasm': 'application/wasm',
-  '.css': 'text/css',
-  '.gguf': 'application/octet-stream',
-};
 
 /**
  * Starts the server on 127.0.0.1 (a random port).
@@ -54,7 +45,7 @@ export async function startServer({ models, pkg = join(repo, 'pkg'), consumer = 
       const file = inside(resolve(models), path.slice('/cut/'.length));
       const st = file && fileAt(file);
       if (!st) return notFound(res, headers);
-      res.writeHead(200, { ...headers, 'Content-Type': TYPES['.gguf'], 'Content-Length': st.size });
+      res.writeHead(200, { ...headers, 'Content-Type': 'application/octet-stream', 'Content-Length': st.size });
       // Half of the announced bytes, then the connection goes: a download cut midway.
       const half = readFileSync(file).subarray(0, Math.floor(st.size / 2));
       res.write(half, () => req.socket.destroy());
