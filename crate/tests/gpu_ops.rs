@@ -682,3 +682,33 @@ fn a_lost_device_and_a_bad_pipeline_are_typed_errors() {
     let err = s.next_token(&[5], 3, &greedy, 1).err().expect("a step on a lost device");
     assert_eq!(err.code(), "DEVICE_LOST", "{err}");
 }
+
+/// Dispatches of one SmolLM2 decode step (the sampler and the receipts' residual copies
+/// included) may not creep up: issue 12 brings them from this count down to 300 by fusing
+/// kernels, lowering the bound as it goes.
+const SMOLLM2_DECODE_DISPATCHES: u64 = 1058;
+
+#[test]
+fn a_smollm2_decode_step_is_one_submission_of_a_bounded_number_of_dispatches() {
+    use edgeproof::engine::GpuModel;
+    use edgeproof::sampling::SamplingParams;
+    // SmolLM2's shapes and tensor types with random weights: the same kernels and dispatches.
+    let header = edgeproof::gguf::parse_header(&std::fs::read(common::model_path("smollm2")).expect("read SmolLM2"))
+        .expect("header");
+    let f = Gguf::from_bytes(edgeproof::tiny::random_like(&header, 7).expect("random_like")).expect("parse");
+    let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env()).expect("adapter"));
+    let m = GpuModel::load(&f, Rc::clone(&ctx)).expect("gpu model");
+    let mut s = m.session().expect("session");
+    s.record_residuals();
+    let greedy = SamplingParams::greedy();
+    let (t, _) = s.pick(&[1, 2, 3], 0, &greedy, 0, true).expect("prefill");
+    let (d0, s0) = (ctx.dispatches(), ctx.submissions());
+    s.pick(&[t], 3, &greedy, 1, true).expect("decode step");
+    let (dispatches, submissions) = (ctx.dispatches() - d0, ctx.submissions() - s0);
+    assert_eq!(submissions, 1, "a decode step is one submission");
+    assert!(
+        dispatches <= SMOLLM2_DECODE_DISPATCHES,
+        "a SmolLM2 decode step made {dispatches} dispatches, more than {SMOLLM2_DECODE_DISPATCHES}"
+    );
+    eprintln!("a SmolLM2 decode step: {dispatches} dispatches, {submissions} submission");
+}

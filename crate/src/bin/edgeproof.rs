@@ -404,13 +404,18 @@ fn bench_gpu_profiled(
     s.eval(&ids[..1], 0, 0..1)?;
     let (pre, dec) = time_engine(&mut s, ids, n_decode)?;
     let pos = ids.len() + n_decode;
+    // A decode step as generation runs it: the token picked on the device, one readback.
+    let (d0, s0) = (ctx.dispatches(), ctx.submissions());
+    s.next_token(&ids[..1], pos, &SamplingParams::greedy(), 0)?;
+    let (dispatches, submissions) = (ctx.dispatches() - d0, ctx.submissions() - s0);
     ctx.start_profile()?;
     let t = Instant::now();
     s.eval(&ids[..1], pos, 0..1)?;
     let wall = t.elapsed().as_secs_f64();
     let p = ctx.take_profile()?;
     let (secs, gb) = (p.total_ns() / 1e9, weight_bytes as f64 / 1e9);
-    let mut r = format!("\nper-kernel profile of one decode step (position {pos}), timed by {}:\n{p}\n", p.timer);
+    let mut r = format!("\none decode step: {dispatches} dispatches, {submissions} submissions\n");
+    r += &format!("\nper-kernel profile of one decode step (position {pos}), timed by {}:\n{p}\n", p.timer);
     r += &format!(
         "step: {wall:.3} s wall, {secs:.3} s in kernels; its {:.1} MB of weights read at {:.2} GB/s\n",
         gb * 1e3,

@@ -176,6 +176,8 @@ pub struct GpuContext {
     readbacks: std::cell::Cell<u64>,
     /// Command buffers submitted so far.
     submissions: std::cell::Cell<u64>,
+    /// Kernel dispatches recorded so far.
+    dispatches: std::cell::Cell<u64>,
     /// Uniform parameter blocks by content: immutable, so one made for an earlier step can
     /// be bound again (most of a step's blocks repeat; positions change).
     uniforms: RefCell<HashMap<Vec<u32>, wgpu::Buffer>>,
@@ -303,6 +305,7 @@ impl GpuContext {
             pooled_made: Default::default(),
             readbacks: Default::default(),
             submissions: Default::default(),
+            dispatches: Default::default(),
             uniforms: RefCell::default(),
             binds: RefCell::default(),
             errors,
@@ -488,6 +491,11 @@ impl GpuContext {
         self.submissions.get()
     }
 
+    /// How many kernel dispatches have been recorded (each costs a pass and a bind on the CPU).
+    pub fn dispatches(&self) -> u64 {
+        self.dispatches.get()
+    }
+
     /// Wait until the buffer writes queued so far are on the device (native only: the
     /// browser cannot block), then [`GpuContext::check`].
     #[cfg(not(target_arch = "wasm32"))]
@@ -617,6 +625,7 @@ impl GpuContext {
             pass.set_bind_group(0, &bind, &[]);
             pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         }
+        self.dispatches.set(self.dispatches.get() + 1);
         self.profile_end(enc, timing)
     }
 
