@@ -4,7 +4,7 @@
 # pkg-tests/web/ with Node's test runner: headless Chromium (WebGPU on SwiftShader) through
 # playwright-core, Node, the CLI, and a Vite app built against the packed package.
 # Needs target/release/edgeproof (cargo build --release -p edgeproof --bin edgeproof),
-# Debian's chromium, Node.js >= 20.19 (Vite 8) and npm. Screenshots and receipts: target/pkg-tests/.
+# Debian's chromium, Node.js >= 20.19 (Vite 7) and npm. Screenshots and receipts: target/pkg-tests/.
 # Extra arguments go to node --test (e.g. --test-name-pattern=cache); a first argument --full
 # runs pkg-tests/web/full/ (check-full: the demo page with the real models) instead.
 set -euo pipefail
