@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 wasm=pkg/edgeproof_wasm_bg.wasm
 stale=yes
 if [ -f "$wasm" ] && [ -f pkg/edgeproof_wasm.js ] \
-  && [ -z "$(find crate/src crate/Cargo.toml Cargo.lock Cargo.toml shaders -newer "$wasm" -print -quit)" ]; then
+  && [ -z "$(find crate/src crate/Cargo.toml Cargo.lock Cargo.toml .cargo shaders -newer "$wasm" -print -quit)" ]; then
   stale=
 fi
 if [ -n "$stale" ]; then

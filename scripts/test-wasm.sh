@@ -2,7 +2,9 @@
 # Exact-mode parity in wasm32: runs crate/tests/exact_golden.rs compiled to
 # wasm32-unknown-unknown under Node (wasm-bindgen-test-runner), against the same
 # golden tokens the native run checks. Extra arguments go to the test runner
-# (e.g. --include-ignored for the Gemma 3 run past 600 positions).
+# (e.g. --include-ignored for the Gemma 3 run past 600 positions). First the
+# library's wasm_bindgen_test unit tests (the simd128 matmul kernels against the
+# portable loops, crate/src/backend/exact.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/fetch-models.sh smollm2 gemma3 | sed 's/^/export EDGEPROOF_PATH_/')"
@@ -13,4 +15,5 @@ command -v wasm-bindgen-test-runner >/dev/null || {
 }
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-3600}
+cargo test --release -p edgeproof --no-default-features --target wasm32-unknown-unknown --lib
 cargo test --release -p edgeproof --no-default-features --target wasm32-unknown-unknown --test exact_golden -- "$@"

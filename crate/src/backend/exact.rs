@@ -353,274 +353,669 @@ fn f16_at(b: &[u8], i: usize) -> (i32, i32) {
     ((m ^ neg) - neg, e.max(1) - 25)
 }
 
-/// Integer dot products of weight bytes against int8 activations widened to i16. Integer
-/// sums are exact in any order, so the SSE2 and portable versions give the same bits.
-mod dots {
-    /// Σ (qs[j] as i8)·x[j].
-    #[cfg(target_arch = "x86_64")]
+/// 128-bit lane operations for the kernels in [`dots`], [`grid4`] and [`dots4_v128`], which are
+/// written once over them: SSE2 here on x86_64 (part of the architecture), simd128 on wasm32
+/// (the build enables it, `.cargo/config.toml`). Each helper is the same lane operation on
+/// both: integer lanes wrap alike, and the f64 ones are single IEEE operations, correctly
+/// rounded, with no fused multiply-add on either architecture; so both give the same bits.
+#[cfg(target_arch = "x86_64")]
+mod v128 {
+    use std::arch::x86_64::*;
+
+    /// Integer lanes (i8, i16, i32 or i64, as the operation reads them).
+    pub type I = __m128i;
+    /// Two f64 lanes.
+    pub type F = __m128d;
+
+    /// The 16 bytes at element `at` of `a` (unaligned).
     #[inline(always)]
-    pub fn q8(qs: &[u8; 32], x: &[i16; 32]) -> i32 {
-        // SAFETY: SSE2 is part of x86_64.
-        unsafe { hsum(q8_v(qs, x)) }
+    pub fn load<T: Copy, const N: usize>(a: &[T; N], at: usize) -> I {
+        let s = &a[at..at + 16 / size_of::<T>()];
+        // SAFETY: `s` holds 16 bytes (the slice above is bounds-checked).
+        unsafe { _mm_loadu_si128(s.as_ptr() as *const I) }
     }
 
-    /// [`q8`] before its horizontal sum: four i32 lanes that sum to the dot.
-    #[cfg(target_arch = "x86_64")]
+    /// Elements `at`, `at + 1` of `a`.
     #[inline(always)]
-    pub fn q8_v(qs: &[u8; 32], x: &[i16; 32]) -> std::arch::x86_64::__m128i {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of x86_64; every load reads 16 bytes inside a 32-byte array.
+    pub fn load_f<const N: usize>(a: &[f64; N], at: usize) -> F {
+        let s = &a[at..at + 2];
+        // SAFETY: `s` holds two f64.
+        unsafe { _mm_loadu_pd(s.as_ptr()) }
+    }
+
+    #[inline(always)]
+    pub fn zero() -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_setzero_si128() }
+    }
+
+    #[inline(always)]
+    pub fn splat8(v: i8) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_set1_epi8(v) }
+    }
+
+    #[inline(always)]
+    pub fn splat16(v: i16) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_set1_epi16(v) }
+    }
+
+    #[inline(always)]
+    pub fn i16s(a: [i16; 8]) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_setr_epi16(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]) }
+    }
+
+    #[inline(always)]
+    pub fn and(a: I, b: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_and_si128(a, b) }
+    }
+
+    #[inline(always)]
+    pub fn or(a: I, b: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_or_si128(a, b) }
+    }
+
+    #[inline(always)]
+    pub fn sub16(a: I, b: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_sub_epi16(a, b) }
+    }
+
+    /// Low 16 bits of the i16 products.
+    #[inline(always)]
+    pub fn mul16(a: I, b: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_mullo_epi16(a, b) }
+    }
+
+    /// All ones in the i16 lanes where `a == b`.
+    #[inline(always)]
+    pub fn eq16(a: I, b: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_cmpeq_epi16(a, b) }
+    }
+
+    #[inline(always)]
+    pub fn shl16<const N: i32>(a: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_slli_epi16::<N>(a) }
+    }
+
+    /// u16 lanes shifted right by `n` (< 16).
+    #[inline(always)]
+    pub fn srl16(a: I, n: u32) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_srl_epi16(a, _mm_cvtsi32_si128(n as i32)) }
+    }
+
+    #[inline(always)]
+    pub fn add32(a: I, b: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_add_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    pub fn sub32(a: I, b: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_sub_epi32(a, b) }
+    }
+
+    #[inline(always)]
+    pub fn shl32<const N: i32>(a: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_slli_epi32::<N>(a) }
+    }
+
+    /// i32 lane k: a[2k]·b[2k] + a[2k+1]·b[2k+1] over i16 lanes (`pmaddwd`).
+    #[inline(always)]
+    pub fn madd(a: I, b: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_madd_epi16(a, b) }
+    }
+
+    #[inline(always)]
+    pub fn add64(a: I, b: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_add_epi64(a, b) }
+    }
+
+    /// The i8 lanes sign-extended to i16: the low eight, the high eight (each byte duplicated,
+    /// then shifted right arithmetically).
+    #[inline(always)]
+    pub fn widen_i8(v: I) -> (I, I) {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { (_mm_srai_epi16::<8>(_mm_unpacklo_epi8(v, v)), _mm_srai_epi16::<8>(_mm_unpackhi_epi8(v, v))) }
+    }
+
+    /// The u8 lanes zero-extended to i16: the low eight, the high eight.
+    #[inline(always)]
+    pub fn widen_u8(v: I) -> (I, I) {
+        // SAFETY: SSE2 is part of x86_64.
         unsafe {
-            let w = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
-            let w2 = _mm_loadu_si128(qs.as_ptr().add(16) as *const __m128i);
-            let ld = |k: usize| _mm_loadu_si128(x.as_ptr().add(8 * k) as *const __m128i);
-            // Sign-extend bytes to i16: duplicate each byte, shift right arithmetically.
-            let s = |v: __m128i, hi: bool| {
-                let u = if hi { _mm_unpackhi_epi8(v, v) } else { _mm_unpacklo_epi8(v, v) };
-                _mm_srai_epi16(u, 8)
-            };
-            _mm_add_epi32(
-                _mm_add_epi32(_mm_madd_epi16(s(w, false), ld(0)), _mm_madd_epi16(s(w, true), ld(1))),
-                _mm_add_epi32(_mm_madd_epi16(s(w2, false), ld(2)), _mm_madd_epi16(s(w2, true), ld(3))),
-            )
+            let z = _mm_setzero_si128();
+            (_mm_unpacklo_epi8(v, z), _mm_unpackhi_epi8(v, z))
         }
+    }
+
+    /// Each byte's low nibble.
+    #[inline(always)]
+    pub fn lo_nibbles(v: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_and_si128(v, _mm_set1_epi8(0x0F)) }
+    }
+
+    /// Each byte's high nibble.
+    #[inline(always)]
+    pub fn hi_nibbles(v: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_and_si128(_mm_srli_epi16::<4>(v), _mm_set1_epi8(0x0F)) }
+    }
+
+    /// The sum of the i32 lanes.
+    #[inline(always)]
+    pub fn hsum(v: I) -> i32 {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe {
+            let s = _mm_add_epi32(v, _mm_shuffle_epi32::<0b01_00_11_10>(v));
+            _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
+        }
+    }
+
+    /// Lane r of the result is the sum of the i32 lanes of `d[r]`.
+    #[inline(always)]
+    pub fn transpose_sum(d0: I, d1: I, d2: I, d3: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe {
+            let s01 = _mm_add_epi32(_mm_unpacklo_epi32(d0, d1), _mm_unpackhi_epi32(d0, d1));
+            let s23 = _mm_add_epi32(_mm_unpacklo_epi32(d2, d3), _mm_unpackhi_epi32(d2, d3));
+            _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23))
+        }
+    }
+
+    /// The i64 lanes.
+    #[inline(always)]
+    pub fn i64s(v: I) -> [i64; 2] {
+        let mut l = [0i64; 2];
+        // SAFETY: `l` holds 16 bytes.
+        unsafe { _mm_storeu_si128(l.as_mut_ptr() as *mut I, v) };
+        l
+    }
+
+    #[inline(always)]
+    pub fn zero_f() -> F {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_setzero_pd() }
+    }
+
+    #[inline(always)]
+    pub fn splat_f(v: f64) -> F {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_set1_pd(v) }
+    }
+
+    /// Lanes (`lo`, `hi`).
+    #[inline(always)]
+    pub fn pair_f(lo: f64, hi: f64) -> F {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_set_pd(hi, lo) }
+    }
+
+    /// The f64 with bits `lo`, `hi`.
+    #[inline(always)]
+    pub fn from_bits(lo: u64, hi: u64) -> F {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_castsi128_pd(_mm_set_epi64x(hi as i64, lo as i64)) }
+    }
+
+    /// The f64 lanes' bits as i64 lanes.
+    #[inline(always)]
+    pub fn to_bits(v: F) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_castpd_si128(v) }
+    }
+
+    /// i32 lanes 0 and 1 as f64 (exact).
+    #[inline(always)]
+    pub fn cvt_lo(v: I) -> F {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_cvtepi32_pd(v) }
+    }
+
+    /// i32 lanes 2 and 3 as f64 (exact).
+    #[inline(always)]
+    pub fn cvt_hi(v: I) -> F {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_cvtepi32_pd(_mm_shuffle_epi32::<0b11_10_11_10>(v)) }
+    }
+
+    #[inline(always)]
+    pub fn mul_f(a: F, b: F) -> F {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_mul_pd(a, b) }
+    }
+
+    #[inline(always)]
+    pub fn add_f(a: F, b: F) -> F {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_add_pd(a, b) }
+    }
+
+    #[inline(always)]
+    pub fn sub_f(a: F, b: F) -> F {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_sub_pd(a, b) }
+    }
+}
+
+/// [`v128`] with wasm32's simd128: the same lane operations (`i32x4_dot_i16x8` is `pmaddwd`,
+/// the f64x2 operations are IEEE's, unfused).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod v128 {
+    use std::arch::wasm32::*;
+
+    pub type I = v128;
+    pub type F = v128;
+
+    #[inline(always)]
+    pub fn load<T: Copy, const N: usize>(a: &[T; N], at: usize) -> I {
+        let s = &a[at..at + 16 / size_of::<T>()];
+        // SAFETY: `s` holds 16 bytes; v128_load has no alignment requirement.
+        unsafe { v128_load(s.as_ptr() as *const v128) }
+    }
+
+    #[inline(always)]
+    pub fn load_f<const N: usize>(a: &[f64; N], at: usize) -> F {
+        let s = &a[at..at + 2];
+        // SAFETY: `s` holds 16 bytes; v128_load has no alignment requirement.
+        unsafe { v128_load(s.as_ptr() as *const v128) }
+    }
+
+    #[inline(always)]
+    pub fn zero() -> I {
+        i64x2_splat(0)
+    }
+
+    #[inline(always)]
+    pub fn splat8(v: i8) -> I {
+        i8x16_splat(v)
+    }
+
+    #[inline(always)]
+    pub fn splat16(v: i16) -> I {
+        i16x8_splat(v)
+    }
+
+    #[inline(always)]
+    pub fn i16s(a: [i16; 8]) -> I {
+        i16x8(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
+    }
+
+    #[inline(always)]
+    pub fn and(a: I, b: I) -> I {
+        v128_and(a, b)
+    }
+
+    #[inline(always)]
+    pub fn or(a: I, b: I) -> I {
+        v128_or(a, b)
+    }
+
+    #[inline(always)]
+    pub fn sub16(a: I, b: I) -> I {
+        i16x8_sub(a, b)
+    }
+
+    #[inline(always)]
+    pub fn mul16(a: I, b: I) -> I {
+        i16x8_mul(a, b)
+    }
+
+    #[inline(always)]
+    pub fn eq16(a: I, b: I) -> I {
+        i16x8_eq(a, b)
+    }
+
+    #[inline(always)]
+    pub fn shl16<const N: i32>(a: I) -> I {
+        i16x8_shl(a, N as u32)
+    }
+
+    #[inline(always)]
+    pub fn srl16(a: I, n: u32) -> I {
+        u16x8_shr(a, n)
+    }
+
+    #[inline(always)]
+    pub fn add32(a: I, b: I) -> I {
+        i32x4_add(a, b)
+    }
+
+    #[inline(always)]
+    pub fn sub32(a: I, b: I) -> I {
+        i32x4_sub(a, b)
+    }
+
+    #[inline(always)]
+    pub fn shl32<const N: i32>(a: I) -> I {
+        i32x4_shl(a, N as u32)
+    }
+
+    #[inline(always)]
+    pub fn madd(a: I, b: I) -> I {
+        i32x4_dot_i16x8(a, b)
+    }
+
+    #[inline(always)]
+    pub fn add64(a: I, b: I) -> I {
+        i64x2_add(a, b)
+    }
+
+    #[inline(always)]
+    pub fn widen_i8(v: I) -> (I, I) {
+        (i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v))
+    }
+
+    #[inline(always)]
+    pub fn widen_u8(v: I) -> (I, I) {
+        (u16x8_extend_low_u8x16(v), u16x8_extend_high_u8x16(v))
+    }
+
+    #[inline(always)]
+    pub fn lo_nibbles(v: I) -> I {
+        v128_and(v, u8x16_splat(0x0F))
+    }
+
+    /// u8 lanes shifted right by 4: no mask needed.
+    #[inline(always)]
+    pub fn hi_nibbles(v: I) -> I {
+        u8x16_shr(v, 4)
+    }
+
+    #[inline(always)]
+    pub fn hsum(v: I) -> i32 {
+        let s = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
+        i32x4_extract_lane::<0>(i32x4_add(s, i32x4_shuffle::<1, 0, 3, 2>(s, s)))
+    }
+
+    #[inline(always)]
+    pub fn transpose_sum(d0: I, d1: I, d2: I, d3: I) -> I {
+        let s01 = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(d0, d1), i32x4_shuffle::<2, 6, 3, 7>(d0, d1));
+        let s23 = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(d2, d3), i32x4_shuffle::<2, 6, 3, 7>(d2, d3));
+        i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(s01, s23), i32x4_shuffle::<2, 3, 6, 7>(s01, s23))
+    }
+
+    #[inline(always)]
+    pub fn i64s(v: I) -> [i64; 2] {
+        [i64x2_extract_lane::<0>(v), i64x2_extract_lane::<1>(v)]
+    }
+
+    #[inline(always)]
+    pub fn zero_f() -> F {
+        f64x2_splat(0.0)
+    }
+
+    #[inline(always)]
+    pub fn splat_f(v: f64) -> F {
+        f64x2_splat(v)
+    }
+
+    #[inline(always)]
+    pub fn pair_f(lo: f64, hi: f64) -> F {
+        f64x2(lo, hi)
+    }
+
+    #[inline(always)]
+    pub fn from_bits(lo: u64, hi: u64) -> F {
+        u64x2(lo, hi)
+    }
+
+    #[inline(always)]
+    pub fn to_bits(v: F) -> I {
+        v
+    }
+
+    #[inline(always)]
+    pub fn cvt_lo(v: I) -> F {
+        f64x2_convert_low_i32x4(v)
+    }
+
+    #[inline(always)]
+    pub fn cvt_hi(v: I) -> F {
+        f64x2_convert_low_i32x4(i32x4_shuffle::<2, 3, 2, 3>(v, v))
+    }
+
+    #[inline(always)]
+    pub fn mul_f(a: F, b: F) -> F {
+        f64x2_mul(a, b)
+    }
+
+    #[inline(always)]
+    pub fn add_f(a: F, b: F) -> F {
+        f64x2_add(a, b)
+    }
+
+    #[inline(always)]
+    pub fn sub_f(a: F, b: F) -> F {
+        f64x2_sub(a, b)
+    }
+}
+
+/// Integer dot products of weight bytes against int8 activations widened to i16. Integer
+/// sums are exact in any order, so the vector ([`v128`]) and the portable ([`dots::scalar`])
+/// versions give the same bits. `V` picks the vector version where there is one (x86_64,
+/// wasm32 with simd128); the tests compare the two.
+mod dots {
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    use super::v128::*;
+
+    /// Σ (qs[j] as i8)·x[j].
+    #[inline(always)]
+    pub fn q8<const V: bool>(qs: &[u8; 32], x: &[i16; 32]) -> i32 {
+        #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+        if V {
+            return hsum(q8_v(qs, x));
+        }
+        scalar::q8(qs, x)
     }
 
     /// Σ lo(qs[j])·x[j] + hi(qs[j])·x[16 + j].
-    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    pub fn nibbles(qs: &[u8; 16], x: &[i16; 32]) -> i32 {
-        // SAFETY: SSE2 is part of x86_64.
-        unsafe { hsum(nibbles_v(qs, x)) }
-    }
-
-    /// [`nibbles`] before its horizontal sum.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    pub fn nibbles_v(qs: &[u8; 16], x: &[i16; 32]) -> std::arch::x86_64::__m128i {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of x86_64; loads stay inside the arrays.
-        unsafe {
-            let v = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
-            let m = _mm_set1_epi8(0x0F);
-            let (lo, hi) = (_mm_and_si128(v, m), _mm_and_si128(_mm_srli_epi16(v, 4), m));
-            let z = _mm_setzero_si128();
-            let ld = |k: usize| _mm_loadu_si128(x.as_ptr().add(8 * k) as *const __m128i);
-            _mm_add_epi32(
-                _mm_add_epi32(
-                    _mm_madd_epi16(_mm_unpacklo_epi8(lo, z), ld(0)),
-                    _mm_madd_epi16(_mm_unpackhi_epi8(lo, z), ld(1)),
-                ),
-                _mm_add_epi32(
-                    _mm_madd_epi16(_mm_unpacklo_epi8(hi, z), ld(2)),
-                    _mm_madd_epi16(_mm_unpackhi_epi8(hi, z), ld(3)),
-                ),
-            )
+    pub fn nibbles<const V: bool>(qs: &[u8; 16], x: &[i16; 32]) -> i32 {
+        #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+        if V {
+            return hsum(nibbles_v(qs, x));
         }
+        scalar::nibbles(qs, x)
     }
 
     /// Σ nibble(qs[j])·x[j], taking the high nibbles when `hi`.
-    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    pub fn half_nibbles(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> i32 {
-        // SAFETY: SSE2 is part of x86_64.
-        unsafe { hsum(half_nibbles_v(qs, x, hi)) }
+    pub fn half_nibbles<const V: bool>(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> i32 {
+        #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+        if V {
+            return hsum(half_nibbles_v(qs, x, hi));
+        }
+        scalar::half_nibbles(qs, x, hi)
+    }
+
+    /// Σ x[j] over the positions whose bit is set in `qh`.
+    #[inline(always)]
+    pub fn bits<const V: bool>(qh: u32, x: &[i16; 32]) -> i32 {
+        #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+        if V {
+            return hsum(bits_v(qh, x));
+        }
+        scalar::bits(qh, x)
+    }
+
+    /// The portable versions, on every target: the reference the vector ones are tested
+    /// against, and the kernels where there is no vector unit.
+    pub mod scalar {
+        pub fn q8(qs: &[u8; 32], x: &[i16; 32]) -> i32 {
+            (0..32).map(|j| qs[j] as i8 as i32 * x[j] as i32).sum()
+        }
+
+        pub fn nibbles(qs: &[u8; 16], x: &[i16; 32]) -> i32 {
+            (0..16).map(|j| (qs[j] & 0xF) as i32 * x[j] as i32 + (qs[j] >> 4) as i32 * x[16 + j] as i32).sum()
+        }
+
+        pub fn half_nibbles(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> i32 {
+            let sh = if hi { 4 } else { 0 };
+            (0..32).map(|j| ((qs[j] >> sh) & 0xF) as i32 * x[j] as i32).sum()
+        }
+
+        pub fn bits(qh: u32, x: &[i16; 32]) -> i32 {
+            (0..32).map(|j| ((qh >> j) & 1) as i32 * x[j] as i32).sum()
+        }
+
+        /// As [`super::q6k_v`], summed (the row paths decode Q6_K through `decode_block`
+        /// instead; this is the tests' reference).
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub fn q6k(ql: &[u8; 128], qh: &[u8; 64], sc: &[u8; 16], j: usize, x: &[i16; 32]) -> i32 {
+            let (h, r) = ((j / 4) & 1, j % 4);
+            (0..32)
+                .map(|i| {
+                    let lo = (ql[64 * h + 32 * (r % 2) + i] >> (4 * (r / 2))) & 0xF;
+                    let hi = (qh[32 * h + i] >> (2 * r)) & 3;
+                    let q = (lo | hi << 4) as i32 - 32;
+                    sc[2 * j + i / 16] as i8 as i32 * q * x[i] as i32
+                })
+                .sum()
+        }
+    }
+
+    /// [`q8`] before its horizontal sum: four i32 lanes that sum to the dot.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    pub fn q8_v(qs: &[u8; 32], x: &[i16; 32]) -> I {
+        let ((w0, w1), (w2, w3)) = (widen_i8(load(qs, 0)), widen_i8(load(qs, 16)));
+        add32(add32(madd(w0, load(x, 0)), madd(w1, load(x, 8))), add32(madd(w2, load(x, 16)), madd(w3, load(x, 24))))
+    }
+
+    /// [`nibbles`] before its horizontal sum.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    pub fn nibbles_v(qs: &[u8; 16], x: &[i16; 32]) -> I {
+        let v = load(qs, 0);
+        let ((l0, l1), (h0, h1)) = (widen_u8(lo_nibbles(v)), widen_u8(hi_nibbles(v)));
+        add32(add32(madd(l0, load(x, 0)), madd(l1, load(x, 8))), add32(madd(h0, load(x, 16)), madd(h1, load(x, 24))))
     }
 
     /// [`half_nibbles`] before its horizontal sum.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
-    pub fn half_nibbles_v(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> std::arch::x86_64::__m128i {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of x86_64; loads stay inside the arrays.
-        unsafe {
-            let m = _mm_set1_epi8(0x0F);
-            let z = _mm_setzero_si128();
-            let ld = |k: usize| _mm_loadu_si128(x.as_ptr().add(8 * k) as *const __m128i);
-            let mut acc = _mm_setzero_si128();
-            for h in 0..2 {
-                let v = _mm_loadu_si128(qs.as_ptr().add(16 * h) as *const __m128i);
-                let n = if hi { _mm_and_si128(_mm_srli_epi16(v, 4), m) } else { _mm_and_si128(v, m) };
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi8(n, z), ld(2 * h)));
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpackhi_epi8(n, z), ld(2 * h + 1)));
-            }
-            acc
+    pub fn half_nibbles_v(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> I {
+        let mut acc = zero();
+        for h in 0..2 {
+            let v = load(qs, 16 * h);
+            let (n0, n1) = widen_u8(if hi { hi_nibbles(v) } else { lo_nibbles(v) });
+            acc = add32(acc, madd(n0, load(x, 16 * h)));
+            acc = add32(acc, madd(n1, load(x, 16 * h + 8)));
         }
+        acc
     }
 
     /// Σ sc[j / 16]·(q[j] − 32)·x[j] over Q6_K sub-block `j` of a block (`ql`, `qh` its low and
     /// high bits, `sc` its 16 scale bytes), before the horizontal sum. |sc·q| ≤ 4096 fits i16.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
-    pub fn q6k_v(ql: &[u8; 128], qh: &[u8; 64], sc: &[u8; 16], j: usize, x: &[i16; 32]) -> std::arch::x86_64::__m128i {
-        use std::arch::x86_64::*;
+    pub fn q6k_v(ql: &[u8; 128], qh: &[u8; 64], sc: &[u8; 16], j: usize, x: &[i16; 32]) -> I {
         // Masked so that the loads stay inside the arrays whatever j (callers pass j < 8).
         let (h, r) = ((j / 4) & 1, j % 4);
-        // SAFETY: SSE2 is part of x86_64; h ≤ 1 keeps the loads inside the arrays.
-        unsafe {
-            let m = _mm_set1_epi8(0x0F);
-            let z = _mm_setzero_si128();
-            let (nib, hib) = (_mm_cvtsi32_si128(4 * (r / 2) as i32), _mm_cvtsi32_si128(2 * r as i32));
-            let c32 = _mm_set1_epi16(32);
-            let ld = |k: usize| _mm_loadu_si128(x.as_ptr().add(8 * k) as *const __m128i);
-            let mut acc = _mm_setzero_si128();
-            for half in 0..2 {
-                let lo = _mm_loadu_si128(ql.as_ptr().add(64 * h + 32 * (r % 2) + 16 * half) as *const __m128i);
-                let hi = _mm_loadu_si128(qh.as_ptr().add(32 * h + 16 * half) as *const __m128i);
-                let lo = _mm_and_si128(_mm_srl_epi16(lo, nib), m);
-                let hi = _mm_slli_epi16(_mm_and_si128(_mm_srl_epi16(hi, hib), _mm_set1_epi8(3)), 4);
-                let q = _mm_or_si128(lo, hi);
-                let s = _mm_set1_epi16(sc[2 * j + half] as i8 as i16);
-                let w0 = _mm_mullo_epi16(_mm_sub_epi16(_mm_unpacklo_epi8(q, z), c32), s);
-                let w1 = _mm_mullo_epi16(_mm_sub_epi16(_mm_unpackhi_epi8(q, z), c32), s);
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(w0, ld(2 * half)));
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(w1, ld(2 * half + 1)));
-            }
-            acc
+        let (nib, hib) = (4 * (r / 2) as u32, 2 * r as u32);
+        let (m, c32) = (splat8(0x0F), splat16(32));
+        let mut acc = zero();
+        for half in 0..2 {
+            let lo = and(srl16(load(ql, 64 * h + 32 * (r % 2) + 16 * half), nib), m);
+            let hi = shl16::<4>(and(srl16(load(qh, 32 * h + 16 * half), hib), splat8(3)));
+            let (q0, q1) = widen_u8(or(lo, hi));
+            let s = splat16(sc[2 * j + half] as i8 as i16);
+            let (w0, w1) = (mul16(sub16(q0, c32), s), mul16(sub16(q1, c32), s));
+            acc = add32(acc, madd(w0, load(x, 16 * half)));
+            acc = add32(acc, madd(w1, load(x, 16 * half + 8)));
         }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn hsum(v: std::arch::x86_64::__m128i) -> i32 {
-        use std::arch::x86_64::*;
-        let s = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0b01_00_11_10));
-        _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01)))
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    pub fn q8(qs: &[u8; 32], x: &[i16; 32]) -> i32 {
-        (0..32).map(|j| qs[j] as i8 as i32 * x[j] as i32).sum()
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    pub fn nibbles(qs: &[u8; 16], x: &[i16; 32]) -> i32 {
-        (0..16).map(|j| (qs[j] & 0xF) as i32 * x[j] as i32 + (qs[j] >> 4) as i32 * x[16 + j] as i32).sum()
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    pub fn half_nibbles(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> i32 {
-        let sh = if hi { 4 } else { 0 };
-        (0..32).map(|j| ((qs[j] >> sh) & 0xF) as i32 * x[j] as i32).sum()
-    }
-
-    /// Σ x[j] over the positions whose bit is set in `qh`.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    pub fn bits(qh: u32, x: &[i16; 32]) -> i32 {
-        // SAFETY: SSE2 is part of x86_64.
-        unsafe { hsum(bits_v(qh, x)) }
+        acc
     }
 
     /// [`bits`] before its horizontal sum.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
-    pub fn bits_v(qh: u32, x: &[i16; 32]) -> std::arch::x86_64::__m128i {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of x86_64; loads stay inside the array.
-        unsafe {
-            let m0 = _mm_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128);
-            let m1 = _mm_setr_epi16(256, 512, 1024, 2048, 4096, 8192, 16384, i16::MIN);
-            let one = _mm_set1_epi16(1);
-            let mut acc = _mm_setzero_si128();
-            for (h, half) in [qh as u16, (qh >> 16) as u16].into_iter().enumerate() {
-                let v = _mm_set1_epi16(half as i16);
-                for (k, m) in [m0, m1].into_iter().enumerate() {
-                    let sel = _mm_cmpeq_epi16(_mm_and_si128(v, m), m);
-                    let xv = _mm_loadu_si128(x.as_ptr().add(16 * h + 8 * k) as *const __m128i);
-                    acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_and_si128(sel, xv), one));
-                }
+    pub fn bits_v(qh: u32, x: &[i16; 32]) -> I {
+        let m0 = i16s([1, 2, 4, 8, 16, 32, 64, 128]);
+        let m1 = i16s([256, 512, 1024, 2048, 4096, 8192, 16384, i16::MIN]);
+        let one = splat16(1);
+        let mut acc = zero();
+        for (h, half) in [qh as u16, (qh >> 16) as u16].into_iter().enumerate() {
+            let v = splat16(half as i16);
+            for (k, m) in [m0, m1].into_iter().enumerate() {
+                let sel = eq16(and(v, m), m);
+                acc = add32(acc, madd(and(sel, load(x, 16 * h + 8 * k)), one));
             }
-            acc
         }
-    }
-
-    /// Lane r of the result is the sum of the lanes of `d[r]`.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    pub unsafe fn transpose_sum(
-        d0: std::arch::x86_64::__m128i,
-        d1: std::arch::x86_64::__m128i,
-        d2: std::arch::x86_64::__m128i,
-        d3: std::arch::x86_64::__m128i,
-    ) -> std::arch::x86_64::__m128i {
-        use std::arch::x86_64::*;
-        let s01 = _mm_add_epi32(_mm_unpacklo_epi32(d0, d1), _mm_unpackhi_epi32(d0, d1));
-        let s23 = _mm_add_epi32(_mm_unpacklo_epi32(d2, d3), _mm_unpackhi_epi32(d2, d3));
-        _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23))
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    pub fn bits(qh: u32, x: &[i16; 32]) -> i32 {
-        (0..32).map(|j| ((qh >> j) & 1) as i32 * x[j] as i32).sum()
+        acc
     }
 }
 
-/// One x row times one weight row of a common type, four blocks at a time (x86_64): the four
-/// blocks' dots in one vector, each term `dot · d · f` (and `m · xm` for mins) rounded onto the
-/// grid in f64 as in [`dots4`], the same terms as [`row_dot`]'s scalar loop. Returns the sum
-/// and the number of blocks done; the scalar loop takes the rest (every block without SSE2).
+/// One x row times one weight row of a common type, four blocks at a time (x86_64, wasm32 with
+/// simd128): the four blocks' dots in one vector, each term `dot · d · f` (and `m · xm` for mins)
+/// rounded onto the grid in f64 as in [`dots4`], the same terms as [`row_dot`]'s scalar loop.
+/// Returns the sum and the number of blocks done; the scalar loop takes the rest (every block
+/// without a vector unit).
 mod grid4 {
-    #[cfg(target_arch = "x86_64")]
-    use super::{b16, b32, dots, x32, ROUND};
-    #[cfg(target_arch = "x86_64")]
-    use std::arch::x86_64::*;
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    use super::{b16, b32, dots, v128::*, x32, ROUND};
 
     /// The f16 at `at`, `at + stride`, `at + 2·stride`, `at + 3·stride` as f64, exactly: its
     /// magnitude bits in f64's exponent and fraction fields read 2^−1008 times its value
     /// (subnormals included), so one multiply by 2^1008 rescales.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
-    unsafe fn f16x4<const N: usize>(b: &[u8; N], at: usize, stride: usize) -> (__m128d, __m128d) {
+    fn f16x4<const N: usize>(b: &[u8; N], at: usize, stride: usize) -> (F, F) {
         let f = |i: usize| {
-            let h = u16::from_le_bytes([b[at + i * stride], b[at + i * stride + 1]]) as i64;
+            let h = u16::from_le_bytes([b[at + i * stride], b[at + i * stride + 1]]) as u64;
             ((h & 0x7FFF) << 42) | ((h & 0x8000) << 48)
         };
-        let scale = _mm_set1_pd(f64::from_bits((1008 + 1023) << 52));
-        (
-            _mm_mul_pd(_mm_castsi128_pd(_mm_set_epi64x(f(1), f(0))), scale),
-            _mm_mul_pd(_mm_castsi128_pd(_mm_set_epi64x(f(3), f(2))), scale),
-        )
+        let scale = splat_f(f64::from_bits((1008 + 1023) << 52));
+        (mul_f(from_bits(f(0), f(1)), scale), mul_f(from_bits(f(2), f(3)), scale))
     }
 
     /// Four blocks' dots (`dot`) times their scales (`d01`, `d23`) and the x factors `f`, rounded
     /// and added to `acc`.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
-    unsafe fn add_terms(acc: &mut [__m128i; 2], dot: __m128i, (d01, d23): (__m128d, __m128d), f: &[f64; 4]) {
-        let round = _mm_set1_pd(ROUND);
-        let f = f.as_ptr();
-        let v01 = _mm_mul_pd(_mm_mul_pd(_mm_cvtepi32_pd(dot), d01), _mm_loadu_pd(f));
-        let v23 =
-            _mm_mul_pd(_mm_mul_pd(_mm_cvtepi32_pd(_mm_shuffle_epi32(dot, 0b11_10_11_10)), d23), _mm_loadu_pd(f.add(2)));
-        acc[0] = _mm_add_epi64(acc[0], _mm_castpd_si128(_mm_add_pd(v01, round)));
-        acc[1] = _mm_add_epi64(acc[1], _mm_castpd_si128(_mm_add_pd(v23, round)));
+    fn add_terms(acc: &mut [I; 2], dot: I, (d01, d23): (F, F), f: &[f64; 4]) {
+        let round = splat_f(ROUND);
+        let v01 = mul_f(mul_f(cvt_lo(dot), d01), load_f(f, 0));
+        let v23 = mul_f(mul_f(cvt_hi(dot), d23), load_f(f, 2));
+        acc[0] = add64(acc[0], to_bits(add_f(v01, round)));
+        acc[1] = add64(acc[1], to_bits(add_f(v23, round)));
     }
 
     /// Four min terms: scales (`m01`, `m23`) times the x factors `xm`, rounded and added.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
-    unsafe fn add_mins(acc: &mut [__m128i; 2], (m01, m23): (__m128d, __m128d), xm: &[f64; 4]) {
-        let round = _mm_set1_pd(ROUND);
-        let xm = xm.as_ptr();
-        acc[0] = _mm_add_epi64(acc[0], _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(m01, _mm_loadu_pd(xm)), round)));
-        acc[1] = _mm_add_epi64(acc[1], _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(m23, _mm_loadu_pd(xm.add(2))), round)));
+    fn add_mins(acc: &mut [I; 2], (m01, m23): (F, F), xm: &[f64; 4]) {
+        let round = splat_f(ROUND);
+        acc[0] = add64(acc[0], to_bits(add_f(mul_f(m01, load_f(xm, 0)), round)));
+        acc[1] = add64(acc[1], to_bits(add_f(mul_f(m23, load_f(xm, 2)), round)));
     }
 
     /// The integer sum of `terms` rounded terms.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
-    unsafe fn total(acc: [__m128i; 2], terms: usize) -> i64 {
-        let mut l = [0i64; 4];
-        _mm_storeu_si128(l.as_mut_ptr() as *mut __m128i, acc[0]);
-        _mm_storeu_si128(l.as_mut_ptr().add(2) as *mut __m128i, acc[1]);
-        let sum = l.iter().fold(0i64, |a, &v| a.wrapping_add(v));
+    fn total(acc: [I; 2], terms: usize) -> i64 {
+        let ([l0, l1], [l2, l3]) = (i64s(acc[0]), i64s(acc[1]));
+        let sum = [l0, l1, l2, l3].iter().fold(0i64, |a, &v| a.wrapping_add(v));
         sum.wrapping_sub((terms as i64).wrapping_mul(ROUND.to_bits() as i64))
     }
 
     /// Fixed-size views of four blocks (`B` bytes) and of their x values and factors: the
     /// compiler then drops every bounds check inside a group.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[allow(clippy::type_complexity)]
     fn groups<'a, const B: usize>(
         row: &'a [u8],
@@ -630,64 +1025,54 @@ mod grid4 {
         row.as_chunks::<B>().0.iter().zip(x.as_chunks::<128>().0).zip(f.as_chunks::<4>().0).map(|((r, x), f)| (r, x, f))
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     pub fn q8_0(row: &[u8], x: &[i16], f: &[f64]) -> (i64, usize) {
         let mut done = 0;
-        // SAFETY: SSE2 is part of x86_64; the loads read fixed-size arrays.
-        unsafe {
-            let mut acc = [_mm_setzero_si128(); 2];
-            for (r, xg, fg) in groups::<136>(row, x, f) {
-                let dv = |i: usize| dots::q8_v(b32(&r[34 * i + 2..]), x32(&xg[32 * i..]));
-                let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
-                add_terms(&mut acc, dot, f16x4(r, 0, 34), fg);
-                done += 4;
-            }
-            (total(acc, done), done)
+        let mut acc = [zero(); 2];
+        for (r, xg, fg) in groups::<136>(row, x, f) {
+            let dv = |i: usize| dots::q8_v(b32(&r[34 * i + 2..]), x32(&xg[32 * i..]));
+            let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+            add_terms(&mut acc, dot, f16x4(r, 0, 34), fg);
+            done += 4;
         }
+        (total(acc, done), done)
     }
 
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     pub fn q4_1(row: &[u8], x: &[i16], f: &[f64], m: &[f64]) -> (i64, usize) {
         let mut done = 0;
-        // SAFETY: SSE2 is part of x86_64; the loads read fixed-size arrays.
-        unsafe {
-            let mut acc = [_mm_setzero_si128(); 2];
-            for ((r, xg, fg), mg) in groups::<80>(row, x, f).zip(m.as_chunks::<4>().0) {
-                let dv = |i: usize| dots::nibbles_v(b16(&r[20 * i + 4..]), x32(&xg[32 * i..]));
-                let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
-                add_terms(&mut acc, dot, f16x4(r, 0, 20), fg);
-                add_mins(&mut acc, f16x4(r, 2, 20), mg);
-                done += 4;
-            }
-            (total(acc, 2 * done), done)
+        let mut acc = [zero(); 2];
+        for ((r, xg, fg), mg) in groups::<80>(row, x, f).zip(m.as_chunks::<4>().0) {
+            let dv = |i: usize| dots::nibbles_v(b16(&r[20 * i + 4..]), x32(&xg[32 * i..]));
+            let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+            add_terms(&mut acc, dot, f16x4(r, 0, 20), fg);
+            add_mins(&mut acc, f16x4(r, 2, 20), mg);
+            done += 4;
         }
+        (total(acc, 2 * done), done)
     }
 
     /// Q5_0: `sum` holds the x block sums (for the −16 offset).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     pub fn q5_0(row: &[u8], x: &[i16], sum: &[i32], f: &[f64]) -> (i64, usize) {
         let mut done = 0;
-        // SAFETY: SSE2 is part of x86_64; the loads read fixed-size arrays.
-        unsafe {
-            let mut acc = [_mm_setzero_si128(); 2];
-            for ((r, xg, fg), sg) in groups::<88>(row, x, f).zip(sum.as_chunks::<4>().0) {
-                let dv = |i: usize| {
-                    let (b, xb) = (&r[22 * i..22 * i + 22], x32(&xg[32 * i..]));
-                    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-                    _mm_add_epi32(dots::nibbles_v(b16(&b[6..]), xb), _mm_slli_epi32(dots::bits_v(qh, xb), 4))
-                };
-                let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
-                let s = _mm_loadu_si128(sg.as_ptr() as *const __m128i);
-                let dot = _mm_sub_epi32(dot, _mm_slli_epi32(s, 4));
-                add_terms(&mut acc, dot, f16x4(r, 0, 22), fg);
-                done += 4;
-            }
-            (total(acc, done), done)
+        let mut acc = [zero(); 2];
+        for ((r, xg, fg), sg) in groups::<88>(row, x, f).zip(sum.as_chunks::<4>().0) {
+            let dv = |i: usize| {
+                let (b, xb) = (&r[22 * i..22 * i + 22], x32(&xg[32 * i..]));
+                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                add32(dots::nibbles_v(b16(&b[6..]), xb), shl32::<4>(dots::bits_v(qh, xb)))
+            };
+            let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+            let dot = sub32(dot, shl32::<4>(load(sg, 0)));
+            add_terms(&mut acc, dot, f16x4(r, 0, 22), fg);
+            done += 4;
         }
+        (total(acc, done), done)
     }
 
     /// One f16 as f64, exactly (as in [`f16x4`]).
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
     fn f16_f64(b: &[u8], at: usize) -> f64 {
         let h = u16::from_le_bytes([b[at], b[at + 1]]) as u64;
@@ -695,90 +1080,81 @@ mod grid4 {
     }
 
     /// Super-blocks (of eight 32-element sub-blocks) that `row` and the x factors cover.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     fn super_blocks(row: &[u8], bb: usize, x: &[i16], f: &[f64], m: &[f64]) -> usize {
         (row.len() / bb).min(x.len() / 256).min(f.len() / 8).min(m.len() / 8)
     }
 
     /// Q4_K: sub-block scales `d·sc`, mins `−dmin·mn`. Returns the sum and the super-blocks done.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     pub fn q4_k(row: &[u8], x: &[i16], f: &[f64], m: &[f64]) -> (i64, usize) {
         let sbs = super_blocks(row, 144, x, f, m);
-        // SAFETY: SSE2 is part of x86_64; `sbs` keeps every access inside the slices.
-        unsafe {
-            let mut acc = [_mm_setzero_si128(); 2];
-            for sb in 0..sbs {
-                let b = &row[144 * sb..144 * sb + 144];
-                let (d, dm) = (_mm_set1_pd(f16_f64(b, 0)), _mm_set1_pd(f16_f64(b, 2)));
-                for j0 in [0, 4] {
-                    let sm = |i: usize| super::scale_min_k4(j0 + i, &b[4..16]);
-                    let (s0, s1, s2, s3) = (sm(0), sm(1), sm(2), sm(3));
-                    let dv = |i: usize| {
-                        let j = j0 + i;
-                        dots::half_nibbles_v(b32(&b[16 + 32 * (j / 2)..]), x32(&x[256 * sb + 32 * j..]), j % 2 == 1)
-                    };
-                    let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
-                    let pair = |a: u8, b: u8| _mm_set_pd(b as f64, a as f64);
-                    let scales = (_mm_mul_pd(pair(s0.0, s1.0), d), _mm_mul_pd(pair(s2.0, s3.0), d));
-                    add_terms(&mut acc, dot, scales, &f.as_chunks::<4>().0[2 * sb + j0 / 4]);
-                    // −(dmin · mn): the negation is exact.
-                    let mins = (
-                        _mm_sub_pd(_mm_setzero_pd(), _mm_mul_pd(pair(s0.1, s1.1), dm)),
-                        _mm_sub_pd(_mm_setzero_pd(), _mm_mul_pd(pair(s2.1, s3.1), dm)),
-                    );
-                    add_mins(&mut acc, mins, &m.as_chunks::<4>().0[2 * sb + j0 / 4]);
-                }
+        let mut acc = [zero(); 2];
+        for sb in 0..sbs {
+            let b = &row[144 * sb..144 * sb + 144];
+            let (d, dm) = (splat_f(f16_f64(b, 0)), splat_f(f16_f64(b, 2)));
+            for j0 in [0, 4] {
+                let sm = |i: usize| super::scale_min_k4(j0 + i, &b[4..16]);
+                let (s0, s1, s2, s3) = (sm(0), sm(1), sm(2), sm(3));
+                let dv = |i: usize| {
+                    let j = j0 + i;
+                    dots::half_nibbles_v(b32(&b[16 + 32 * (j / 2)..]), x32(&x[256 * sb + 32 * j..]), j % 2 == 1)
+                };
+                let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+                let pair = |a: u8, b: u8| pair_f(a as f64, b as f64);
+                let scales = (mul_f(pair(s0.0, s1.0), d), mul_f(pair(s2.0, s3.0), d));
+                add_terms(&mut acc, dot, scales, &f.as_chunks::<4>().0[2 * sb + j0 / 4]);
+                // −(dmin · mn): the negation is exact.
+                let mins = (sub_f(zero_f(), mul_f(pair(s0.1, s1.1), dm)), sub_f(zero_f(), mul_f(pair(s2.1, s3.1), dm)));
+                add_mins(&mut acc, mins, &m.as_chunks::<4>().0[2 * sb + j0 / 4]);
             }
-            (total(acc, 16 * sbs), sbs)
         }
+        (total(acc, 16 * sbs), sbs)
     }
 
     /// Q6_K: the sub-block's two 16-element scales are in the i16 weights; the term scale is d.
-    #[cfg(target_arch = "x86_64")]
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     pub fn q6_k(row: &[u8], x: &[i16], f: &[f64], m: &[f64]) -> (i64, usize) {
         let sbs = super_blocks(row, 210, x, f, m);
-        // SAFETY: SSE2 is part of x86_64; `sbs` keeps every access inside the slices.
-        unsafe {
-            let mut acc = [_mm_setzero_si128(); 2];
-            for sb in 0..sbs {
-                let b = &row[210 * sb..210 * sb + 210];
-                let (ql, qh, sc) = (
-                    b[..128].first_chunk().unwrap_or(&[0; 128]),
-                    b[128..192].first_chunk().unwrap_or(&[0; 64]),
-                    b[192..208].first_chunk().unwrap_or(&[0; 16]),
-                );
-                let d = _mm_set1_pd(f16_f64(b, 208));
-                for j0 in [0, 4] {
-                    let dv = |i: usize| dots::q6k_v(ql, qh, sc, j0 + i, x32(&x[256 * sb + 32 * (j0 + i)..]));
-                    let dot = dots::transpose_sum(dv(0), dv(1), dv(2), dv(3));
-                    add_terms(&mut acc, dot, (d, d), &f.as_chunks::<4>().0[2 * sb + j0 / 4]);
-                }
+        let mut acc = [zero(); 2];
+        for sb in 0..sbs {
+            let b = &row[210 * sb..210 * sb + 210];
+            let (ql, qh, sc) = (
+                b[..128].first_chunk().unwrap_or(&[0; 128]),
+                b[128..192].first_chunk().unwrap_or(&[0; 64]),
+                b[192..208].first_chunk().unwrap_or(&[0; 16]),
+            );
+            let d = splat_f(f16_f64(b, 208));
+            for j0 in [0, 4] {
+                let dv = |i: usize| dots::q6k_v(ql, qh, sc, j0 + i, x32(&x[256 * sb + 32 * (j0 + i)..]));
+                let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+                add_terms(&mut acc, dot, (d, d), &f.as_chunks::<4>().0[2 * sb + j0 / 4]);
             }
-            (total(acc, 8 * sbs), sbs)
         }
+        (total(acc, 8 * sbs), sbs)
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     pub fn q8_0(_: &[u8], _: &[i16], _: &[f64]) -> (i64, usize) {
         (0, 0)
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     pub fn q4_1(_: &[u8], _: &[i16], _: &[f64], _: &[f64]) -> (i64, usize) {
         (0, 0)
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     pub fn q5_0(_: &[u8], _: &[i16], _: &[i32], _: &[f64]) -> (i64, usize) {
         (0, 0)
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     pub fn q4_k(_: &[u8], _: &[i16], _: &[f64], _: &[f64]) -> (i64, usize) {
         (0, 0)
     }
 
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     pub fn q6_k(_: &[u8], _: &[i16], _: &[f64], _: &[f64]) -> (i64, usize) {
         (0, 0)
     }
@@ -804,29 +1180,29 @@ fn x32(s: &[i16]) -> &[i16; 32] {
 /// The terms of one GGUF block against its int8 activations `x` (block length) with block
 /// sums `xsum` (one per 32), decoding on the fly; equal, term by term, to decoding with
 /// [`decode_block`] and taking `a·dot(q, x)` and `b·Σx` per 32 elements.
-fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out: &mut [Terms; 8]) {
+fn block_terms<const V: bool>(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out: &mut [Terms; 8]) {
     let xj = |j: usize| x32(&xw[32 * j..]);
     match ty {
         TensorType::Q8_0 => {
             let (d, e) = f16_at(b, 0);
-            let dot = dots::q8(b32(&b[2..]), xj(0));
+            let dot = dots::q8::<V>(b32(&b[2..]), xj(0));
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4_0 => {
             let (d, e) = f16_at(b, 0);
-            let dot = dots::nibbles(b16(&b[2..]), xj(0)) - 8 * xsum[0];
+            let dot = dots::nibbles::<V>(b16(&b[2..]), xj(0)) - 8 * xsum[0];
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4_1 => {
             let ((d, e), (m, me)) = (f16_at(b, 0), f16_at(b, 2));
-            let dot = dots::nibbles(b16(&b[4..]), xj(0));
+            let dot = dots::nibbles::<V>(b16(&b[4..]), xj(0));
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: m as i64 * xsum[0] as i64, e2: me };
         }
         TensorType::Q5_0 => {
             let (d, e) = f16_at(b, 0);
             let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
             let xb = xj(0);
-            let dot = dots::nibbles(b16(&b[6..]), xb) + 16 * dots::bits(qh, xb) - 16 * xsum[0];
+            let dot = dots::nibbles::<V>(b16(&b[6..]), xb) + 16 * dots::bits::<V>(qh, xb) - 16 * xsum[0];
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4K => {
@@ -834,7 +1210,7 @@ fn block_terms(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out
             let (scales, qs) = (&b[4..16], &b[16..144]);
             for (j, o) in out.iter_mut().enumerate() {
                 let (sc, mn) = scale_min_k4(j, scales);
-                let dot = dots::half_nibbles(b32(&qs[32 * (j / 2)..]), xj(j), j % 2 == 1);
+                let dot = dots::half_nibbles::<V>(b32(&qs[32 * (j / 2)..]), xj(j), j % 2 == 1);
                 *o = Terms {
                     t1: (d * sc as i32) as i64 * dot as i64,
                     e1: e,
@@ -874,45 +1250,46 @@ struct RowX<'a> {
 }
 
 /// One weight row (its GGUF blocks) times one x row, accumulated on the grid. The common
-/// types have their own loops (SSE2 four blocks at a time, [`grid4`]); the rest go through
-/// [`block_terms`]. Same terms either way.
-fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 {
+/// types have their own loops (four blocks at a time in 128-bit vectors, [`grid4`]); the rest
+/// go through [`block_terms`]. Same terms either way. `V`: use the vector kernels where the
+/// target has them; `row_dot::<false>` is the portable path, the tests' reference.
+fn row_dot<const V: bool>(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 {
     let mut acc: i64;
     let xb = x.w.chunks_exact(32).map(x32).zip(x.sh.iter().zip(x.s));
     match ty {
         TensorType::Q8_0 => {
-            let (a, done) = grid4::q8_0(row, x.w, x.f);
+            let (a, done) = if V { grid4::q8_0(row, x.w, x.f) } else { (0, 0) };
             acc = a;
             for (blk, (xw, (&sh, &xs))) in row.chunks_exact(34).zip(xb).skip(done) {
                 let (d, e) = f16_at(blk, 0);
-                let dot = dots::q8(b32(&blk[2..]), xw) as i64 * xs as i64;
+                let dot = dots::q8::<V>(b32(&blk[2..]), xw) as i64 * xs as i64;
                 acc += shl(d as i64 * dot, e + sh);
             }
         }
         TensorType::Q4_1 => {
-            let (a, done) = grid4::q4_1(row, x.w, x.f, x.m);
+            let (a, done) = if V { grid4::q4_1(row, x.w, x.f, x.m) } else { (0, 0) };
             acc = a;
             for ((blk, (xw, (&sh, &xs))), &ss) in row.chunks_exact(20).zip(xb).zip(x.ssum).skip(done) {
                 let ((d, e), (m, me)) = (f16_at(blk, 0), f16_at(blk, 2));
-                let dot = dots::nibbles(b16(&blk[4..]), xw) as i64 * xs as i64;
+                let dot = dots::nibbles::<V>(b16(&blk[4..]), xw) as i64 * xs as i64;
                 acc += shl(d as i64 * dot, e + sh);
                 acc += shl(m as i64 * ss as i64, me + sh);
             }
         }
         TensorType::Q5_0 => {
-            let (a, done) = grid4::q5_0(row, x.w, x.sum, x.f);
+            let (a, done) = if V { grid4::q5_0(row, x.w, x.sum, x.f) } else { (0, 0) };
             acc = a;
             for ((blk, (xw, (&sh, &xs))), &sum) in row.chunks_exact(22).zip(xb).zip(x.sum).skip(done) {
                 let (d, e) = f16_at(blk, 0);
                 let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-                let dot = dots::nibbles(b16(&blk[6..]), xw) + 16 * dots::bits(qh, xw) - 16 * sum;
+                let dot = dots::nibbles::<V>(b16(&blk[6..]), xw) + 16 * dots::bits::<V>(qh, xw) - 16 * sum;
                 acc += shl(d as i64 * dot as i64 * xs as i64, e + sh);
             }
         }
         _ => {
             let (a, done) = match ty {
-                TensorType::Q4K => grid4::q4_k(row, x.w, x.f, x.m),
-                TensorType::Q6K => grid4::q6_k(row, x.w, x.f, x.m),
+                TensorType::Q4K if V => grid4::q4_k(row, x.w, x.f, x.m),
+                TensorType::Q6K if V => grid4::q6_k(row, x.w, x.f, x.m),
                 _ => (0, 0),
             };
             acc = a;
@@ -921,7 +1298,7 @@ fn row_dot(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 
             for (g, blk) in row.chunks_exact(bb).enumerate().skip(done) {
                 let (x0, x1) = (g * bl, (g + 1) * bl);
                 let (s0, s1) = (g * nsub, (g + 1) * nsub);
-                block_terms(ty, blk, &x.q[x0..x1], &x.w[x0..x1], &x.sum[s0..s1], terms);
+                block_terms::<V>(ty, blk, &x.q[x0..x1], &x.w[x0..x1], &x.sum[s0..s1], terms);
                 for ((t, &sh), &xs) in terms[..nsub].iter().zip(&x.sh[s0..s1]).zip(&x.s[s0..s1]) {
                     acc += shl(t.t1 * xs as i64, t.e1 + sh);
                     if t.t2 != 0 {
@@ -1029,21 +1406,38 @@ impl XGroups {
 /// x rows, on each row's grid. Each term `dot · a · f` (and with `MIN`, `b · m`) is
 /// T · 2^(exponent − A) exactly (|T| < 2^43, see [`matmul`], fits f64's 53 bits) and below 2^51 in magnitude
 /// (the shift is at most 8), so adding [`ROUND`] rounds it as [`shl`] does; the integers are
-/// summed from the sums' bits (wrapping) and the added ROUNDs taken off at the end.
-fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], (xw, xf, xm): (&[i16], &[f64], &[f64])) -> [i64; 4] {
+/// summed from the sums' bits (wrapping) and the added ROUNDs taken off at the end. The
+/// kernels (AVX2, 128-bit vectors, portable) make the same f64 operations in the same order.
+fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], x: (&[i16], &[f64], &[f64])) -> [i64; 4] {
+    let (xw, xf, xm) = x;
     let nb = a.len();
     assert!(w.len() == 32 * nb && b.len() == nb && xw.len() == 128 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
     let mut acc = [0i64; 4];
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 is present; the lengths checked above keep every load in bounds.
-        unsafe { dots4_avx2::<MIN>(w, a, b, (xw, xf, xm), &mut acc) };
+        unsafe { dots4_avx2::<MIN>(w, a, b, x, &mut acc) };
     } else {
-        // SAFETY: SSE2 is part of x86_64; the lengths checked above keep every load in bounds.
-        unsafe { dots4_sse2::<MIN>(w, a, b, (xw, xf, xm), &mut acc) };
+        dots4_v128::<MIN>(w, a, b, x, &mut acc);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    for j in 0..nb {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    dots4_v128::<MIN>(w, a, b, x, &mut acc);
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+    dots4_scalar::<MIN>(w, a, b, x, &mut acc);
+    let terms = (nb * if MIN { 2 } else { 1 }) as i64;
+    acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
+}
+
+/// [`dots4`]'s portable kernel (on every target: the tests' reference).
+#[cfg_attr(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+fn dots4_scalar<const MIN: bool>(
+    w: &[i16],
+    a: &[f64],
+    b: &[f64],
+    (xw, xf, xm): (&[i16], &[f64], &[f64]),
+    acc: &mut [i64; 4],
+) {
+    for j in 0..a.len() {
         for (r, o) in acc.iter_mut().enumerate() {
             let x = &xw[128 * j + 32 * r..128 * j + 32 * r + 32];
             let dot: i32 = w[32 * j..32 * j + 32].iter().zip(x).map(|(&p, &q)| p as i32 * q as i32).sum();
@@ -1054,56 +1448,47 @@ fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], (xw, xf, xm): (&[i16]
             }
         }
     }
-    let terms = (nb * if MIN { 2 } else { 1 }) as i64;
-    acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
 }
 
-/// [`dots4`] with SSE2: eight i16 lanes per multiply.
-#[cfg(target_arch = "x86_64")]
+/// [`dots4`] in 128-bit vectors ([`v128`]: SSE2, simd128): eight i16 lanes per multiply.
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
-unsafe fn dots4_sse2<const MIN: bool>(
+fn dots4_v128<const MIN: bool>(
     w: &[i16],
     a: &[f64],
     b: &[f64],
     (xw, xf, xm): (&[i16], &[f64], &[f64]),
     acc: &mut [i64; 4],
 ) {
-    use std::arch::x86_64::*;
-    let nb = a.len();
-    let round = _mm_set1_pd(ROUND);
-    let (mut acc01, mut acc23) = (_mm_setzero_si128(), _mm_setzero_si128());
-    for j in 0..nb {
-        let wp = w.as_ptr().add(32 * j) as *const __m128i;
-        let (w0, w1, w2, w3) =
-            (_mm_loadu_si128(wp), _mm_loadu_si128(wp.add(1)), _mm_loadu_si128(wp.add(2)), _mm_loadu_si128(wp.add(3)));
-        let xp = xw.as_ptr().add(128 * j) as *const __m128i;
+    use v128::*;
+    let round = splat_f(ROUND);
+    let (mut acc01, mut acc23) = (zero(), zero());
+    let (w, xw) = (w.as_chunks::<32>().0, xw.as_chunks::<128>().0);
+    let (xf, xm) = (xf.as_chunks::<4>().0, xm.as_chunks::<4>().0);
+    for ((((wj, xj), (fj, mj)), &aj), &bj) in w.iter().zip(xw).zip(xf.iter().zip(xm)).zip(a).zip(b) {
+        let (w0, w1, w2, w3) = (load(wj, 0), load(wj, 8), load(wj, 16), load(wj, 24));
         let dot = |r: usize| {
-            let p = xp.add(4 * r);
-            _mm_add_epi32(
-                _mm_add_epi32(_mm_madd_epi16(w0, _mm_loadu_si128(p)), _mm_madd_epi16(w1, _mm_loadu_si128(p.add(1)))),
-                _mm_add_epi32(
-                    _mm_madd_epi16(w2, _mm_loadu_si128(p.add(2))),
-                    _mm_madd_epi16(w3, _mm_loadu_si128(p.add(3))),
-                ),
+            let p = 32 * r;
+            add32(
+                add32(madd(w0, load(xj, p)), madd(w1, load(xj, p + 8))),
+                add32(madd(w2, load(xj, p + 16)), madd(w3, load(xj, p + 24))),
             )
         };
         // Lane r is row r's dot.
-        let d = dots::transpose_sum(dot(0), dot(1), dot(2), dot(3));
-        let wa = _mm_set1_pd(*a.get_unchecked(j));
-        let f = xf.as_ptr().add(4 * j);
-        let v01 = _mm_mul_pd(_mm_mul_pd(_mm_cvtepi32_pd(d), wa), _mm_loadu_pd(f));
-        let v23 =
-            _mm_mul_pd(_mm_mul_pd(_mm_cvtepi32_pd(_mm_shuffle_epi32(d, 0b11_10_11_10)), wa), _mm_loadu_pd(f.add(2)));
-        acc01 = _mm_add_epi64(acc01, _mm_castpd_si128(_mm_add_pd(v01, round)));
-        acc23 = _mm_add_epi64(acc23, _mm_castpd_si128(_mm_add_pd(v23, round)));
+        let d = transpose_sum(dot(0), dot(1), dot(2), dot(3));
+        let wa = splat_f(aj);
+        let v01 = mul_f(mul_f(cvt_lo(d), wa), load_f(fj, 0));
+        let v23 = mul_f(mul_f(cvt_hi(d), wa), load_f(fj, 2));
+        acc01 = add64(acc01, to_bits(add_f(v01, round)));
+        acc23 = add64(acc23, to_bits(add_f(v23, round)));
         if MIN {
-            let (wb, m) = (_mm_set1_pd(*b.get_unchecked(j)), xm.as_ptr().add(4 * j));
-            acc01 = _mm_add_epi64(acc01, _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(wb, _mm_loadu_pd(m)), round)));
-            acc23 = _mm_add_epi64(acc23, _mm_castpd_si128(_mm_add_pd(_mm_mul_pd(wb, _mm_loadu_pd(m.add(2))), round)));
+            let wb = splat_f(bj);
+            acc01 = add64(acc01, to_bits(add_f(mul_f(wb, load_f(mj, 0)), round)));
+            acc23 = add64(acc23, to_bits(add_f(mul_f(wb, load_f(mj, 2)), round)));
         }
     }
-    _mm_storeu_si128(acc.as_mut_ptr() as *mut __m128i, acc01);
-    _mm_storeu_si128(acc.as_mut_ptr().add(2) as *mut __m128i, acc23);
+    let ([a0, a1], [a2, a3]) = (i64s(acc01), i64s(acc23));
+    *acc = [a0, a1, a2, a3];
 }
 
 /// [`dots4`] with AVX2: sixteen i16 lanes per multiply, the four rows' terms in one vector. The
@@ -1132,7 +1517,7 @@ unsafe fn dots4_avx2<const MIN: bool>(
             );
             _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
         };
-        let d = dots::transpose_sum(dot(0), dot(1), dot(2), dot(3));
+        let d = v128::transpose_sum(dot(0), dot(1), dot(2), dot(3));
         let v = _mm256_mul_pd(
             _mm256_mul_pd(_mm256_cvtepi32_pd(d), _mm256_set1_pd(*a.get_unchecked(j))),
             _mm256_loadu_pd(xf.as_ptr().add(4 * j)),
@@ -1245,7 +1630,7 @@ fn block_products(ty: TensorType, raw: &[u8], m: usize, x: &XRows) -> Vec<i64> {
         let rx = RowX { q: &x.q.q, w: &x.w, sh: &x.sh, s: &x.q.s, sum: &x.q.sum, ssum: &x.ssum, f: &x.f, m: &x.m };
         for (jj, o) in out.iter_mut().enumerate() {
             let j = c * CHUNK + jj;
-            *o = row_dot(ty, &raw[j * row_bytes..(j + 1) * row_bytes], &rx, &mut terms);
+            *o = row_dot::<true>(ty, &raw[j * row_bytes..(j + 1) * row_bytes], &rx, &mut terms);
         }
     });
     acc_t
@@ -1669,7 +2054,178 @@ fn gated(gate: &IMat, up: &IMat, f: fn(i32, i32) -> i64) -> IMat {
 mod tests {
     use super::*;
 
-    #[test]
+    /// Panics at the first index where `got` (the vector kernels) and `want` (the portable
+    /// ones) differ.
+    fn assert_same<T: PartialEq + std::fmt::Debug>(what: &str, got: &[T], want: &[T]) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        if let Some(i) = got.iter().zip(want).position(|(g, w)| g != w) {
+            panic!("{what}: first difference at index {i}: vector {:?}, scalar {:?}", got[i], want[i]);
+        }
+    }
+
+    /// Seeded random i16 values in `-lim..=lim`.
+    fn i16s(rng: &mut crate::tiny::SplitMix64, n: usize, lim: i16) -> Vec<i16> {
+        (0..n).map(|_| (rng.next_u64() % (2 * lim as u64 + 1)) as i16 - lim).collect()
+    }
+
+    /// Every dot kernel ([`dots`]) against its portable version on seeded random blocks, with
+    /// int8 activations at their extremes included.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn vector_dots_equal_scalar() {
+        let mut rng = crate::tiny::SplitMix64(11);
+        let trials = 300;
+        let (mut got, mut want) = (vec![], vec![]);
+        let mut x = [0i16; 32];
+        let mut blk = [0u8; 208];
+        for t in 0..trials {
+            rng.fill(&mut blk);
+            match t % 3 {
+                0 => x.copy_from_slice(&i16s(&mut rng, 32, 128)[..]),
+                1 => x.fill(if t % 2 == 0 { -128 } else { 127 }),
+                _ => x.copy_from_slice(&i16s(&mut rng, 32, 3)[..]),
+            }
+            x.iter_mut().for_each(|v| *v = (*v).clamp(-128, 127));
+            let qh = u32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);
+            got.push(dots::q8::<true>(b32(&blk), &x));
+            want.push(dots::scalar::q8(b32(&blk), &x));
+            got.push(dots::nibbles::<true>(b16(&blk), &x));
+            want.push(dots::scalar::nibbles(b16(&blk), &x));
+            for hi in [false, true] {
+                got.push(dots::half_nibbles::<true>(b32(&blk), &x, hi));
+                want.push(dots::scalar::half_nibbles(b32(&blk), &x, hi));
+            }
+            got.push(dots::bits::<true>(qh, &x));
+            want.push(dots::scalar::bits(qh, &x));
+            let ql = blk[..128].first_chunk().expect("128 bytes");
+            let (qh6, sc) = (blk[128..192].first_chunk().expect("64"), blk[192..208].first_chunk().expect("16"));
+            for j in 0..8 {
+                #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+                got.push(v128::hsum(dots::q6k_v(ql, qh6, sc, j, &x)));
+                #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+                got.push(dots::scalar::q6k(ql, qh6, sc, j, &x));
+                want.push(dots::scalar::q6k(ql, qh6, sc, j, &x));
+            }
+        }
+        // 13 results per trial: q8, nibbles, two half_nibbles, bits, eight Q6_K sub-blocks.
+        assert_same("dots (13 per trial: q8, nibbles, half lo/hi, bits, q6k j=0..8)", &got, &want);
+    }
+
+    /// Random weight rows of `ty` (finite f16 scales) and `n` random x rows of `k` values (block
+    /// magnitudes spread over 24 bits, one zero block).
+    fn random_case(rng: &mut crate::tiny::SplitMix64, ty: TensorType, m: usize, n: usize, k: usize) -> (Vec<u8>, IMat) {
+        use TensorType::*;
+        let bb = ty.block_bytes();
+        let mut raw = vec![0u8; m * k / ty.block_len() * bb];
+        rng.fill(&mut raw);
+        let f16s: &[usize] = match ty {
+            Q4_1 | Q5_1 | Q4K | Q5K => &[0, 2],
+            Q6K => &[208],
+            _ => &[0],
+        };
+        for blk in raw.chunks_exact_mut(bb) {
+            for &at in f16s {
+                // Exponent field below 31: finite.
+                blk[at + 1] &= 0xBF;
+            }
+        }
+        let mut x = IMat::zeros(n, k);
+        for i in 0..n {
+            x.e[i] = (rng.next_u64() % 40) as i32 - 30;
+            for blk in x.m[i * k..(i + 1) * k].chunks_mut(32) {
+                let shift = rng.next_u64() % 24;
+                blk.iter_mut().for_each(|v| *v = (rng.next_u64() as i32 >> 8) >> shift);
+            }
+            if k >= 64 {
+                x.m[i * k + 32..i * k + 64].fill(0);
+            }
+        }
+        (raw, x)
+    }
+
+    /// The one-row path ([`row_dot`]) with the vector kernels ([`grid4`] four blocks at a
+    /// time, the vector dots in the tail) against the portable path, bit for bit, on every
+    /// block type, with block counts that leave every remainder of the four-block loops.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn vector_rows_equal_scalar() {
+        use TensorType::*;
+        let mut rng = crate::tiny::SplitMix64(7);
+        let (m, n) = (6, 3);
+        for ty in [Q8_0, Q4_1, Q5_0, Q4K, Q6K, Q4_0, Q5_1, Q5K] {
+            let blocks: &[usize] = if ty.block_len() == 32 { &[1, 3, 4, 5, 7, 8, 18, 37] } else { &[1, 2, 3] };
+            for &nb in blocks {
+                let k = nb * ty.block_len();
+                let (raw, x) = random_case(&mut rng, ty, m, n, k);
+                let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
+                let xr = XRows::new(&x, max_exp);
+                let row_bytes = raw.len() / m;
+                let (kb, xb) = (x.cols, xr.q.nb);
+                let (mut got, mut want) = (vec![], vec![]);
+                let mut terms = [Terms::default(); 8];
+                for i in 0..n {
+                    let (e, b) = (i * kb..(i + 1) * kb, i * xb..(i + 1) * xb);
+                    let rx = RowX {
+                        q: &xr.q.q[e.clone()],
+                        w: &xr.w[e],
+                        sh: &xr.sh[b.clone()],
+                        s: &xr.q.s[b.clone()],
+                        sum: &xr.q.sum[b.clone()],
+                        ssum: &xr.ssum[b.clone()],
+                        f: &xr.f[b.clone()],
+                        m: &xr.m[b],
+                    };
+                    for row in raw.chunks_exact(row_bytes) {
+                        got.push(row_dot::<true>(ty, row, &rx, &mut terms));
+                        want.push(row_dot::<false>(ty, row, &rx, &mut terms));
+                    }
+                }
+                assert_same(&format!("{} k={k}: [x row][weight row]", ty.name()), &got, &want);
+            }
+        }
+    }
+
+    /// The batched kernel ([`dots4`], and on x86_64 and wasm32 with simd128 its 128-bit kernel
+    /// directly) against the portable one, with and without min terms, on awkward block counts.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn vector_dots4_equals_scalar() {
+        let mut rng = crate::tiny::SplitMix64(13);
+        let f64s = |n: usize, rng: &mut crate::tiny::SplitMix64| {
+            (0..n)
+                .map(|_| libm::ldexp((rng.next_u64() % 4096) as f64 - 2048.0, (rng.next_u64() % 40) as i32 - 30))
+                .collect::<Vec<_>>()
+        };
+        for nb in [1, 2, 3, 5, 9, 17, 40] {
+            let (w, xw) = (i16s(&mut rng, 32 * nb, 4096), i16s(&mut rng, 128 * nb, 127));
+            let (a, b, xf, xm) =
+                (f64s(nb, &mut rng), f64s(nb, &mut rng), f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
+            let x = (&xw[..], &xf[..], &xm[..]);
+            let run = |min: bool, f: &dyn Fn(&mut [i64; 4])| {
+                let mut acc = [0i64; 4];
+                f(&mut acc);
+                let terms = (nb * if min { 2 } else { 1 }) as i64;
+                acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
+            };
+            let want = [
+                run(false, &|o| dots4_scalar::<false>(&w, &a, &b, x, o)),
+                run(true, &|o| dots4_scalar::<true>(&w, &a, &b, x, o)),
+            ];
+            let got = [dots4::<false>(&w, &a, &b, x), dots4::<true>(&w, &a, &b, x)];
+            assert_same(&format!("dots4 nb={nb} [min][row]"), got.as_flattened(), want.as_flattened());
+            #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+            {
+                let got = [
+                    run(false, &|o| dots4_v128::<false>(&w, &a, &b, x, o)),
+                    run(true, &|o| dots4_v128::<true>(&w, &a, &b, x, o)),
+                ];
+                assert_same(&format!("dots4_v128 nb={nb} [min][row]"), got.as_flattened(), want.as_flattened());
+            }
+        }
+    }
+
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn f16_at_equals_f16_parts_on_every_finite_value() {
         for bits in 0..=u16::MAX {
             if let Some(want) = f16_parts(bits) {
@@ -1681,7 +2237,8 @@ mod tests {
     /// The batched path (widened rows) equals the one-row path (`row_dot`) bit for bit on
     /// every block type: random quants and scales (subnormal f16 included), x
     /// rows and blocks of very different magnitudes, a zero block, a padded last group.
-    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn batched_products_equal_row_by_row() {
         use crate::tiny::SplitMix64;
         use TensorType::*;
@@ -1729,7 +2286,7 @@ mod tests {
     /// machine has).
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn dots4_sse2_equals_avx2() {
+    fn dots4_v128_equals_avx2() {
         if !std::arch::is_x86_feature_detected!("avx2") {
             return;
         }
@@ -1746,9 +2303,9 @@ mod tests {
         };
         let (a, b, xf, xm) = (f64s(nb, &mut rng), f64s(nb, &mut rng), f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
         let (mut s, mut v) = ([0i64; 4], [0i64; 4]);
+        dots4_v128::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut s);
         // SAFETY: AVX2 is present; the lengths match.
         unsafe {
-            dots4_sse2::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut s);
             dots4_avx2::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut v);
         }
         assert_eq!(s, v);
