@@ -1,6 +1,6 @@
 // The peers benchmark in Chromium (scripts/bench-peers.sh runs it): edgeproof through its npm
 // package (the wasm CPU path; WebGPU with --webgpu) against wllama (llama.cpp in wasm) with 1
-// and 2 threads, on the same model files, the same prompt (about 128 tokens) and 128 greedy
+// and 2 threads (and its WebGPU path with --webgpu), on the same model files, the same prompt (about 128 tokens) and 128 greedy
 // tokens; rounds interleaved, medians of --runs (default 3). The page is cross-origin isolated
 // (COOP/COEP), so wllama can use threads. Prints a Markdown table and writes JSON to --out.
 //
@@ -63,8 +63,9 @@ const configs = [
   ...(process.argv.includes('--webgpu') ? [{ name: 'edgeproof, WebGPU', fn: 'runEdgeproof', params: { backend: 'webgpu' } }] : []),
   { name: 'wllama, 1 thread', fn: 'runWllama', params: { threads: 1 } },
   { name: 'wllama, 2 threads', fn: 'runWllama', params: { threads: 2 } },
-  { name: 'wllama, WebGPU', fn: 'runWllama', params: { threads: 2, gpu: true } },
 ];
+// wllama's WebGPU path needs shader-f16 (SwiftShader has none): measured with --webgpu only.
+if (process.argv.includes('--webgpu')) configs.push({ name: 'wllama, WebGPU', fn: 'runWllama', params: { threads: 2, gpu: true } });
 
 const results = [];
 for (const file of MODELS) {
