@@ -1,8 +1,9 @@
 // The peers benchmark in Chromium (scripts/bench-peers.sh runs it): edgeproof through its npm
 // package (the wasm CPU path; WebGPU with --webgpu) against wllama (llama.cpp in wasm) with 1
-// and 2 threads (and its WebGPU path with --webgpu), on the same model files, the same prompt (about 128 tokens) and 128 greedy
-// tokens; rounds interleaved, medians of --runs (default 3). The page is cross-origin isolated
-// (COOP/COEP), so wllama can use threads. Prints a Markdown table and writes JSON to --out.
+// and 2 threads (its WebGPU path too with --webgpu), on the same model files, the same prompt
+// (about 128 tokens) and 128 greedy tokens; rounds interleaved, medians of --runs (default 3).
+// The page is cross-origin isolated (COOP/COEP), so wllama can use threads. Prints a Markdown
+// table and writes JSON to --out.
 //
 //   node bench/peers.mjs --models DIR [--runs 3] [--tokens 128] [--webgpu] [--out FILE]
 import { writeFileSync } from 'node:fs';
