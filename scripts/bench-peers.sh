@@ -26,7 +26,7 @@ echo "== native" >&2
 node bench/native.mjs --edgeproof target/release/edgeproof --llama-bench "$llama_bench" "$M_smollm2" "$M_gemma3" > "$out/native.md"
 
 {
-  echo "## $(date -u +%F), against the peers (scripts/bench-peers.sh $*)"
+  echo "## $(date -u +%F), against the peers (\`scripts/bench-peers.sh${*:+ $*}\`)"
   echo
   echo "**Machine:** $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; $(chromium --version 2>/dev/null);"
   echo "edgeproof $(git rev-parse --short HEAD); wllama $(node -p "require('./bench/node_modules/@wllama/wllama/package.json').version");"
