@@ -351,6 +351,8 @@ $('receipt-file').addEventListener('change', (e) => {
 });
 
 setState('idle');
+// Offline reloads: the page's files from the service worker, the models from OPFS.
+navigator.serviceWorker?.register('sw.js').catch((e) => console.warn('no offline reloads:', e));
 listModels();
 showCache();
 Engine.supports().then((s) => {

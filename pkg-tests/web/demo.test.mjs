@@ -1,6 +1,7 @@
 // The demo page (www/) end to end, as a user drives it: load the tiny model, chat one turn
 // with tokens streaming in, verify the answer's receipt, drop a tampered receipt, stop a
-// generation midway, and no request leaves the origin. Screenshots: target/pkg-tests/demo-*.png.
+// generation midway, reload offline (the service worker and OPFS), and no request leaves the
+// origin. Screenshots: target/pkg-tests/demo-*.png.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -128,6 +129,27 @@ test('stop midway: finish aborted, a receipt that verifies, and the chat goes on
   await page.click('#send');
   await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-finish]').length === 3, null, { timeout: TIMEOUT });
   assert.ok(await page.textContent('.msg.assistant:last-child .text'), 'the turn after a stop is not empty');
+});
+
+test('offline, the page reloads and loads the model it kept, and chats', { timeout: TIMEOUT }, async () => {
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await page.context().setOffline(true);
+  try {
+    await page.reload();
+    await page.waitForSelector('#model-select option[value="/models/tiny.gguf"]', { state: 'attached' });
+    await page.selectOption('#model-select', '/models/tiny.gguf');
+    await page.selectOption('#backend-select', 'cpu');
+    await page.click('#load');
+    await page.waitForFunction(() => ['ready', 'idle'].includes(document.body.dataset.state) && document.querySelector('#model-info').textContent, null, { timeout: TIMEOUT });
+    assert.equal(await page.textContent('#model-error'), '');
+    await setMaxTokens(4);
+    await page.fill('#prompt', 'Offline?');
+    await page.click('#send');
+    await page.waitForSelector('.msg.assistant[data-finish]', { timeout: TIMEOUT });
+    assert.ok(await page.textContent('.msg.assistant .text'), 'an answer offline');
+  } finally {
+    await page.context().setOffline(false);
+  }
 });
 
 test('the page works at phone width and made no request to another host', { timeout: TIMEOUT }, async () => {
