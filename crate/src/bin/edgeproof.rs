@@ -160,7 +160,14 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
-    match run(cli.cmd) {
+    // Run inside the thread pool: each parallel matmul then starts on this thread, a worker,
+    // instead of handing the work to the pool and sleeping until it is done (two context
+    // switches per operation, a third of a decode step's time on one thread).
+    let result = match rayon::ThreadPoolBuilder::new().build() {
+        Ok(pool) => pool.install(|| run(cli.cmd)),
+        Err(e) => Err(Error::Io(format!("thread pool: {e}"))),
+    };
+    match result {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {
