@@ -3,6 +3,7 @@
 # build, run every test of the fast tier. See README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh test
 
 eval "$(scripts/fetch-models.sh smollm2 gemma3 gpl3 | sed 's/^/export EDGEPROOF_PATH_/')"
 export EDGEPROOF_SMOLLM2="$EDGEPROOF_PATH_smollm2" EDGEPROOF_GEMMA3="$EDGEPROOF_PATH_gemma3" EDGEPROOF_GPL3="$EDGEPROOF_PATH_gpl3"
