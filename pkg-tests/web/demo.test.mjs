@@ -86,7 +86,7 @@ test('the receipt panel shows the commitments and verifies by re-execution', { t
   await page.keyboard.press('Escape');
 });
 
-test('a dropped tampered receipt fails and names the divergence', { timeout: TIMEOUT }, async () => {
+test('a dropped tampered receipt fails and names the divergence; the CLI’s receipt verifies', { timeout: TIMEOUT }, async () => {
   const receipt = await page.evaluate(() => document.querySelector('.msg.assistant .badge').receipt);
   const tampered = { ...receipt, tokens: [...receipt.tokens] };
   tampered.tokens[1] = (tampered.tokens[1] + 1) % 40;
@@ -103,6 +103,11 @@ test('a dropped tampered receipt fails and names the divergence', { timeout: TIM
   });
   await page.waitForSelector('#drop-result[data-verdict]', { timeout: TIMEOUT });
   assert.equal(await page.getAttribute('#drop-result', 'data-verdict'), 'verified');
+  // A receipt the native CLI made for the same model.
+  await page.$eval('#drop-result', (e) => e.removeAttribute('data-verdict'));
+  await page.setInputFiles('#receipt-file', fixtures().cliReceipt);
+  await page.waitForSelector('#drop-result[data-verdict]', { timeout: TIMEOUT });
+  assert.equal(await page.getAttribute('#drop-result', 'data-verdict'), 'verified', await page.textContent('#drop-result'));
   await shot('drop');
 });
 
