@@ -40,8 +40,8 @@ pub trait Backend: Ops + Sized {
     fn ops(dev: &Self::Device, cfg: &Config) -> Result<Self>;
     /// "cpu" or "gpu", and the adapter's name.
     fn describe(dev: &Self::Device) -> (&'static str, Option<String>);
-    /// The logits rows of `y` (a forward pass's output) as f32.
-    async fn logits(&mut self, y: &Self::Act) -> Result<Vec<f32>>;
+    /// The logits rows of `y` (a forward pass's output, consumed) as f32.
+    async fn logits(&mut self, y: Self::Act) -> Result<Vec<f32>>;
     /// Keep the residual stream after every block from now on (exact backends).
     fn record_residuals(&mut self) {}
     /// The residual streams recorded since the last take: per forward pass, one per block.
@@ -52,14 +52,15 @@ pub trait Backend: Ops + Sized {
     /// `residuals`, the residual streams recorded since the last take.
     async fn pick(
         &mut self,
-        y: &Self::Act,
+        y: Self::Act,
         params: &SamplingParams,
         step: u64,
         residuals: bool,
     ) -> Result<(u32, Vec<IMat>)> {
+        let rows = self.n_rows(&y).max(1);
         let logits = self.logits(y).await?;
         let n = logits.len();
-        let n_vocab = n / self.n_rows(y).max(1);
+        let n_vocab = n / rows;
         let t = sample(&logits[n - n_vocab..], params, step)?;
         Ok((t, if residuals { self.take_residuals().await? } else { Vec::new() }))
     }
@@ -70,7 +71,7 @@ pub trait Backend: Ops + Sized {
 /// The exact backends' logits in their integer form.
 #[allow(async_fn_in_trait)]
 pub trait ExactBackend: Backend {
-    async fn exact_logits(&mut self, y: &Self::Act) -> Result<IMat>;
+    async fn exact_logits(&mut self, y: Self::Act) -> Result<IMat>;
 }
 
 impl Backend for RefF32 {
@@ -85,8 +86,8 @@ impl Backend for RefF32 {
     fn describe(_: &()) -> (&'static str, Option<String>) {
         ("cpu", None)
     }
-    async fn logits(&mut self, y: &Self::Act) -> Result<Vec<f32>> {
-        Ok(y.data.clone())
+    async fn logits(&mut self, y: Self::Act) -> Result<Vec<f32>> {
+        Ok(y.data)
     }
     fn n_rows(&self, y: &Self::Act) -> usize {
         y.rows
@@ -106,7 +107,7 @@ impl Backend for ExactOps {
         ("cpu", None)
     }
     /// Exact logits converted to f32 exactly (24-bit mantissas), so argmax is unchanged.
-    async fn logits(&mut self, y: &IMat) -> Result<Vec<f32>> {
+    async fn logits(&mut self, y: IMat) -> Result<Vec<f32>> {
         Ok(y.to_f32())
     }
     fn record_residuals(&mut self) {
@@ -121,8 +122,8 @@ impl Backend for ExactOps {
 }
 
 impl ExactBackend for ExactOps {
-    async fn exact_logits(&mut self, y: &IMat) -> Result<IMat> {
-        Ok(y.clone())
+    async fn exact_logits(&mut self, y: IMat) -> Result<IMat> {
+        Ok(y)
     }
 }
 
@@ -139,7 +140,7 @@ impl Backend for crate::gpu::GpuOps {
         let a = &dev.adapter;
         ("gpu", Some(format!("{} ({:?})", a.name, a.backend)))
     }
-    async fn logits(&mut self, y: &Self::Act) -> Result<Vec<f32>> {
+    async fn logits(&mut self, y: Self::Act) -> Result<Vec<f32>> {
         Ok(self.exact_logits(y).await?.to_f32())
     }
     fn record_residuals(&mut self) {
@@ -152,13 +153,13 @@ impl Backend for crate::gpu::GpuOps {
     /// one readback.
     async fn pick(
         &mut self,
-        y: &Self::Act,
+        y: Self::Act,
         params: &SamplingParams,
         step: u64,
         residuals: bool,
     ) -> Result<(u32, Vec<IMat>)> {
         self.check()?;
-        self.next_token_async(y, params, step, residuals).await
+        self.next_token_async(&y, params, step, residuals).await
     }
     fn n_rows(&self, y: &Self::Act) -> usize {
         y.rows
@@ -166,9 +167,9 @@ impl Backend for crate::gpu::GpuOps {
 }
 
 impl ExactBackend for crate::gpu::GpuOps {
-    async fn exact_logits(&mut self, y: &Self::Act) -> Result<IMat> {
+    async fn exact_logits(&mut self, y: Self::Act) -> Result<IMat> {
         self.check()?;
-        self.download_async(y).await
+        self.download_async(&y).await
     }
 }
 
@@ -235,10 +236,6 @@ pub struct Session<B: Backend> {
 }
 
 impl<B: Backend> Session<B> {
-    pub fn model(&self) -> &Rc<Model<B>> {
-        &self.model
-    }
-
     /// Where it runs: backend and adapter.
     pub fn describe(&self) -> (&'static str, Option<String>) {
         B::describe(&self.model.device)
@@ -260,7 +257,7 @@ impl<B: Backend> Session<B> {
     /// [`Engine::eval`], async.
     pub async fn eval_async(&mut self, ids: &[u32], pos0: usize, rows: std::ops::Range<usize>) -> Result<Vec<f32>> {
         let y = self.forward(ids, pos0, rows)?;
-        self.ops.logits(&y).await
+        self.ops.logits(y).await
     }
 
     /// [`Engine::next_token`], async, and with `residuals` the residual streams recorded since
@@ -275,7 +272,7 @@ impl<B: Backend> Session<B> {
     ) -> Result<(u32, Vec<IMat>)> {
         let n = ids.len();
         let y = self.forward(ids, pos0, n.saturating_sub(1)..n)?;
-        self.ops.pick(&y, params, step, residuals).await
+        self.ops.pick(y, params, step, residuals).await
     }
 
     pub fn take_residuals(&mut self) -> Result<Vec<IMat>> {
@@ -299,7 +296,7 @@ impl<B: ExactBackend> Session<B> {
     /// Like [`Engine::eval`], with the logits in their exact integer form.
     pub async fn eval_exact_async(&mut self, ids: &[u32], pos0: usize, rows: std::ops::Range<usize>) -> Result<IMat> {
         let y = self.forward(ids, pos0, rows)?;
-        self.ops.exact_logits(&y).await
+        self.ops.exact_logits(y).await
     }
 
     pub fn eval_exact(&mut self, ids: &[u32], pos0: usize, rows: std::ops::Range<usize>) -> Result<IMat> {

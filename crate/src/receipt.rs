@@ -263,6 +263,17 @@ pub enum FinishReason {
     Aborted,
 }
 
+impl From<Finish> for FinishReason {
+    fn from(f: Finish) -> FinishReason {
+        match f {
+            Finish::Eog(_) => FinishReason::Eog,
+            Finish::Length => FinishReason::Length,
+            Finish::Stop => FinishReason::Stop,
+            Finish::Aborted => FinishReason::Aborted,
+        }
+    }
+}
+
 impl FinishReason {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -583,13 +594,11 @@ pub fn seal(
     layers: Vec<Vec<Hash>>,
     meta: Meta,
 ) -> Result<Receipt> {
-    let finish = match g.stop.finish {
-        Some(Finish::Eog(_)) => FinishReason::Eog,
-        Some(Finish::Length) => FinishReason::Length,
-        Some(Finish::Stop) => FinishReason::Stop,
-        Some(Finish::Aborted) => FinishReason::Aborted,
-        None => return Err(Error::InvalidArgument("a receipt of a generation that has not ended".into())),
-    };
+    let finish = g
+        .stop
+        .finish
+        .map(FinishReason::from)
+        .ok_or_else(|| Error::InvalidArgument("a receipt of a generation that has not ended".into()))?;
     let mut r = Receipt {
         version: FORMAT_VERSION,
         mode: MODE_EXACT.into(),
@@ -887,12 +896,7 @@ pub async fn verify_async(
         st.abort();
     }
     let at = st.len();
-    let end = st.finish.map(|f| match f {
-        Finish::Eog(_) => FinishReason::Eog,
-        Finish::Length => FinishReason::Length,
-        Finish::Stop => FinishReason::Stop,
-        Finish::Aborted => FinishReason::Aborted,
-    });
+    let end = st.finish.map(FinishReason::from);
     if end != Some(r.finish) || at != n {
         rep.findings.push(Divergence::Finish { committed: r.finish, recomputed: end, at: n });
     } else if st.text != r.output {

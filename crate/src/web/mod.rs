@@ -4,13 +4,13 @@
 //! (`js/WASM_CONTRACT.md` lists what this module exports).
 
 use crate::backend::exact::{ExactOps, IMat};
-use crate::engine::{Finish, Generation, Model, Session};
+use crate::engine::{Generation, Model, Session};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufStream, Metadata};
 use crate::gpu::{GpuContext, GpuOps, GpuOptions};
 use crate::receipt::{
-    engine_name, layer_digests, seal, verify_async, ChatMessage, Divergence, Fut, Hash, Meta, ModelCommitment, Prompt,
-    Receipt, Recording, Request, ResidualHistory,
+    engine_name, layer_digests, seal, verify_async, ChatMessage, Divergence, FinishReason, Fut, Hash, Meta,
+    ModelCommitment, Prompt, Receipt, Recording, Request, ResidualHistory,
 };
 use crate::sampling::{SamplingParams, DEFAULT_TOP_K, DEFAULT_TOP_P};
 use crate::tokenizer::Tokenizer;
@@ -151,6 +151,13 @@ enum AnySession {
 }
 
 impl AnyModel {
+    fn cfg(&self) -> &crate::model::Config {
+        match self {
+            AnyModel::Cpu(m) => &m.cfg,
+            AnyModel::Gpu(m) => &m.cfg,
+        }
+    }
+
     fn session(&self) -> Result<AnySession> {
         let mut s = match self {
             AnyModel::Cpu(m) => AnySession::Cpu(m.session()?),
@@ -361,10 +368,7 @@ async fn load(loader: ModelLoader, backend: &str, cb: &Callbacks) -> Result<Shar
         other => return Err(Error::InvalidArgument(format!("backend {other:?}: 'cpu' or 'webgpu'"))),
     };
     cb.check("load")?;
-    let cfg = match &model {
-        AnyModel::Cpu(m) => m.cfg.clone(),
-        AnyModel::Gpu(m) => m.cfg.clone(),
-    };
+    let cfg = model.cfg();
     let mut session = model.session()?;
     let adapter = session.rec().backend().1;
     let info = Info {
@@ -498,11 +502,8 @@ impl WasmEngine {
         // Reuse the cache for the common prefix whose residual rows are known too.
         let common = st.cached.iter().zip(&ids).take_while(|(a, b)| a == b).count();
         let cached = common.min(st.history.len());
-        let cfg = match &s.model {
-            AnyModel::Cpu(m) => &m.cfg,
-            AnyModel::Gpu(m) => &m.cfg,
-        };
-        let g = Generation::new(ids, cached, cfg, req.max_tokens as usize, params, &req.stop, s.tok.eog_ids())?;
+        let g =
+            Generation::new(ids, cached, s.model.cfg(), req.max_tokens as usize, params, &req.stop, s.tok.eog_ids())?;
         st.running = Some(Running {
             req,
             g,
@@ -517,9 +518,11 @@ impl WasmEngine {
 
     fn finish_inner(&self) -> Result<JsValue> {
         let s = &self.s;
-        if s.session.borrow().is_none() {
-            return Err(Error::Busy("a step is running: await it first".into()));
-        }
+        // Where the receipt was made, as `receipt::generate` records it.
+        let (backend, adapter) = match s.session.borrow_mut().as_mut() {
+            Some(session) => session.rec().backend(),
+            None => return Err(Error::Busy("a step is running: await it first".into())),
+        };
         let mut st = s.state.borrow_mut();
         let mut run = st.running.take().ok_or_else(|| Error::InvalidArgument("no generation to finish".into()))?;
         run.g.stop.abort();
@@ -535,10 +538,6 @@ impl WasmEngine {
         let first = run.first_ms.unwrap_or(end);
         let (p, n) = (run.g.prompt.len(), run.g.tokens.len());
         let receipt = if run.receipt && !run.failed {
-            let (backend, adapter) = match s.info.backend {
-                "webgpu" => ("gpu".to_string(), s.info.adapter.clone()),
-                _ => ("cpu".to_string(), None),
-            };
             let meta = Meta {
                 engine: engine_name(),
                 backend,
@@ -563,12 +562,8 @@ impl WasmEngine {
             prefill_tokens_per_s: per_s(evaluated, first - run.start_ms),
             decode_tokens_per_s: per_s(n.saturating_sub(1), end - first),
         };
-        let finish = match run.g.stop.finish {
-            Some(Finish::Eog(_)) => "eog",
-            Some(Finish::Length) => "length",
-            Some(Finish::Stop) => "stop",
-            Some(Finish::Aborted) | None => "aborted",
-        };
+        // Ended above (aborted if it was still running).
+        let finish = run.g.stop.finish.map_or(FinishReason::Aborted, FinishReason::from).as_str();
         let out = Object::new();
         let set = |k: &str, v: JsValue| Reflect::set(&out, &k.into(), &v).map(|_| ());
         let js = |e: JsValue| Error::InvalidArgument(format!("{e:?}"));
