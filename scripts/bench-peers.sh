@@ -9,10 +9,7 @@
 # Extra arguments go to bench/peers.mjs (--runs N, --tokens N, --webgpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh run >&2
-if [ ! -f bench/node_modules/.package-lock.json ] || [ bench/package-lock.json -nt bench/node_modules/.package-lock.json ]; then
-  (cd bench && npm ci --no-audit --no-fund --loglevel=error) >&2
-fi
+scripts/install-deps.sh bench >&2
 eval "$(scripts/fetch-models.sh smollm2 gemma3 | sed 's/^/export M_/')"
 scripts/build-pkg.sh >&2
 cargo build --release -q -p edgeproof --bin edgeproof

@@ -4,6 +4,7 @@
 #                                   binaryen, Node.js and npm, Chromium, playwright-core
 #   scripts/install-deps.sh test   also rustfmt, Mesa's lavapipe (the native GPU tests),
 #                                   chromedriver and wasm-bindgen's test runner (.ci/run)
+#   scripts/install-deps.sh bench  run's, and wllama for scripts/bench-peers.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-test}
@@ -41,8 +42,11 @@ if [ "$mode" = test ]; then
   fi
 fi
 
-# playwright-core and vite (pkg-tests/package-lock.json), reinstalled when the lock file changes.
-if [ ! -f pkg-tests/node_modules/.package-lock.json ] \
-  || [ pkg-tests/package-lock.json -nt pkg-tests/node_modules/.package-lock.json ]; then
-  (cd pkg-tests && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# A folder's npm packages (its package-lock.json), reinstalled when the lock file changes.
+npm_deps() {
+  if [ ! -f "$1/node_modules/.package-lock.json" ] || [ "$1/package-lock.json" -nt "$1/node_modules/.package-lock.json" ]; then
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+npm_deps pkg-tests # playwright-core and vite
+if [ "$mode" = bench ]; then npm_deps bench; fi # wllama

@@ -14,15 +14,9 @@ cd "$(dirname "$0")/.."
   echo "target/release/edgeproof is missing: cargo build --release -p edgeproof --bin edgeproof" >&2
   exit 1
 }
-command -v chromium >/dev/null || { echo "chromium is missing: apt-get install chromium" >&2; exit 1; }
-
+# Chromium, wasm-pack, npm and the test tools (pkg-tests/package-lock.json), where missing.
+scripts/install-deps.sh run
 scripts/build-pkg.sh
-
-# npm ci only when the lock file changed since the last install.
-if [ ! -f pkg-tests/node_modules/.package-lock.json ] \
-  || [ pkg-tests/package-lock.json -nt pkg-tests/node_modules/.package-lock.json ]; then
-  (cd pkg-tests && npm ci --no-audit --no-fund)
-fi
 
 fixtures=$(mktemp -d)
 trap 'rm -rf "$fixtures"' EXIT

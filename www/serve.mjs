@@ -56,7 +56,7 @@ export function fileAt(path) {
   }
 }
 
-/** The .gguf files of `dir`, largest name first is not needed: sorted by name. */
+/** The .gguf files of `dir`, by name. */
 export function listModels(dir) {
   let names = [];
   try {
