@@ -5,7 +5,8 @@
 // The page is cross-origin isolated (COOP/COEP), so wllama can use threads. Prints a Markdown
 // table and writes JSON to --out.
 //
-//   node bench/peers.mjs --models DIR [--runs 3] [--tokens 128] [--webgpu] [--out FILE]
+//   node bench/peers.mjs --models DIR [--runs 3] [--tokens 128] [--webgpu] [--only REGEX] [--out FILE]
+// --only keeps the configurations whose name matches (e.g. --only edgeproof).
 import { writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,14 +60,17 @@ async function measure(fn, params) {
   }
 }
 
+const only = new RegExp(arg('--only', ''));
 const configs = [
-  { name: 'edgeproof, wasm CPU', fn: 'runEdgeproof', params: { backend: 'cpu' } },
+  { name: 'edgeproof, wasm CPU, 1 thread', fn: 'runEdgeproof', params: { backend: 'cpu' } },
+  { name: 'edgeproof, wasm CPU, 2 threads', fn: 'runEdgeproof', params: { backend: 'cpu', threads: 2 } },
   ...(process.argv.includes('--webgpu') ? [{ name: 'edgeproof, WebGPU', fn: 'runEdgeproof', params: { backend: 'webgpu' } }] : []),
   { name: 'wllama, 1 thread', fn: 'runWllama', params: { threads: 1 } },
   { name: 'wllama, 2 threads', fn: 'runWllama', params: { threads: 2 } },
 ];
 // wllama's WebGPU path needs shader-f16 (SwiftShader has none): measured with --webgpu only.
 if (process.argv.includes('--webgpu')) configs.push({ name: 'wllama, WebGPU', fn: 'runWllama', params: { threads: 2, gpu: true } });
+configs.splice(0, configs.length, ...configs.filter((c) => only.test(c.name)));
 
 const results = [];
 for (const file of MODELS) {

@@ -49,6 +49,8 @@ export interface EngineInfo {
   bytes: number;
   /** WebGPU: what the backend uses of the adapter (binding and buffer sizes, kernel variants). */
   limits: Record<string, number | boolean> | null;
+  /** Threads of the wasm CPU path: more than 1 only in the threaded build (`LoadOptions.threads`). */
+  threads: number;
   /** Why this backend (e.g. "the WebGPU adapter (google swiftshader) runs on the CPU, …"). */
   backendReason: string;
   /**

@@ -25,6 +25,12 @@ export interface LoadOptions {
   cache?: boolean;
   /** Expected lowercase hex SHA-256 of the file: `INTEGRITY` when it differs. */
   sha256?: string;
+  /**
+   * Threads of the wasm CPU path. Only `WorkerEngine` on a cross-origin-isolated page runs
+   * more than one (the threaded build); the default there is one per core, at most 8.
+   * `1` keeps the single-threaded build.
+   */
+  threads?: number;
 }
 
 export interface SupportsInfo {
@@ -52,7 +58,7 @@ export interface SupportsInfo {
     shaderF16: boolean;
   };
   crossOriginIsolated: boolean;
-  /** SharedArrayBuffer usable (cross-origin isolated). This build runs on one thread anyway. */
+  /** SharedArrayBuffer usable (cross-origin isolated): `WorkerEngine` runs the wasm CPU path on several threads. */
   threads: boolean;
 }
 

@@ -1,7 +1,8 @@
 // The browser API: Engine.supports(), Engine.load() (URL with an optional OPFS cache,
 // Response, Blob, bytes, stream), generation, verification. docs/API.md describes it.
-import init from './edgeproof_wasm.js';
+import init, * as glue from './edgeproof_wasm.js';
 import { cache, cachedFile, tempFile } from './cache.js';
+import { startThreads } from './threads.js';
 import {
   BaseEngine,
   EdgeproofError,
@@ -18,8 +19,24 @@ import {
 
 export { EdgeproofError, ERROR_CODES, Generation } from './core.js';
 
-// `init()` with no argument finds the .wasm next to the glue through import.meta.url.
-const ready = () => initWasm(() => init());
+// `init()` with no argument finds the .wasm next to the glue through import.meta.url. The
+// threaded build (mt/, which WorkerEngine loads where the page is cross-origin isolated) then
+// starts its pool of workers, once.
+const ready = (threads) =>
+  initWasm(async () => {
+    await init();
+    if (!glue.buildThreadPool) return;
+    if (typeof WorkerGlobalScope === 'undefined') {
+      // Its parallel work blocks the calling thread, which a page's cannot.
+      throw new EdgeproofError('INVALID_ARGUMENT', 'the threaded build runs in a worker: use WorkerEngine');
+    }
+    await startThreads(glue, threads ?? defaultThreads());
+  });
+
+/** One thread per core, at most 8 (memory bandwidth, not cores, bounds a decode step beyond). */
+function defaultThreads() {
+  return Math.max(1, Math.min(globalThis.navigator?.hardwareConcurrency ?? 1, 8));
+}
 
 // Software rasterizers that expose WebGPU on the CPU: slower than the wasm CPU path.
 const CPU_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|software|basic render|warp/i;
@@ -57,7 +74,7 @@ async function supports() {
       shaderF16: !!adapter?.features.has('shader-f16'),
     },
     crossOriginIsolated: globalThis.crossOriginIsolated === true,
-    // What a multi-threaded wasm build would need; this build runs on one thread.
+    // Whether WorkerEngine can run the wasm CPU path on several threads (shared memory).
     threads: globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function',
   };
 }
@@ -144,7 +161,7 @@ export class Engine extends BaseEngine {
   static async load(source, opts = {}) {
     const { backend = 'auto', signal } = opts;
     throwIfAborted(signal);
-    const [choice] = await Promise.all([chooseBackend(backend), ready()]);
+    const [choice] = await Promise.all([chooseBackend(backend), ready(opts.threads)]);
     const { wasm, cache } = isUrl(source)
       ? await loadUrl(source, choice.backend, opts)
       : { wasm: await loadWasm(sourceOf(source, signal), choice.backend, opts), cache: { status: 'off' } };

@@ -189,10 +189,14 @@ export class WorkerEngine {
    */
   static async load(worker, source, opts = {}) {
     if (!(worker instanceof Worker)) {
-      // Written out so that bundlers see the worker and emit it.
+      // Shared memory (cross-origin isolation) lets the threaded build run; `threads: 1` opts out.
+      const threaded = opts.threads !== 1 && globalThis.crossOriginIsolated === true;
+      // Written out so that bundlers see the workers and emit them.
       worker = worker
         ? new Worker(worker, { type: 'module' })
-        : new Worker(new URL('./edgeproof-worker.js', import.meta.url), { type: 'module' });
+        : threaded
+          ? new Worker(new URL('./mt/edgeproof-worker.js', import.meta.url), { type: 'module' })
+          : new Worker(new URL('./edgeproof-worker.js', import.meta.url), { type: 'module' });
     }
     const engine = new WorkerEngine(worker);
     try {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what a fresh machine lacks (Debian, as root; nothing already there is touched).
-#   scripts/install-deps.sh run    what scripts/run.sh needs: the wasm32 target, wasm-pack,
+#   scripts/install-deps.sh run    what scripts/run.sh needs: the wasm32 target, rust-src, wasm-pack,
 #                                   binaryen, Node.js and npm, Chromium, playwright-core
 #   scripts/install-deps.sh test   also rustfmt, Mesa's lavapipe (the native GPU tests),
 #                                   chromedriver and wasm-bindgen's test runner (.ci/run)
@@ -13,6 +13,8 @@ command -v cargo >/dev/null || { echo "no Rust toolchain: install rustup (https:
 if ! rustup target list --installed | grep -q '^wasm32-unknown-unknown$'; then
   rustup target add wasm32-unknown-unknown
 fi
+# The standard library's source: the threaded wasm build rebuilds std with atomics (build-pkg.sh).
+rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src
 
 apt=()
 command -v node >/dev/null || apt+=(nodejs)

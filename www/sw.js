@@ -6,11 +6,14 @@ const CACHE = 'edgeproof-demo-v1';
 
 // What the first visit loaded before this worker controlled the page: the page's files, the
 // package's modules (app.js imports index.js and worker.js, which import the rest) and the
-// wasm module. A file the package no longer has is skipped, not fatal.
+// wasm module, in both builds (the worker loads mt/, the threaded one, where the page is
+// cross-origin isolated). A file the package no longer has is skipped, not fatal.
+const MODULES = ['index.js', 'worker.js', 'core.js', 'cache.js', 'threads.js', 'edgeproof-worker.js', 'edgeproof-thread.js',
+  'edgeproof_wasm.js', 'edgeproof_wasm_bg.wasm'];
 const SHELL = [
   './', 'index.html', 'app.js', 'style.css', 'models/index.json',
-  'pkg/index.js', 'pkg/worker.js', 'pkg/core.js', 'pkg/cache.js', 'pkg/edgeproof-worker.js',
-  'pkg/edgeproof_wasm.js', 'pkg/edgeproof_wasm_bg.wasm',
+  ...MODULES.map((f) => `pkg/${f}`),
+  ...MODULES.map((f) => `pkg/mt/${f}`),
 ];
 
 self.addEventListener('install', (e) => {

@@ -2,21 +2,24 @@
 // run the prompt's prefill and the greedy decode, and report load time, time to first token,
 // and prefill / decode tokens per second, as each engine counts them.
 import { Engine } from '/pkg/index.js';
+import { WorkerEngine } from '/pkg/worker.js';
 import { Wllama } from '/wllama/index.js';
 
-window.runEdgeproof = async ({ model, backend, prompt, maxTokens }) => {
+// `threads`: in a WorkerEngine (the threaded build with more than one), else on this page.
+window.runEdgeproof = async ({ model, backend, threads, prompt, maxTokens }) => {
   const t0 = performance.now();
-  const engine = await Engine.load(model, { backend });
+  const engine = threads ? await WorkerEngine.load(null, model, { backend, threads }) : await Engine.load(model, { backend });
   const loadMs = performance.now() - t0;
   const t1 = performance.now();
   let first = 0;
   const gen = engine.generate(prompt, { maxTokens, receipt: false });
   for await (const _ of gen) first ||= performance.now();
   const { timings } = await gen.result;
-  const info = engine.info();
+  const info = await engine.info();
   engine.free();
   return {
     backend: info.backend,
+    threads: info.threads,
     adapter: info.adapter,
     loadMs,
     ttftMs: first - t1,

@@ -1,7 +1,8 @@
 // The test server: the built package at /pkg/, the test pages at /, the Vite consumer app's
 // build at /consumer/, model files at /models/NAME (CORS), /cut/NAME (half of the file,
 // then the connection is destroyed), and /__requests (how often each path was asked for).
-// Pages get COOP/COEP headers, so they are cross-origin isolated.
+// Pages get COOP/COEP headers, so they are cross-origin isolated, except under /plain/ (the
+// same paths without those headers: pages without shared memory).
 //
 //   node pkg-tests/web/server.mjs MODELS_DIR     (prints its URL; for trying pages by hand)
 import { createReadStream, readFileSync } from 'node:fs';
@@ -28,12 +29,13 @@ export async function startServer({ models, pkg = join(repo, 'pkg'), consumer = 
   ];
 
   const server = createServer((req, res) => {
-    const path = new URL(req.url, 'http://x').pathname;
+    let path = new URL(req.url, 'http://x').pathname;
     counts.set(path, (counts.get(path) ?? 0) + 1);
+    const plain = path.startsWith('/plain/');
+    if (plain) path = path.slice('/plain'.length);
     const headers = {
       'Cache-Control': 'no-store',
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Embedder-Policy': 'require-corp',
+      ...(plain ? {} : { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' }),
       'Cross-Origin-Resource-Policy': 'cross-origin',
       'Access-Control-Allow-Origin': '*',
     };

@@ -61,6 +61,54 @@ test('a seeded generation through WorkerEngine gives the receipt the page gives'
     assert.equal(r.afterFree, 'FREED');
   }));
 
+// The pages here are cross-origin isolated: WorkerEngine runs the threaded build (pkg/mt/).
+test('on an isolated page WorkerEngine runs on several threads with the receipts of one thread', { timeout: TIMEOUT }, (t) =>
+  h.page(t, async (page) => {
+    const r = await page.evaluate(async ({ model, opts }) => {
+      const { WorkerEngine } = await import('/pkg/worker.js');
+      const run = async (threads, o) => {
+        const engine = await WorkerEngine.load(undefined, model, { backend: 'cpu', threads });
+        const out = { info: await engine.info(), result: await engine.generate('Once upon a time', o).result };
+        out.verified = await engine.verify(out.result.receipt);
+        engine.free();
+        return out;
+      };
+      const out = {};
+      for (const [name, o] of Object.entries({ greedy: { maxTokens: 12 }, seeded: opts })) {
+        out[name] = { one: await run(1, o), three: await run(3, o) };
+      }
+      out.isolated = crossOriginIsolated;
+      return out;
+    }, { model: MODELS.smollm2, opts: SEEDED });
+    assert.equal(r.isolated, true);
+    for (const [name, { one, three }] of Object.entries({ greedy: r.greedy, seeded: r.seeded })) {
+      assert.equal(one.info.threads, 1, name);
+      assert.equal(three.info.threads, 3, name);
+      assert.equal(three.result.receipt.final, one.result.receipt.final, `${name}: threads change no bit`);
+      assert.deepEqual(three.result.receipt.tokens, one.result.receipt.tokens, name);
+      assert.equal(three.verified.ok, true, three.verified.report);
+    }
+  }));
+
+test('on a page that is not cross-origin isolated WorkerEngine runs on one thread', { timeout: TIMEOUT }, (t) =>
+  h.page(
+    t,
+    async (page) => {
+      const r = await page.evaluate(async (model) => {
+        const { WorkerEngine } = await import('/pkg/worker.js');
+        const engine = await WorkerEngine.load(undefined, model, { backend: 'cpu', threads: 4 });
+        const out = { isolated: crossOriginIsolated, info: await engine.info() };
+        out.result = await engine.generate('Once upon a time', { maxTokens: 4 }).result;
+        engine.free();
+        return out;
+      }, MODELS.tiny);
+      assert.equal(r.isolated, false);
+      assert.equal(r.info.threads, 1);
+      assert.equal(r.result.generatedTokens ?? r.result.receipt.tokens.length, 4);
+    },
+    { path: '/plain/' },
+  ));
+
 test('an AbortSignal crosses to the worker: the generation finishes aborted', { timeout: TIMEOUT }, (t) =>
   h.page(t, async (page) => {
     const r = await page.evaluate(async (model) => {

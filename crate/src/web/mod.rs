@@ -20,6 +20,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
+#[cfg(feature = "threads")]
+mod threads;
+
 /// A JS `Error` with `code` set.
 fn js_error(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.to_string());
@@ -239,6 +242,8 @@ struct Info {
     sha256: String,
     bytes: f64,
     limits: Option<Limits>,
+    /// Threads the CPU path runs on: rayon's pool in the threaded build, else 1.
+    threads: usize,
 }
 
 /// What the GPU backend asks of the adapter: the WebGPU defaults at most.
@@ -382,6 +387,7 @@ async fn load(loader: ModelLoader, backend: &str, cb: &Callbacks) -> Result<Shar
         sha256: hex::encode(commitment.file_sha256),
         bytes,
         limits,
+        threads: rayon::current_num_threads(),
     };
     Ok(Shared { meta, tok, commitment, model, info, state: RefCell::default(), session: RefCell::new(Some(session)) })
 }
