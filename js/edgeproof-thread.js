@@ -1,5 +1,5 @@
-// One thread of the threaded build's pool (js/threads.js starts it): the module on the shared
-// memory, then rayon's worker loop, which blocks this worker for good.
+// One thread of the threaded build's pool (started by crate/src/web/threads.js): the module on
+// the shared memory, then rayon's worker loop, which blocks this worker for good.
 self.addEventListener(
   'message',
   async ({ data: { module, memory } }) => {

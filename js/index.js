@@ -2,7 +2,6 @@
 // Response, Blob, bytes, stream), generation, verification. docs/API.md describes it.
 import init, * as glue from './edgeproof_wasm.js';
 import { cache, cachedFile, tempFile } from './cache.js';
-import { startThreads } from './threads.js';
 import {
   BaseEngine,
   EdgeproofError,
@@ -19,18 +18,13 @@ import {
 
 export { EdgeproofError, ERROR_CODES, Generation } from './core.js';
 
-// `init()` with no argument finds the .wasm next to the glue through import.meta.url. The
-// threaded build (mt/, which WorkerEngine loads where the page is cross-origin isolated) then
-// starts its pool of workers, once.
+// `init()` with no argument finds the .wasm next to the glue through import.meta.url. In a
+// worker, the threaded build (mt/, which WorkerEngine loads where the page is cross-origin
+// isolated) then starts its pool, once; a page's thread may not block, so it stays on its own.
 const ready = (threads) =>
   initWasm(async () => {
     await init();
-    if (!glue.buildThreadPool) return;
-    if (typeof WorkerGlobalScope === 'undefined') {
-      // Its parallel work blocks the calling thread, which a page's cannot.
-      throw new EdgeproofError('INVALID_ARGUMENT', 'the threaded build runs in a worker: use WorkerEngine');
-    }
-    await startThreads(glue, threads ?? defaultThreads());
+    if (typeof WorkerGlobalScope !== 'undefined') await glue.startThreads(threads ?? defaultThreads());
   });
 
 /** One thread per core, at most 8 (memory bandwidth, not cores, bounds a decode step beyond). */

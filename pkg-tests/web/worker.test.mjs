@@ -64,7 +64,7 @@ test('a seeded generation through WorkerEngine gives the receipt the page gives'
 // The pages here are cross-origin isolated: WorkerEngine runs the threaded build (pkg/mt/).
 test('on an isolated page WorkerEngine runs on several threads with the receipts of one thread', { timeout: TIMEOUT }, (t) =>
   h.page(t, async (page) => {
-    const r = await page.evaluate(async ({ model, opts }) => {
+    const r = await page.evaluate(async ({ model, tiny, opts }) => {
       const { WorkerEngine } = await import('/pkg/worker.js');
       const run = async (threads, o) => {
         const engine = await WorkerEngine.load(undefined, model, { backend: 'cpu', threads });
@@ -78,8 +78,15 @@ test('on an isolated page WorkerEngine runs on several threads with the receipts
         out[name] = { one: await run(1, o), three: await run(3, o) };
       }
       out.isolated = crossOriginIsolated;
+      // WebGPU from the threaded build's worker (wgpu over shared memory).
+      const gpu = await WorkerEngine.load(undefined, tiny, { backend: 'webgpu', threads: 2 });
+      const cpu = await WorkerEngine.load(undefined, tiny, { backend: 'cpu', threads: 1 });
+      out.gpu = { info: await gpu.info(), final: (await gpu.generate('Once upon a time', opts).result).receipt.final };
+      out.cpu = (await cpu.generate('Once upon a time', opts).result).receipt.final;
+      gpu.free();
+      cpu.free();
       return out;
-    }, { model: MODELS.smollm2, opts: SEEDED });
+    }, { model: MODELS.smollm2, tiny: MODELS.tiny, opts: SEEDED });
     assert.equal(r.isolated, true);
     for (const [name, { one, three }] of Object.entries({ greedy: r.greedy, seeded: r.seeded })) {
       assert.equal(one.info.threads, 1, name);
@@ -88,6 +95,8 @@ test('on an isolated page WorkerEngine runs on several threads with the receipts
       assert.deepEqual(three.result.receipt.tokens, one.result.receipt.tokens, name);
       assert.equal(three.verified.ok, true, three.verified.report);
     }
+    assert.deepEqual([r.gpu.info.backend, r.gpu.info.threads], ['webgpu', 2]);
+    assert.equal(r.gpu.final, r.cpu, 'WebGPU in the threaded worker gives the CPU receipt');
   }));
 
 test('on a page that is not cross-origin isolated WorkerEngine runs on one thread', { timeout: TIMEOUT }, (t) =>

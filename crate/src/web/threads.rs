@@ -1,5 +1,6 @@
 //! The threaded build's rayon pool (feature `threads`): Web Workers that instantiate this
-//! module on its shared memory and run rayon's worker loop (`js/threads.js` starts them).
+//! module on its shared memory and run rayon's worker loop (`threads.js` starts them,
+//! `js/edgeproof-thread.js` is their script).
 //!
 //! wasm-bindgen-rayon does the same, but its workers import the glue as a bundler's package
 //! root (`'../../..'`, which a browser cannot load and which here is the JS API, not the glue),
@@ -12,6 +13,13 @@ use crate::error::Error;
 use rayon::ThreadBuilder;
 use std::sync::{mpsc, Mutex, OnceLock, PoisonError};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+#[wasm_bindgen(module = "/src/web/threads.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = spawnThread)]
+    fn spawn_thread(module: JsValue, memory: JsValue) -> js_sys::Promise;
+}
 
 type Channel = (Mutex<mpsc::Sender<ThreadBuilder>>, Mutex<mpsc::Receiver<ThreadBuilder>>);
 
@@ -23,16 +31,14 @@ fn channel() -> &'static Channel {
     })
 }
 
-/// `[module, memory]`: what a thread's worker instantiates.
-#[wasm_bindgen(js_name = threadModule)]
-pub fn thread_module() -> js_sys::Array {
-    js_sys::Array::of2(&wasm_bindgen::module(), &wasm_bindgen::memory())
-}
-
-/// Make rayon's global pool of `n` threads: this one and `n − 1` workers waiting in
-/// [`run_thread`]. Once per module.
-#[wasm_bindgen(js_name = buildThreadPool)]
-pub fn build_thread_pool(n: usize) -> JsResult<()> {
+/// Make rayon's global pool of `n` threads: this one and `n − 1` workers, started here, that
+/// wait in [`run_thread`]. Once per module; from a worker (parallel work blocks this thread).
+pub async fn start(n: usize) -> JsResult<usize> {
+    let started: Vec<JsFuture> =
+        (1..n).map(|_| JsFuture::from(spawn_thread(wasm_bindgen::module(), wasm_bindgen::memory()))).collect();
+    for s in started {
+        s.await?;
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         .use_current_thread()
@@ -41,7 +47,8 @@ pub fn build_thread_pool(n: usize) -> JsResult<()> {
             tx.send(t).map_err(|_| std::io::Error::other("no thread to run a rayon worker"))
         })
         .build_global()
-        .map_err(|e| js_error(Error::InvalidArgument(format!("thread pool of {n}: {e}"))))
+        .map_err(|e| js_error(Error::InvalidArgument(format!("thread pool of {n}: {e}"))))?;
+    Ok(rayon::current_num_threads())
 }
 
 /// A worker's thread: wait for its rayon worker and run it (never returns while the pool lives).
