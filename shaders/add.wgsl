@@ -1,20 +1,30 @@
 // numerics v1 add, one workgroup per row: both rows on the grid 32 bits below the larger
 // exponent (shl: exact unless the exponents differ by more than 32), summed, normalized.
-// An all-zero row adds nothing: the other row is kept as it is. Prepended: i64.wgsl.
+// An all-zero row adds nothing: the other row is kept as it is. With `norm`, y is still
+// accumulators (nacc, ngexp): normalize_row.wgsl first writes its mantissas and exponent to
+// ym, ye. Prepended: i64.wgsl, normalize_row.wgsl (NORM_M = ym, NORM_E = ye).
 
 const WG: u32 = 256u;
 
 struct Params {
     cols: u32,
+    // 1: normalize y first, its groups of n_group columns (n_ng per row) plus n_bias.
+    norm: u32,
+    n_group: u32,
+    n_ng: u32,
+    n_bits: u32,
+    n_bias: i32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> xm: array<i32>;
 @group(0) @binding(2) var<storage, read> xe: array<i32>;
-@group(0) @binding(3) var<storage, read> ym: array<i32>;
-@group(0) @binding(4) var<storage, read> ye: array<i32>;
+@group(0) @binding(3) var<storage, read_write> ym: array<i32>;
+@group(0) @binding(4) var<storage, read_write> ye: array<i32>;
 @group(0) @binding(5) var<storage, read_write> om: array<i32>;
 @group(0) @binding(6) var<storage, read_write> oe: array<i32>;
+@group(0) @binding(7) var<storage, read> nacc: array<vec2<u32>>;
+@group(0) @binding(8) var<storage, read> ngexp: array<i32>;
 
 var<workgroup> red_m: array<vec2<u32>, WG>;
 var<workgroup> red_f: array<u32, WG>;
@@ -26,6 +36,9 @@ fn sum_at(at: u32, ex: i32, ey: i32, g: i32) -> vec2<u32> {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = wid.x;
+    if p.norm != 0u {
+        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias), lid);
+    }
     let row = i * p.cols;
     let ex = xe[i];
     let ey = ye[i];

@@ -5,8 +5,9 @@
 // q = rdiv(128·m, s·2^t), E_b = e + t − 7; an all-zero block has q = 0, s = 1, t = 0.
 // One workgroup per row; also the row's largest block exponent (the matmul grid). Output
 // rows have their own stride and offset (a KV cache interleaves K and V rows per position).
-// Needs cols and seg multiples of 4.
-// Prepended: i64.wgsl.
+// Needs cols and seg multiples of 4. With `norm`, the input is still accumulators (nacc,
+// ngexp): normalize_row.wgsl first writes its mantissas and exponent to xm, xe.
+// Prepended: i64.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
 
 const WG: u32 = 64u;
 
@@ -20,15 +21,23 @@ struct Params {
     q_base: u32,
     b_stride: u32,
     b_base: u32,
+    // 1: normalize the input first, its groups of n_group columns (n_ng per row) plus n_bias.
+    norm: u32,
+    n_group: u32,
+    n_ng: u32,
+    n_bits: u32,
+    n_bias: i32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> xm: array<i32>;
-@group(0) @binding(2) var<storage, read> xe: array<i32>;
+@group(0) @binding(1) var<storage, read_write> xm: array<i32>;
+@group(0) @binding(2) var<storage, read_write> xe: array<i32>;
 @group(0) @binding(3) var<storage, read_write> xq: array<u32>;
 // Per block: (E_b, s, Σq, 0).
 @group(0) @binding(4) var<storage, read_write> xblk: array<vec4<i32>>;
 @group(0) @binding(5) var<storage, read_write> emax: array<i32>;
+@group(0) @binding(6) var<storage, read> nacc: array<vec2<u32>>;
+@group(0) @binding(7) var<storage, read> ngexp: array<i32>;
 
 var<workgroup> red: array<i32, WG>;
 
@@ -41,6 +50,9 @@ fn floor_div(x: i32, d: i32) -> i32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = wid.x;
+    if p.norm != 0u {
+        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias), lid);
+    }
     let e = xe[i];
     let nbs = (p.seg + 31u) / 32u;
     var best = -2147483647 - 1;

@@ -303,6 +303,21 @@ struct QRows {
     nb: usize,
 }
 
+/// `f(i, mantissas, exponent)` on each row of `out`: on rayon's threads for a batch, inline for
+/// one row (a decode step, where handing a row to the pool costs more than it saves). Rows are
+/// independent, so the bits do not depend on which thread does which.
+fn each_row(out: &mut IMat, f: impl Fn(usize, &mut [i32], &mut i32) + Sync + Send) {
+    if out.cols == 0 {
+        return;
+    }
+    let rows = out.m.chunks_mut(out.cols).zip(out.e.iter_mut());
+    if out.rows > 1 {
+        out.m.par_chunks_mut(out.cols).zip(out.e.par_iter_mut()).enumerate().for_each(|(i, (m, e))| f(i, m, e));
+    } else {
+        rows.enumerate().for_each(|(i, (m, e))| f(i, m, e));
+    }
+}
+
 /// Rows quantized to scaled int8 blocks ([`quantize_block_scaled`]) of 32 within each
 /// `seg`-wide segment (the matmul's whole row, attention's heads).
 fn quantize_rows(x: &IMat, seg: usize) -> QRows {
@@ -316,18 +331,39 @@ fn quantize_rows(x: &IMat, seg: usize) -> QRows {
         emax: vec![0; x.rows],
         nb,
     };
-    for i in 0..x.rows {
-        let mut b = i * nb;
-        for (ms, qs) in x.row(i).chunks(seg).zip(r.q[i * x.cols..(i + 1) * x.cols].chunks_mut(seg)) {
+    if x.cols == 0 || nb == 0 {
+        return r;
+    }
+    let row = |i: usize, (q, e, s, sum, emax): (&mut [i8], &mut [i32], &mut [i32], &mut [i32], &mut i32)| {
+        let mut b = 0;
+        for (ms, qs) in x.row(i).chunks(seg).zip(q.chunks_mut(seg)) {
             for (mb, qb) in ms.chunks(32).zip(qs.chunks_mut(32)) {
-                let (t, s) = quantize_block_scaled(mb, qb);
-                r.s[b] = s;
-                r.e[b] = x.e[i] + t as i32 - 7;
-                r.sum[b] = qb.iter().map(|&v| v as i32).sum();
+                let (t, sc) = quantize_block_scaled(mb, qb);
+                s[b] = sc;
+                e[b] = x.e[i] + t as i32 - 7;
+                sum[b] = qb.iter().map(|&v| v as i32).sum();
                 b += 1;
             }
         }
-        r.emax[i] = r.e[i * nb..(i + 1) * nb].iter().copied().max().unwrap_or(x.e[i]);
+        *emax = e.iter().copied().max().unwrap_or(x.e[i]);
+    };
+    let cols = x.cols;
+    if x.rows > 1 {
+        (
+            r.q.par_chunks_mut(cols),
+            r.e.par_chunks_mut(nb),
+            r.s.par_chunks_mut(nb),
+            r.sum.par_chunks_mut(nb),
+            r.emax.par_iter_mut(),
+        )
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, t)| row(i, t));
+    } else {
+        let rows = r.q.chunks_mut(cols).zip(r.e.chunks_mut(nb)).zip(r.s.chunks_mut(nb)).zip(r.sum.chunks_mut(nb));
+        for (i, ((((q, e), s), sum), emax)) in rows.zip(r.emax.iter_mut()).enumerate() {
+            row(i, (q, e, s, sum, emax));
+        }
     }
     r
 }
@@ -1554,13 +1590,10 @@ fn matmul(x: &IMat, w: &Matrix) -> IMat {
         MatrixData::Elems { m: wm, e: we } => elem_products(wm, we, m, &xr),
     };
     let mut out = IMat::zeros(n, m);
-    let mut row = vec![0i64; m];
-    for i in 0..n {
-        for (j, r) in row.iter_mut().enumerate() {
-            *r = acc_t[j * n + i];
-        }
-        out.e[i] = normalize(&row, xr.grid[i], &mut out.m[i * m..(i + 1) * m]);
-    }
+    each_row(&mut out, |i, om, oe| {
+        let row: Vec<i64> = (0..m).map(|j| acc_t[j * n + i]).collect();
+        *oe = normalize(&row, xr.grid[i], om);
+    });
     out
 }
 
@@ -1863,11 +1896,10 @@ impl Ops for ExactOps {
         assert_eq!(wm.len(), group, "norm weight of {} for groups of {group}", wm.len());
         let (em, ee) = f32_const(eps).unwrap_or((0, 0));
         let mut out = IMat::zeros(x.rows, x.cols);
-        let mut acc = vec![0i64; x.cols];
-        let mut gexp = Vec::new();
-        for i in 0..x.rows {
+        each_row(&mut out, |i, om, oe| {
             let e = x.e[i];
-            gexp.clear();
+            let mut acc = vec![0i64; x.cols];
+            let mut gexp = Vec::with_capacity(x.cols / group);
             for (gm, ga) in x.row(i).chunks_exact(group).zip(acc.chunks_exact_mut(group)) {
                 let s: u64 = gm.iter().map(|&m| (m as i64 * m as i64) as u64).sum();
                 let s1 = bitlen(s) as i32 - 61;
@@ -1896,8 +1928,8 @@ impl Ops for ExactOps {
                     ga.iter_mut().for_each(|v| *v = shl(*v, ge - emax));
                 }
             }
-            out.e[i] = normalize(&acc, emax, &mut out.m[i * x.cols..(i + 1) * x.cols]);
-        }
+            *oe = normalize(&acc, emax, om);
+        });
         out
     }
 
@@ -1911,11 +1943,10 @@ impl Ops for ExactOps {
         while table.len() < pos0 + x.rows {
             table.push(rope_cos_sin(base, head_dim, table.len()));
         }
-        let (half, cols) = (head_dim / 2, x.cols);
-        let mut acc = vec![0i64; cols];
-        for i in 0..x.rows {
+        let (half, table) = (head_dim / 2, &*table);
+        each_row(x, |i, row, e| {
             let cs = &table[pos0 + i];
-            let row = &x.m[i * cols..(i + 1) * cols];
+            let mut acc = vec![0i64; row.len()];
             for (h, ah) in row.chunks_exact(head_dim).zip(acc.chunks_exact_mut(head_dim)) {
                 for (t, &(c, s)) in cs.iter().enumerate() {
                     let (a, b) = match kind {
@@ -1927,8 +1958,8 @@ impl Ops for ExactOps {
                     ah[b] = x0 * s + x1 * c;
                 }
             }
-            x.e[i] = normalize(&acc, x.e[i] - 30, &mut x.m[i * cols..(i + 1) * cols]);
-        }
+            *e = normalize(&acc, *e - 30, row);
+        });
     }
 
     fn attention(&mut self, q: &IMat, k: &IMat, v: &IMat, pos0: usize, p: AttnParams) -> Result<IMat> {
@@ -2005,22 +2036,21 @@ impl Ops for ExactOps {
     /// Both rows on the grid 32 bits below the larger exponent (exact unless the exponents differ
     /// by more than 32, then rshr), summed, normalized. An all-zero row adds nothing.
     fn add(&mut self, x: &mut IMat, y: &IMat) {
-        let cols = x.cols;
-        for i in 0..x.rows {
-            let (xr, yr) = (&x.m[i * cols..(i + 1) * cols], y.row(i));
+        each_row(x, |i, xr, xe| {
+            let yr = y.row(i);
             if yr.iter().all(|&v| v == 0) {
-                continue;
+                return;
             }
             if xr.iter().all(|&v| v == 0) {
-                x.m[i * cols..(i + 1) * cols].copy_from_slice(yr);
-                x.e[i] = y.e[i];
-                continue;
+                xr.copy_from_slice(yr);
+                *xe = y.e[i];
+                return;
             }
-            let g = x.e[i].max(y.e[i]) - 32;
+            let g = (*xe).max(y.e[i]) - 32;
             let acc: Vec<i64> =
-                xr.iter().zip(yr).map(|(&a, &b)| shl(a as i64, x.e[i] - g) + shl(b as i64, y.e[i] - g)).collect();
-            x.e[i] = normalize(&acc, g, &mut x.m[i * cols..(i + 1) * cols]);
-        }
+                xr.iter().zip(yr).map(|(&a, &b)| shl(a as i64, *xe - g) + shl(b as i64, y.e[i] - g)).collect();
+            *xe = normalize(&acc, g, xr);
+        });
     }
 
     fn residual(&mut self, _layer: usize, x: &IMat) {
@@ -2041,12 +2071,11 @@ impl Ops for ExactOps {
 
 fn gated(gate: &IMat, up: &IMat, f: fn(i32, i32) -> i64) -> IMat {
     let mut out = IMat::zeros(gate.rows, gate.cols);
-    let cols = gate.cols;
-    for i in 0..gate.rows {
+    each_row(&mut out, |i, om, oe| {
         let eg = gate.e[i];
         let acc: Vec<i64> = gate.row(i).iter().zip(up.row(i)).map(|(&g, &u)| f(g, eg) * u as i64).collect();
-        out.e[i] = normalize(&acc, eg + up.e[i], &mut out.m[i * cols..(i + 1) * cols]);
-    }
+        *oe = normalize(&acc, eg + up.e[i], om);
+    });
     out
 }
 

@@ -11,6 +11,12 @@ const DOT4_PACKED: &str = include_str!("../../../shaders/dot4_packed.wgsl");
 const DOT4_EMULATED: &str = include_str!("../../../shaders/dot4_emulated.wgsl");
 const EXP2: &str = include_str!("../../../shaders/exp2.wgsl");
 const SAMPLE_PARAMS: &str = include_str!("../../../shaders/sample_params.wgsl");
+const NORMALIZE_ROW: &str = include_str!("../../../shaders/normalize_row.wgsl");
+
+/// normalize_row.wgsl writing to a kernel's buffers `m` and `e`.
+fn normalize_row(m: &str, e: &str) -> String {
+    NORMALIZE_ROW.replace("NORM_M", m).replace("NORM_E", e)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
@@ -88,15 +94,22 @@ impl KernelKey {
     pub fn source(&self) -> String {
         let dot4 = if self.dot4_packed { DOT4_PACKED } else { DOT4_EMULATED };
         let parts: &[&str] = match self.kernel {
-            Kernel::Quantize => &[I64, include_str!("../../../shaders/quantize.wgsl")],
+            Kernel::Quantize => {
+                return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/quantize.wgsl")].join("\n")
+            }
+            Kernel::Normalize => {
+                return [I64, &normalize_row("om", "oe"), include_str!("../../../shaders/normalize.wgsl")].join("\n")
+            }
+            Kernel::Rope { .. } => {
+                return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/rope.wgsl")].join("\n")
+            }
+            Kernel::Add => return [I64, &normalize_row("ym", "ye"), include_str!("../../../shaders/add.wgsl")].join("\n"),
             Kernel::Matmul { .. } => &[I64, dot4, WEIGHTS, include_str!("../../../shaders/matmul.wgsl")],
-            Kernel::Normalize => &[I64, include_str!("../../../shaders/normalize.wgsl")],
             Kernel::Embed(_) => &[I64, WEIGHTS, include_str!("../../../shaders/embed.wgsl")],
             Kernel::RmsNorm => &[I64, include_str!("../../../shaders/rms_norm.wgsl")],
             Kernel::Scale => &[I64, include_str!("../../../shaders/scale.wgsl")],
-            Kernel::Rope { .. } => &[I64, include_str!("../../../shaders/rope.wgsl")],
+
             Kernel::Gated { .. } => &[I64, include_str!("../../../shaders/gated.wgsl")],
-            Kernel::Add => &[I64, include_str!("../../../shaders/add.wgsl")],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
             Kernel::Attention => &[I64, EXP2, dot4, include_str!("../../../shaders/attention.wgsl")],
             Kernel::SampleWeights => &[I64, EXP2, SAMPLE_PARAMS, include_str!("../../../shaders/sample_weights.wgsl")],

@@ -9,11 +9,13 @@ use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{attention_scale, exp2_table, f32_const, rope_cos_sin, ROW_BITS};
 use crate::quant::TensorType;
 use crate::sampling::SamplingParams;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 /// Activation rows on the device: `m` holds `rows × cols` i32 mantissas, `e` one i32 exponent per row.
-/// Written once by the op that makes it, then only read.
+/// Written once by the op that makes it, or by the first consumer when it is made [`Lazy`],
+/// then only read.
 pub struct GpuAct {
     pub rows: usize,
     pub cols: usize,
@@ -21,12 +23,41 @@ pub struct GpuAct {
     pub e: Buf,
     /// Unique per activation (its buffers are reused once it is dropped).
     id: u64,
+    lazy: RefCell<Option<Lazy>>,
+}
+
+/// An activation's accumulators that no kernel has normalized into its `m`, `e` yet
+/// (normalize.wgsl's input): the first consumer that can (quantize.wgsl, add.wgsl) does it
+/// itself, saving a dispatch; any other has [`GpuOps::ready`] record normalize.wgsl first.
+struct Lazy {
+    acc: Buf,
+    gexp: Rc<Buf>,
+    group: usize,
+    ng: usize,
+    bias: i32,
+}
+
+/// What [`GpuOps::fuse`] gives a consumer; the accumulators stay out of the pool until it is
+/// dropped, after the consumer's dispatch is recorded.
+struct Fused {
+    params: [u32; 5],
+    acc: wgpu::Buffer,
+    gexp: wgpu::Buffer,
+    _hold: Option<Lazy>,
+}
+
+impl Lazy {
+    /// normalize_row.wgsl's parameters (norm, group, ng, bits, bias) as a consumer passes them.
+    fn params(&self) -> [u32; 5] {
+        [1, self.group as u32, self.ng as u32, ROW_BITS, self.bias as u32]
+    }
 }
 
 impl GpuAct {
     fn new(rows: usize, cols: usize, m: Buf, e: Buf) -> GpuAct {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        GpuAct { rows, cols, m, e, id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) }
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        GpuAct { rows, cols, m, e, id, lazy: RefCell::new(None) }
     }
 }
 
@@ -35,7 +66,8 @@ struct Quantized {
     act: u64,
     xq: Buf,
     xblk: Buf,
-    emax: Buf,
+    /// Also the group exponent of the products' lazy outputs.
+    emax: Rc<Buf>,
 }
 
 /// A slice of a matrix's rows in one buffer (each within the 128 MiB binding limit).
@@ -150,6 +182,8 @@ pub struct GpuOps {
     quantized: Option<Quantized>,
     /// Device copies of the residual stream after each block, when recording.
     residuals: Option<Vec<GpuAct>>,
+    /// Bound where a kernel's lazy input has no accumulators (`norm` 0).
+    none: Buf,
     /// (cos, sin) in Q30 per position, keyed by (base bits, head size): built on the CPU.
     rope: HashMap<(u32, usize), Vec<[i32; 2]>>,
     /// The rows of those tables last uploaded, keyed by (base bits, head size, first
@@ -165,7 +199,9 @@ impl GpuOps {
     pub fn new(ctx: Rc<GpuContext>, cfg: &Config) -> Result<GpuOps> {
         let t: Vec<u32> = exp2_table().iter().map(|&v| v as u32).collect();
         let exp2 = ctx.storage_init("exp2", bytemuck::cast_slice(&t))?;
+        let none = ctx.storage_init("none", &[0; 16])?;
         Ok(GpuOps {
+            none,
             ctx,
             caches: (0..cfg.n_layer).map(|_| None).collect(),
             exp2,
@@ -223,6 +259,7 @@ impl GpuOps {
         small: &[(&wgpu::Buffer, usize)],
         acts: &[&GpuAct],
     ) -> Result<(Vec<Vec<u32>>, Vec<IMat>)> {
+        self.recorded(|s, enc| s.ready(enc, acts))?;
         let mut parts: Vec<(&wgpu::Buffer, u64)> = small.iter().map(|&(b, words)| (b, words as u64 * 4)).collect();
         for a in acts {
             parts.push((&a.m, (a.rows * a.cols * 4) as u64));
@@ -282,23 +319,36 @@ impl GpuOps {
         Ok((self.ctx.storage("acc", (rows * cols * 8) as u64)?, self.ctx.storage("acc.e", (rows * groups * 4) as u64)?))
     }
 
-    /// Record normalize.wgsl: groups of `group` columns to the row's largest exponent (plus
-    /// `bias`), then rows rounded to `ROW_BITS`.
-    #[allow(clippy::too_many_arguments)]
-    fn normalize(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        acc: &wgpu::Buffer,
-        gexp: &wgpu::Buffer,
-        rows: usize,
-        cols: usize,
-        group: usize,
-        bias: i32,
-    ) -> Result<GpuAct> {
+    /// An activation whose values are `acc` (`rows × cols` 64-bit accumulators) with one exponent
+    /// per group of `group` columns in `gexp` (plus `bias`), normalized later ([`Lazy`]).
+    fn lazy(&self, acc: Buf, gexp: Rc<Buf>, rows: usize, cols: usize, group: usize, bias: i32) -> Result<GpuAct> {
         let out = self.act(rows, cols)?;
-        let p = [cols as u32, group as u32, (cols / group) as u32, ROW_BITS, bias as u32, 0];
-        self.ctx.dispatch(enc, Kernel::Normalize, &p, &[acc, gexp, &out.m, &out.e], [rows as u32, 1, 1])?;
+        *out.lazy.borrow_mut() = Some(Lazy { acc, gexp, group, ng: cols / group, bias });
         Ok(out)
+    }
+
+    /// Record normalize.wgsl for each of `acts` still [`Lazy`], so that kernels may read them.
+    pub(crate) fn ready(&self, enc: &mut wgpu::CommandEncoder, acts: &[&GpuAct]) -> Result<()> {
+        for x in acts {
+            if let Some(l) = x.lazy.borrow_mut().take() {
+                let p = [x.cols as u32, l.group as u32, l.ng as u32, ROW_BITS, l.bias as u32, 0];
+                let bufs = [&*l.acc, &**l.gexp, &*x.m, &*x.e];
+                self.ctx.dispatch(enc, Kernel::Normalize, &p, &bufs, [x.rows as u32, 1, 1])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A fused consumer's view of `x`: normalize_row.wgsl's parameters and the accumulators to
+    /// bind (`x` then counts as normalized: the consumer writes its `m`, `e`), or `norm` 0 and a
+    /// placeholder when `x` is ready.
+    fn fuse(&self, x: &GpuAct) -> Fused {
+        let lazy = x.lazy.borrow_mut().take();
+        let (params, acc, gexp) = match &lazy {
+            Some(l) => (l.params(), (*l.acc).clone(), (**l.gexp).clone()),
+            None => ([0; 5], (*self.none).clone(), (*self.none).clone()),
+        };
+        Fused { params, acc, gexp, _hold: lazy }
     }
 
     /// Record into the pending command encoder: ops are submitted together at the next
@@ -333,18 +383,14 @@ impl GpuOps {
                     act: x.id,
                     xq: self.ctx.storage("xq", (n * k) as u64)?,
                     xblk: self.ctx.storage("xblk", (n * nb * 16) as u64)?,
-                    emax: self.ctx.storage("emax", (n * 4) as u64)?,
+                    emax: Rc::new(self.ctx.storage("emax", (n * 4) as u64)?),
                 };
-                self.recorded(|s, enc| {
-                    let p = [k as u32, nb as u32, k as u32, k as u32 / 4, 0, nb as u32, 0];
-                    let bufs: [&wgpu::Buffer; 5] = [&x.m, &x.e, &q.xq, &q.xblk, &q.emax];
-                    s.ctx.dispatch(enc, Kernel::Quantize, &p, &bufs, [n as u32, 1, 1])
-                })?;
+                self.recorded(|s, enc| s.quantize(enc, x, k, (&*q.xq, k / 4, 0), (&*q.xblk, nb, 0), &q.emax))?;
                 q
             }
         };
         let q = self.quantized.insert(q);
-        let (xq, xblk, emax) = ((*q.xq).clone(), (*q.xblk).clone(), (*q.emax).clone());
+        let (xq, xblk, emax) = ((*q.xq).clone(), (*q.xblk).clone(), Rc::clone(&q.emax));
         // Outputs too large for one binding (prefill logits over a large vocabulary) are made in
         // batches of rows, each bound as a range of the output buffer (256-byte aligned offsets:
         // rows of a multiple of 64 outputs).
@@ -382,6 +428,10 @@ impl GpuOps {
                     let groups = [tiles.div_ceil(z) as u32, b.div_ceil(x_rows as usize) as u32, z as u32];
                     s.ctx.dispatch(enc, kernel, &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
                 }
+                if batch == n {
+                    // One batch: its consumer normalizes it.
+                    break;
+                }
                 let p = [m as u32, m as u32, 1, ROW_BITS, (max_exp - 8) as u32, r0 as u32];
                 let om = wgpu::BufferBinding {
                     buffer: &out.m,
@@ -398,6 +448,9 @@ impl GpuOps {
             }
             Ok(())
         })?;
+        if batch == n {
+            *out.lazy.borrow_mut() = Some(Lazy { acc, gexp: emax, group: m, ng: 1, bias: max_exp - 8 });
+        }
         Ok(out)
     }
 
@@ -426,9 +479,9 @@ impl GpuOps {
                 let groups = [(sel.len() / 2) as u32, 1, 1];
                 s.ctx.dispatch(enc, Kernel::Embed(*ty), &[cols as u32], &[&c.buf, &sel_buf, &acc, &gexp], groups)?;
             }
-            let out = s.normalize(enc, &acc, &gexp, n, cols, cols, 0)?;
-            Ok(out)
-        })
+            Ok(())
+        })?;
+        self.lazy(acc, Rc::new(gexp), n, cols, cols, 0)
     }
 
     pub fn try_rms_norm(&mut self, x: &GpuAct, w: &GpuWeight, group: usize, eps: f32) -> Result<GpuAct> {
@@ -442,19 +495,22 @@ impl GpuOps {
         let ng = x.cols / group;
         let (acc, gexp) = self.acc(x.rows, x.cols, ng)?;
         self.recorded(|s, enc| {
+            s.ready(enc, &[x])?;
             let p = [x.cols as u32, group as u32, ng as u32, em as u32, ee as u32, *we as u32];
             let groups = [ng as u32, x.rows as u32, 1];
-            s.ctx.dispatch(enc, Kernel::RmsNorm, &p, &[&x.m, &x.e, wm, &acc, &gexp], groups)?;
-            let out = s.normalize(enc, &acc, &gexp, x.rows, x.cols, group, 0)?;
-            Ok(out)
-        })
+            s.ctx.dispatch(enc, Kernel::RmsNorm, &p, &[&x.m, &x.e, wm, &acc, &gexp], groups)
+        })?;
+        self.lazy(acc, Rc::new(gexp), x.rows, x.cols, group, 0)
     }
 
-    /// An element-wise op writing accumulators and one exponent per row, then normalized.
+    /// An element-wise op over the activations `acts` (bound as `inputs`) writing accumulators
+    /// and one exponent per row: its output is [`Lazy`].
+    #[allow(clippy::too_many_arguments)]
     fn elementwise(
         &mut self,
         kernel: Kernel,
         p: &[u32],
+        acts: &[&GpuAct],
         inputs: &[&wgpu::Buffer],
         rows: usize,
         cols: usize,
@@ -462,18 +518,18 @@ impl GpuOps {
     ) -> Result<GpuAct> {
         let (acc, gexp) = self.acc(rows, cols, 1)?;
         self.recorded(|s, enc| {
+            s.ready(enc, acts)?;
             let mut bufs = inputs.to_vec();
             bufs.extend([&*acc, &*gexp]);
-            s.ctx.dispatch(enc, kernel, p, &bufs, [width.div_ceil(64) as u32, rows as u32, 1])?;
-            let out = s.normalize(enc, &acc, &gexp, rows, cols, cols, 0)?;
-            Ok(out)
-        })
+            s.ctx.dispatch(enc, kernel, p, &bufs, [width.div_ceil(64) as u32, rows as u32, 1])
+        })?;
+        self.lazy(acc, Rc::new(gexp), rows, cols, cols, 0)
     }
 
     pub fn try_scale(&mut self, x: &GpuAct, s: f32) -> Result<GpuAct> {
         let (sm, se) = f32_const(s).unwrap_or((0, 0));
         let p = [x.cols as u32, x.rows as u32, sm as u32, se as u32];
-        self.elementwise(Kernel::Scale, &p, &[&x.m, &x.e], x.rows, x.cols, x.cols)
+        self.elementwise(Kernel::Scale, &p, &[x], &[&x.m, &x.e], x.rows, x.cols, x.cols)
     }
 
     pub fn try_rope(&mut self, x: &GpuAct, pos0: usize, head_dim: usize, base: f32, kind: RopeKind) -> Result<GpuAct> {
@@ -495,10 +551,17 @@ impl GpuOps {
             self.rope_rows.insert(key, cs);
         }
         let cs: wgpu::Buffer = (*self.rope_rows[&key]).clone();
-        let p = [x.cols as u32, x.rows as u32, head_dim as u32];
         let kernel = Kernel::Rope { neox: kind == RopeKind::Neox };
-        let bufs: [&wgpu::Buffer; 3] = [&x.m, &x.e, &cs];
-        self.elementwise(kernel, &p, &bufs, x.rows, x.cols, x.cols / 2)
+        let (acc, gexp) = self.acc(x.rows, x.cols, 1)?;
+        self.recorded(|s, enc| {
+            // x is usually a product's output, which rope.wgsl normalizes itself.
+            let f = s.fuse(x);
+            let mut p = vec![x.cols as u32, x.rows as u32, head_dim as u32];
+            p.extend(f.params);
+            let bufs = [&*x.m, &*x.e, &cs, &*acc, &*gexp, &f.acc, &f.gexp];
+            s.ctx.dispatch(enc, kernel, &p, &bufs, [x.rows as u32, 1, 1])
+        })?;
+        self.lazy(acc, Rc::new(gexp), x.rows, x.cols, x.cols, 0)
     }
 
     fn try_gated(&mut self, gate: &GpuAct, up: &GpuAct, gelu: bool) -> Result<GpuAct> {
@@ -511,7 +574,7 @@ impl GpuOps {
         let p = [gate.cols as u32, gate.rows as u32];
         let exp2 = self.exp2.clone();
         let bufs = [&gate.m, &gate.e, &up.m, &up.e, &exp2];
-        self.elementwise(Kernel::Gated { gelu }, &p, &bufs, gate.rows, gate.cols, gate.cols)
+        self.elementwise(Kernel::Gated { gelu }, &p, &[gate, up], &bufs, gate.rows, gate.cols, gate.cols)
     }
 
     pub fn try_add(&mut self, x: &GpuAct, y: &GpuAct) -> Result<GpuAct> {
@@ -520,8 +583,13 @@ impl GpuOps {
         }
         let out = self.act(x.rows, x.cols)?;
         self.recorded(|s, enc| {
-            let bufs: [&wgpu::Buffer; 6] = [&x.m, &x.e, &y.m, &y.e, &out.m, &out.e];
-            s.ctx.dispatch(enc, Kernel::Add, &[x.cols as u32], &bufs, [x.rows as u32, 1, 1])?;
+            s.ready(enc, &[x])?;
+            // y is usually a matrix product's output, which add.wgsl normalizes itself.
+            let f = s.fuse(y);
+            let mut p = vec![x.cols as u32];
+            p.extend(f.params);
+            let bufs: [&wgpu::Buffer; 8] = [&x.m, &x.e, &y.m, &y.e, &out.m, &out.e, &f.acc, &f.gexp];
+            s.ctx.dispatch(enc, Kernel::Add, &p, &bufs, [x.rows as u32, 1, 1])?;
             Ok(out)
         })
     }
@@ -531,7 +599,8 @@ impl GpuOps {
             return Err(Error::InvalidArgument(format!("rows {rows:?} of {}", x.rows)));
         }
         let out = self.act(rows.len(), x.cols)?;
-        self.recorded(|_, enc| {
+        self.recorded(|s, enc| {
+            s.ready(enc, &[x])?;
             let (c, r0, n) = (x.cols as u64 * 4, rows.start as u64, rows.len() as u64);
             if n > 0 {
                 enc.copy_buffer_to_buffer(&x.m, r0 * c, &out.m, 0, n * c);
@@ -546,6 +615,7 @@ impl GpuOps {
     pub async fn argmax_async(&mut self, x: &GpuAct) -> Result<Vec<u32>> {
         let out = self.ctx.storage("argmax", (x.rows * 4) as u64)?;
         self.recorded(|s, enc| {
+            s.ready(enc, &[x])?;
             s.ctx.dispatch(enc, Kernel::Argmax, &[x.cols as u32], &[&x.m, &out], [x.rows as u32, 1, 1])
         })?;
         let (mut words, _) = self.read_acts(&[(&out, x.rows)], &[]).await?;
@@ -571,8 +641,13 @@ impl GpuOps {
         emax: &wgpu::Buffer,
     ) -> Result<()> {
         let nb = x.cols / seg * seg.div_ceil(32);
-        let p = [x.cols, nb, seg, q_stride, q_base, b_stride, b_base].map(|v| v as u32);
-        self.ctx.dispatch(enc, Kernel::Quantize, &p, &[&x.m, &x.e, q, blk, emax], [x.rows as u32, 1, 1])
+        // x is usually still accumulators (a product's output, RoPE's), which quantize.wgsl
+        // normalizes itself.
+        let f = self.fuse(x);
+        let mut p = [x.cols, nb, seg, q_stride, q_base, b_stride, b_base].map(|v| v as u32).to_vec();
+        p.extend(f.params);
+        let bufs = [&*x.m, &*x.e, q, blk, emax, &f.acc, &f.gexp];
+        self.ctx.dispatch(enc, Kernel::Quantize, &p, &bufs, [x.rows as u32, 1, 1])
     }
 
     /// Append `k`, `v` at `pos0` to the layer's cache (dropping what followed `pos0`), then
@@ -620,9 +695,9 @@ impl GpuOps {
                 [hd, nbh, p.n_head, p.n_head / p.n_head_kv, kv_dim, pos0, window, npos].map(|v| v as u32).to_vec();
             prm.extend([sm as u32, se as u32]);
             let bufs = [&q8, &qblk, &cw, &cb, &exp2, &scores, &acc, &gexp];
-            s.ctx.dispatch(enc, Kernel::Attention, &prm, &bufs, [p.n_head as u32, n as u32, 1])?;
-            s.normalize(enc, &acc, &gexp, n, q_cols, hd, 0)
-        })
+            s.ctx.dispatch(enc, Kernel::Attention, &prm, &bufs, [p.n_head as u32, n as u32, 1])
+        })?;
+        self.lazy(acc, Rc::new(gexp), n, q_cols, hd, 0)
     }
 
     /// The cache of `layer`, holding `pos0 + n` positions (growing by doubling, copying the

@@ -38,6 +38,7 @@ impl GpuOps {
         if row >= logits.rows {
             return Err(Error::InvalidArgument(format!("sample: row {row} of {}", logits.rows)));
         }
+        self.recorded(|s, enc| s.ready(enc, &[logits]))?;
         let cols = logits.cols;
         let mut init = [0u32; STATE_WORDS];
         if cols == 0 || cols > MAX_COLS {
