@@ -834,8 +834,9 @@ pub async fn verify_async(
             ids.iter().zip(&r.prompt_ids).position(|(a, b)| a != b).unwrap_or(ids.len().min(r.prompt_ids.len()));
         rep.findings.push(Divergence::Prompt { index });
     }
-    // 4. Re-execution, teacher-forced: the prompt in one pass (as generated), then the
-    // tokens in chunks (batched and stepwise give the same bits), one logits row per step.
+    // 4. Re-execution, teacher-forced: the prompt and the first tokens in one pass, then the
+    // rest in chunks (batched and stepwise give the same bits), one logits row per step. Each
+    // pass reads every weight once, so fewer passes are faster.
     let (p, n) = (r.prompt_ids.len(), r.tokens.len());
     if p == 0 {
         rep.findings.push(Divergence::Prompt { index: 0 });
@@ -854,13 +855,17 @@ pub async fn verify_async(
     let mut a = 0;
     let mut step = 0;
     while step < n {
-        let b = if a == 0 { p } else { (a + CHUNK).min(seq.len()) };
-        // Logits of the prompt's last row, or of every row of a chunk.
+        let b = if a == 0 { (p + CHUNK).min(seq.len()) } else { (a + CHUNK).min(seq.len()) };
+        // Logits from the prompt's last row on, or of every row of a chunk.
         let first = if a == 0 { p - 1 } else { 0 };
         let (logits, res) = engine.eval_recorded(&seq[a..b], a, first..b - a).await?;
-        // Rows of this pass that produce a token: the prompt's last, then every row.
-        let rows: Vec<std::ops::Range<usize>> =
-            if a == 0 { std::iter::once(0..p).collect() } else { (0..b - a).map(|i| i..i + 1).collect() };
+        // Rows of this pass that produce a token, and the residual rows each commits to: the
+        // whole prompt for the first step, then one row each.
+        let rows: Vec<std::ops::Range<usize>> = if a == 0 {
+            std::iter::once(0..p).chain((p..b).map(|i| i..i + 1)).collect()
+        } else {
+            (0..b - a).map(|i| i..i + 1).collect()
+        };
         for rr in rows {
             let pos = a + rr.start;
             let digests: Vec<Hash> =
