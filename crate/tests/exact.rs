@@ -108,7 +108,12 @@ fn quantize_block_scaled_matches_reference() {
     for &n in &[1usize, 5, 16, 31, 32] {
         for bits in [1u32, 6, 7, 8, 12, 24, 31] {
             for _ in 0..200 {
-                let m: Vec<i32> = (0..n).map(|_| rand_i64(&mut rng, bits).clamp(-(1 << 30), 1 << 30) as i32).collect();
+                let mut m: Vec<i32> =
+                    (0..n).map(|_| rand_i64(&mut rng, bits).clamp(-(1 << 30), 1 << 30) as i32).collect();
+                if bits == 31 && n > 1 {
+                    // The extremes of i32 (|m| < 2^31 but for i32::MIN, whose |m| is 2^31).
+                    (m[0], m[n - 1]) = (i32::MIN, i32::MAX);
+                }
                 let mut q = vec![0i8; n];
                 let (t, sc) = quantize_block_scaled(&m, &mut q);
                 let max = m.iter().map(|v| v.unsigned_abs() as i128).max().unwrap_or(0);

@@ -1347,6 +1347,17 @@ fn row_dot<const V: bool>(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Ter
     acc
 }
 
+/// `ldexp(m, e)`: for an exponent in f64's normal range one multiply by 2^e built from its
+/// bits (the same result, one rounding of m·2^e), else the call.
+#[inline(always)]
+fn ldexp(m: f64, e: i32) -> f64 {
+    if (-1022..=1023).contains(&e) {
+        m * f64::from_bits(((e + 1023) as u64) << 52)
+    } else {
+        libm::ldexp(m, e)
+    }
+}
+
 /// 1.5 · 2^52. Adding it to an f64 of magnitude below 2^51 rounds that value to an integer,
 /// ties to even (IEEE round to nearest), and leaves the integer in the sum's low bits: the
 /// batched matmul rounds each term with it, exactly as [`shl`] does.
@@ -1383,12 +1394,12 @@ impl Widened {
                 *wv = qv as i16;
             }
             for ((a, b), s) in a.iter_mut().zip(b.iter_mut()).zip(&sc) {
-                *a = libm::ldexp(s.a[0] as f64, s.ea);
-                *b = libm::ldexp(s.b as f64, s.eb);
+                *a = ldexp(s.a[0] as f64, s.ea);
+                *b = ldexp(s.b as f64, s.eb);
             }
             if ty == TensorType::Q6K {
                 let (d, e) = f16_at(blk, 208);
-                a.fill(libm::ldexp(d as f64, e));
+                a.fill(ldexp(d as f64, e));
                 // Element k of sub-block j has scale byte 2·j + k / 16 (see decode_block).
                 for (k, wv) in w.iter_mut().enumerate() {
                     *wv *= blk[192 + k / 16] as i8 as i16;
@@ -1622,8 +1633,8 @@ impl XRows {
         let w = q.q.iter().map(|&v| v as i16).collect();
         let sh: Vec<i32> = q.e.iter().enumerate().map(|(b, &e)| e - grid[b / nb]).collect();
         let ssum: Vec<i32> = q.sum.iter().zip(&q.s).map(|(&v, &s)| v * s).collect();
-        let f = q.s.iter().zip(&sh).map(|(&s, &e)| libm::ldexp(s as f64, e)).collect();
-        let m = ssum.iter().zip(&sh).map(|(&s, &e)| libm::ldexp(s as f64, e)).collect();
+        let f = q.s.iter().zip(&sh).map(|(&s, &e)| ldexp(s as f64, e)).collect();
+        let m = ssum.iter().zip(&sh).map(|(&s, &e)| ldexp(s as f64, e)).collect();
         XRows { n: x.rows, k: x.cols, q, w, sh, ssum, grid, f, m }
     }
 }
