@@ -99,6 +99,19 @@ test('on an isolated page WorkerEngine runs on several threads with the receipts
     assert.equal(r.gpu.final, r.cpu, 'WebGPU in the threaded worker gives the CPU receipt');
   }));
 
+test('a worker of the page own that serves the threaded build (edgeproof/mt/worker) runs on threads', { timeout: TIMEOUT }, (t) =>
+  h.page(t, async (page) => {
+    const r = await page.evaluate(async (model) => {
+      const { WorkerEngine } = await import('/pkg/worker.js');
+      const engine = await WorkerEngine.load('/mt-worker.js', model, { backend: 'cpu', threads: 2 });
+      const out = { info: await engine.info(), result: await engine.generate('Once upon a time', { maxTokens: 4 }).result };
+      engine.free();
+      return out;
+    }, MODELS.tiny);
+    assert.equal(r.info.threads, 2);
+    assert.equal(r.result.receipt.tokens.length, 4);
+  }));
+
 test('on a page that is not cross-origin isolated WorkerEngine runs on one thread', { timeout: TIMEOUT }, (t) =>
   h.page(
     t,
