@@ -474,6 +474,12 @@ pub struct SharedBytes {
     range: std::ops::Range<usize>,
 }
 
+impl From<Vec<u8>> for SharedBytes {
+    fn from(bytes: Vec<u8>) -> SharedBytes {
+        SharedBytes { range: 0..bytes.len(), file: Arc::new(bytes) }
+    }
+}
+
 impl std::ops::Deref for SharedBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {

@@ -289,6 +289,7 @@ impl ExactWeight {
 }
 
 /// Rows quantized to int8 in blocks of at most 32 (per `seg`-wide segment), with block exponents.
+#[derive(Clone)]
 struct QRows {
     q: Vec<i8>,
     /// Block exponents: row exponent + block shift − 7.
@@ -1593,13 +1594,50 @@ const MATMUL_GUARD: i32 = 8;
 /// the shift of at most 8, and at most 512 blocks of two terms (or 16384 elements) per row,
 /// |acc| < 2^62.
 fn matmul(x: &IMat, w: &Matrix) -> IMat {
-    let (n, k, m) = (x.rows, x.cols, w.rows);
-    assert_eq!(k, w.cols, "matmul of {k}-wide rows by a {}-wide weight", w.cols);
-    let xr = XRows::new(x, w.max_exp);
-    let acc_t = match &w.data {
-        MatrixData::Blocks { ty, raw } => block_products(*ty, raw, m, &xr),
-        MatrixData::Elems { m: wm, e: we } => elem_products(wm, we, m, &xr),
+    assert_eq!(x.cols, w.cols, "matmul of {}-wide rows by a {}-wide weight", x.cols, w.cols);
+    let xr = XRows::new(quantize_rows(x, x.cols), x, w.max_exp);
+    normalized(&xr, w.rows, &products(w, &xr))
+}
+
+/// [`matmul`] of `x` by each of `ws` (q/k/v, gate/up), with `x` quantized once. A decode step
+/// (one row) runs the rows of every weight as one parallel pass: a pass costs a hand-off to
+/// rayon's threads and back, which a browser's workers make slowly.
+fn matmuls<const N: usize>(x: &IMat, ws: [&Matrix; N]) -> [IMat; N] {
+    let q = quantize_rows(x, x.cols);
+    let xrs = ws.map(|w| {
+        assert_eq!(x.cols, w.cols, "matmul of {}-wide rows by a {}-wide weight", x.cols, w.cols);
+        XRows::new(q.clone(), x, w.max_exp)
+    });
+    let accs: [Vec<i64>; N] = if x.rows == 1 && ws.iter().all(|w| matches!(w.data, MatrixData::Blocks { .. })) {
+        let mut accs = ws.map(|w| vec![0; w.rows]);
+        let tasks: Vec<(usize, usize, &mut [i64])> = accs
+            .iter_mut()
+            .enumerate()
+            .flat_map(|(i, acc)| acc.chunks_mut(CHUNK).enumerate().map(move |(c, out)| (i, c * CHUNK, out)))
+            .collect();
+        tasks.into_par_iter().for_each(|(i, j0, out)| {
+            if let MatrixData::Blocks { ty, raw } = &ws[i].data {
+                dot_rows(*ty, raw, &xrs[i], j0, out);
+            }
+        });
+        accs
+    } else {
+        std::array::from_fn(|i| products(ws[i], &xrs[i]))
     };
+    std::array::from_fn(|i| normalized(&xrs[i], ws[i].rows, &accs[i]))
+}
+
+/// The grid sums of `w`'s rows times the x rows, as `[weight row][x row]`.
+fn products(w: &Matrix, xr: &XRows) -> Vec<i64> {
+    match &w.data {
+        MatrixData::Blocks { ty, raw } => block_products(*ty, raw, w.rows, xr),
+        MatrixData::Elems { m: wm, e: we } => elem_products(wm, we, w.rows, xr),
+    }
+}
+
+/// The products' rows (`[weight row][x row]` sums, `m` weight rows), each normalized on its grid.
+fn normalized(xr: &XRows, m: usize, acc_t: &[i64]) -> IMat {
+    let n = xr.n;
     let mut out = IMat::zeros(n, m);
     each_row(&mut out, |i, om, oe| {
         let row: Vec<i64> = (0..m).map(|j| acc_t[j * n + i]).collect();
@@ -1626,8 +1664,8 @@ struct XRows {
 }
 
 impl XRows {
-    fn new(x: &IMat, max_exp: i32) -> XRows {
-        let q = quantize_rows(x, x.cols);
+    /// `q`: `x` quantized ([`quantize_rows`]); `max_exp`: the weight's largest scale exponent.
+    fn new(q: QRows, x: &IMat, max_exp: i32) -> XRows {
         let nb = q.nb;
         let grid: Vec<i32> = q.emax.iter().map(|&e| max_exp + e - MATMUL_GUARD).collect();
         let w = q.q.iter().map(|&v| v as i16).collect();
@@ -1669,15 +1707,19 @@ fn block_products(ty: TensorType, raw: &[u8], m: usize, x: &XRows) -> Vec<i64> {
         });
         return acc_t;
     }
-    acc_t.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| {
-        let mut terms = [Terms::default(); 8];
-        let rx = RowX { q: &x.q.q, w: &x.w, sh: &x.sh, s: &x.q.s, sum: &x.q.sum, ssum: &x.ssum, f: &x.f, m: &x.m };
-        for (jj, o) in out.iter_mut().enumerate() {
-            let j = c * CHUNK + jj;
-            *o = row_dot::<true>(ty, &raw[j * row_bytes..(j + 1) * row_bytes], &rx, &mut terms);
-        }
-    });
+    acc_t.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| dot_rows(ty, raw, x, c * CHUNK, out));
     acc_t
+}
+
+/// Weight rows `j0..j0 + out.len()` (of GGUF blocks `raw`) times one x row.
+fn dot_rows(ty: TensorType, raw: &[u8], x: &XRows, j0: usize, out: &mut [i64]) {
+    let row_bytes = x.k / ty.block_len() * ty.block_bytes();
+    let mut terms = [Terms::default(); 8];
+    let rx = RowX { q: &x.q.q, w: &x.w, sh: &x.sh, s: &x.q.s, sum: &x.q.sum, ssum: &x.ssum, f: &x.f, m: &x.m };
+    for (jj, o) in out.iter_mut().enumerate() {
+        let j = j0 + jj;
+        *o = row_dot::<true>(ty, &raw[j * row_bytes..(j + 1) * row_bytes], &rx, &mut terms);
+    }
 }
 
 /// As [`block_products`] for F16 / F32 weights: one term per element.
@@ -1948,6 +1990,10 @@ impl Ops for ExactOps {
         matmul(x, w.matrix())
     }
 
+    fn matmuls<const N: usize>(&mut self, x: &IMat, ws: [&ExactWeight; N]) -> [IMat; N] {
+        matmuls(x, ws.map(|w| w.matrix()))
+    }
+
     /// x·c − y·s and x·s + y·c with Q30 cos/sin, exact in i64 at exponent e − 30, normalized.
     fn rope(&mut self, x: &mut IMat, pos0: usize, head_dim: usize, base: f32, kind: RopeKind) {
         let table = self.rope.entry((base.to_bits(), head_dim)).or_default();
@@ -2198,7 +2244,7 @@ mod tests {
                 let k = nb * ty.block_len();
                 let (raw, x) = random_case(&mut rng, ty, m, n, k);
                 let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
-                let xr = XRows::new(&x, max_exp);
+                let xr = XRows::new(quantize_rows(&x, x.cols), &x, max_exp);
                 let row_bytes = raw.len() / m;
                 let (kb, xb) = (x.cols, xr.q.nb);
                 let (mut got, mut want) = (vec![], vec![]);
@@ -2311,13 +2357,41 @@ mod tests {
                 }
                 x.m[i * k + 64..i * k + 96].fill(0);
             }
-            let all = block_products(ty, &raw, m, &XRows::new(&x, max_exp));
+            let all = block_products(ty, &raw, m, &XRows::new(quantize_rows(&x, k), &x, max_exp));
             for i in 0..n {
                 let xi = IMat { rows: 1, cols: k, m: x.row(i).to_vec(), e: vec![x.e[i]] };
-                let one = block_products(ty, &raw, m, &XRows::new(&xi, max_exp));
+                let one = block_products(ty, &raw, m, &XRows::new(quantize_rows(&xi, k), &xi, max_exp));
                 for (j, &v) in one.iter().enumerate() {
                     assert_eq!(all[j * n + i], v, "{}: weight row {j}, x row {i}", ty.name());
                 }
+            }
+        }
+    }
+
+    /// [`matmuls`] (x quantized once; one parallel pass for a single row) gives each
+    /// [`matmul`]'s bits, for one x row and for a batch, blocks of different types together.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn several_products_equal_one_at_a_time() {
+        use TensorType::*;
+        let mut rng = crate::tiny::SplitMix64(5);
+        let k = 256;
+        for n in [1, 3] {
+            let mut x = IMat::zeros(n, k);
+            let ws: Vec<Matrix> = [(Q4_1, 40), (Q8_0, 17), (Q4K, 33), (Q6K, 5)]
+                .into_iter()
+                .map(|(ty, m)| {
+                    let (raw, xr) = random_case(&mut rng, ty, m, n, k);
+                    x = xr;
+                    let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
+                    Matrix { rows: m, cols: k, data: MatrixData::Blocks { ty, raw: raw.into() }, max_exp }
+                })
+                .collect();
+            let together = matmuls(&x, [&ws[0], &ws[1], &ws[2], &ws[3]]);
+            for (w, got) in ws.iter().zip(&together) {
+                let want = matmul(&x, w);
+                assert_same(&format!("n={n} {}: mantissas", w.rows), &got.m, &want.m);
+                assert_same(&format!("n={n} {}: exponents", w.rows), &got.e, &want.e);
             }
         }
     }

@@ -103,7 +103,9 @@ impl KernelKey {
             Kernel::Rope { .. } => {
                 return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/rope.wgsl")].join("\n")
             }
-            Kernel::Add => return [I64, &normalize_row("ym", "ye"), include_str!("../../../shaders/add.wgsl")].join("\n"),
+            Kernel::Add => {
+                return [I64, &normalize_row("ym", "ye"), include_str!("../../../shaders/add.wgsl")].join("\n")
+            }
             Kernel::Matmul { .. } => &[I64, dot4, WEIGHTS, include_str!("../../../shaders/matmul.wgsl")],
             Kernel::Embed(_) => &[I64, WEIGHTS, include_str!("../../../shaders/embed.wgsl")],
             Kernel::RmsNorm => &[I64, include_str!("../../../shaders/rms_norm.wgsl")],

@@ -27,9 +27,8 @@ pub fn forward<O: Ops>(
         let base = if global { cfg.rope_base } else { cfg.rope_base_local };
 
         let h = ops.rms_norm(&x, &l.attn_norm, cfg.n_embd, eps); // [n, n_embd]
-        let q = ops.matmul(&h, &l.wq); // [n, n_head*hd]
-        let k = ops.matmul(&h, &l.wk); // [n, n_head_kv*hd]
-        let v = ops.matmul(&h, &l.wv); // [n, n_head_kv*hd]
+                                                                 // q: [n, n_head*hd], k and v: [n, n_head_kv*hd]
+        let [q, k, v] = ops.matmuls(&h, [&l.wq, &l.wk, &l.wv]);
         let mut q = ops.rms_norm(&q, need(&l.q_norm, "attn_q_norm")?, hd, eps); // per head
         let mut k = ops.rms_norm(&k, need(&l.k_norm, "attn_k_norm")?, hd, eps); // per head
         ops.rope(&mut q, pos0, hd, base, cfg.rope_kind);
@@ -49,8 +48,7 @@ pub fn forward<O: Ops>(
         ops.add(&mut x, &o);
 
         let h = ops.rms_norm(&x, &l.ffn_norm, cfg.n_embd, eps); // [n, n_embd]
-        let g = ops.matmul(&h, &l.gate); // [n, n_ff]
-        let u = ops.matmul(&h, &l.up); // [n, n_ff]
+        let [g, u] = ops.matmuls(&h, [&l.gate, &l.up]); // [n, n_ff] each
         let f = ops.geglu(&g, &u); // [n, n_ff]
         let d = ops.matmul(&f, &l.down); // [n, n_embd]
         let d = ops.rms_norm(&d, need(&l.post_ffn_norm, "post_ffw_norm")?, cfg.n_embd, eps);

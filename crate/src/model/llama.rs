@@ -17,9 +17,8 @@ pub fn forward<O: Ops>(
     let mut x = ops.embed(&w.tok_embd, ids)?; // [n, n_embd]
     for (il, l) in w.layers.iter().enumerate() {
         let h = ops.rms_norm(&x, &l.attn_norm, cfg.n_embd, eps); // [n, n_embd]
-        let mut q = ops.matmul(&h, &l.wq); // [n, n_head*hd]
-        let mut k = ops.matmul(&h, &l.wk); // [n, n_head_kv*hd]
-        let v = ops.matmul(&h, &l.wv); // [n, n_head_kv*hd]
+                                                                 // q: [n, n_head*hd], k and v: [n, n_head_kv*hd]
+        let [mut q, mut k, v] = ops.matmuls(&h, [&l.wq, &l.wk, &l.wv]);
         ops.rope(&mut q, pos0, hd, cfg.rope_base, cfg.rope_kind);
         ops.rope(&mut k, pos0, hd, cfg.rope_base, cfg.rope_kind);
         let p = AttnParams {
@@ -35,8 +34,7 @@ pub fn forward<O: Ops>(
         ops.add(&mut x, &o);
 
         let h = ops.rms_norm(&x, &l.ffn_norm, cfg.n_embd, eps); // [n, n_embd]
-        let g = ops.matmul(&h, &l.gate); // [n, n_ff]
-        let u = ops.matmul(&h, &l.up); // [n, n_ff]
+        let [g, u] = ops.matmuls(&h, [&l.gate, &l.up]); // [n, n_ff] each
         let f = ops.swiglu(&g, &u); // [n, n_ff]
         let d = ops.matmul(&f, &l.down); // [n, n_embd]
         ops.add(&mut x, &d);

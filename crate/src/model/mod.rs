@@ -259,6 +259,11 @@ pub trait Ops {
     fn rms_norm(&mut self, x: &Self::Act, w: &Self::W, group: usize, eps: f32) -> Self::Act;
     /// `x · wᵀ` for `w` of shape `[out, in]` (GGUF dims `[in, out]`).
     fn matmul(&mut self, x: &Self::Act, w: &Self::W) -> Self::Act;
+    /// [`Ops::matmul`] of one input by several weights (q/k/v, gate/up), which a backend may run
+    /// together.
+    fn matmuls<const N: usize>(&mut self, x: &Self::Act, ws: [&Self::W; N]) -> [Self::Act; N] {
+        ws.map(|w| self.matmul(x, w))
+    }
     /// Rotate each `head_dim` slice of each row by its position `pos0 + row`.
     fn rope(&mut self, x: &mut Self::Act, pos0: usize, head_dim: usize, base: f32, kind: RopeKind);
     /// Append `k`, `v` to the layer's cache, then causal (optionally windowed) attention of `q`.
