@@ -549,7 +549,7 @@ fn run(
     eog: &[u32],
     mut on_text: impl FnMut(&str) -> Result<()>,
 ) -> Result<Generation> {
-    let mut g = Generation::new(prompt.to_vec(), 0, engine.config(), max_tokens, params.clone(), stop, eog)?;
+    let mut g = Generation::new(prompt.to_vec(), 0, engine.config(), max_tokens, *params, stop, eog)?;
     while !g.done() {
         let (ids, pos0, step) = g.input();
         let t = engine.next_token(ids, pos0, params, step)?;

@@ -303,25 +303,25 @@ impl<'a> Cursor<'a> {
 /// `what` names the value in errors (made once per key, not per array element).
 fn read_value(c: &mut Cursor, ty: u32, what: &str, depth: u32) -> Result<Value> {
     Ok(match ty {
-        0 => Value::U8(c.arr::<1>(&what)?[0]),
-        1 => Value::I8(c.arr::<1>(&what)?[0] as i8),
-        2 => Value::U16(u16::from_le_bytes(c.arr(&what)?)),
-        3 => Value::I16(i16::from_le_bytes(c.arr(&what)?)),
-        4 => Value::U32(c.u32(&what)?),
-        5 => Value::I32(i32::from_le_bytes(c.arr(&what)?)),
-        6 => Value::F32(f32::from_le_bytes(c.arr(&what)?)),
-        7 => match c.arr::<1>(&what)?[0] {
+        0 => Value::U8(c.arr::<1>(what)?[0]),
+        1 => Value::I8(c.arr::<1>(what)?[0] as i8),
+        2 => Value::U16(u16::from_le_bytes(c.arr(what)?)),
+        3 => Value::I16(i16::from_le_bytes(c.arr(what)?)),
+        4 => Value::U32(c.u32(what)?),
+        5 => Value::I32(i32::from_le_bytes(c.arr(what)?)),
+        6 => Value::F32(f32::from_le_bytes(c.arr(what)?)),
+        7 => match c.arr::<1>(what)?[0] {
             0 => Value::Bool(false),
             1 => Value::Bool(true),
             b => return Err(Error::Corrupt(format!("{what}: bool byte {b}"))),
         },
-        8 => Value::Str(c.string(&what)?),
+        8 => Value::Str(c.string(what)?),
         9 => {
             if depth > 0 {
                 return Err(Error::Corrupt(format!("{what}: nested arrays are not supported")));
             }
-            let elem = c.u32(&what)?;
-            let n = c.count(&what)?;
+            let elem = c.u32(what)?;
+            let n = c.count(what)?;
             // Each element takes at least one byte: a count beyond the bytes left is a lie
             // (report it as truncation so a stream waits for more) and must not drive an allocation.
             let min = match elem {
@@ -350,9 +350,9 @@ fn read_value(c: &mut Cursor, ty: u32, what: &str, depth: u32) -> Result<Value> 
             }
             Value::Array(elem, items)
         }
-        10 => Value::U64(c.u64(&what)?),
-        11 => Value::I64(i64::from_le_bytes(c.arr(&what)?)),
-        12 => Value::F64(f64::from_le_bytes(c.arr(&what)?)),
+        10 => Value::U64(c.u64(what)?),
+        11 => Value::I64(i64::from_le_bytes(c.arr(what)?)),
+        12 => Value::F64(f64::from_le_bytes(c.arr(what)?)),
         t => return Err(Error::Corrupt(format!("{what}: unknown value type {t}"))),
     })
 }

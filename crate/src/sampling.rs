@@ -29,7 +29,7 @@ pub const DEFAULT_TOP_P: f32 = 0.95;
 
 /// `x` in Q16, rounded half to even (exact: f64 holds every f32 times 2^16).
 fn q16_of(x: f32, what: &str) -> Result<u32> {
-    if !x.is_finite() || x < 0.0 || x > 1000.0 {
+    if !x.is_finite() || !(0.0..=1000.0).contains(&x) {
         return Err(Error::InvalidArgument(format!("{what} {x} is outside 0..=1000")));
     }
     Ok((x as f64 * 65536.0).round_ties_even() as u32)

@@ -499,7 +499,7 @@ fn stream_rejects_a_header_claiming_more_than_can_be_allocated() {
     let bytes = Raw::header(3, 1, 0).tensor("w", &[8], TensorType::F32 as u32, 1 << 62).data(0);
     assert!(parse_header(&bytes).is_ok());
     let mut s = GgufStream::new();
-    let e = s.push(&bytes).err().expect("cannot hold 2^62 bytes");
+    let e = s.push(&bytes).expect_err("cannot hold 2^62 bytes");
     assert_eq!(e.code(), "IO", "{e:?}");
 }
 

@@ -679,7 +679,7 @@ fn a_lost_device_and_a_bad_pipeline_are_typed_errors() {
     let greedy = SamplingParams::greedy();
     s.next_token(&[1, 7, 3], 0, &greedy, 0).expect("a step before the loss");
     ctx.device.destroy();
-    let err = s.next_token(&[5], 3, &greedy, 1).err().expect("a step on a lost device");
+    let err = s.next_token(&[5], 3, &greedy, 1).expect_err("a step on a lost device");
     assert_eq!(err.code(), "DEVICE_LOST", "{err}");
 }
 
