@@ -11,6 +11,7 @@ use crate::numerics::numerics_digest;
 use crate::sampling::{sample, SamplingParams};
 use crate::tokenizer::chat::{ChatTemplate, Message};
 use crate::tokenizer::Tokenizer;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -151,15 +152,28 @@ impl ModelCommitment {
         let file_sha256: Hash = h.finalize().into();
         let tensors = &gguf.header.tensors;
         let mut leaves = Vec::with_capacity(tensors.len());
-        for (i, t) in tensors.iter().enumerate() {
-            let data = gguf.tensor(&t.name)?.data;
-            let mut leaf =
-                Hasher::new("edgeproof tensor").bytes(t.name.as_bytes()).u32(t.ty as u32).u32(t.dims.len() as u32);
-            for &d in &t.dims {
-                leaf = leaf.u64(d);
+        // Tensors are hashed on rayon's threads (the file's hash is one serial stream), a
+        // sixteenth of them at a time, with progress between.
+        let per_batch = tensors.len().div_ceil(16).max(1);
+        for (b, batch) in tensors.chunks(per_batch).enumerate() {
+            let hashed: Vec<Result<Hash>> = batch
+                .par_iter()
+                .map(|t| {
+                    let data = gguf.tensor(&t.name)?.data;
+                    let mut leaf = Hasher::new("edgeproof tensor")
+                        .bytes(t.name.as_bytes())
+                        .u32(t.ty as u32)
+                        .u32(t.dims.len() as u32);
+                    for &d in &t.dims {
+                        leaf = leaf.u64(d);
+                    }
+                    Ok(leaf.hash(&sha256(data)).finish())
+                })
+                .collect();
+            for leaf in hashed {
+                leaves.push(leaf?);
             }
-            leaves.push(leaf.hash(&sha256(data)).finish());
-            progress(0.5 + 0.5 * (i + 1) as f32 / tensors.len() as f32);
+            progress(0.5 + 0.5 * ((b + 1) * per_batch).min(tensors.len()) as f32 / tensors.len() as f32);
         }
         let mut tok = Hasher::new("edgeproof tokenizer");
         let mut template = Hasher::new("edgeproof chat template").u32(0);
