@@ -12,6 +12,7 @@ use crate::numerics::{
 use crate::quant::{scale_min_k4, TensorType};
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Activations: each row is i32 mantissas and one exponent, value = m · 2^e.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -289,7 +290,6 @@ impl ExactWeight {
 }
 
 /// Rows quantized to int8 in blocks of at most 32 (per `seg`-wide segment), with block exponents.
-#[derive(Clone)]
 struct QRows {
     q: Vec<i8>,
     /// Block exponents: row exponent + block shift − 7.
@@ -311,11 +311,10 @@ fn each_row(out: &mut IMat, f: impl Fn(usize, &mut [i32], &mut i32) + Sync + Sen
     if out.cols == 0 {
         return;
     }
-    let rows = out.m.chunks_mut(out.cols).zip(out.e.iter_mut());
     if out.rows > 1 {
         out.m.par_chunks_mut(out.cols).zip(out.e.par_iter_mut()).enumerate().for_each(|(i, (m, e))| f(i, m, e));
     } else {
-        rows.enumerate().for_each(|(i, (m, e))| f(i, m, e));
+        out.m.chunks_mut(out.cols).zip(out.e.iter_mut()).enumerate().for_each(|(i, (m, e))| f(i, m, e));
     }
 }
 
@@ -1594,19 +1593,19 @@ const MATMUL_GUARD: i32 = 8;
 /// the shift of at most 8, and at most 512 blocks of two terms (or 16384 elements) per row,
 /// |acc| < 2^62.
 fn matmul(x: &IMat, w: &Matrix) -> IMat {
-    assert_eq!(x.cols, w.cols, "matmul of {}-wide rows by a {}-wide weight", x.cols, w.cols);
-    let xr = XRows::new(quantize_rows(x, x.cols), x, w.max_exp);
-    normalized(&xr, w.rows, &products(w, &xr))
+    let [y] = matmuls(x, [w]);
+    y
 }
 
 /// [`matmul`] of `x` by each of `ws` (q/k/v, gate/up), with `x` quantized once. A decode step
 /// (one row) runs the rows of every weight as one parallel pass: a pass costs a hand-off to
 /// rayon's threads and back, which a browser's workers make slowly.
 fn matmuls<const N: usize>(x: &IMat, ws: [&Matrix; N]) -> [IMat; N] {
-    let q = quantize_rows(x, x.cols);
+    // Shared by the products' x rows, each on its own weight's grid.
+    let q = Arc::new(quantize_rows(x, x.cols));
     let xrs = ws.map(|w| {
         assert_eq!(x.cols, w.cols, "matmul of {}-wide rows by a {}-wide weight", x.cols, w.cols);
-        XRows::new(q.clone(), x, w.max_exp)
+        XRows::new(Arc::clone(&q), x, w.max_exp)
     });
     let accs: [Vec<i64>; N] = if x.rows == 1 && ws.iter().all(|w| matches!(w.data, MatrixData::Blocks { .. })) {
         let mut accs = ws.map(|w| vec![0; w.rows]);
@@ -1650,7 +1649,7 @@ fn normalized(xr: &XRows, m: usize, acc_t: &[i64]) -> IMat {
 struct XRows {
     n: usize,
     k: usize,
-    q: QRows,
+    q: Arc<QRows>,
     /// The int8 values widened to i16.
     w: Vec<i16>,
     sh: Vec<i32>,
@@ -1665,7 +1664,7 @@ struct XRows {
 
 impl XRows {
     /// `q`: `x` quantized ([`quantize_rows`]); `max_exp`: the weight's largest scale exponent.
-    fn new(q: QRows, x: &IMat, max_exp: i32) -> XRows {
+    fn new(q: Arc<QRows>, x: &IMat, max_exp: i32) -> XRows {
         let nb = q.nb;
         let grid: Vec<i32> = q.emax.iter().map(|&e| max_exp + e - MATMUL_GUARD).collect();
         let w = q.q.iter().map(|&v| v as i16).collect();
@@ -2244,7 +2243,7 @@ mod tests {
                 let k = nb * ty.block_len();
                 let (raw, x) = random_case(&mut rng, ty, m, n, k);
                 let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
-                let xr = XRows::new(quantize_rows(&x, x.cols), &x, max_exp);
+                let xr = XRows::new(Arc::new(quantize_rows(&x, x.cols)), &x, max_exp);
                 let row_bytes = raw.len() / m;
                 let (kb, xb) = (x.cols, xr.q.nb);
                 let (mut got, mut want) = (vec![], vec![]);
@@ -2357,10 +2356,10 @@ mod tests {
                 }
                 x.m[i * k + 64..i * k + 96].fill(0);
             }
-            let all = block_products(ty, &raw, m, &XRows::new(quantize_rows(&x, k), &x, max_exp));
+            let all = block_products(ty, &raw, m, &XRows::new(Arc::new(quantize_rows(&x, k)), &x, max_exp));
             for i in 0..n {
                 let xi = IMat { rows: 1, cols: k, m: x.row(i).to_vec(), e: vec![x.e[i]] };
-                let one = block_products(ty, &raw, m, &XRows::new(quantize_rows(&xi, k), &xi, max_exp));
+                let one = block_products(ty, &raw, m, &XRows::new(Arc::new(quantize_rows(&xi, k)), &xi, max_exp));
                 for (j, &v) in one.iter().enumerate() {
                     assert_eq!(all[j * n + i], v, "{}: weight row {j}, x row {i}", ty.name());
                 }

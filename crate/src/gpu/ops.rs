@@ -27,8 +27,8 @@ pub struct GpuAct {
 }
 
 /// An activation's accumulators that no kernel has normalized into its `m`, `e` yet
-/// (normalize.wgsl's input): the first consumer that can (quantize.wgsl, add.wgsl) does it
-/// itself, saving a dispatch; any other has [`GpuOps::ready`] record normalize.wgsl first.
+/// (normalize.wgsl's input): the first consumer that can (quantize.wgsl, add.wgsl, rope.wgsl)
+/// does it itself, saving a dispatch; any other has [`GpuOps::ready`] record normalize.wgsl first.
 struct Lazy {
     acc: Buf,
     gexp: Rc<Buf>,

@@ -41,9 +41,6 @@ thread_local! {
     static ON_PANIC: RefCell<Option<Function>> = const { RefCell::new(None) };
 }
 
-/// A panic (a bug: input never panics) is logged, kept (`lastPanic`) and handed to
-/// `on_panic(message)` before the module traps: a panic inside an async export would otherwise
-/// leave its promise pending forever, and the JS layer rejects its pending calls with `PANIC`.
 /// Start the threaded build's pool of `n` threads (call once, from a worker); the threads then
 /// running. The single-threaded build has none to start: 1.
 #[wasm_bindgen(js_name = startThreads)]
@@ -57,6 +54,9 @@ pub async fn start_threads(n: usize) -> JsResult<usize> {
     }
 }
 
+/// A panic (a bug: input never panics) is logged, kept (`lastPanic`) and handed to
+/// `on_panic(message)` before the module traps: a panic inside an async export would otherwise
+/// leave its promise pending forever, and the JS layer rejects its pending calls with `PANIC`.
 #[wasm_bindgen(js_name = setPanicHook)]
 pub fn set_panic_hook(on_panic: Option<Function>) {
     ON_PANIC.with(|f| *f.borrow_mut() = on_panic);
