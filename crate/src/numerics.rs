@@ -341,6 +341,66 @@ pub fn numerics_digest() -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The encoders' additions to the spec (`docs/NUMERICS.md`, "Encoders"), hashed into
+/// [`encoder_digest`] only: the language models' digest, and so their receipts, stay as they were.
+pub const ENCODER_VERSION: &str = "edgeproof encoder numerics v1";
+/// The Φ table's step: 2^-8, so an argument in Q16 indexes it by its top bits.
+pub const PHI_STEP_BITS: u32 = 8;
+/// Φ(x) is tabled on [0, 8]; beyond, it is 0 or 1 to Q30.
+pub const PHI_SAT_Q16: i64 = 8 << 16;
+/// Entries of the Φ table: Φ(k / 256) for k = 0..=2048.
+pub const PHI_TABLE_LEN: usize = 2049;
+
+/// `T[k] = round(Φ(k / 256) · 2^30)` with Φ the standard normal CDF, `0.5 · (1 + erf(x / √2))`
+/// through `libm::erf`, rounded once.
+pub fn phi_table() -> &'static [i64; PHI_TABLE_LEN] {
+    static T: OnceLock<[i64; PHI_TABLE_LEN]> = OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = [0i64; PHI_TABLE_LEN];
+        for (k, v) in t.iter_mut().enumerate() {
+            let x = k as f64 / (1u64 << PHI_STEP_BITS) as f64;
+            *v = libm::round(0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2)) * (1u64 << 30) as f64) as i64;
+        }
+        t
+    })
+}
+
+/// Φ(x) in Q30 for x in Q16: |x| saturated at [`PHI_SAT_Q16`], `k = |x| >> 8`, `r = |x| & 255`,
+/// `v = T[k] + rshr((T[k+1] − T[k]) · r, 8)` (T[2048] alone at saturation); `2^30 − v` for x < 0.
+pub fn phi_q30(x: i64) -> i64 {
+    let t = phi_table();
+    let a = x.unsigned_abs().min(PHI_SAT_Q16 as u64) as usize;
+    let (k, r) = (a >> PHI_STEP_BITS, (a & ((1 << PHI_STEP_BITS) - 1)) as i64);
+    let v = if k + 1 < PHI_TABLE_LEN { t[k] + rshr((t[k + 1] - t[k]) * r, PHI_STEP_BITS) } else { t[k] };
+    if x < 0 {
+        (1 << 30) - v
+    } else {
+        v
+    }
+}
+
+/// gelu(x) = x · Φ(x) (the erf form, BERT's) for x = m·2^e, as `m · Φ` at exponent `e − 30`
+/// (exact: |m · Φ| < 2^55).
+pub fn gelu_erf_acc(m: i32, e: i32) -> i64 {
+    m as i64 * phi_q30(to_q16_sat(m, e, PHI_SAT_Q16))
+}
+
+/// SHA-256 over the language models' [`numerics_digest`], the encoder version, its constants and
+/// the Φ table: what an embedding receipt commits to.
+pub fn encoder_digest() -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(numerics_digest());
+    h.update((ENCODER_VERSION.len() as u32).to_le_bytes());
+    h.update(ENCODER_VERSION.as_bytes());
+    for c in [PHI_STEP_BITS as i64, PHI_SAT_Q16] {
+        h.update(c.to_le_bytes());
+    }
+    for v in phi_table() {
+        h.update(v.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
 /// RoPE tables are computed per position on demand; these probes pin libm's results in the digest.
 pub const ROPE_PROBES: [(f32, usize, usize); 6] = [
     (10_000.0, 64, 1),

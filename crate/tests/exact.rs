@@ -250,6 +250,30 @@ fn sigmoid_silu_gelu_against_f64() {
 }
 
 #[test]
+fn phi_and_erf_gelu_against_f64() {
+    let mut rng = SplitMix64(13);
+    let phi = |x: f64| 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+    for _ in 0..50_000 {
+        let x = rand_i64(&mut rng, 21);
+        let got = phi_q30(x) as f64 / (1u64 << 30) as f64;
+        // Linear interpolation at steps of 2^-8: |Φ''| < 0.25, so within 2^-21, plus the roundings.
+        let want = phi(x as f64 / 65536.0);
+        assert!((got - want).abs() < libm::ldexp(1.0, -20), "Φ({}): {got} vs {want}", x as f64 / 65536.0);
+    }
+    assert_eq!(phi_q30(0), 1 << 29);
+    assert_eq!((phi_q30(i64::MAX), phi_q30(i64::MIN + 1)), (1 << 30, 0));
+    for _ in 0..50_000 {
+        let m = rand_i64(&mut rng, 24) as i32;
+        let e = (rng.next_u64() % 30) as i32 - 26;
+        let g = libm::ldexp(m as f64, e);
+        let got = libm::ldexp(gelu_erf_acc(m, e) as f64, e - 30);
+        let want = g * phi(g);
+        // Φ to 2^-20, and the argument's Q16 rounding moves Φ by at most 0.4 · 2^-16.
+        assert!((got - want).abs() <= g.abs() * 1e-5, "gelu({g}): {got} vs {want}");
+    }
+}
+
+#[test]
 fn rope_tables_against_f64() {
     for (base, d, pos) in [(10_000.0f32, 64usize, 7usize), (1e6, 256, 32_767), (100_000.0, 16, 1)] {
         for (i, (c, s)) in rope_cos_sin(base, d, pos).into_iter().enumerate() {

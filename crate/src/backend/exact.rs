@@ -14,6 +14,8 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod encoder;
+
 /// Activations: each row is i32 mantissas and one exponent, value = m · 2^e.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IMat {
@@ -1753,6 +1755,31 @@ struct LayerCache {
     vs: Vec<i32>,
 }
 
+impl LayerCache {
+    /// Quantize `k` and `v` per head and append them, one position per row.
+    fn append(&mut self, k: &IMat, v: &IMat, hd: usize) {
+        let (kr, vr) = (quantize_rows(k, hd), quantize_rows(v, hd));
+        self.kq.extend_from_slice(&kr.q);
+        self.ke.extend_from_slice(&kr.e);
+        self.ks.extend_from_slice(&kr.s);
+        self.vq.extend_from_slice(&vr.q);
+        self.ve.extend_from_slice(&vr.e);
+        self.vs.extend_from_slice(&vr.s);
+    }
+}
+
+/// The attention geometry the exact mode supports, and its scale as `(m, e)`.
+fn attention_checked(p: &AttnParams) -> Result<(i32, i32)> {
+    let hd = p.head_dim;
+    if hd > 256 || p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
+        return Err(Error::InvalidArgument(format!(
+            "exact attention: {} heads, {} KV heads of {hd}",
+            p.n_head, p.n_head_kv
+        )));
+    }
+    attention_scale(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))
+}
+
 /// Per position, (cos, sin) in Q30 of each pair.
 type RopeTable = Vec<Vec<(i32, i32)>>;
 
@@ -1772,6 +1799,11 @@ impl ExactOps {
             rope: HashMap::new(),
             residuals: None,
         }
+    }
+
+    /// Ops with no KV cache: for encoders ([`crate::model::bert::EncoderOps`]).
+    pub fn encoder() -> ExactOps {
+        ExactOps { cache: Vec::new(), rope: HashMap::new(), residuals: None }
     }
 
     /// Keep the residual stream after each block from now on (see [`ExactOps::take_residuals`]).
@@ -1909,6 +1941,41 @@ fn attend_head(
     (out, eh)
 }
 
+/// Each row of `q` attends, head by head, to the keys `lo..=hi` of `c` that `visible(row)` gives
+/// ([`attend_head`]); the heads are brought to the row's largest exponent (rshr) and normalized.
+fn attend_rows(
+    q: &IMat,
+    c: &LayerCache,
+    p: &AttnParams,
+    scale: (i32, i32),
+    visible: impl Fn(usize) -> (usize, usize) + Sync,
+) -> IMat {
+    let hd = p.head_dim;
+    let nbh = hd.div_ceil(32);
+    let kv_blocks = p.n_head_kv * nbh;
+    let qr = quantize_rows(q, hd);
+    let group = p.n_head / p.n_head_kv;
+    let heads: Vec<(Vec<i64>, i32)> = (0..q.rows * p.n_head)
+        .into_par_iter()
+        .map(|ih| {
+            let (i, h) = (ih / p.n_head, ih % p.n_head);
+            let (lo, hi) = visible(i);
+            let b = i * qr.nb + h * nbh..i * qr.nb + (h + 1) * nbh;
+            let qh =
+                QHead { q: &qr.q[i * q.cols + h * hd..i * q.cols + (h + 1) * hd], s: &qr.s[b.clone()], e: &qr.e[b] };
+            attend_head(qh, c, kv_blocks, h / group, hd, lo, hi, scale)
+        })
+        .collect();
+    let mut out = IMat::zeros(q.rows, p.n_head * hd);
+    let cols = out.cols;
+    for (i, row) in heads.chunks_exact(p.n_head).enumerate() {
+        let ec = row.iter().map(|h| h.1).max().unwrap_or(0);
+        let acc: Vec<i64> = row.iter().flat_map(|(a, e)| a.iter().map(move |&v| shl(v, e - ec))).collect();
+        out.e[i] = normalize(&acc, ec, &mut out.m[i * cols..(i + 1) * cols]);
+    }
+    out
+}
+
 impl Ops for ExactOps {
     type Act = IMat;
     type W = ExactWeight;
@@ -1949,31 +2016,13 @@ impl Ops for ExactOps {
         let (em, ee) = f32_const(eps).unwrap_or((0, 0));
         let mut out = IMat::zeros(x.rows, x.cols);
         each_row(&mut out, |i, om, oe| {
-            let e = x.e[i];
             let mut acc = vec![0i64; x.cols];
-            let mut gexp = Vec::with_capacity(x.cols / group);
-            for (gm, ga) in x.row(i).chunks_exact(group).zip(acc.chunks_exact_mut(group)) {
-                let s: u64 = gm.iter().map(|&m| (m as i64 * m as i64) as u64).sum();
-                let s1 = bitlen(s) as i32 - 61;
-                let mean = (shl(s as i64, -s1) as u64 / group as u64) as i64;
-                let terms = [(mean, 2 * e + s1), (em as i64, ee)];
-                let top = terms.iter().filter(|t| t.0 != 0).map(|&(m, x)| x + bitlen(m as u64) as i32).max();
-                let Some(top) = top else {
-                    ga.iter_mut().for_each(|v| *v = 0);
-                    gexp.push(None);
-                    continue;
-                };
-                let grid = top - 61;
-                let v: i64 = terms.iter().map(|&(m, x)| shl(m, x - grid)).sum();
-                let (r, re) = rsqrt(v as u64, grid);
-                // Keep 24 bits of the group's largest m·r (< 2^(bits + 32)), however small the group.
-                let gmax = gm.iter().map(|m| m.unsigned_abs()).max().unwrap_or(0);
-                let sh = bitlen(gmax as u64) + 8;
-                for ((a, &m), &wv) in ga.iter_mut().zip(gm).zip(wm) {
-                    *a = rshr(m as i64 * r as i64, sh) * wv as i64;
-                }
-                gexp.push(Some(e + re + sh as i32 + we));
-            }
+            let gexp: Vec<Option<i32>> = x
+                .row(i)
+                .chunks_exact(group)
+                .zip(acc.chunks_exact_mut(group))
+                .map(|(gm, ga)| rms_group(gm, x.e[i], group as u64, (em as i64, ee), Some((wm, we)), ga))
+                .collect();
             let emax = gexp.iter().flatten().copied().max().unwrap_or(0);
             for (ga, ge) in acc.chunks_exact_mut(group).zip(&gexp) {
                 if let Some(ge) = ge {
@@ -2019,65 +2068,29 @@ impl Ops for ExactOps {
     }
 
     fn attention(&mut self, q: &IMat, k: &IMat, v: &IMat, pos0: usize, p: AttnParams) -> Result<IMat> {
-        let hd = p.head_dim;
-        let kv_dim = p.n_head_kv * hd;
-        if hd > 256 || p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
-            return Err(Error::InvalidArgument(format!(
-                "exact attention: {} heads, {} KV heads of {hd}",
-                p.n_head, p.n_head_kv
-            )));
-        }
-        let (sm, se) =
-            attention_scale(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))?;
+        let scale = attention_checked(&p)?;
         let c = self
             .cache
             .get_mut(p.layer)
             .ok_or_else(|| Error::InvalidArgument(format!("layer {} has no cache", p.layer)))?;
-        let nbh = hd.div_ceil(32);
-        let kv_blocks = p.n_head_kv * nbh;
+        let (hd, kv_dim) = (p.head_dim, p.n_head_kv * p.head_dim);
         let cached = c.kq.len() / kv_dim;
         if pos0 > cached {
             return Err(Error::InvalidArgument(format!("position {pos0} skips past the {cached} cached positions")));
         }
         // Re-evaluating from an earlier position drops what followed it.
+        let kv_blocks = p.n_head_kv * hd.div_ceil(32);
         c.kq.truncate(pos0 * kv_dim);
         c.vq.truncate(pos0 * kv_dim);
         for blocks in [&mut c.ke, &mut c.ks, &mut c.ve, &mut c.vs] {
             blocks.truncate(pos0 * kv_blocks);
         }
-        let (kr, vr) = (quantize_rows(k, hd), quantize_rows(v, hd));
-        c.kq.extend_from_slice(&kr.q);
-        c.ke.extend_from_slice(&kr.e);
-        c.ks.extend_from_slice(&kr.s);
-        c.vq.extend_from_slice(&vr.q);
-        c.ve.extend_from_slice(&vr.e);
-        c.vs.extend_from_slice(&vr.s);
-        let qr = quantize_rows(q, hd);
-        let c = &*c;
-        let group = p.n_head / p.n_head_kv;
-        let heads: Vec<(Vec<i64>, i32)> = (0..q.rows * p.n_head)
-            .into_par_iter()
-            .map(|ih| {
-                let (i, h) = (ih / p.n_head, ih % p.n_head);
-                let pos = pos0 + i;
-                let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-                let b = i * qr.nb + h * nbh..i * qr.nb + (h + 1) * nbh;
-                let qh = QHead {
-                    q: &qr.q[i * q.cols + h * hd..i * q.cols + (h + 1) * hd],
-                    s: &qr.s[b.clone()],
-                    e: &qr.e[b],
-                };
-                attend_head(qh, c, kv_blocks, h / group, hd, lo, pos, (sm, se))
-            })
-            .collect();
-        let mut out = IMat::zeros(q.rows, p.n_head * hd);
-        let cols = out.cols;
-        for (i, row) in heads.chunks_exact(p.n_head).enumerate() {
-            let ec = row.iter().map(|h| h.1).max().unwrap_or(0);
-            let acc: Vec<i64> = row.iter().flat_map(|(a, e)| a.iter().map(move |&v| shl(v, e - ec))).collect();
-            out.e[i] = normalize(&acc, ec, &mut out.m[i * cols..(i + 1) * cols]);
-        }
-        Ok(out)
+        c.append(k, v, hd);
+        let visible = |i: usize| {
+            let pos = pos0 + i;
+            (p.window.map_or(0, |w| (pos + 1).saturating_sub(w)), pos)
+        };
+        Ok(attend_rows(q, c, &p, scale, visible))
     }
 
     /// silu(g) (mantissa units of g) times u's mantissa, at exponent e_g + e_u, normalized.
@@ -2102,10 +2115,7 @@ impl Ops for ExactOps {
                 *xe = y.e[i];
                 return;
             }
-            let g = (*xe).max(y.e[i]) - 32;
-            let acc: Vec<i64> =
-                xr.iter().zip(yr).map(|(&a, &b)| shl(a as i64, *xe - g) + shl(b as i64, y.e[i] - g)).collect();
-            *xe = normalize(&acc, g, xr);
+            add_on_grid(xr, xe, yr, y.e[i]);
         });
     }
 
@@ -2123,6 +2133,57 @@ impl Ops for ExactOps {
             e: x.e[rows].to_vec(),
         }
     }
+}
+
+/// One RMSNorm group `gm` (exponent `e`) into `ga`: S = Σm² (u64), mean = floor(S'/n) with S
+/// rescaled to 61 bits, plus `eps` on a common 61-bit grid, integer rsqrt; `rshr(m·r,
+/// bitlen(max |m|) + 8)`, times the weight's mantissa when there is one. Returns the group's
+/// exponent, `None` (and zeros) when the mean and eps are both 0. `n` 1 and no eps is the L2 norm.
+fn rms_group(
+    gm: &[i32],
+    e: i32,
+    n: u64,
+    (em, ee): (i64, i32),
+    w: Option<(&[i32], i32)>,
+    ga: &mut [i64],
+) -> Option<i32> {
+    let s: u64 = gm.iter().map(|&m| (m as i64 * m as i64) as u64).sum();
+    let s1 = bitlen(s) as i32 - 61;
+    let mean = (shl(s as i64, -s1) as u64 / n) as i64;
+    let terms = [(mean, 2 * e + s1), (em, ee)];
+    let top = terms.iter().filter(|t| t.0 != 0).map(|&(m, x)| x + bitlen(m as u64) as i32).max();
+    let Some(top) = top else {
+        ga.iter_mut().for_each(|v| *v = 0);
+        return None;
+    };
+    let grid = top - 61;
+    let v: i64 = terms.iter().map(|&(m, x)| shl(m, x - grid)).sum();
+    let (r, re) = rsqrt(v as u64, grid);
+    // Keep 24 bits of the group's largest m·r (< 2^(bits + 32)), however small the group.
+    let gmax = gm.iter().map(|m| m.unsigned_abs()).max().unwrap_or(0);
+    let sh = bitlen(gmax as u64) + 8;
+    match w {
+        Some((wm, we)) => {
+            for ((a, &m), &wv) in ga.iter_mut().zip(gm).zip(wm) {
+                *a = rshr(m as i64 * r as i64, sh) * wv as i64;
+            }
+            Some(e + re + sh as i32 + we)
+        }
+        None => {
+            for (a, &m) in ga.iter_mut().zip(gm) {
+                *a = rshr(m as i64 * r as i64, sh);
+            }
+            Some(e + re + sh as i32)
+        }
+    }
+}
+
+/// `x += y` for rows with mantissas below 2^30: both on the grid 32 bits below the larger
+/// exponent (exact unless the exponents differ by more than 32, then rshr), summed, normalized.
+fn add_on_grid(xr: &mut [i32], xe: &mut i32, yr: &[i32], ye: i32) {
+    let g = (*xe).max(ye) - 32;
+    let acc: Vec<i64> = xr.iter().zip(yr).map(|(&a, &b)| shl(a as i64, *xe - g) + shl(b as i64, ye - g)).collect();
+    *xe = normalize(&acc, g, xr);
 }
 
 fn gated(gate: &IMat, up: &IMat, f: fn(i32, i32) -> i64) -> IMat {

@@ -3,8 +3,10 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
+use crate::model::bert::EncoderOps;
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// A row-major matrix of activations.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,6 +116,41 @@ fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
 }
 
+/// Each row of `q` attends, head by head, to the positions `lo..=hi` of `kc`, `vc` that
+/// `visible(row)` gives.
+fn attend_rows(
+    q: &Mat,
+    kc: &[f32],
+    vc: &[f32],
+    p: &AttnParams,
+    visible: impl Fn(usize) -> (usize, usize) + Sync,
+) -> Mat {
+    let (hd, group) = (p.head_dim, p.n_head / p.n_head_kv);
+    let kv_dim = p.n_head_kv * hd;
+    let mut out = Mat::zeros(q.rows, p.n_head * hd);
+    out.data.par_chunks_mut(hd).enumerate().for_each(|(ih, o)| {
+        let (i, h) = (ih / p.n_head, ih % p.n_head);
+        let (lo, hi) = visible(i);
+        let qh = &q.row(i)[h * hd..(h + 1) * hd];
+        let kvo = (h / group) * hd;
+        let mut s: Vec<f32> =
+            (lo..=hi).map(|j| p.scale * dot(qh, &kc[j * kv_dim + kvo..j * kv_dim + kvo + hd])).collect();
+        let mx = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for e in s.iter_mut() {
+            *e = (*e - mx).exp();
+            sum += *e;
+        }
+        for (e, j) in s.iter().zip(lo..=hi) {
+            let wgt = e / sum;
+            for (od, vd) in o.iter_mut().zip(&vc[j * kv_dim + kvo..j * kv_dim + kvo + hd]) {
+                *od += wgt * vd;
+            }
+        }
+    });
+    out
+}
+
 /// The KV cache of one layer: `len` positions of `kv_dim` values each.
 #[derive(Default)]
 struct LayerCache {
@@ -129,6 +166,11 @@ pub struct RefF32 {
 impl RefF32 {
     pub fn new(cfg: &Config) -> RefF32 {
         RefF32 { cache: (0..cfg.n_layer).map(|_| LayerCache::default()).collect() }
+    }
+
+    /// Ops with no KV cache: for encoders ([`EncoderOps`]).
+    pub fn encoder() -> RefF32 {
+        RefF32 { cache: Vec::new() }
     }
 }
 
@@ -203,31 +245,11 @@ impl Ops for RefF32 {
         c.v.truncate(pos0 * kv_dim);
         c.k.extend_from_slice(&k.data);
         c.v.extend_from_slice(&v.data);
-        let (kc, vc) = (&c.k, &c.v);
-        let (hd, group) = (p.head_dim, p.n_head / p.n_head_kv);
-        let mut out = Mat::zeros(q.rows, p.n_head * hd);
-        out.data.par_chunks_mut(hd).enumerate().for_each(|(ih, o)| {
-            let (i, h) = (ih / p.n_head, ih % p.n_head);
+        let visible = |i: usize| {
             let pos = pos0 + i;
-            let lo = p.window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let qh = &q.row(i)[h * hd..(h + 1) * hd];
-            let kvo = (h / group) * hd;
-            let mut s: Vec<f32> =
-                (lo..=pos).map(|j| p.scale * dot(qh, &kc[j * kv_dim + kvo..j * kv_dim + kvo + hd])).collect();
-            let mx = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
-            for e in s.iter_mut() {
-                *e = (*e - mx).exp();
-                sum += *e;
-            }
-            for (e, j) in s.iter().zip(lo..=pos) {
-                let wgt = e / sum;
-                for (od, vd) in o.iter_mut().zip(&vc[j * kv_dim + kvo..j * kv_dim + kvo + hd]) {
-                    *od += wgt * vd;
-                }
-            }
-        });
-        Ok(out)
+            (p.window.map_or(0, |w| (pos + 1).saturating_sub(w)), pos)
+        };
+        Ok(attend_rows(q, &c.k, &c.v, &p, visible))
     }
 
     fn swiglu(&mut self, gate: &Mat, up: &Mat) -> Mat {
@@ -246,5 +268,52 @@ impl Ops for RefF32 {
 
     fn rows(&mut self, x: &Mat, rows: std::ops::Range<usize>) -> Mat {
         Mat { rows: rows.len(), cols: x.cols, data: x.data[rows.start * x.cols..rows.end * x.cols].to_vec() }
+    }
+}
+
+impl EncoderOps for RefF32 {
+    fn add_bias(&mut self, x: &mut Mat, b: &F32Weight) {
+        for row in x.data.chunks_exact_mut(x.cols) {
+            row.iter_mut().zip(&b.data).for_each(|(v, b)| *v += b);
+        }
+    }
+
+    fn layer_norm(&mut self, x: &Mat, w: &F32Weight, b: &F32Weight, eps: f32) -> Mat {
+        let mut y = x.clone();
+        let n = x.cols as f32;
+        for row in y.data.chunks_exact_mut(x.cols) {
+            let mean = row.iter().sum::<f32>() / n;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+            let r = 1.0 / (var + eps).sqrt();
+            for ((v, wv), bv) in row.iter_mut().zip(&w.data).zip(&b.data) {
+                *v = (*v - mean) * r * wv + bv;
+            }
+        }
+        y
+    }
+
+    fn gelu(&mut self, x: &Mat) -> Mat {
+        let data = x.data.iter().map(|&v| 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2))).collect();
+        Mat { rows: x.rows, cols: x.cols, data }
+    }
+
+    fn attention_segments(&mut self, q: &Mat, k: &Mat, v: &Mat, segs: &[Range<usize>], p: AttnParams) -> Result<Mat> {
+        let mut of_row = vec![0; q.rows];
+        for (si, s) in segs.iter().enumerate() {
+            of_row.get_mut(s.clone()).ok_or_else(|| Error::InvalidArgument(format!("segment {s:?}")))?.fill(si);
+        }
+        Ok(attend_rows(q, &k.data, &v.data, &p, |i| (segs[of_row[i]].start, segs[of_row[i]].end - 1)))
+    }
+
+    fn mean_pool_l2(&mut self, x: &Mat, segs: &[Range<usize>]) -> Mat {
+        let mut out = Mat::zeros(segs.len(), x.cols);
+        for (o, s) in out.data.chunks_exact_mut(x.cols).zip(segs) {
+            for r in s.clone() {
+                o.iter_mut().zip(x.row(r)).for_each(|(a, v)| *a += v / s.len() as f32);
+            }
+            let norm = o.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            o.iter_mut().for_each(|v| *v /= norm);
+        }
+        out
     }
 }

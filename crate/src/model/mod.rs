@@ -4,6 +4,7 @@
 //! A forward pass (one function per architecture, in `llama.rs` and `gemma3.rs`)
 //! is written once over [`Ops`]; backends differ only in how they implement the ops.
 
+pub mod bert;
 pub mod gemma3;
 pub mod llama;
 
