@@ -1,13 +1,16 @@
 //! The tokenizers against Hugging Face `tokenizers` and jinja2: token ids,
 //! decoding and chat prompts must be equal on every fixture of
-//! crate/tests/data/tokenizer_*.json (written by scripts/tokenizer_fixtures.py).
+//! crate/tests/data/tokenizer_*.json (written by scripts/tokenizer_fixtures.py,
+//! and tokenizer_minilm.json by scripts/wordpiece_fixtures.py).
 
 mod common;
 
 use edgeproof::gguf::{parse_header, Metadata, Value};
+use edgeproof::tokenizer::wordpiece::WordPiece;
 use edgeproof::tokenizer::{ChatTemplate, Message, StreamDecoder, Tokenizer};
 use edgeproof::Error;
 use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -374,4 +377,196 @@ fn long_inputs() {
             assert!(t.decode(&ids).unwrap() == s, "{name}: {} bytes do not round-trip", s.len());
         }
     }
+}
+
+// WordPiece (all-MiniLM-L6-v2): built from the model's tokenizer.json, checked
+// against crate/tests/data/tokenizer_minilm.json.
+
+struct MiniLm {
+    json: String,
+    tok: WordPiece,
+    fixture: Json,
+}
+
+fn minilm() -> &'static MiniLm {
+    static MINILM: OnceLock<MiniLm> = OnceLock::new();
+    MINILM.get_or_init(|| {
+        let path = common::minilm_dir().join("tokenizer.json");
+        let json = std::fs::read_to_string(&path).unwrap();
+        let fixture_path = format!("{}/tests/data/tokenizer_minilm.json", env!("CARGO_MANIFEST_DIR"));
+        let fixture: Json = serde_json::from_str(&std::fs::read_to_string(&fixture_path).unwrap()).unwrap();
+        assert_eq!(
+            hex::encode(Sha256::digest(json.as_bytes())),
+            fixture["meta"]["tokenizer_json_sha256"].as_str().unwrap(),
+            "{} is not the tokenizer.json the fixture was made from",
+            path.display()
+        );
+        let tok = WordPiece::from_tokenizer_json(&json).unwrap();
+        MiniLm { json, tok, fixture }
+    })
+}
+
+fn max_len(row: &Json) -> usize {
+    row["max_len"].as_u64().unwrap() as usize
+}
+
+/// Every row's ids; the number that differ, each reported with a window of ids.
+fn wordpiece_failures(label: &str, tok: &WordPiece, rows: &[Json]) -> usize {
+    let mut failures = 0;
+    for row in rows {
+        let want = ids(row);
+        let got = tok.encode(text(row), max_len(row)).unwrap();
+        if got != want {
+            failures += 1;
+            let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
+            eprintln!(
+                "{label}: {} (max_len {})\n  first difference at {at}\n  HF:   {}\n  ours: {}",
+                short(text(row)),
+                max_len(row),
+                window(&want, at),
+                window(&got, at)
+            );
+        }
+    }
+    failures
+}
+
+#[test]
+fn minilm_ids_equal_hf() {
+    let m = minilm();
+    let rows = m.fixture["cases"].as_array().unwrap();
+    assert!(rows.len() >= 400, "the fixture looks truncated");
+    assert!(rows.iter().any(|r| max_len(r) == 8) && rows.iter().any(|r| ids(r).len() == 256), "no truncated cases");
+    let failures = wordpiece_failures("minilm", &m.tok, rows);
+    eprintln!("minilm: {} of {} fixture encodings equal", rows.len() - failures, rows.len());
+    assert_eq!(failures, 0, "minilm: {failures} of {} encodings differ from HF tokenizers", rows.len());
+}
+
+/// The BertNormalizer's other settings (cased, accents kept, no cleaning) on the same vocabulary.
+#[test]
+fn minilm_normalizer_settings_equal_hf() {
+    let m = minilm();
+    let mut failures = 0;
+    for variant in m.fixture["variants"].as_array().unwrap() {
+        let mut json: Json = serde_json::from_str(&m.json).unwrap();
+        for (k, v) in variant["normalizer"].as_object().unwrap() {
+            json["normalizer"][k] = v.clone();
+        }
+        let tok = WordPiece::from_tokenizer_json(&json.to_string()).unwrap();
+        failures += wordpiece_failures(
+            &format!("minilm {}", variant["normalizer"]),
+            &tok,
+            variant["cases"].as_array().unwrap(),
+        );
+    }
+    assert_eq!(failures, 0, "minilm: {failures} encodings with other normalizer settings differ from HF");
+}
+
+/// Every code point, alone and inside a word, in blocks of 4096 whose ids' hashes are HF's.
+#[test]
+fn minilm_every_code_point_equal_hf() {
+    let m = minilm();
+    let blocks = m.fixture["code_points"].as_array().unwrap();
+    assert_eq!(blocks.len(), 0x110000 / 4096);
+    let mut differ = Vec::new();
+    for b in blocks {
+        let start = b["start"].as_u64().unwrap() as u32;
+        let mut text = String::new();
+        for c in (start..start + 4096).filter_map(char::from_u32) {
+            text.extend([' ', c, ' ', 'a', c, 'b']);
+        }
+        let got = m.tok.encode(&text, usize::MAX).unwrap();
+        let bytes: Vec<u8> = got.iter().flat_map(|id| id.to_le_bytes()).collect();
+        if got.len() as u64 != b["count"].as_u64().unwrap() || hex::encode(Sha256::digest(&bytes)) != b["sha256"] {
+            differ.push(format!("U+{start:04X}.. ({} ids, HF {})", got.len(), b["count"]));
+        }
+    }
+    assert!(differ.is_empty(), "minilm: blocks of code points that differ from HF: {differ:?}");
+}
+
+#[test]
+fn minilm_vocabulary_and_limits() {
+    let t = &minilm().tok;
+    assert_eq!(t.vocab_size(), 30522);
+    assert_eq!(
+        (t.id_to_token(0), t.id_to_token(101), t.id_to_token(102)),
+        (Some("[PAD]"), Some("[CLS]"), Some("[SEP]"))
+    );
+    assert_eq!(t.id_to_token(2075), Some("##ing"));
+    assert_eq!(t.id_to_token(30522), None);
+    assert_eq!(t.encode("", 256).unwrap(), [101, 102]);
+    assert_eq!(t.encode("hello world", 2).unwrap(), [101, 102]);
+    assert_eq!(t.encode("hello world", 3).unwrap(), [101, 7592, 102]);
+    assert_eq!(t.encode("hello world", usize::MAX).unwrap(), [101, 7592, 2088, 102]);
+    // HF leaves a text untruncated when max_length cannot hold [CLS] and [SEP]; that is an error here.
+    for n in [0, 1] {
+        assert!(matches!(t.encode("hello", n), Err(Error::InvalidArgument(_))), "max_len {n}");
+    }
+}
+
+type JsonEdit = dyn Fn(&mut Json);
+
+/// A tokenizer.json that is not a BERT WordPiece tokenizer, or lacks a token it needs.
+#[test]
+fn minilm_bad_tokenizer_json_is_a_typed_error() {
+    let m = minilm();
+    let base: Json = serde_json::from_str(&m.json).unwrap();
+    let edited = |edit: &dyn Fn(&mut Json)| {
+        let mut j = base.clone();
+        edit(&mut j);
+        WordPiece::from_tokenizer_json(&j.to_string())
+    };
+    for bad in ["", "not json", "{}", "[1, 2]"] {
+        assert!(matches!(WordPiece::from_tokenizer_json(bad), Err(Error::Tokenizer(_))), "{bad:?}");
+    }
+    let edits: [(&str, &JsonEdit); 12] = [
+        ("a BPE model", &|j| j["model"]["type"] = "BPE".into()),
+        ("no vocabulary", &|j| j["model"]["vocab"] = serde_json::json!({})),
+        ("a repeated id", &|j| j["model"]["vocab"]["hello"] = 0.into()),
+        ("an id past the end", &|j| j["model"]["vocab"]["hello"] = 99_999.into()),
+        ("no [UNK]", &|j| j["model"]["unk_token"] = "[NOPE]".into()),
+        ("another normalizer", &|j| j["normalizer"] = serde_json::json!({"type": "Lowercase"})),
+        ("no normalizer", &|j| j["normalizer"] = Json::Null),
+        ("another pre-tokenizer", &|j| j["pre_tokenizer"] = serde_json::json!({"type": "Whitespace"})),
+        ("no [CLS] in the template's tokens", &|j| {
+            j["post_processor"]["special_tokens"].as_object_mut().unwrap().remove("[CLS]");
+        }),
+        ("a template without $A", &|j| {
+            j["post_processor"]["single"].as_array_mut().unwrap().remove(1);
+        }),
+        ("an added token with lstrip", &|j| j["added_tokens"][3]["lstrip"] = true.into()),
+        ("an added token not in the vocabulary", &|j| j["added_tokens"][1]["id"] = 7.into()),
+    ];
+    for (what, edit) in edits {
+        let got = edited(edit);
+        assert!(matches!(got, Err(Error::Tokenizer(_))), "{what}: {:?}", got.err());
+    }
+
+    // The older BertProcessing post-processor names the same two tokens.
+    let bert = edited(&|j| {
+        j["post_processor"] =
+            serde_json::json!({"type": "BertProcessing", "cls": ["[CLS]", 101], "sep": ["[SEP]", 102]});
+    })
+    .unwrap();
+    let text = "BertProcessing: [MASK] works too.";
+    assert_eq!(bert.encode(text, 256).unwrap(), m.tok.encode(text, 256).unwrap());
+}
+
+/// Load and encode fast enough for a page, a long text stopping early once full.
+#[test]
+fn minilm_speed() {
+    let m = minilm();
+    let long = m.fixture["cases"].as_array().unwrap().iter().map(text).max_by_key(|t| t.len()).unwrap();
+    let t0 = Instant::now();
+    let tok = WordPiece::from_tokenizer_json(&m.json).unwrap();
+    let load = t0.elapsed();
+    let t0 = Instant::now();
+    let n = tok.encode(long, usize::MAX).unwrap().len();
+    let encode = t0.elapsed();
+    let t0 = Instant::now();
+    tok.encode(long, 256).unwrap();
+    let encode_256 = t0.elapsed();
+    eprintln!("minilm: load {load:?}, encode {} bytes -> {n} ids {encode:?}, to 256 ids {encode_256:?}", long.len());
+    let limit = Duration::from_secs(1);
+    assert!(load < limit && encode < limit, "minilm is too slow: load {load:?}, encode {encode:?}");
 }

@@ -9,6 +9,7 @@
 mod bpe;
 pub mod chat;
 mod spm;
+pub mod wordpiece;
 
 pub use chat::{ChatTemplate, Message};
 
