@@ -8,6 +8,7 @@ pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub mod backend;
+pub mod embed;
 pub mod engine;
 pub mod model;
 pub mod numerics;

@@ -74,7 +74,7 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
 }
 
 /// Hashes as lowercase hex strings in JSON.
-mod hex32 {
+pub(crate) mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {

@@ -12,53 +12,13 @@ use edgeproof::tokenizer::Tokenizer;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod common;
+#[path = "common/golden_io.rs"]
+mod io;
 
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const GOLDEN: &str = include_str!("data/exact_golden.json");
-
-#[cfg(not(target_arch = "wasm32"))]
-mod io {
-    pub fn model_bytes(name: &str) -> Vec<u8> {
-        let p = super::common::model_path(name);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
-    pub fn bless() -> bool {
-        std::env::var_os("EDGEPROOF_BLESS").is_some()
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-mod io {
-    use wasm_bindgen::prelude::*;
-
-    #[wasm_bindgen(module = "fs")]
-    extern "C" {
-        #[wasm_bindgen(js_name = readFileSync, catch)]
-        fn read_file_sync(path: &str) -> Result<js_sys::Uint8Array, JsValue>;
-    }
-
-    fn env(key: &str) -> Option<String> {
-        let process = js_sys::Reflect::get(&js_sys::global(), &"process".into()).ok()?;
-        let env = js_sys::Reflect::get(&process, &"env".into()).ok()?;
-        js_sys::Reflect::get(&env, &key.into()).ok()?.as_string()
-    }
-
-    /// Node has the files; the test script passes their paths in the environment.
-    pub fn model_bytes(name: &str) -> Vec<u8> {
-        let var = format!("EDGEPROOF_{}", name.to_uppercase());
-        let path =
-            env(&var).unwrap_or_else(|| panic!("{var} is not set: run scripts/test-wasm.sh (it fetches the models)"));
-        match read_file_sync(&path) {
-            Ok(a) => a.to_vec(),
-            Err(e) => panic!("{path}: {e:?} (scripts/fetch-models.sh {name})"),
-        }
-    }
-    pub fn bless() -> bool {
-        false
-    }
-}
 
 struct Case {
     name: &'static str,

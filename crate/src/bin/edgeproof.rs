@@ -82,7 +82,8 @@ enum Cmd {
     },
     /// Verify a receipt by re-executing it: exit 0 when it verifies, 1 when not.
     Verify {
-        /// The receipt (JSON) written by `generate --receipt`.
+        /// The receipt (JSON) written by `generate --receipt` or `embed --receipt` (then `--model`
+        /// is the encoder's directory).
         receipt: PathBuf,
         #[arg(long)]
         model: PathBuf,
@@ -92,6 +93,24 @@ enum Cmd {
         /// Print every finding and the checks made.
         #[arg(short, long)]
         verbose: bool,
+    },
+    /// Embed texts with a BERT sentence encoder (all-MiniLM-L6-v2): prints one JSON object
+    /// `{"vectors": [[...], ...]}`, one L2-normalized vector per text.
+    Embed {
+        /// The checkpoint's directory: `model.safetensors`, `config.json`, `tokenizer.json`.
+        #[arg(long)]
+        model: PathBuf,
+        /// The texts; `-` reads them from stdin, one per line.
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// Word pieces per text, `[CLS]` and `[SEP]` included; longer texts are truncated.
+        #[arg(long, default_value_t = edgeproof::embed::DEFAULT_MAX_TOKENS)]
+        max_tokens: usize,
+        #[arg(long, value_enum, default_value_t = Numerics::Exact)]
+        numerics: Numerics,
+        /// Write the embedding's receipt (JSON) to this file (exact numerics only).
+        #[arg(long)]
+        receipt: Option<PathBuf>,
     },
     /// Perplexity over a text file, computed as llama.cpp's llama-perplexity does.
     Ppl {
@@ -207,6 +226,9 @@ fn commitment(gguf: &Gguf) -> Result<ModelCommitment> {
 
 fn verify_cmd(receipt: &std::path::Path, model: &std::path::Path, backend: Backend, verbose: bool) -> Result<bool> {
     let text = std::fs::read_to_string(receipt).map_err(|e| Error::Io(format!("{}: {e}", receipt.display())))?;
+    if serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v["kind"] == edgeproof::embed::EMBEDDING_KIND) {
+        return verify_embedding(&text, model, backend);
+    }
     let r = Receipt::from_json(&text)?;
     let (gguf, tok) = load(model)?;
     let m = commitment(&gguf)?;
@@ -439,6 +461,90 @@ fn bench_gpu_profiled(
     Ok((pre, dec, adapter, r))
 }
 
+/// Texts from the command line, `-` standing for stdin's lines.
+fn read_texts(args: Vec<String>) -> Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for a in args {
+        if a == "-" {
+            let stdin = std::io::read_to_string(std::io::stdin())?;
+            texts.extend(stdin.lines().map(str::to_string));
+        } else {
+            texts.push(a);
+        }
+    }
+    Ok(texts)
+}
+
+fn embed_cmd(
+    model: &std::path::Path,
+    texts: Vec<String>,
+    max_tokens: usize,
+    numerics: Numerics,
+    receipt: Option<PathBuf>,
+) -> Result<bool> {
+    use edgeproof::embed::{self, Encoder};
+    let texts = read_texts(texts)?;
+    let gguf = embed::convert_dir(model)?;
+    let t = Instant::now();
+    let vectors = match numerics {
+        Numerics::Exact => {
+            let enc = Encoder::load(&gguf)?;
+            let m = commitment(&gguf)?;
+            let mut shown = progress("embedding");
+            let out = embed::embed(&enc, &m, &texts, max_tokens, |d, n| {
+                shown(d as f32 / n as f32);
+                Ok(())
+            })?;
+            eprintln!();
+            if let Some(path) = receipt {
+                std::fs::write(&path, out.receipt.to_json())
+                    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                eprintln!("receipt {} (root {})", path.display(), hex::encode(out.receipt.root));
+            }
+            out.vectors
+        }
+        Numerics::F32 => {
+            if receipt.is_some() {
+                return Err(Error::InvalidArgument("receipts need --numerics exact".into()));
+            }
+            let enc = Encoder::load_f32(&gguf)?;
+            let ids = texts.iter().map(|t| enc.tokenize(t, max_tokens)).collect::<Result<Vec<_>>>()?;
+            let mut v = Vec::with_capacity(ids.len());
+            for b in ids.chunks(embed::BATCH) {
+                v.extend(enc.embed_ids(b)?);
+            }
+            v
+        }
+    };
+    let secs = t.elapsed().as_secs_f64();
+    eprintln!("{} texts in {:.0} ms ({:.1} texts/s)", texts.len(), secs * 1e3, texts.len() as f64 / secs);
+    println!("{}", serde_json::json!({ "vectors": vectors }));
+    Ok(true)
+}
+
+fn verify_embedding(text: &str, model: &std::path::Path, backend: Backend) -> Result<bool> {
+    use edgeproof::embed::{self, EmbeddingReceipt, Encoder};
+    if backend != Backend::Cpu {
+        return Err(Error::InvalidArgument("embedding receipts verify on the CPU for now".into()));
+    }
+    let r = EmbeddingReceipt::from_json(text)?;
+    let gguf = embed::convert_dir(model)?;
+    let enc = Encoder::load(&gguf)?;
+    let m = commitment(&gguf)?;
+    let mut shown = progress("re-embedding");
+    let findings = embed::verify(&r, &enc, &m, |d, n| {
+        shown(d as f32 / n.max(1) as f32);
+        Ok(())
+    })?;
+    eprintln!();
+    if findings.is_empty() {
+        println!("verified: {} texts re-embedded bit for bit", r.texts.len());
+    } else {
+        println!("NOT verified: {}", findings.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "));
+    }
+    Ok(findings.is_empty())
+}
+
 /// Ok(false): a receipt did not verify.
 /// Generation with a receipt against its verification (all threads, exact).
 fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
@@ -473,6 +579,9 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
 fn run(cmd: Cmd) -> Result<bool> {
     match cmd {
         Cmd::Verify { receipt, model, backend, verbose } => verify_cmd(&receipt, &model, backend, verbose),
+        Cmd::Embed { model, texts, max_tokens, numerics, receipt } => {
+            embed_cmd(&model, texts, max_tokens, numerics, receipt)
+        }
         Cmd::Generate {
             model,
             prompt,

@@ -57,7 +57,7 @@ impl BertConfig {
             n_embd,
             n_ff: num("intermediate_size")?,
             n_head,
-            head_dim: if n_head > 0 { n_embd / n_head } else { 0 },
+            head_dim: n_embd.checked_div(n_head).unwrap_or(0),
             n_vocab: num("vocab_size")?,
             n_pos: num("max_position_embeddings")?,
             ln_eps: eps as f32,
@@ -78,7 +78,7 @@ impl BertConfig {
             n_embd,
             n_ff: meta.get_usize(&k("feed_forward_length"))?,
             n_head,
-            head_dim: if n_head > 0 { n_embd / n_head } else { 0 },
+            head_dim: n_embd.checked_div(n_head).unwrap_or(0),
             n_vocab: meta.get_usize(&k("vocab_size"))?,
             n_pos: meta.get_usize(&k("context_length"))?,
             ln_eps: meta.get_f32(&k("attention.layer_norm_epsilon"))?,
@@ -156,19 +156,21 @@ fn gguf_name(hf: &str) -> Option<String> {
     matches!(kind, "weight" | "bias").then(|| format!("blk.{layer}.{part}.{kind}"))
 }
 
-/// Quantize f32 rows (a multiple of 32 long) to Q8_0 blocks: per block of 32, `d` is the f16
-/// nearest to `max |w| / 127` (computed in f64, then rounded once to f16), and
-/// `q = round_ties_even(w / d)` in f64, clamped to ±127 (0 where d is 0). f64 division is
-/// correctly rounded everywhere, and an exact tie cannot be produced by its rounding, so every
-/// platform gets the same bytes. `None` for an Inf or NaN, or a scale past f16's range.
+/// Quantize f32 rows (a multiple of 32 long) to Q8_0 blocks: per block of 32, `d` is
+/// `max |w| / 127` as an f32 quotient, rounded to the nearest f16 (two correctly rounded steps:
+/// not through f64, which `half` converts through f32 on x86 and directly elsewhere), and
+/// `q = round_ties_even(w / d)` in f64, clamped to ±127 (0 where d is 0). Every step is a
+/// correctly rounded IEEE operation, and an exact tie cannot be produced by the f64 division's
+/// rounding, so every platform gets the same bytes. `None` for an Inf or NaN, or a scale past
+/// f16's range.
 pub fn quantize_q8_0(w: &[f32]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(w.len() / 32 * 34);
     for b in w.chunks_exact(32) {
         if b.iter().any(|v| !v.is_finite()) {
             return None;
         }
-        let amax = b.iter().fold(0f64, |m, &v| m.max((v as f64).abs()));
-        let d = half::f16::from_f64(amax / 127.0);
+        let amax = b.iter().fold(0f32, |m, &v| m.max(v.abs()));
+        let d = half::f16::from_f32(amax / 127.0);
         if !d.is_finite() {
             return None;
         }
@@ -410,7 +412,7 @@ mod tests {
         let mut w: Vec<f32> = (0..32).map(|i| (i as f32 - 15.5) / 7.0).collect();
         let b = quantize_q8_0(&w).expect("finite");
         let d = half::f16::from_le_bytes([b[0], b[1]]).to_f64();
-        assert_eq!(d, half::f16::from_f64(w[0].abs() as f64 / 127.0).to_f64());
+        assert_eq!(d, half::f16::from_f32(w[0].abs() / 127.0).to_f64());
         for (i, &v) in w.iter().enumerate() {
             assert_eq!(b[2 + i] as i8 as f64, (v as f64 / d).round_ties_even().clamp(-127.0, 127.0), "element {i}");
         }
