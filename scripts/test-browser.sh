@@ -10,6 +10,8 @@ for tool in chromium chromedriver; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: apt-get install chromium chromium-driver" >&2; exit 1; }
 done
 models=$(dirname "$(scripts/fetch-models.sh smollm2 | sed -n 's/^smollm2=//p')")
+# MiniLM's directory lands beside it (all-MiniLM-L6-v2/).
+scripts/fetch-models.sh minilm >/dev/null
 
 # The URL is compiled into the tests, so a fixed port keeps the build cached between runs.
 port=${EDGEPROOF_MODELS_PORT:-8719}

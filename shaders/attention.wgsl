@@ -1,6 +1,6 @@
 // numerics v2 attention for one (query row i, query head h) per workgroup, over the KV
 // cache of one layer (backend/exact.rs, attend_head). Keys lo..=pos are visible (causal,
-// optionally a sliding window); head h reads KV head h / group.
+// optionally a sliding window; or, for encoders, the row's segment); head h reads KV head h / group.
 // - scores on the grid A = max E_q + max visible E_k − 8: s_j = Σ_b shl(dot(q_b, k_jb) ·
 //   s_qb·s_kjb, E_qb + E_kjb − A), times the scale's mantissa (exponent se);
 // - softmax: d = s − max to Q20 (clamped at −2^31), z = rshr(d·log2e, 30), p = exp2_q20(z),
@@ -29,6 +29,12 @@ struct Params {
     npos: u32,
     sm: i32,
     se: i32,
+    // Encoders: with nseg > 0, row i is in segment s (rows bounds[s]..bounds[s + 1], at most 63
+    // segments) and sees exactly the keys of its segment, in both directions; pos0 and window
+    // are unused.
+    nseg: u32,
+    pad: u32,
+    bounds: array<vec4<u32>, 16>,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -59,6 +65,10 @@ fn u64_div(n: vec2<u32>, d: vec2<u32>) -> vec2<u32> {
     return q;
 }
 
+fn bound(k: u32) -> u32 {
+    return p.bounds[k / 4u][k % 4u];
+}
+
 fn max_e(lid: u32, v: i32) -> i32 {
     red_e[lid] = v;
     workgroupBarrier();
@@ -78,9 +88,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let i = wid.y;
     let hd = p.head_dim;
     let g = h / p.group;
-    let pos = p.pos0 + i;
+    var pos = p.pos0 + i;
     var lo = 0u;
-    if p.window != 0u && pos + 1u > p.window {
+    if p.nseg != 0u {
+        var sg = 0u;
+        while sg + 1u < p.nseg && i >= bound(sg + 1u) {
+            sg++;
+        }
+        lo = bound(sg);
+        pos = bound(sg + 1u) - 1u;
+    } else if p.window != 0u && pos + 1u > p.window {
         lo = pos + 1u - p.window;
     }
     let nvis = pos + 1u - lo;

@@ -1,6 +1,6 @@
 // numerics v1 swiglu / geglu (override GELU): f(g) in g's mantissa units (silu_mant or
 // gelu_mant, through sigmoid_q16 and the exp2 table), times u's mantissa, at e_g + e_u;
-// normalize.wgsl rounds the row. One invocation per element. Prepended: i64.wgsl.
+// normalize.wgsl rounds the row. One invocation per element. Prepended: i64.wgsl, q16.wgsl.
 
 override GELU: bool;
 override WG: u32 = 64u;
@@ -25,10 +25,6 @@ struct Params {
 @group(0) @binding(5) var<storage, read> exp2_t: array<u32>;
 @group(0) @binding(6) var<storage, read_write> acc: array<vec2<u32>>;
 @group(0) @binding(7) var<storage, read_write> gexp: array<i32>;
-
-fn rshr32(x: vec2<u32>, s: u32) -> i32 {
-    return i64_to_i32(i64_rshr(x, s));
-}
 
 // numerics::exp2_q20: 2^(z / 2^20) in Q30 for z <= 0.
 fn exp2_q20(z: i32) -> u32 {
@@ -55,19 +51,6 @@ fn sigmoid_q16(y: i32) -> i32 {
         return i32(u64_div_u32(vec2<u32>(0u, 1u << 28u), den).x);
     }
     return i32(u64_div_u32(i64_shl(vec2<u32>(t, 0u), 30u), den).x);
-}
-
-// numerics::to_q16_sat: m·2^e in Q16, saturated at ±sat.
-fn to_q16_sat(m: i32, e: i32, sat: i32) -> i32 {
-    let s = e + 16;
-    if s >= 0 {
-        let lim = select(u32(sat) >> u32(s), 0u, s >= 32);
-        if s >= 40 || abs_u32(m) > lim {
-            return select(select(0, sat, m > 0), -sat, m < 0);
-        }
-        return m << u32(s);
-    }
-    return clamp(rshr32(i64_from(m), u32(-s)), -sat, sat);
 }
 
 fn silu_mant(m: i32, e: i32) -> i32 {

@@ -2,10 +2,9 @@
 // mean = floor(shl(S, −s1) / n) at 2e + s1 with s1 = bitlen(S) − 61, eps on the grid 61 bits
 // below the larger top bit, integer rsqrt (bit-by-bit isqrt, floor division), then
 // rshr(m·r, bitlen(max |m|) + 8)·w per element at e + r_e + h + w_e. normalize.wgsl aligns
-// the groups of a row and rounds it. Prepended: i64.wgsl.
+// the groups of a row and rounds it. Prepended: i64.wgsl, rsqrt.wgsl.
 
 const WG: u32 = 256u;
-const NONE: i32 = -2147483647 - 1;
 
 struct Params {
     cols: u32,
@@ -27,27 +26,6 @@ struct Params {
 
 var<workgroup> red_s: array<vec2<u32>, WG>;
 var<workgroup> red_m: array<u32, WG>;
-
-// numerics::isqrt: floor(sqrt(x)), bit by bit (x < 2^63).
-fn isqrt(x: vec2<u32>) -> vec2<u32> {
-    var rem = x;
-    var root = vec2<u32>(0u, 0u);
-    var bit = vec2<u32>(0u, 0x40000000u);
-    while u64_lt(rem, bit) {
-        bit = i64_sar(bit, 2u);
-    }
-    while !i64_is_zero(bit) {
-        let rb = i64_add(root, bit);
-        if !u64_lt(rem, rb) {
-            rem = i64_sub(rem, rb);
-            root = i64_add(i64_sar(root, 1u), bit);
-        } else {
-            root = i64_sar(root, 1u);
-        }
-        bit = i64_sar(bit, 2u);
-    }
-    return root;
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -77,33 +55,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // Every invocation derives the same r from S (no further barrier needed).
     let s1 = i32(u64_bitlen(s)) - 61;
     let mean = u64_div_u32(i64_shl_s(s, -s1), p.group);
-    let me = 2 * e + s1;
-    var top = NONE;
-    if !i64_is_zero(mean) {
-        top = me + i32(u64_bitlen(mean));
-    }
-    if p.eps_m != 0 {
-        top = max(top, p.eps_e + i32(32u - countLeadingZeros(u32(p.eps_m))));
-    }
-    if top == NONE {
+    let rr = rms_rsqrt(mean, 2 * e + s1, i64_from(p.eps_m), p.eps_e);
+    if rr.y == RMS_NONE {
         for (var c = lid; c < p.group; c += WG) {
             acc[base + c] = vec2<u32>(0u, 0u);
         }
         if lid == 0u {
-            gexp[i * p.ng + g] = NONE;
+            gexp[i * p.ng + g] = RMS_NONE;
         }
         return;
     }
-    let grid = top - 61;
-    let v = i64_add(i64_shl_s(mean, me - grid), i64_shl_s(i64_from(p.eps_m), p.eps_e - grid));
-    // numerics::rsqrt(v, grid): v to [2^60, 2^62] at an even exponent, r = floor((2^62 − 1) / isqrt).
-    var sh = i32(u64_bitlen(v)) - 62;
-    if ((grid + sh) & 1) != 0 {
-        sh += 1;
-    }
-    let root = isqrt(i64_shl_s(v, -sh)).x;
-    let r = u64_div_u32(vec2<u32>(0xffffffffu, 0x3fffffffu), root).x;
-    let re = -62 - (grid + sh) / 2;
+    let r = bitcast<u32>(rr.x);
+    let re = rr.y;
     let h = 32u - countLeadingZeros(gmax) + 8u;
     for (var c = lid; c < p.group; c += WG) {
         let m = xm[base + c];

@@ -6,11 +6,13 @@ use crate::backend::exact::{ExactOps, ExactWeight, IMat};
 use crate::backend::f32::{F32Weight, RefF32};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
+use crate::gpu::{GpuContext, GpuOps, GpuWeight};
 use crate::model::bert::{self, BertConfig, BertWeights};
 use crate::numerics::encoder_digest;
 use crate::receipt::{Hash, Hasher, ModelCommitment};
 use crate::tokenizer::wordpiece::WordPiece;
 use serde::{Deserialize, Serialize};
+use std::rc::Rc;
 
 /// Word pieces per text by default (`[CLS]` and `[SEP]` included); longer texts are truncated.
 pub const DEFAULT_MAX_TOKENS: usize = 256;
@@ -67,6 +69,40 @@ impl Encoder<F32Weight> {
     pub fn embed_ids(&self, texts: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let out = bert::forward(&mut RefF32::encoder(), &self.cfg, &self.weights, texts)?;
         Ok(out.data.chunks_exact(out.cols).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// An encoder on WebGPU: the exact numerics, the CPU's bits.
+pub struct GpuEncoder {
+    enc: Encoder<GpuWeight>,
+    ops: GpuOps,
+}
+
+impl GpuEncoder {
+    pub fn load(gguf: &Gguf, ctx: Rc<GpuContext>) -> Result<GpuEncoder> {
+        let enc = Encoder::load_with(gguf, |t| GpuWeight::from_view(&ctx, t))?;
+        Ok(GpuEncoder { enc, ops: GpuOps::encoder(ctx)? })
+    }
+
+    pub fn cfg(&self) -> &BertConfig {
+        &self.enc.cfg
+    }
+
+    pub fn tokenize(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
+        self.enc.tokenize(text, max_tokens)
+    }
+
+    /// [`Encoder::embed_ids`] on the device, read back (at most [`crate::gpu::MAX_SEGMENTS`] texts per call).
+    pub async fn embed_ids_async(&mut self, texts: &[Vec<u32>]) -> Result<IMat> {
+        let out = bert::forward(&mut self.ops, &self.enc.cfg, &self.enc.weights, texts)?;
+        self.ops.check()?;
+        self.ops.download_async(&out).await
+    }
+
+    /// [`GpuEncoder::embed_ids_async`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn embed_ids(&mut self, texts: &[Vec<u32>]) -> Result<IMat> {
+        pollster::block_on(self.embed_ids_async(texts))
     }
 }
 

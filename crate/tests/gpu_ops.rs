@@ -16,31 +16,13 @@ use edgeproof::tiny::SplitMix64;
 use gpu_inputs::{gpu_weights, random_act, same, test_config, weight_file};
 use std::rc::Rc;
 
-/// Both dot-product paths (the adapter's `dot4I8Packed` where it has it, and the emulation)
-/// and both matrix product layouts (one invocation per tile, and split-K).
+/// Ops on each of [`gpu_inputs::contexts`].
 fn gpus() -> Vec<GpuOps> {
     gpus_for(&test_config())
 }
 
 fn gpus_for(cfg: &Config) -> Vec<GpuOps> {
-    [(false, false), (true, false), (false, true)]
-        .into_iter()
-        .map(|(emulate_dot4, split_k)| {
-            let opts = GpuOptions { emulate_dot4, split_k: Some(split_k), ..Default::default() };
-            let ctx = GpuContext::new_blocking(opts).unwrap_or_else(|e| {
-                panic!(
-                    "no usable GPU adapter ({e}). Natively the tests run on Mesa's lavapipe: \
-                     apt-get install mesa-vulkan-drivers (and, if several drivers are installed, \
-                     VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)"
-                )
-            });
-            eprintln!(
-                "adapter: {} ({:?}), dot4I8Packed: {}, split-K: {}",
-                ctx.adapter.name, ctx.adapter.backend, ctx.dot4_packed, ctx.split_k
-            );
-            GpuOps::new(Rc::new(ctx), cfg).expect("GPU ops")
-        })
-        .collect()
+    gpu_inputs::contexts().into_iter().map(|ctx| GpuOps::new(ctx, cfg).expect("GPU ops")).collect()
 }
 
 fn cpu() -> ExactOps {

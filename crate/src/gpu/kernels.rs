@@ -12,6 +12,8 @@ const DOT4_EMULATED: &str = include_str!("../../../shaders/dot4_emulated.wgsl");
 const EXP2: &str = include_str!("../../../shaders/exp2.wgsl");
 const SAMPLE_PARAMS: &str = include_str!("../../../shaders/sample_params.wgsl");
 const NORMALIZE_ROW: &str = include_str!("../../../shaders/normalize_row.wgsl");
+const Q16: &str = include_str!("../../../shaders/q16.wgsl");
+const RSQRT: &str = include_str!("../../../shaders/rsqrt.wgsl");
 
 /// normalize_row.wgsl writing to a kernel's buffers `m` and `e`.
 fn normalize_row(m: &str, e: &str) -> String {
@@ -41,6 +43,11 @@ pub enum Kernel {
     Add,
     Argmax,
     Attention,
+    /// Encoders: a bias added to every row, LayerNorm, the erf GELU, mean pooling with the L2 norm.
+    AddBias,
+    LayerNorm,
+    Gelu,
+    PoolL2,
     /// Seeded sampling: each token's key and weight, radix-select bins, the select step.
     SampleWeights,
     SampleHist,
@@ -71,6 +78,10 @@ impl fmt::Display for Kernel {
             Kernel::Add => write!(f, "add"),
             Kernel::Argmax => write!(f, "argmax"),
             Kernel::Attention => write!(f, "attention"),
+            Kernel::AddBias => write!(f, "add_bias"),
+            Kernel::LayerNorm => write!(f, "layer_norm"),
+            Kernel::Gelu => write!(f, "gelu"),
+            Kernel::PoolL2 => write!(f, "pool_l2"),
             Kernel::SampleWeights => write!(f, "sample_weights"),
             Kernel::SampleHist => write!(f, "sample_hist"),
             Kernel::SampleSelect => write!(f, "sample_select"),
@@ -108,10 +119,16 @@ impl KernelKey {
             }
             Kernel::Matmul { .. } => &[I64, dot4, WEIGHTS, include_str!("../../../shaders/matmul.wgsl")],
             Kernel::Embed(_) => &[I64, WEIGHTS, include_str!("../../../shaders/embed.wgsl")],
-            Kernel::RmsNorm => &[I64, include_str!("../../../shaders/rms_norm.wgsl")],
+            Kernel::AddBias => {
+                return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/add_bias.wgsl")].join("\n")
+            }
+            Kernel::RmsNorm => &[I64, RSQRT, include_str!("../../../shaders/rms_norm.wgsl")],
+            Kernel::LayerNorm => &[I64, RSQRT, include_str!("../../../shaders/layer_norm.wgsl")],
+            Kernel::PoolL2 => &[I64, RSQRT, include_str!("../../../shaders/pool_l2.wgsl")],
+            Kernel::Gelu => &[I64, Q16, include_str!("../../../shaders/gelu.wgsl")],
             Kernel::Scale => &[I64, include_str!("../../../shaders/scale.wgsl")],
 
-            Kernel::Gated { .. } => &[I64, include_str!("../../../shaders/gated.wgsl")],
+            Kernel::Gated { .. } => &[I64, Q16, include_str!("../../../shaders/gated.wgsl")],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
             Kernel::Attention => &[I64, EXP2, dot4, include_str!("../../../shaders/attention.wgsl")],
             Kernel::SampleWeights => &[I64, EXP2, SAMPLE_PARAMS, include_str!("../../../shaders/sample_weights.wgsl")],

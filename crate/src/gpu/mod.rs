@@ -13,7 +13,7 @@ mod profile;
 mod sample;
 
 pub use kernels::{Kernel, KernelKey};
-pub use ops::{GpuAct, GpuOps, GpuWeight};
+pub use ops::{GpuAct, GpuOps, GpuWeight, MAX_SEGMENTS};
 pub use profile::{KernelTime, Profile, Profiling, Timer};
 
 use crate::error::{Error, Result};

@@ -6,12 +6,14 @@ use crate::backend::exact::{ExactWeight, IMat, MatrixData};
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
 use crate::model::{AttnParams, Config, Ops, RopeKind};
-use crate::numerics::{attention_scale, exp2_table, f32_const, rope_cos_sin, ROW_BITS};
+use crate::numerics::{attention_scale, exp2_table, f32_const, phi_table, rope_cos_sin, ROW_BITS};
 use crate::quant::TensorType;
 use crate::sampling::SamplingParams;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+
+mod encoder;
 
 /// Activation rows on the device: `m` holds `rows × cols` i32 mantissas, `e` one i32 exponent per row.
 /// Written once by the op that makes it, or by the first consumer when it is made [`Lazy`],
@@ -169,12 +171,46 @@ fn matmul_tile(n: usize, split_k: bool) -> (u32, u32, u32) {
     }
 }
 
+/// The attention geometry the kernel supports, matching shapes, and the scale as `(m, e)`.
+fn attention_checked(q: &GpuAct, k: &GpuAct, v: &GpuAct, p: &AttnParams) -> Result<(i32, i32)> {
+    let hd = p.head_dim;
+    let (kv_dim, q_cols) = (p.n_head_kv * hd, p.n_head * hd);
+    // Blocks start on word boundaries: heads of a multiple of 4 (every model here).
+    if hd > 256 || hd == 0 || !hd.is_multiple_of(4) || p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
+        return Err(Error::InvalidArgument(format!(
+            "GPU attention: {} heads, {} KV heads of {hd}",
+            p.n_head, p.n_head_kv
+        )));
+    }
+    let n = q.rows;
+    if (q.cols, k.cols, v.cols) != (q_cols, kv_dim, kv_dim) || k.rows != n || v.rows != n {
+        return Err(Error::InvalidArgument(format!(
+            "attention of q {}×{}, k {}×{}, v {}×{}",
+            q.rows, q.cols, k.rows, k.cols, v.rows, v.cols
+        )));
+    }
+    attention_scale(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))
+}
+
+/// Segments per dispatch of attention.wgsl and pool_l2.wgsl: their bounds travel in the
+/// parameter block, 64 words.
+pub const MAX_SEGMENTS: usize = 63;
+
+/// `bounds` (segment starts, then the end) as the kernels' 64-word array, zero-padded.
+fn segment_bounds(bounds: &[u32]) -> [u32; MAX_SEGMENTS + 1] {
+    let mut b = [0; MAX_SEGMENTS + 1];
+    b[..bounds.len()].copy_from_slice(bounds);
+    b
+}
+
 /// The exact op set on a [`GpuContext`]. Ops of the [`crate::model::Ops`] trait cannot
 /// return errors: they are kept and returned by [`GpuOps::check`] and by readbacks.
 pub struct GpuOps {
     pub ctx: Rc<GpuContext>,
     caches: Vec<Option<KvCache>>,
     pub(crate) exp2: Buf,
+    /// The encoders' Φ table (`numerics::phi_table`), in Q30.
+    phi: Buf,
     /// Ops recorded since the last submission.
     enc: Option<wgpu::CommandEncoder>,
     /// The last activation quantized for a matrix product: q, k and v (and gate and up)
@@ -197,14 +233,26 @@ fn i32_bytes(v: &[i32]) -> &[u8] {
 
 impl GpuOps {
     pub fn new(ctx: Rc<GpuContext>, cfg: &Config) -> Result<GpuOps> {
+        GpuOps::with_layers(ctx, cfg.n_layer)
+    }
+
+    /// Ops with no KV cache: for encoders ([`crate::model::bert::EncoderOps`]).
+    pub fn encoder(ctx: Rc<GpuContext>) -> Result<GpuOps> {
+        GpuOps::with_layers(ctx, 0)
+    }
+
+    fn with_layers(ctx: Rc<GpuContext>, n_layer: usize) -> Result<GpuOps> {
         let t: Vec<u32> = exp2_table().iter().map(|&v| v as u32).collect();
         let exp2 = ctx.storage_init("exp2", bytemuck::cast_slice(&t))?;
         let none = ctx.storage_init("none", &[0; 16])?;
+        let t: Vec<u32> = phi_table().iter().map(|&v| v as u32).collect();
+        let phi = ctx.storage_init("phi", bytemuck::cast_slice(&t))?;
         Ok(GpuOps {
             none,
             ctx,
-            caches: (0..cfg.n_layer).map(|_| None).collect(),
+            caches: (0..n_layer).map(|_| None).collect(),
             exp2,
+            phi,
             enc: None,
             quantized: None,
             residuals: None,
@@ -653,48 +701,52 @@ impl GpuOps {
     /// Append `k`, `v` at `pos0` to the layer's cache (dropping what followed `pos0`), then
     /// attention of `q` over it.
     pub fn try_attention(&mut self, q: &GpuAct, k: &GpuAct, v: &GpuAct, pos0: usize, p: AttnParams) -> Result<GpuAct> {
-        let hd = p.head_dim;
-        let (kv_dim, q_cols) = (p.n_head_kv * hd, p.n_head * hd);
-        // Blocks start on word boundaries: heads of a multiple of 4 (every model here).
-        if hd > 256 || hd == 0 || !hd.is_multiple_of(4) || p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
-            return Err(Error::InvalidArgument(format!(
-                "GPU attention: {} heads, {} KV heads of {hd}",
-                p.n_head, p.n_head_kv
-            )));
-        }
+        let scale = attention_checked(q, k, v, &p)?;
         let n = q.rows;
-        if (q.cols, k.cols, v.cols) != (q_cols, kv_dim, kv_dim) || k.rows != n || v.rows != n {
-            return Err(Error::InvalidArgument(format!(
-                "attention of q {}×{}, k {}×{}, v {}×{}",
-                q.rows, q.cols, k.rows, k.cols, v.rows, v.cols
-            )));
-        }
-        let (sm, se) =
-            attention_scale(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))?;
-        let nbh = hd.div_ceil(32);
+        let kv_blocks = p.n_head_kv * p.head_dim.div_ceil(32);
+        let (cw, cb) = self.cache_for(p.layer, pos0, n, p.n_head_kv * p.head_dim / 2, 2 * kv_blocks)?;
+        // Scores of every visible position, per row and head; sized for the cache's capacity,
+        // so that decode steps until it grows reuse one buffer.
+        let cap = self.caches[p.layer].as_ref().map_or(pos0 + n, |c| c.cap);
+        self.attend(q, k, v, (&cw, &cb, pos0), cap, &p, scale, &[])
+    }
+
+    /// Quantize `k`, `v` into the cache buffers at position `pos0`, and `q`, then record
+    /// attention.wgsl: causal (with `p.window`) when `bounds` is empty, else within the segments
+    /// whose first rows (and the end) `bounds` lists. `npos`: the scores' stride per row and head.
+    #[allow(clippy::too_many_arguments)]
+    fn attend(
+        &mut self,
+        q: &GpuAct,
+        k: &GpuAct,
+        v: &GpuAct,
+        (cw, cb, pos0): (&wgpu::Buffer, &wgpu::Buffer, usize),
+        npos: usize,
+        p: &AttnParams,
+        (sm, se): (i32, i32),
+        bounds: &[u32],
+    ) -> Result<GpuAct> {
+        let (n, hd) = (q.rows, p.head_dim);
+        let (kv_dim, q_cols, nbh) = (p.n_head_kv * hd, p.n_head * hd, hd.div_ceil(32));
         let kv_blocks = p.n_head_kv * nbh;
         let (pos_words, pos_blocks) = (kv_dim / 2, 2 * kv_blocks);
-        let (cw, cb) = self.cache_for(p.layer, pos0, n, pos_words, pos_blocks)?;
         let q8 = self.ctx.storage("attn.q", (n * q_cols) as u64)?;
         let qblk = self.ctx.storage("attn.qblk", (n * p.n_head * nbh * 16) as u64)?;
         let emax = self.ctx.storage("attn.emax", (n * 4) as u64)?;
-        // Scores of every visible position, per row and head; sized for the cache's capacity,
-        // so that decode steps until it grows reuse one buffer.
-        let npos = pos0 + n;
-        let cap = self.caches[p.layer].as_ref().map_or(npos, |c| c.cap);
-        let scores = self.ctx.storage("attn.scores", (n * p.n_head * cap * 8) as u64)?;
+        let scores = self.ctx.storage("attn.scores", (n * p.n_head * npos * 8) as u64)?;
         let (acc, gexp) = self.acc(n, q_cols, p.n_head)?;
         let exp2 = self.exp2.clone();
         self.recorded(|s, enc| {
             let (kw, kb) = (pos0 * pos_words, pos0 * pos_blocks);
-            s.quantize(enc, k, hd, (&cw, pos_words, kw), (&cb, pos_blocks, kb), &emax)?;
-            s.quantize(enc, v, hd, (&cw, pos_words, kw + kv_dim / 4), (&cb, pos_blocks, kb + kv_blocks), &emax)?;
+            s.quantize(enc, k, hd, (cw, pos_words, kw), (cb, pos_blocks, kb), &emax)?;
+            s.quantize(enc, v, hd, (cw, pos_words, kw + kv_dim / 4), (cb, pos_blocks, kb + kv_blocks), &emax)?;
             s.quantize(enc, q, hd, (&q8, q_cols / 4, 0), (&qblk, p.n_head * nbh, 0), &emax)?;
             let window = p.window.unwrap_or(0);
             let mut prm: Vec<u32> =
                 [hd, nbh, p.n_head, p.n_head / p.n_head_kv, kv_dim, pos0, window, npos].map(|v| v as u32).to_vec();
-            prm.extend([sm as u32, se as u32]);
-            let bufs = [&q8, &qblk, &cw, &cb, &exp2, &scores, &acc, &gexp];
+            prm.extend([sm as u32, se as u32, bounds.len().saturating_sub(1) as u32, 0]);
+            prm.extend(segment_bounds(bounds));
+            let bufs = [&q8, &qblk, cw, cb, &exp2, &scores, &acc, &gexp];
             s.ctx.dispatch(enc, Kernel::Attention, &prm, &bufs, [p.n_head as u32, n as u32, 1])
         })?;
         self.lazy(acc, Rc::new(gexp), n, q_cols, hd, 0)

@@ -1,12 +1,39 @@
 //! Inputs and checks shared by the GPU tests natively (`crate/tests/gpu_ops.rs`) and in the
 //! browser (`pkg-tests/browser`), included by path in both.
+#![allow(dead_code)] // Each test crate uses a part.
 
 use edgeproof::backend::exact::IMat;
 use edgeproof::gguf::{self, Gguf, Metadata, TensorData, Value};
-use edgeproof::gpu::{GpuOps, GpuWeight};
+use edgeproof::gpu::{GpuContext, GpuOps, GpuOptions, GpuWeight};
 use edgeproof::model::{Config, Weights};
 use edgeproof::quant::TensorType;
 use edgeproof::tiny::SplitMix64;
+use std::rc::Rc;
+
+/// Contexts for both dot-product paths (the adapter's `dot4I8Packed` where it has it, and the
+/// emulation) and both matrix product layouts (one invocation per tile, and split-K). Natively
+/// only: a missing adapter fails the test with how to get one.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn contexts() -> Vec<Rc<GpuContext>> {
+    [(false, false), (true, false), (false, true)]
+        .into_iter()
+        .map(|(emulate_dot4, split_k)| {
+            let opts = GpuOptions { emulate_dot4, split_k: Some(split_k), ..Default::default() };
+            let ctx = GpuContext::new_blocking(opts).unwrap_or_else(|e| {
+                panic!(
+                    "no usable GPU adapter ({e}). Natively the tests run on Mesa's lavapipe: \
+                     apt-get install mesa-vulkan-drivers (and, if several drivers are installed, \
+                     VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json)"
+                )
+            });
+            eprintln!(
+                "adapter: {} ({:?}), dot4I8Packed: {}, split-K: {}",
+                ctx.adapter.name, ctx.adapter.backend, ctx.dot4_packed, ctx.split_k
+            );
+            Rc::new(ctx)
+        })
+        .collect()
+}
 
 /// The weights of `f` uploaded to each of `gpus`.
 pub fn gpu_weights(gpus: &[GpuOps], f: &Gguf, cfg: &Config) -> Vec<Weights<GpuWeight>> {
