@@ -20,6 +20,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
+mod embed;
 #[cfg(feature = "threads")]
 mod threads;
 
