@@ -1,5 +1,6 @@
 // The model cache in the Origin Private File System: folder `edgeproof-cache`, one
-// `<sha256>.gguf` per model and `index.json` mapping each URL to its entry. A download is
+// `<sha256>.gguf` per model (an encoder's files: `<sha256>.safetensors`, `<sha256>.json`) and
+// `index.json` mapping each URL to its entry. A download is
 // written to `tmp-<random>` and renamed only once the engine has loaded it (so the file is
 // complete and parsed) and its sha256 matched; on any failure the temporary file goes.
 import { EdgeproofError } from './core.js';
@@ -50,7 +51,7 @@ export async function cachedFile(url, sha256) {
     const dir = await folder(false);
     const entry = (await readIndex(dir))[url];
     if (!entry || (sha256 && sha256.toLowerCase() !== entry.sha256)) return null;
-    const file = await (await dir.getFileHandle(`${entry.sha256}.gguf`)).getFile();
+    const file = await (await dir.getFileHandle(entry.file ?? `${entry.sha256}.gguf`)).getFile();
     return file.size === entry.bytes ? file : null;
   } catch {
     return null; // no OPFS, no folder, or the file was removed behind the index's back
@@ -110,12 +111,15 @@ class TempFile {
     }
   }
 
-  /** Renames the file to `<sha256>.gguf` and records `url` in the index. */
-  async commit(url, sha256) {
+  /**
+   * Renames the file to `<sha256>.<ext>` and records `url` in the index (with the file's name
+   * unless it is a `.gguf`: an encoder's files are `.safetensors` and `.json`).
+   */
+  async commit(url, sha256, ext = 'gguf') {
     if (this.#failed) return;
     try {
       await this.#writable.close();
-      const name = `${sha256}.gguf`;
+      const name = `${sha256}.${ext}`;
       const there = await this.#dir.getFileHandle(name).then(() => true, () => false);
       if (there) await removeIfThere(this.#dir, this.#name); // the same bytes, from another URL
       else if (this.#handle.move) await this.#handle.move(name);
@@ -127,7 +131,7 @@ class TempFile {
       const bytes = this.#bytes;
       await locked(async () => {
         const index = await readIndex(this.#dir);
-        index[url] = { sha256, bytes, url, storedAt: Date.now() };
+        index[url] = { sha256, bytes, url, storedAt: Date.now(), ...(ext === 'gguf' ? {} : { file: name }) };
         await writeIndex(this.#dir, index);
       });
     } catch (e) {
@@ -182,8 +186,13 @@ export const cache = {
         return;
       }
       const index = await readIndex(dir);
-      for (const [url, entry] of Object.entries(index)) if (entry.sha256 === key) delete index[url];
-      await removeIfThere(dir, `${key}.gguf`);
+      const files = new Set([`${key}.gguf`]);
+      for (const [url, entry] of Object.entries(index)) {
+        if (entry.sha256 !== key) continue;
+        if (entry.file) files.add(entry.file);
+        delete index[url];
+      }
+      for (const name of files) await removeIfThere(dir, name);
       await writeIndex(dir, index);
     });
   },

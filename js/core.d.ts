@@ -22,16 +22,24 @@ export class EdgeproofError extends Error {
 
 /**
  * `'download'` (network), `'cache'` (OPFS), `'read'` (Blob, bytes, stream, file), then from
- * wasm: `'hash'` (bytes hashed), `'upload'` (tensors converted or uploaded), `'compile'`
- * (WebGPU: 0/1 then 1/1 around the kernels' warm-up), and `'verify'` (tokens re-executed).
+ * wasm: `'convert'` (an encoder's checkpoint converted: 0/1 then 1/1), `'hash'` (bytes hashed),
+ * `'upload'` (tensors converted or uploaded), `'compile'` (WebGPU: 0/1 then 1/1 around the
+ * kernels' warm-up), `'verify'` (tokens, or an embedding receipt's texts, re-executed) and
+ * `'embed'` (texts embedded).
  */
-export type ProgressStage = 'download' | 'cache' | 'read' | 'hash' | 'upload' | 'compile' | 'verify';
+export type ProgressStage =
+  | 'download' | 'cache' | 'read' | 'convert' | 'hash' | 'upload' | 'compile' | 'verify' | 'embed';
+
+/** The files of an encoder's checkpoint: model.safetensors, config.json, tokenizer.json. */
+export type EncoderFile = 'model' | 'config' | 'tokenizer';
 
 export interface Progress {
   stage: ProgressStage;
   loaded: number;
   /** Unknown (undefined) while reading a stream with no length before the GGUF header is in. */
   total: number | undefined;
+  /** Loading an encoder: which of its files the reading stages are about. */
+  file?: EncoderFile;
 }
 
 export type Backend = 'cpu' | 'webgpu';
@@ -185,3 +193,108 @@ export class BaseEngine {
   /** Releases the model; later calls throw `FREED`. */
   free(): void;
 }
+
+// ---- Embeddings ----
+
+/** One source file of an encoder. */
+export interface EncoderFileInfo {
+  /** Lowercase hex SHA-256 of the file. */
+  sha256: string;
+  bytes: number;
+}
+
+export interface EmbedderInfo {
+  architecture: 'bert';
+  layers: number;
+  /** The vectors' length (384 for all-MiniLM-L6-v2). */
+  dimensions: number;
+  heads: number;
+  vocabSize: number;
+  /** The model's positions: the most word pieces a text can have. */
+  maxPositions: number;
+  /** Word pieces per text unless `maxTokens` says otherwise (256). */
+  defaultMaxTokens: number;
+  /** Texts per forward pass (32): the event loop runs between two. */
+  batch: number;
+  backend: 'cpu';
+  /** The converted model's SHA-256 (a receipt's `model.file_sha256`) and length. */
+  sha256: string;
+  bytes: number;
+  files: Record<EncoderFile, EncoderFileInfo>;
+  threads: number;
+  backendReason: string;
+  /** As `EngineInfo.cache`, for the three files together. */
+  cache?: { status: 'hit' | 'stored' | 'off' | 'failed'; error?: { code: string; message: string } };
+}
+
+export interface EmbedOptions {
+  /** Word pieces per text, `[CLS]` and `[SEP]` included (default 256); longer texts are truncated. */
+  maxTokens?: number;
+  /** Make a receipt (default true). */
+  receipt?: boolean;
+  /** Stage `'embed'`: texts embedded, after each batch of 32. */
+  onProgress?: (progress: Progress) => void;
+  /** Checked between batches: rejects with `ABORTED`; the embedder stays usable. */
+  signal?: AbortSignal;
+}
+
+/** An embedding receipt as the CLI writes it (docs/RECEIPT.md, "Embedding receipts"). */
+export interface EmbeddingReceipt {
+  version: number;
+  kind: 'embedding';
+  numerics: string;
+  model: { file_sha256: string; tensors_root: string; tokenizer: string; chat_template: string };
+  max_tokens: number;
+  /** Per text: the text, its word pieces, its vector's digest. */
+  texts: { text: string; ids: number[]; vector: string }[];
+  root: string;
+  made_by: string;
+}
+
+export interface EmbedResult {
+  /** One L2-normalized vector per text, in order. */
+  vectors: Float32Array[];
+  /** null with `receipt: false`. */
+  receipt: EmbeddingReceipt | null;
+}
+
+export interface EmbedDivergence {
+  kind: 'root' | 'numerics' | 'model' | 'ids' | 'vector';
+  /** `'model'`: which commitment differs. */
+  field?: string;
+  /** `'ids'`, `'vector'`: the text's index in the receipt, and the text. */
+  index?: number;
+  text?: string;
+  message: string;
+}
+
+export interface EmbedVerifyResult {
+  ok: boolean;
+  /** One line, as the CLI prints: "verified: N texts re-embedded bit for bit" or "NOT verified: …". */
+  report: string;
+  /** Every failed check, in the CLI's order. */
+  findings: string[];
+  divergences: EmbedDivergence[];
+  /** The verdict: the first finding that names a text, else the first one. */
+  divergence?: EmbedDivergence;
+  texts: number;
+  /** Texts re-embedded to the same word pieces and vector (0 when the model or numerics differ). */
+  textsMatched: number;
+}
+
+/** The methods of a loaded encoder (`Embedder` in the browser and in Node). */
+export class BaseEmbedder {
+  protected constructor();
+  info(): EmbedderInfo;
+  /** Word pieces as the encoder sees the text: `[CLS] … [SEP]`, at most `maxTokens` (default 256). */
+  tokenize(text: string, options?: { maxTokens?: number }): Uint32Array;
+  /** A string is one text. */
+  embed(texts: string | string[], options?: EmbedOptions): Promise<EmbedResult>;
+  /** Re-embeds the receipt's texts; `BAD_RECEIPT` for a receipt that is not an embedding one. */
+  verify(receipt: EmbeddingReceipt | string, options?: VerifyOptions): Promise<EmbedVerifyResult>;
+  /** Releases the encoder (running calls reject with `ABORTED`); later calls throw `FREED`. */
+  free(): void;
+}
+
+/** Cosine similarity (double-precision sums); 0 when either vector is all zeros. */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number;

@@ -64,12 +64,12 @@ function onPanic(message) {
 }
 
 /** `call` for wasm's async exports: also settles (PANIC) when the module panics meanwhile. */
-function callAsync(fn) {
+export function callAsync(fn) {
   return Promise.race([call(fn), panicked]);
 }
 
 /** Runs `fn` (a call into wasm), turning a trap into `PANIC`; refuses once one happened. */
-function call(fn) {
+export function call(fn) {
   if (panic) throw panic;
   try {
     return fn();
@@ -172,16 +172,60 @@ export function sourceOf(source, signal) {
 }
 
 /** The `onProgress(stage, loaded, total)` that Rust calls, forwarding `{ stage, loaded, total }`. */
-function rustProgress(onProgress) {
+export function rustProgress(onProgress) {
   if (!onProgress) return undefined;
   return (stage, loaded, total) => report(onProgress, stage, loaded, total);
 }
 
-function report(onProgress, stage, loaded, total) {
+/** Whether the module trapped on a panic (then nothing in it may be freed). */
+export function hasPanicked() {
+  return panic !== null;
+}
+
+function report(onProgress, stage, loaded, total, file) {
   try {
-    onProgress({ stage, loaded, total });
+    onProgress(file ? { stage, loaded, total, file } : { stage, loaded, total });
   } catch (e) {
     console.error('edgeproof: onProgress threw', e); // a callback's bug must not break the load
+  }
+}
+
+/**
+ * Reads `source` (a ModelSource) into `sink` (`push(chunk)`, which throws on bad bytes,
+ * `received()`, `expected()`), reporting progress (with `file` when given). `tee(chunk)` sees
+ * each chunk once it was accepted (the OPFS cache writes it); it must not throw. A download
+ * shorter than its Content-Length is `NETWORK`. Stops reading (and the download) on failure.
+ */
+export async function pump(source, sink, { onProgress, signal, file } = {}, tee) {
+  const chunks = source.chunks[Symbol.asyncIterator]();
+  let finished = false;
+  try {
+    for (;;) {
+      let next;
+      try {
+        next = await chunks.next();
+      } catch (e) {
+        throw asError(e, source.readCode, `reading ${file ? `the ${file} file of ` : ''}the model failed`);
+      }
+      throwIfAborted(signal);
+      if (next.done) break;
+      sink.push(next.value); // throws as soon as the header is known to be bad
+      await tee?.(next.value);
+      if (onProgress) {
+        const received = sink.received();
+        const known = source.total >= received ? source.total : sink.expected();
+        report(onProgress, source.stage, received, known, file);
+      }
+    }
+    finished = true;
+  } finally {
+    if (!finished) chunks.return?.().catch?.(() => {});
+  }
+  if (source.total !== undefined && source.stage === 'download' && sink.received() < source.total) {
+    throw new EdgeproofError(
+      'NETWORK',
+      `the download${file ? ` of the ${file} file` : ''} ended after ${sink.received()} of ${source.total} bytes (Content-Length)`,
+    );
   }
 }
 
@@ -194,32 +238,9 @@ function report(onProgress, stage, loaded, total) {
 export async function loadWasm(source, backend, { onProgress, signal, sha256 } = {}, tee) {
   throwIfAborted(signal);
   const loader = call(() => new ModelLoader());
-  const chunks = source.chunks[Symbol.asyncIterator]();
   let loaded = false;
   try {
-    for (;;) {
-      let next;
-      try {
-        next = await chunks.next();
-      } catch (e) {
-        throw asError(e, source.readCode, 'reading the model failed');
-      }
-      throwIfAborted(signal);
-      if (next.done) break;
-      loader.push(next.value); // throws as soon as the header is known to be bad
-      await tee?.(next.value);
-      if (onProgress) {
-        const received = loader.received();
-        const known = source.total >= received ? source.total : loader.expected();
-        report(onProgress, source.stage, received, known);
-      }
-    }
-    if (source.total !== undefined && source.stage === 'download' && loader.received() < source.total) {
-      throw new EdgeproofError(
-        'NETWORK',
-        `the download ended after ${loader.received()} of ${source.total} bytes (Content-Length)`,
-      );
-    }
+    await pump(source, loader, { onProgress, signal }, tee);
     loaded = true; // loadEngine consumes the loader
     const wasm = await callAsync(() => loadEngine(loader, backend, rustProgress(onProgress), () => !!signal?.aborted));
     const hash = wasm.info().sha256;
@@ -231,10 +252,7 @@ export async function loadWasm(source, backend, { onProgress, signal, sha256 } =
   } catch (e) {
     throw asError(e);
   } finally {
-    if (!loaded && !panic) {
-      loader.free();
-      chunks.return?.().catch?.(() => {});
-    }
+    if (!loaded && !panic) loader.free();
   }
 }
 
@@ -434,6 +452,9 @@ export class BaseEngine {
   async verify(receipt, { onProgress, signal } = {}) {
     const wasm = this.#live();
     throwIfAborted(signal);
+    if (parseReceipt(receipt).kind === 'embedding') {
+      throw new EdgeproofError('BAD_RECEIPT', 'an embedding receipt: verify it with an Embedder (or verifyReceipt)');
+    }
     const json = typeof receipt === 'string' ? receipt : JSON.stringify(receipt);
     const run = callAsync(() => wasm.verify(json, rustProgress(onProgress), () => this.#freed || !!signal?.aborted));
     this.#verifying.add(run);
@@ -458,22 +479,27 @@ export class BaseEngine {
   }
 }
 
-/**
- * `verifyReceipt()`: loads the model with `load(source, opts)`, verifies, frees. A receipt
- * that is not JSON fails with `BAD_RECEIPT` before anything is downloaded.
- */
-export async function verifyWith(load, receipt, source, opts) {
-  if (typeof receipt === 'string') {
-    try {
-      JSON.parse(receipt);
-    } catch (e) {
-      throw new EdgeproofError('BAD_RECEIPT', `the receipt is not JSON: ${e.message}`, { cause: e });
-    }
-  }
-  const engine = await load(source, opts);
+/** The receipt as an object (parsing its JSON); `BAD_RECEIPT` when it is not JSON. */
+export function parseReceipt(receipt) {
+  if (typeof receipt !== 'string') return receipt ?? {};
   try {
-    return await engine.verify(receipt, opts);
+    return JSON.parse(receipt) ?? {};
+  } catch (e) {
+    throw new EdgeproofError('BAD_RECEIPT', `the receipt is not JSON: ${e.message}`, { cause: e });
+  }
+}
+
+/**
+ * `verifyReceipt()`: loads the model with `load(source, opts)` (`loadEncoder` for an embedding
+ * receipt, whose `kind` is `'embedding'`), verifies, frees. A receipt that is not JSON fails
+ * with `BAD_RECEIPT` before anything is downloaded.
+ */
+export async function verifyWith(load, receipt, source, opts, loadEncoder) {
+  const embedding = parseReceipt(receipt).kind === 'embedding';
+  const model = await (embedding && loadEncoder ? loadEncoder : load)(source, opts);
+  try {
+    return await model.verify(receipt, opts);
   } finally {
-    engine.free();
+    model.free();
   }
 }

@@ -1,4 +1,6 @@
-import type { BaseEngine, Progress, VerifyResult, Receipt } from './core.js';
+import type {
+  BaseEmbedder, BaseEngine, EmbeddingReceipt, EmbedVerifyResult, Progress, Receipt, VerifyResult,
+} from './core.js';
 
 export * from './core.js';
 
@@ -86,11 +88,56 @@ export class Engine extends BaseEngine {
   static readonly cache: ModelCache;
 }
 
+/** One file of an encoder: a URL, `Response`, `Blob`, bytes or `ReadableStream`. */
+export type EncoderFileSource = ModelSource;
+
+/**
+ * An encoder's checkpoint: the URL of its folder (holding model.safetensors, config.json and
+ * tokenizer.json), or its three files.
+ */
+export type EncoderSource =
+  | string
+  | URL
+  | { model: EncoderFileSource; config: EncoderFileSource; tokenizer: EncoderFileSource };
+
+export interface EmbedderLoadOptions {
+  /** `'cpu'` (the default; `'auto'` is the CPU too, for now). `'webgpu'` rejects with `MISSING_FEATURE`: not yet. */
+  backend?: 'auto' | 'webgpu' | 'cpu';
+  /** Reading stages carry `file`; then `'convert'`, `'hash'`, `'upload'`. */
+  onProgress?: (progress: Progress) => void;
+  /** Cancels the downloads and the load: rejects with `ABORTED`. */
+  signal?: AbortSignal;
+  /** URL files: keep them in the Origin Private File System and load them from there next time. */
+  cache?: boolean;
+  /** `WorkerEmbedder` on a cross-origin-isolated page: threads of the wasm CPU path (as `LoadOptions.threads`). */
+  threads?: number;
+}
+
+/** A sentence encoder (BERT: all-MiniLM-L6-v2) loaded in this thread, in exact integer numerics. */
+export class Embedder extends BaseEmbedder {
+  static load(source: EncoderSource, options?: EmbedderLoadOptions): Promise<Embedder>;
+  /** The OPFS cache (the same as `Engine.cache`). */
+  static readonly cache: ModelCache;
+}
+
 export interface VerifyReceiptOptions extends LoadOptions {}
 
-/** Loads the model from `source`, verifies the receipt by re-execution, frees the model. */
+/**
+ * Loads the model from `source`, verifies the receipt by re-execution, frees the model. An
+ * embedding receipt (`kind: 'embedding'`) is verified by an Embedder loaded from `source`.
+ */
+export function verifyReceipt(
+  receipt: EmbeddingReceipt,
+  source: EncoderSource,
+  options?: EmbedderLoadOptions,
+): Promise<EmbedVerifyResult>;
 export function verifyReceipt(
   receipt: Receipt | string,
   source: ModelSource,
   options?: VerifyReceiptOptions,
 ): Promise<VerifyResult>;
+export function verifyReceipt(
+  receipt: string,
+  source: EncoderSource,
+  options?: EmbedderLoadOptions,
+): Promise<EmbedVerifyResult>;

@@ -1,5 +1,6 @@
 // The browser API: Engine.supports(), Engine.load() (URL with an optional OPFS cache,
-// Response, Blob, bytes, stream), generation, verification. docs/API.md describes it.
+// Response, Blob, bytes, stream), generation, verification; Embedder.load() (a BERT checkpoint's
+// folder or files), embeddings and their receipts. docs/API.md describes it.
 import init, * as glue from './edgeproof_wasm.js';
 import { cache, cachedFile, tempFile } from './cache.js';
 import {
@@ -16,7 +17,10 @@ import {
   verifyWith,
 } from './core.js';
 
+import { BaseEmbedder, encoderParts, folderUrl, loadEncoderWasm } from './embed.js';
+
 export { EdgeproofError, ERROR_CODES, Generation } from './core.js';
+export { cosine } from './embed.js';
 
 // `init()` with no argument finds the .wasm next to the glue through import.meta.url. In a
 // worker, the threaded build (mt/, which WorkerEngine loads where the page is cross-origin
@@ -163,10 +167,73 @@ export class Engine extends BaseEngine {
   }
 }
 
+const EXTENSIONS = { model: 'safetensors', config: 'json', tokenizer: 'json' };
+
 /**
- * Loads the model from `source` (as `Engine.load`, same options), verifies `receipt` by
- * re-execution, frees the model.
+ * The three files of an encoder source, each read from OPFS (`cache` and there), fetched (and
+ * written to a temporary OPFS file when `cache`), or read from a Blob, bytes or a stream.
+ * `load(open)` loads them; the temporary files are kept once it succeeded, else removed.
+ */
+async function withEncoderFiles(source, opts, load) {
+  const { signal } = opts;
+  const parts = encoderParts(source, (base, name) => new URL(name, folderUrl(base, globalThis.location?.href)).href);
+  const temps = []; // { file, url, temp }
+  const open = async (file) => {
+    const part = parts[file];
+    if (!isUrl(part)) return { source: sourceOf(part, signal) };
+    const url = new URL(part, globalThis.location?.href).href;
+    if (opts.cache) {
+      const cached = await cachedFile(url);
+      if (cached) {
+        return { source: new ModelSource(streamChunks(cached.stream(), signal), { stage: 'cache', total: cached.size }) };
+      }
+    }
+    const model = responseSource(await fetchModel(url, signal), signal);
+    if (!opts.cache) return { source: model };
+    const temp = await tempFile(model.total);
+    temps.push({ file, url, temp });
+    return { source: model, tee: temp && ((chunk) => temp.write(chunk)) };
+  };
+  let wasm;
+  try {
+    wasm = await load(open);
+  } catch (e) {
+    await Promise.all(temps.map(({ temp }) => temp?.discard()));
+    throw e;
+  }
+  const files = wasm.info().files;
+  await Promise.all(temps.map(({ file, url, temp }) => temp?.commit(url, files[file].sha256, EXTENSIONS[file])));
+  if (!opts.cache || !Object.values(parts).some(isUrl)) return { wasm, cache: { status: 'off' } };
+  const failed = temps.map(({ temp }) => (temp ? temp.error : new EdgeproofError('IO', 'the Origin Private File System is unavailable here'))).find(Boolean);
+  if (failed) return { wasm, cache: { status: 'failed', error: { code: failed.code, message: failed.message } } };
+  return { wasm, cache: { status: temps.length ? 'stored' : 'hit' } };
+}
+
+/** A sentence encoder (all-MiniLM-L6-v2 and other BERT checkpoints) loaded in this thread. */
+export class Embedder extends BaseEmbedder {
+  /** The OPFS cache (shared with `Engine.cache`). */
+  static cache = cache;
+
+  /**
+   * Loads a BERT checkpoint: its folder's URL (holding model.safetensors, config.json and
+   * tokenizer.json) or `{ model, config, tokenizer }`, each a URL, `Response`, `Blob`,
+   * `ArrayBuffer`, typed array or `ReadableStream`. See docs/API.md for the options.
+   * @returns {Promise<Embedder>}
+   */
+  static async load(source, opts = {}) {
+    const { backend = 'cpu', signal } = opts;
+    throwIfAborted(signal);
+    await ready(opts.threads);
+    const { wasm, cache } = await withEncoderFiles(source, opts, (open) => loadEncoderWasm(open, backend, opts));
+    const reason = backend === 'cpu' ? "backend 'cpu' was requested" : 'embeddings run on the wasm CPU path for now';
+    return new Embedder(wasm, { backendReason: reason, cache });
+  }
+}
+
+/**
+ * Loads the model from `source` (as `Engine.load`, same options; for an embedding receipt, the
+ * encoder as `Embedder.load`), verifies `receipt` by re-execution, frees the model.
  */
 export function verifyReceipt(receipt, source, opts = {}) {
-  return verifyWith((s, o) => Engine.load(s, o), receipt, source, opts);
+  return verifyWith((s, o) => Engine.load(s, o), receipt, source, opts, (s, o) => Embedder.load(s, o));
 }

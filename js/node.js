@@ -1,10 +1,14 @@
-// Node.js (>= 18): the same Engine on the wasm CPU path, loading model files from disk.
+// Node.js (>= 18): the same Engine and Embedder on the wasm CPU path, loading model files from disk.
 import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { initSync } from './edgeproof_wasm.js';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { BaseEngine, ModelSource, asError, initWasm, loadWasm, responseSource, sourceOf, throwIfAborted, verifyWith } from './core.js';
+import { BaseEmbedder, encoderParts, folderUrl, loadEncoderWasm } from './embed.js';
 
 export { EdgeproofError, ERROR_CODES, Generation } from './core.js';
+export { cosine } from './embed.js';
 
 // Node's fetch cannot read file: URLs, so the .wasm is read and compiled synchronously.
 const ready = () => initWasm(() => initSync({ module: readFileSync(new URL('./edgeproof_wasm_bg.wasm', import.meta.url)) }));
@@ -49,7 +53,35 @@ export class Engine extends BaseEngine {
   }
 }
 
-/** Verifies `receipt` (object or JSON) against the model at `source` (as `Engine.load`). */
+/** A file in the encoder's folder: a path, a `file:` URL or an `http(s):` URL. */
+function inFolder(base, name) {
+  const href = base instanceof URL ? base.href : base;
+  if (/^https?:/i.test(href)) return new URL(name, folderUrl(href)).href;
+  return join(/^file:/i.test(href) ? fileURLToPath(href) : href, name);
+}
+
+/** A sentence encoder loaded on the CPU under Node.js. */
+export class Embedder extends BaseEmbedder {
+  /**
+   * Loads a BERT checkpoint: its folder (a path, `file:` or `http(s):` URL) holding
+   * model.safetensors, config.json and tokenizer.json, or `{ model, config, tokenizer }`, each
+   * a path, URL, bytes or async iterable of chunks. Options: `onProgress`, `signal`.
+   * @returns {Promise<Embedder>}
+   */
+  static async load(source, opts = {}) {
+    throwIfAborted(opts.signal);
+    await ready();
+    const parts = encoderParts(source, inFolder);
+    const open = async (file) => ({ source: await nodeSource(parts[file], opts.signal) });
+    const wasm = await loadEncoderWasm(open, opts.backend ?? 'cpu', opts);
+    return new Embedder(wasm, { backendReason: 'Node.js has no WebGPU here: the wasm CPU path' });
+  }
+}
+
+/**
+ * Verifies `receipt` (object or JSON) against the model at `source` (as `Engine.load`; an
+ * embedding receipt against the encoder, as `Embedder.load`).
+ */
 export function verifyReceipt(receipt, source, opts = {}) {
-  return verifyWith((s, o) => Engine.load(s, o), receipt, source, opts);
+  return verifyWith((s, o) => Engine.load(s, o), receipt, source, opts, (s, o) => Embedder.load(s, o));
 }

@@ -1,11 +1,12 @@
 import type {
-  ChatMessage, EngineInfo, GenerateOptions, GenerationLike, Receipt, VerifyOptions, VerifyResult,
+  ChatMessage, EmbedderInfo, EmbeddingReceipt, EmbedOptions, EmbedResult, EmbedVerifyResult, EngineInfo,
+  GenerateOptions, GenerationLike, Receipt, VerifyOptions, VerifyResult,
 } from './core.js';
-import type { LoadOptions, ModelSource } from './index.js';
+import type { EmbedderLoadOptions, EncoderSource, LoadOptions, ModelSource } from './index.js';
 
-export { EdgeproofError, ERROR_CODES } from './core.js';
+export { EdgeproofError, ERROR_CODES, cosine } from './core.js';
 
-/** Serves one Engine to a `WorkerEngine`; call it inside a module worker. */
+/** Serves one Engine and one Embedder to a `WorkerEngine` and a `WorkerEmbedder`; call it inside a module worker. */
 export function serveWorker(scope?: typeof globalThis): void;
 
 /**
@@ -26,6 +27,26 @@ export class WorkerEngine {
   tokenize(text: string): Promise<Uint32Array>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
   info(): Promise<EngineInfo>;
+  /** Terminates the worker: pending calls reject with `WORKER_GONE`, later ones with `FREED`. */
+  free(): void;
+}
+
+/**
+ * An Embedder living in a Web Worker; its methods are the Embedder's, async. One per worker:
+ * `free()` terminates it.
+ */
+export class WorkerEmbedder {
+  /**
+   * `worker` as for `WorkerEngine.load`. URLs (resolved against the page), Blobs and bytes cross
+   * by postMessage (an `ArrayBuffer` is transferred: detached here); a `Response` or
+   * `ReadableStream` is read here into a Blob first.
+   */
+  static load(worker: Worker | URL | string | undefined, source: EncoderSource, options?: EmbedderLoadOptions): Promise<WorkerEmbedder>;
+  /** The vectors' buffers are transferred from the worker. */
+  embed(texts: string | string[], options?: EmbedOptions): Promise<EmbedResult>;
+  verify(receipt: EmbeddingReceipt | string, options?: VerifyOptions): Promise<EmbedVerifyResult>;
+  tokenize(text: string, options?: { maxTokens?: number }): Promise<Uint32Array>;
+  info(): Promise<EmbedderInfo>;
   /** Terminates the worker: pending calls reject with `WORKER_GONE`, later ones with `FREED`. */
   free(): void;
 }

@@ -1,5 +1,6 @@
 // The JavaScript layer alone (js/core.js through js/node.js) on a stand-in for the wasm glue
-// (mock-wasm.mjs): generation and abort rules, source reading and its error codes. Needs
+// (mock-wasm.mjs): generation and abort rules, source reading and its error codes, the
+// Embedder's sources, aborts and receipts' dispatch. Needs
 // neither the Rust build nor a browser.
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
@@ -9,13 +10,13 @@ import { before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { repo } from './harness.mjs';
 
-let Engine, mock;
+let Engine, Embedder, verifyReceipt, cosine, mock;
 before(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'edgeproof-core-'));
   for (const f of readdirSync(join(repo, 'js'))) if (f.endsWith('.js')) copyFileSync(join(repo, 'js', f), join(dir, f));
   copyFileSync(join(repo, 'pkg-tests/web/mock-wasm.mjs'), join(dir, 'edgeproof_wasm.js'));
   writeFileSync(join(dir, 'edgeproof_wasm_bg.wasm'), '');
-  ({ Engine } = await import(pathToFileURL(join(dir, 'node.js'))));
+  ({ Engine, Embedder, verifyReceipt, cosine } = await import(pathToFileURL(join(dir, 'node.js'))));
   mock = await import(pathToFileURL(join(dir, 'edgeproof_wasm.js')));
 });
 
@@ -127,6 +128,73 @@ test('loading: progress, early header errors, stream failures, aborts, sha256', 
   assert.equal(await code(() => Engine.load(MODEL, { sha256: 'AB'.repeat(32) })), 'no error');
   assert.equal(await code(() => Engine.load(join(repo, 'no-such-model.gguf'))), 'IO');
   assert.equal(await code(() => Engine.load(42)), 'INVALID_ARGUMENT');
+});
+
+const ENCODER = { model: Uint8Array.of(1, 2, 3), config: Uint8Array.of(123, 125), tokenizer: Uint8Array.of(123, 125) };
+
+test('Embedder: sources, per-file progress, the backend checked before reading, coded errors', async () => {
+  const progress = [];
+  const embedder = await Embedder.load({ ...ENCODER }, { onProgress: (p) => progress.push(p) });
+  const read = progress.filter((p) => p.stage === 'read');
+  assert.deepEqual(read.map((p) => p.file), ['config', 'tokenizer', 'model']);
+  assert.ok(progress.some((p) => p.stage === 'convert'));
+  assert.equal(embedder.info().backend, 'cpu');
+  const { vectors, receipt } = await embedder.embed(['ab', 'c']);
+  assert.deepEqual(vectors.map((v) => [...v]), [[2, 97, 1, 0], [1, 99, 1, 0]]);
+  assert.equal(receipt.kind, 'embedding');
+  assert.equal((await embedder.embed('one string', { receipt: false })).receipt, null);
+  assert.equal(await code(() => embedder.embed([1, 2])), 'INVALID_ARGUMENT');
+  assert.equal(await code(() => embedder.embed(['x'], { maxTokens: 1 })), 'INVALID_ARGUMENT');
+  assert.equal(await code(() => embedder.verify({ version: 1, tokens: [] })), 'BAD_RECEIPT');
+  assert.equal(await code(() => embedder.verify('not json')), 'BAD_RECEIPT');
+
+  mock.calls.length = 0;
+  assert.equal(await code(() => Embedder.load({ ...ENCODER }, { backend: 'webgpu' })), 'MISSING_FEATURE');
+  assert.deepEqual(mock.calls, [], 'nothing was read for a backend that cannot run it');
+  assert.equal(await code(() => Embedder.load({ model: ENCODER.model, config: ENCODER.config })), 'INVALID_ARGUMENT');
+  assert.equal(await code(() => Embedder.load({ ...ENCODER, tokenizer: new Uint8Array(0) })), 'TRUNCATED');
+  assert.deepEqual(mock.calls.at(-1), 'encoderLoader.free');
+  assert.equal(await code(() => Embedder.load(join(repo, 'no-such-encoder'))), 'IO');
+  assert.equal(await code(() => Embedder.load(42)), 'INVALID_ARGUMENT');
+  assert.equal(cosine([1, 0], [1, 0]), 1);
+  assert.equal(cosine([1, 0], [0, 2]), 0);
+  assert.throws(() => cosine([1], [1, 2]), { code: 'INVALID_ARGUMENT' });
+});
+
+test('Embedder: an abort between batches rejects ABORTED and the next embed works; free() waits', async () => {
+  const embedder = await Embedder.load({ ...ENCODER });
+  const texts = Array.from({ length: 100 }, (_, i) => `text ${i}`);
+  const controller = new AbortController();
+  const done = [];
+  const aborted = await code(() => embedder.embed(texts, {
+    signal: controller.signal,
+    onProgress: (p) => {
+      done.push(p.loaded);
+      if (p.loaded === 32) controller.abort();
+    },
+  }));
+  assert.equal(aborted, 'ABORTED');
+  assert.deepEqual(done, [32]);
+  const { vectors } = await embedder.embed(texts);
+  assert.equal(vectors.length, 100);
+
+  const running = embedder.embed(texts);
+  mock.calls.length = 0;
+  embedder.free();
+  assert.equal(await code(() => running), 'ABORTED');
+  await new Promise((resolve) => setTimeout(resolve));
+  assert.deepEqual(mock.calls, ['encoder.free']);
+  assert.throws(() => embedder.info(), { code: 'FREED' });
+  await assert.rejects(embedder.embed(['x']), { code: 'FREED' });
+});
+
+test('verifyReceipt sends an embedding receipt to an Embedder, others to an Engine', async () => {
+  const r = await verifyReceipt({ kind: 'embedding', texts: [{ text: 'a' }] }, { ...ENCODER });
+  assert.equal(r.report, 'verified: 1 texts (mock)');
+  const g = await verifyReceipt({ tokens: [] }, MODEL);
+  assert.equal(g.report, 'verified: mock');
+  const engine = await Engine.load(MODEL);
+  assert.equal(await code(() => engine.verify({ kind: 'embedding' })), 'BAD_RECEIPT');
 });
 
 // Last: a panic leaves the module unusable for every later test.

@@ -129,3 +129,70 @@ export class WasmEngine {
     calls.push('engine.free');
   }
 }
+
+// Embeddings: an "encoder" is any three non-empty files; a text's vector is
+// [length, first char code, 1, 0] (not normalized: the JS layer does not care).
+export class EncoderLoader {
+  #bytes = { model: 0, config: 0, tokenizer: 0 };
+  constructor(backend) {
+    if (backend === 'webgpu') throw coded('MISSING_FEATURE', 'embeddings on WebGPU: not yet');
+    if (!['cpu', 'auto'].includes(backend)) throw coded('INVALID_ARGUMENT', `backend ${backend}`);
+    calls.push(`encoderLoader(${backend})`);
+  }
+  push(file, chunk) {
+    this.#bytes[file] += chunk.length;
+  }
+  received(file) {
+    return this.#bytes[file];
+  }
+  expected() {
+    return undefined;
+  }
+  end(file) {
+    if (!this.#bytes[file]) throw coded('TRUNCATED', `${file} is empty`);
+  }
+  free() {
+    calls.push('encoderLoader.free');
+  }
+}
+
+export async function loadEncoder(loader, onProgress, aborted) {
+  onProgress?.('convert', 0, 1);
+  await tick();
+  if (aborted?.()) throw coded('ABORTED', 'aborted');
+  onProgress?.('convert', 1, 1);
+  return new WasmEncoder();
+}
+
+export class WasmEncoder {
+  info() {
+    return { backend: 'cpu', dimensions: 4, files: { model: { sha256: 'cd'.repeat(32) } } };
+  }
+
+  tokenize(text) {
+    return Uint32Array.from([101, ...Array.from(text, (c) => c.charCodeAt(0)), 102]);
+  }
+
+  async embed(texts, maxTokens, receipt, onProgress, aborted) {
+    const vectors = [];
+    for (let at = 0; at < texts.length || at === 0; at += 32) {
+      await tick();
+      if (aborted?.()) throw coded('ABORTED', 'aborted: embedding');
+      for (const t of texts.slice(at, at + 32)) vectors.push(Float32Array.of(t.length, t.charCodeAt(0) || 0, 1, 0));
+      onProgress?.('embed', vectors.length, texts.length);
+      if (!texts.length) break;
+    }
+    return { vectors, receipt: receipt ? { kind: 'embedding', max_tokens: maxTokens ?? 256, texts: texts.map((text) => ({ text })) } : null };
+  }
+
+  async verify(json, onProgress) {
+    const r = JSON.parse(json);
+    onProgress?.('verify', r.texts.length, r.texts.length);
+    await tick();
+    return { ok: true, report: `verified: ${r.texts.length} texts (mock)`, findings: [], divergences: [], texts: r.texts.length, textsMatched: r.texts.length };
+  }
+
+  free() {
+    calls.push('encoder.free');
+  }
+}
