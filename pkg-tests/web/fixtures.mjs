@@ -2,10 +2,13 @@
 //   node pkg-tests/web/fixtures.mjs DIR
 // tiny.gguf (the tiny llama model with SmolLM2's tokenizer), tiny-seed8.gguf (other weights),
 // tiny-truncated.gguf (its first 70 %), tiny-q2k.gguf (one tensor rewritten as Q2_K, a type
-// edgeproof does not support, with correctly sized data), cli-receipt.json, and smollm2.gguf
-// (a link to SmolLM2-135M-Instruct in the model cache).
+// edgeproof does not support, with correctly sized data), cli-receipt.json, smollm2.gguf
+// (a link to SmolLM2-135M-Instruct in the model cache), minilm/ (links to all-MiniLM-L6-v2's
+// files in the model cache) and three broken copies of it: broken-encoder-corrupt/ (a
+// safetensors file whose header is not JSON), broken-encoder-truncated/ (its first MiB) and
+// broken-encoder-missing/ (no model.safetensors).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +22,38 @@ function smollm2() {
   const path = out.match(/^smollm2=(.*)$/m)?.[1];
   if (!path) throw new Error(`scripts/fetch-models.sh smollm2 printed no smollm2=PATH line:\n${out}`);
   return path;
+}
+
+/** all-MiniLM-L6-v2's folder (model.safetensors, config.json, tokenizer.json) in the model cache. */
+function minilm() {
+  if (process.env.EDGEPROOF_MINILM) return process.env.EDGEPROOF_MINILM;
+  const out = execFileSync(join(repo, 'scripts/fetch-models.sh'), ['minilm'], { encoding: 'utf8' });
+  const path = out.match(/^minilm=(.*)$/m)?.[1];
+  if (!path) throw new Error(`scripts/fetch-models.sh minilm printed no minilm=PATH line:\n${out}`);
+  return path;
+}
+
+const ENCODER_FILES = ['model.safetensors', 'config.json', 'tokenizer.json'];
+
+/** `dir` made afresh, with links to `files` of the folder `from`. */
+function linkFolder(dir, from, files) {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  for (const f of files) {
+    if (!existsSync(join(from, f))) throw new Error(`${join(from, f)} is missing: scripts/fetch-models.sh minilm`);
+    symlinkSync(join(from, f), join(dir, f));
+  }
+}
+
+/** The first `n` bytes of a file. */
+function head(path, n) {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(n);
+    return buf.subarray(0, readSync(fd, buf, 0, n, 0));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 // GGUF metadata value types of a fixed size (ggml's GGUF spec; crate/src/gguf.rs reads the same).
@@ -137,6 +172,17 @@ export function makeFixtures(dir) {
   // SmolLM2 itself, served beside them (a link, not a copy of its 98 MB).
   rmSync(f.smollm2, { force: true });
   symlinkSync(tokenizer, f.smollm2);
+  // MiniLM (links, not copies of its 87 MB), and broken copies for the error codes.
+  const encoder = minilm();
+  linkFolder(f.minilm, encoder, ENCODER_FILES);
+  linkFolder(f.encoderCorrupt, encoder, ['config.json', 'tokenizer.json']);
+  const header = Buffer.from('not a JSON header at all', 'utf8');
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(header.length));
+  writeFileSync(join(f.encoderCorrupt, 'model.safetensors'), Buffer.concat([length, header, Buffer.alloc(64)]));
+  linkFolder(f.encoderTruncated, encoder, ['config.json', 'tokenizer.json']);
+  writeFileSync(join(f.encoderTruncated, 'model.safetensors'), head(join(encoder, 'model.safetensors'), 1 << 20));
+  linkFolder(f.encoderMissing, encoder, ['config.json', 'tokenizer.json']);
   return f;
 }
 
@@ -150,6 +196,11 @@ export function fixturePaths(dir) {
     q2k: join(dir, 'tiny-q2k.gguf'),
     cliReceipt: join(dir, 'cli-receipt.json'),
     smollm2: join(dir, 'smollm2.gguf'),
+    minilm: join(dir, 'minilm'),
+    minilmModel: join(dir, 'minilm/model.safetensors'),
+    encoderCorrupt: join(dir, 'broken-encoder-corrupt'),
+    encoderTruncated: join(dir, 'broken-encoder-truncated'),
+    encoderMissing: join(dir, 'broken-encoder-missing'),
   };
 }
 

@@ -19,6 +19,11 @@ export const MODELS = {
   truncated: '/models/tiny-truncated.gguf',
   q2k: '/models/tiny-q2k.gguf',
   smollm2: '/models/smollm2.gguf',
+  /** all-MiniLM-L6-v2's folder, and broken copies of it. */
+  minilm: '/models/minilm/',
+  encoderCorrupt: '/models/broken-encoder-corrupt/',
+  encoderTruncated: '/models/broken-encoder-truncated/',
+  encoderMissing: '/models/broken-encoder-missing/',
 };
 
 export function fixtures() {
