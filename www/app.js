@@ -1,9 +1,11 @@
-// The demo page: a chat whose every answer carries a receipt. The model runs in a Web Worker
-// (WorkerEngine) so the page never freezes; the package is imported as an app would.
-// `document.body.dataset.state` (idle, loading, ready, generating, verifying) and each
-// answer's `data-updates` / `data-finish` let the end-to-end test follow along.
-import { Engine } from './pkg/index.js';
-import { WorkerEngine } from './pkg/worker.js';
+// The demo page: a chat whose every answer carries a receipt, and a private search over the
+// user's documents. The models run in Web Workers (WorkerEngine, WorkerEmbedder) so the page
+// never freezes; the package is imported as an app would. `document.body.dataset.state` (idle,
+// loading, ready, generating, verifying), each answer's `data-updates` / `data-finish`, and the
+// search panel's `data-state` (idle, loading, indexing, indexed, searching, verifying) let the
+// end-to-end test follow along.
+import { Engine, cosine } from './pkg/index.js';
+import { WorkerEmbedder, WorkerEngine } from './pkg/worker.js';
 
 const $ = (id) => document.getElementById(id);
 function el(tag, props = {}, ...kids) {
@@ -46,16 +48,21 @@ const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
 const STAGES = {
   download: 'Downloading', cache: 'Reading from this browser', read: 'Reading', hash: 'Hashing',
   upload: 'Preparing weights', compile: 'Compiling kernels', verify: 'Re-executing',
+  convert: 'Converting', embed: 'Embedding',
 };
+const COUNTED = new Set(['upload', 'compile', 'verify', 'convert', 'embed']);
 
-function showProgress({ stage, loaded, total }) {
-  ui.progress.hidden = false;
+/** Draws `{ stage, loaded, total, file }` into a progress block (`box`, its `fill` and `text`). */
+function drawProgress(box, fill, text, { stage, loaded, total, file }) {
+  box.hidden = false;
   const frac = total ? Math.min(1, loaded / total) : 0;
-  ui.fill.style.width = `${(frac * 100).toFixed(1)}%`;
-  const amount = stage === 'upload' || stage === 'compile' || stage === 'verify'
-    ? `${loaded} / ${total ?? '?'}`
-    : `${mb(loaded)}${total ? ` of ${mb(total)}` : ''}`;
-  ui.progressText.textContent = `${STAGES[stage] ?? stage}: ${amount}`;
+  fill.style.width = `${(frac * 100).toFixed(1)}%`;
+  const amount = COUNTED.has(stage) ? `${loaded} / ${total ?? '?'}` : `${mb(loaded)}${total ? ` of ${mb(total)}` : ''}`;
+  text.textContent = `${STAGES[stage] ?? stage}${file ? ` ${file}` : ''}: ${amount}`;
+}
+
+function showProgress(p) {
+  drawProgress(ui.progress, ui.fill, ui.progressText, p);
 }
 
 async function listModels() {
@@ -350,7 +357,282 @@ $('receipt-file').addEventListener('change', (e) => {
   if (f) verifyFile(f);
 });
 
+// ---- Private search: documents → passages → vectors (WorkerEmbedder), a query ranked by cosine ----
+
+const search = {
+  panel: $('search-panel'), text: $('doc-text'), add: $('doc-add'), files: $('doc-files'), list: $('doc-list'),
+  build: $('index'), cancel: $('index-cancel'), progress: $('search-progress'), fill: $('search-fill'),
+  progressText: $('search-progress-text'), info: $('index-info'), error: $('search-error'), query: $('query'),
+  go: $('search'), results: $('results'), badge: $('search-receipt'), dialog: $('search-dialog'),
+  status: $('search-receipt-status'), fields: $('search-receipt-fields'), ranked: $('search-receipt-ranked'),
+  encoder: null, // { name, url } from /models/encoders.json
+  embedder: null,
+  docs: [], // { name, text }
+  index: null, // { passages: { doc, text }[], vectors, receipt } once embedded
+  last: null, // { query, vector, receipt, ranked: { i, score }[] }: the ranking shown
+  abort: null,
+};
+
+// Passages stay under this many word pieces (the model reads 256 at most), cut at sentence ends.
+const PASSAGE_PIECES = 200;
+
+function setSearchState(s) {
+  search.panel.dataset.state = s;
+  const busy = ['loading', 'indexing', 'searching', 'verifying'].includes(s);
+  search.build.disabled = busy || !search.encoder || !search.docs.length;
+  search.cancel.hidden = !['loading', 'indexing'].includes(s);
+  search.query.disabled = !search.index || busy;
+  search.go.disabled = !search.index || busy;
+}
+
+function showSearchProgress(p) {
+  drawProgress(search.progress, search.fill, search.progressText, p);
+}
+
+async function listEncoders() {
+  const encoders = await fetch('/models/encoders.json').then((r) => (r.ok ? r.json() : [])).catch(() => []);
+  search.encoder = encoders.find((e) => /minilm/i.test(e.name)) ?? encoders[0] ?? null;
+  if (search.encoder) $('encoder-name').textContent = search.encoder.name;
+  else search.info.textContent = 'No encoder is served here (scripts/fetch-models.sh minilm puts all-MiniLM-L6-v2 beside the models).';
+  setSearchState(search.panel.dataset.state);
+}
+
+function addDocument(name, text) {
+  if (!text.trim()) return;
+  search.docs.push({ name, text });
+  search.index = null; // the passages changed: embed again before searching
+  search.info.textContent = '';
+  showDocuments();
+  setSearchState('idle');
+}
+
+function showDocuments() {
+  search.list.replaceChildren(
+    ...search.docs.map((d, i) => {
+      const remove = el('button', { type: 'button', className: 'ghost', textContent: 'remove' });
+      remove.addEventListener('click', () => {
+        search.docs.splice(i, 1);
+        search.index = null;
+        showDocuments();
+        setSearchState('idle');
+      });
+      const words = d.text.split(/\s+/).filter(Boolean).length;
+      return el('li', {}, el('span', { className: 'name', textContent: d.name, title: d.name }), el('span', { className: 'muted', textContent: `${words} words` }), remove);
+    }),
+  );
+}
+
+/** Sentences of a paragraph: each ends at ., ! or ? (with closing quotes or brackets). */
+function sentences(paragraph) {
+  return (paragraph.match(/[^.!?]+(?:[.!?]+["'”’)\]]*|$)/g) ?? [paragraph]).map((x) => x.trim()).filter(Boolean);
+}
+
+/**
+ * A document's passages: its paragraphs (split at blank lines); a paragraph longer than
+ * PASSAGE_PIECES word pieces is cut at sentence ends into pieces under it (a single longer
+ * sentence stays whole: the model truncates it).
+ */
+async function passagesOf(text, pieces) {
+  const out = [];
+  for (const paragraph of text.split(/\n\s*\n/).map((p) => p.replace(/\s+/g, ' ').trim()).filter(Boolean)) {
+    if ((await pieces(paragraph)) <= PASSAGE_PIECES) {
+      out.push(paragraph);
+      continue;
+    }
+    let current = '';
+    let n = 0;
+    for (const sentence of sentences(paragraph)) {
+      const k = await pieces(sentence);
+      if (current && n + k > PASSAGE_PIECES) {
+        out.push(current);
+        current = '';
+        n = 0;
+      }
+      current = current ? `${current} ${sentence}` : sentence;
+      n += k;
+    }
+    if (current) out.push(current);
+  }
+  return out;
+}
+
+/** The embedder, loaded once (into OPFS too, for offline use), with its progress. */
+async function embedder(signal) {
+  if (search.embedder) return search.embedder;
+  setSearchState('loading');
+  const loaded = await WorkerEmbedder.load(undefined, search.encoder.url, { cache: true, onProgress: showSearchProgress, signal });
+  search.embedder = loaded;
+  return loaded;
+}
+
+async function buildIndex() {
+  if (!search.encoder || !search.docs.length) return;
+  search.error.textContent = '';
+  search.results.replaceChildren();
+  search.badge.hidden = true;
+  search.last = null;
+  const abort = new AbortController();
+  search.abort = abort;
+  try {
+    const emb = await embedder(abort.signal);
+    setSearchState('indexing');
+    // Word pieces without [CLS] and [SEP]; 512 counts past the limit in any case.
+    const pieces = async (t) => (await emb.tokenize(t, { maxTokens: 512 })).length - 2;
+    const passages = [];
+    for (const d of search.docs) for (const text of await passagesOf(d.text, pieces)) passages.push({ doc: d.name, text });
+    showSearchProgress({ stage: 'embed', loaded: 0, total: passages.length });
+    const started = performance.now();
+    const { vectors, receipt } = await emb.embed(passages.map((p) => p.text), { onProgress: showSearchProgress, signal: abort.signal });
+    search.index = { passages, vectors, receipt };
+    const secs = (performance.now() - started) / 1000;
+    search.info.textContent = `${passages.length} passages from ${search.docs.length} documents, embedded here in ${secs.toFixed(1)} s`
+      + ` · receipt root ${receipt.root.slice(0, 12)}…`;
+    setSearchState('indexed');
+    search.query.focus();
+  } catch (e) {
+    search.error.textContent = explain(e);
+    setSearchState('idle');
+  } finally {
+    search.abort = null;
+    search.progress.hidden = true;
+  }
+}
+
+async function runSearch(ev) {
+  ev?.preventDefault();
+  const query = search.query.value.trim();
+  if (!query || !search.embedder || !search.index) return;
+  setSearchState('searching');
+  try {
+    const { vectors: [vector], receipt } = await search.embedder.embed([query]);
+    const ranked = search.index.vectors
+      .map((v, i) => ({ i, score: cosine(vector, v) }))
+      .sort((a, b) => b.score - a.score || a.i - b.i);
+    search.last = { query, vector, receipt, ranked: ranked.slice(0, 5), verdict: 'pending' };
+    showResults();
+    setSearchState('indexed');
+  } catch (e) {
+    search.error.textContent = explain(e);
+    setSearchState('indexed');
+  }
+}
+
+function showResults() {
+  const { ranked } = search.last;
+  search.results.replaceChildren(
+    ...ranked.map(({ i, score }, rank) => {
+      const p = search.index.passages[i];
+      const li = el('li', {},
+        el('div', { className: 'meta' },
+          el('span', { className: 'score', textContent: score.toFixed(3) }),
+          el('span', { textContent: `#${rank + 1}` }),
+          el('span', { className: 'doc', textContent: `${p.doc} · passage ${i + 1}` })),
+        el('p', { className: 'text', textContent: p.text }));
+      li.dataset.score = String(score);
+      li.dataset.passage = String(i);
+      return li;
+    }),
+  );
+  setSearchVerdict('pending');
+  search.badge.hidden = false;
+}
+
+function setSearchVerdict(verdict) {
+  search.last.verdict = verdict;
+  search.badge.dataset.verdict = verdict;
+  search.badge.className = `badge ${{ pending: 'pending', verified: 'ok', failed: 'bad' }[verdict]}`;
+  search.badge.textContent = {
+    pending: 'embeddings’ receipt · not yet verified', verified: 'embeddings’ receipt · verified ✓', failed: 'embeddings’ receipt · failed ✗',
+  }[verdict];
+}
+
+function openSearchReceipt() {
+  const { receipt } = search.index;
+  const q = search.last.receipt;
+  const rows = [
+    ['passages root', receipt.root], ['passages', String(receipt.texts.length)],
+    ['model file sha256', receipt.model.file_sha256], ['tensors root', receipt.model.tensors_root],
+    ['tokenizer', receipt.model.tokenizer], ['numerics', receipt.numerics],
+    ['max word pieces', String(receipt.max_tokens)], ['made by', receipt.made_by],
+    ['query', search.last.query], ['query root', q.root], ['query vector sha256', q.texts[0].vector],
+  ];
+  search.fields.replaceChildren(...rows.flatMap(([k, v]) => [el('dt', { textContent: k }), el('dd', { textContent: v })]));
+  search.ranked.replaceChildren(
+    ...search.last.ranked.map(({ i, score }) => {
+      const t = receipt.texts[i];
+      return el('li', {}, `${score.toFixed(3)} · text ${i} of the receipt · ${t.ids.length} word pieces · vector `,
+        el('code', { textContent: t.vector }), ` · “${t.text.length > 80 ? `${t.text.slice(0, 80)}…` : t.text}”`);
+    }),
+  );
+  search.status.removeAttribute('data-verdict');
+  search.status.textContent = {
+    pending: 'Not yet verified: re-embedding the passages and the query checks every vector behind the ranking.',
+    verified: 'Verified by re-embedding.', failed: 'Verification failed.',
+  }[search.last.verdict];
+  search.dialog.showModal();
+}
+
+async function verifySearch() {
+  if (!search.last || !search.embedder) return;
+  setSearchState('verifying');
+  search.status.removeAttribute('data-verdict');
+  try {
+    const onProgress = (p) => { search.status.textContent = `${STAGES[p.stage] ?? p.stage}: ${p.loaded} / ${p.total ?? '?'}`; };
+    const passages = await search.embedder.verify(search.index.receipt, { onProgress });
+    const query = await search.embedder.verify(search.last.receipt, { onProgress });
+    const ok = passages.ok && query.ok;
+    setSearchVerdict(ok ? 'verified' : 'failed');
+    search.status.dataset.verdict = ok ? 'verified' : 'failed';
+    search.status.textContent = `passages: ${passages.report} · query: ${query.report}`;
+  } catch (e) {
+    search.status.dataset.verdict = 'error';
+    search.status.textContent = explain(e);
+  } finally {
+    setSearchState('indexed');
+  }
+}
+
+function downloadSearchReceipt() {
+  if (!search.last) return;
+  const body = JSON.stringify({ passages: search.index.receipt, query: search.last.receipt }, null, 2);
+  const url = URL.createObjectURL(new Blob([body], { type: 'application/json' }));
+  el('a', { href: url, download: `embeddings-${search.index.receipt.root.slice(0, 12)}.json` }).click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+async function addFiles(files) {
+  for (const f of files) addDocument(f.name, await f.text());
+}
+
+search.add.addEventListener('click', () => {
+  addDocument(`pasted ${search.docs.length + 1}`, search.text.value);
+  search.text.value = '';
+});
+search.files.addEventListener('change', (e) => {
+  addFiles([...(e.target.files ?? [])]);
+  e.target.value = '';
+});
+search.text.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  search.panel.classList.add('over');
+});
+search.text.addEventListener('dragleave', () => search.panel.classList.remove('over'));
+search.text.addEventListener('drop', (e) => {
+  search.panel.classList.remove('over');
+  if (!e.dataTransfer?.files?.length) return; // dropped text goes into the box as usual
+  e.preventDefault();
+  addFiles([...e.dataTransfer.files]);
+});
+search.build.addEventListener('click', buildIndex);
+search.cancel.addEventListener('click', () => search.abort?.abort());
+$('query-form').addEventListener('submit', runSearch);
+search.badge.addEventListener('click', openSearchReceipt);
+$('search-receipt-verify').addEventListener('click', verifySearch);
+$('search-receipt-download').addEventListener('click', downloadSearchReceipt);
+
 setState('idle');
+setSearchState('idle');
+listEncoders();
 // Offline reloads: the page's files from the service worker, the models from OPFS.
 navigator.serviceWorker?.register('sw.js').catch((e) => console.warn('no offline reloads:', e));
 listModels();

@@ -1,7 +1,8 @@
 // The demo's server: the page (www/) at /, the built package (pkg/) at /pkg/, and the model
-// files of a folder at /models/NAME with a listing at /models/index.json. Every response
-// carries a Content-Security-Policy that allows no host but this one, and COOP/COEP (the
-// page is cross-origin isolated).
+// files of a folder at /models/NAME with a listing at /models/index.json (the .gguf files) and
+// /models/encoders.json (the sub-folders holding an encoder's model.safetensors, config.json and
+// tokenizer.json). Every response carries a Content-Security-Policy that allows no host but this
+// one, and COOP/COEP (the page is cross-origin isolated).
 //
 //   node www/serve.mjs [--models DIR] [--port N]    (prints the page's address)
 import { createReadStream, readdirSync, statSync } from 'node:fs';
@@ -67,6 +68,26 @@ export function listModels(dir) {
   return names.map((name) => ({ name, url: `/models/${encodeURIComponent(name)}`, bytes: statSync(join(dir, name)).size }));
 }
 
+const ENCODER_FILES = ['model.safetensors', 'config.json', 'tokenizer.json'];
+
+/** The sub-folders of `dir` that hold an encoder's three files, by name. */
+export function listEncoders(dir) {
+  let names = [];
+  try {
+    names = readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+  return names
+    .map((name) => ({ name, files: ENCODER_FILES.map((f) => fileAt(join(dir, name, f))) }))
+    .filter(({ files }) => files.every(Boolean))
+    .map(({ name, files }) => ({
+      name,
+      url: `/models/${encodeURIComponent(name)}/`,
+      bytes: files.reduce((sum, st) => sum + st.size, 0),
+    }));
+}
+
 /**
  * Starts the server on 127.0.0.1 (`port` 0: any free one). `onRequest(path, host)` sees every
  * request (the end-to-end test counts them). `mounts` (`[prefix, folder]`, checked first) and
@@ -91,9 +112,10 @@ export function startDemoServer({ models, port = 0, pkg = join(repo, 'pkg'), onR
       'X-Content-Type-Options': 'nosniff',
       'Cache-Control': 'no-cache',
     };
-    if (path === '/models/index.json') {
+    if (path === '/models/index.json' || path === '/models/encoders.json') {
+      const list = path === '/models/index.json' ? listModels : listEncoders;
       res.writeHead(200, { ...headers, 'Content-Type': 'application/json' });
-      res.end(JSON.stringify(models ? listModels(models) : []));
+      res.end(JSON.stringify(models ? list(models) : []));
       return;
     }
     const [prefix, root] = roots.find(([p]) => path.startsWith(p));

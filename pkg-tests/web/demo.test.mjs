@@ -1,7 +1,8 @@
 // The demo page (www/) end to end, as a user drives it: load the tiny model, chat one turn
 // with tokens streaming in, verify the answer's receipt, drop a tampered receipt, stop a
-// generation midway, reload offline (the service worker and OPFS), and no request leaves the
-// origin. Screenshots: target/pkg-tests/demo-*.png.
+// generation midway, search three pasted documents privately (MiniLM) and verify the
+// embeddings' receipt, reload offline (the service worker and OPFS) and chat and search again,
+// and no request leaves the origin. Screenshots: target/pkg-tests/demo-*.png.
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -136,6 +137,77 @@ test('stop midway: finish aborted, a receipt that verifies, and the chat goes on
   assert.ok(await page.textContent('.msg.assistant:last-child .text'), 'the turn after a stop is not empty');
 });
 
+// Three small documents of two passages each (blank lines split them).
+const DOCS = [
+  'Mars is the fourth planet from the Sun. Its surface is covered in iron oxide dust, which gives it a reddish colour.\n\nMars has two small moons, Phobos and Deimos.',
+  'The Eiffel Tower was built for the 1889 World Fair in Paris.\n\nIt is about 330 metres tall and was the tallest structure in the world until 1930.',
+  'Sourdough bread rises thanks to wild yeast and lactic acid bacteria.\n\nA starter must be fed with flour and water every day.',
+];
+const searchState = () => page.getAttribute('#search-panel', 'data-state');
+
+/** Pastes the documents, embeds them; the progress texts seen until the panel is indexed. */
+async function indexDocuments(docs) {
+  for (const doc of docs) {
+    await page.fill('#doc-text', doc);
+    await page.click('#doc-add');
+  }
+  const seen = page.evaluate(() => new Promise((done) => {
+    const stages = new Set();
+    const panel = document.querySelector('#search-panel');
+    const obs = new MutationObserver(() => {
+      const text = document.querySelector('#search-progress-text').textContent;
+      if (text) stages.add(text.split(':')[0]);
+      if (['indexed', 'idle'].includes(panel.dataset.state) && document.querySelector('#search-progress').hidden) {
+        obs.disconnect();
+        done([...stages]);
+      }
+    });
+    obs.observe(panel, { subtree: true, childList: true, characterData: true, attributes: true });
+  }));
+  await page.click('#index');
+  const stages = await seen;
+  assert.equal(await page.textContent('#search-error'), '');
+  assert.equal(await searchState(), 'indexed');
+  return stages;
+}
+
+async function searchFor(query) {
+  await page.fill('#query', query);
+  await page.click('#search');
+  await page.waitForSelector('#results li', { timeout: TIMEOUT });
+  return page.$$eval('#results li', (lis) => lis.map((li) => ({ score: Number(li.dataset.score), text: li.querySelector('.text').textContent })));
+}
+
+test('private search: three pasted documents embedded with progress, the right passage first, a receipt that verifies', { timeout: TIMEOUT }, async () => {
+  await page.waitForFunction(() => document.querySelector('#encoder-name').textContent === 'minilm');
+  const stages = await indexDocuments(DOCS);
+  assert.deepEqual(await page.$$eval('#doc-list li .name', (e) => e.map((x) => x.textContent)), ['pasted 1', 'pasted 2', 'pasted 3']);
+  for (const stage of ['Downloading model', 'Converting', 'Hashing', 'Embedding']) {
+    assert.ok(stages.includes(stage), `search progress: ${stages}`);
+  }
+  assert.match(await page.textContent('#index-info'), /^6 passages from 3 documents/);
+
+  const results = await searchFor('What gives Mars its red colour?');
+  assert.match(results[0].text, /iron oxide dust/);
+  for (let i = 1; i < results.length; i++) assert.ok(results[i - 1].score >= results[i].score, `scores in order: ${results.map((r) => r.score)}`);
+  assert.ok(results[0].score > 0.5 && results[0].score <= 1, `${results[0].score}`);
+  assert.match((await searchFor('What makes sourdough rise?'))[0].text, /wild yeast/);
+  assert.equal(await page.getAttribute('#search-receipt', 'data-verdict'), 'pending');
+
+  await page.click('#search-receipt');
+  const fields = await page.textContent('#search-receipt-fields');
+  for (const k of ['passages root', 'model file sha256', 'numerics', 'query root']) assert.ok(fields.includes(k), `the receipt view lacks ${k}`);
+  assert.equal(await page.$$eval('#search-receipt-ranked li', (e) => e.length), 5);
+  await page.click('#search-receipt-verify');
+  await page.waitForSelector('#search-receipt-status[data-verdict]', { timeout: TIMEOUT });
+  assert.equal(await page.getAttribute('#search-receipt-status', 'data-verdict'), 'verified', await page.textContent('#search-receipt-status'));
+  assert.match(await page.textContent('#search-receipt-status'), /^passages: verified: 6 texts re-embedded bit for bit · query: verified: 1 texts/);
+  assert.equal(await page.getAttribute('#search-receipt', 'data-verdict'), 'verified');
+  await shot('search-receipt');
+  await page.keyboard.press('Escape');
+  await shot('search');
+});
+
 test('offline, the page reloads and loads the model it kept, and chats', { timeout: TIMEOUT }, async () => {
   await page.evaluate(() => navigator.serviceWorker.ready);
   await page.context().setOffline(true);
@@ -152,6 +224,19 @@ test('offline, the page reloads and loads the model it kept, and chats', { timeo
     await page.click('#send');
     await page.waitForSelector('.msg.assistant[data-finish]', { timeout: TIMEOUT });
     assert.ok(await page.textContent('.msg.assistant .text'), 'an answer offline');
+  } finally {
+    await page.context().setOffline(false);
+  }
+});
+
+test('offline, private search loads the encoder it kept and searches', { timeout: TIMEOUT }, async () => {
+  await page.context().setOffline(true);
+  try {
+    await page.reload();
+    await page.waitForFunction(() => document.querySelector('#encoder-name').textContent === 'minilm');
+    const stages = await indexDocuments(DOCS.slice(0, 2));
+    assert.ok(stages.includes('Reading from this browser model') && !stages.includes('Downloading model'), `${stages}`);
+    assert.match((await searchFor('How tall is the Eiffel Tower?'))[0].text, /Eiffel|330 metres/);
   } finally {
     await page.context().setOffline(false);
   }
