@@ -51,7 +51,15 @@ impl<W> Encoder<W> {
 
 impl Encoder<ExactWeight> {
     pub fn load(gguf: &Gguf) -> Result<Encoder<ExactWeight>> {
-        Encoder::load_with(gguf, ExactWeight::from_view)
+        let mut enc = Encoder::load_with(gguf, ExactWeight::from_view)?;
+        // Texts are short: widening the layers' weights again for each batch would cost more
+        // than the products (the embedding tables are read a row at a time, not widened).
+        for l in &mut enc.weights.layers {
+            for w in [&mut l.wq, &mut l.wk, &mut l.wv, &mut l.wo, &mut l.up, &mut l.down] {
+                w.keep_widened();
+            }
+        }
+        Ok(enc)
     }
 
     /// One exact vector per tokenized text (24-bit mantissas and an exponent per row).

@@ -72,6 +72,8 @@ pub struct Matrix {
     pub data: MatrixData,
     /// The largest exponent of any scale (or element): fixes the matmul accumulator grid.
     pub max_exp: i32,
+    /// The rows widened for batches, [`CHUNK`] rows a piece, when kept ([`ExactWeight::keep_widened`]).
+    widened: Option<Vec<Widened>>,
 }
 
 /// A weight in the exact backend's representation.
@@ -206,14 +208,20 @@ impl Matrix {
             }
             _ => {
                 let max_exp = blocks_max_exp(ty, t.data).ok_or_else(|| bad(t, "Inf or NaN block scale"))?;
-                return Ok(Matrix { rows, cols, data: MatrixData::Blocks { ty, raw: t.shared() }, max_exp });
+                return Ok(Matrix {
+                    rows,
+                    cols,
+                    data: MatrixData::Blocks { ty, raw: t.shared() },
+                    max_exp,
+                    widened: None,
+                });
             }
         };
         let max_exp = match &data {
             MatrixData::Elems { e, .. } => e.iter().copied().max(),
             MatrixData::Blocks { .. } => None,
         };
-        Ok(Matrix { rows, cols, data, max_exp: max_exp.unwrap_or(0) })
+        Ok(Matrix { rows, cols, data, max_exp: max_exp.unwrap_or(0), widened: None })
     }
 
     /// GGUF block `g` of row `r`, decoded: int8 values and one scale per 32 elements.
@@ -274,6 +282,26 @@ impl ExactWeight {
             return Ok(ExactWeight::Vector { m, e });
         }
         Ok(ExactWeight::Matrix(mat))
+    }
+
+    /// Keep a quantized matrix's rows widened for batches (i16 values and f64 scales, about 2.5
+    /// bytes per weight) instead of widening them again in every batched product: for small
+    /// models that embed short texts, where widening would cost more than the products.
+    pub fn keep_widened(&mut self) {
+        if let ExactWeight::Matrix(m) = self {
+            if let MatrixData::Blocks { ty, raw } = &m.data {
+                let row_bytes = m.cols / ty.block_len() * ty.block_bytes();
+                let pieces = raw
+                    .chunks(CHUNK * row_bytes)
+                    .map(|rows| {
+                        let mut w = Widened::default();
+                        w.fill(*ty, rows);
+                        w
+                    })
+                    .collect();
+                m.widened = Some(pieces);
+            }
+        }
     }
 
     fn matrix(&self) -> &Matrix {
@@ -1631,7 +1659,7 @@ fn matmuls<const N: usize>(x: &IMat, ws: [&Matrix; N]) -> [IMat; N] {
 /// The grid sums of `w`'s rows times the x rows, as `[weight row][x row]`.
 fn products(w: &Matrix, xr: &XRows) -> Vec<i64> {
     match &w.data {
-        MatrixData::Blocks { ty, raw } => block_products(*ty, raw, w.rows, xr),
+        MatrixData::Blocks { ty, raw } => block_products(*ty, raw, w.widened.as_deref(), w.rows, xr),
         MatrixData::Elems { m: wm, e: we } => elem_products(wm, we, w.rows, xr),
     }
 }
@@ -1681,8 +1709,9 @@ impl XRows {
 /// Weight rows per rayon task.
 const CHUNK: usize = 16;
 
-/// The grid sums of `m` quantized weight rows (`raw`) times the x rows, as `[weight row][x row]`.
-fn block_products(ty: TensorType, raw: &[u8], m: usize, x: &XRows) -> Vec<i64> {
+/// The grid sums of `m` quantized weight rows (`raw`, or its rows already widened) times the x
+/// rows, as `[weight row][x row]`.
+fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: usize, x: &XRows) -> Vec<i64> {
     let (n, k, nb) = (x.n, x.k, x.q.nb);
     let row_bytes = k / ty.block_len() * ty.block_bytes();
     let mut acc_t = vec![0i64; m * n];
@@ -1690,9 +1719,15 @@ fn block_products(ty: TensorType, raw: &[u8], m: usize, x: &XRows) -> Vec<i64> {
         // Batches decode each weight row once and dot it against every x row.
         let xg = XGroups::new(x);
         let min = matches!(ty, TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q4K | TensorType::Q5K);
-        acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each_init(Widened::default, |wd, (c, out)| {
+        acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each_init(Widened::default, |own, (c, out)| {
             let rows = out.len() / n;
-            wd.fill(ty, &raw[c * CHUNK * row_bytes..(c * CHUNK + rows) * row_bytes]);
+            let wd = match widened {
+                Some(w) => &w[c],
+                None => {
+                    own.fill(ty, &raw[c * CHUNK * row_bytes..(c * CHUNK + rows) * row_bytes]);
+                    &*own
+                }
+            };
             // Groups outermost: a group's x values stay in cache across the chunk's rows.
             for g in 0..n.div_ceil(4) {
                 let xv = xg.group(g);
@@ -2444,7 +2479,13 @@ mod tests {
                     let (raw, xr) = random_case(&mut rng, ty, m, n, k);
                     x = xr;
                     let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
-                    Matrix { rows: m, cols: k, data: MatrixData::Blocks { ty, raw: raw.into() }, max_exp }
+                    Matrix {
+                        rows: m,
+                        cols: k,
+                        data: MatrixData::Blocks { ty, raw: raw.into() },
+                        max_exp,
+                        widened: None,
+                    }
                 })
                 .collect();
             let together = matmuls(&x, [&ws[0], &ws[1], &ws[2], &ws[3]]);

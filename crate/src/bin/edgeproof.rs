@@ -145,6 +145,10 @@ enum Cmd {
         /// queries where the adapter has them, else the wall clock per dispatch).
         #[arg(long)]
         profile: bool,
+        /// With an encoder's directory as `--model`: the texts to embed, one a line (their first
+        /// 64); prints sentences/s at batch 1 and 32.
+        #[arg(long)]
+        texts: Option<PathBuf>,
     },
     /// Write the tiny random-weight test model, or with `--like` a random-weight model of a
     /// real model's shapes.
@@ -545,6 +549,63 @@ fn verify_embedding(text: &str, model: &std::path::Path, backend: Backend) -> Re
     Ok(findings.is_empty())
 }
 
+/// Sentences/s of an encoder at batch 1 and 32 on the first 64 lines of `texts`: the exact mode
+/// on 1 and all threads and f32 on the CPU, or the exact mode on the GPU; the median of 3 runs
+/// after a warm-up.
+fn bench_embed(model: &std::path::Path, texts: &std::path::Path, backend: Backend) -> Result<()> {
+    use edgeproof::embed::{self, Encoder, GpuEncoder, DEFAULT_MAX_TOKENS};
+    let all = std::fs::read_to_string(texts).map_err(|e| Error::Io(format!("{}: {e}", texts.display())))?;
+    let lines: Vec<&str> = all.lines().take(64).collect();
+    let gguf = embed::convert_dir(model)?;
+    let exact = Encoder::load(&gguf)?;
+    let ids = lines.iter().map(|t| exact.tokenize(t, DEFAULT_MAX_TOKENS)).collect::<Result<Vec<_>>>()?;
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    println!("encoder {}: {} texts, {tokens} word pieces", model.display(), ids.len());
+    let median = |f: &mut dyn FnMut() -> Result<()>| -> Result<f64> {
+        f()?;
+        let mut t = Vec::new();
+        for _ in 0..3 {
+            let s = Instant::now();
+            f()?;
+            t.push(s.elapsed().as_secs_f64());
+        }
+        t.sort_by(f64::total_cmp);
+        Ok(ids.len() as f64 / t[1])
+    };
+    println!("| numerics | backend | threads | batch 1 texts/s | batch 32 texts/s |");
+    println!("| --- | --- | --- | --- | --- |");
+    let rate = |embed: &mut dyn FnMut(&[Vec<u32>]) -> Result<()>| -> Result<(f64, f64)> {
+        let one = median(&mut || ids.chunks(1).try_for_each(&mut *embed))?;
+        let batch = median(&mut || ids.chunks(32).try_for_each(&mut *embed))?;
+        Ok((one, batch))
+    };
+    if backend == Backend::Gpu {
+        let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env())?);
+        let adapter = ctx.adapter.name.clone();
+        let mut gpu = GpuEncoder::load(&gguf, ctx)?;
+        let (one, batch) = rate(&mut |b| gpu.embed_ids(b).map(|_| ()))?;
+        println!("| exact | gpu: {adapter} | - | {one:.1} | {batch:.1} |");
+        return Ok(());
+    }
+    let f32_enc = Encoder::load_f32(&gguf)?;
+    let threads = rayon::current_num_threads();
+    for (name, n_threads) in [("exact", 1), ("exact", threads), ("f32", 1), ("f32", threads)] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n_threads)
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("thread pool: {e}")))?;
+        let (one, batch) = pool.install(|| {
+            if name == "exact" {
+                rate(&mut |b| exact.embed_ids(b).map(|_| ()))
+            } else {
+                rate(&mut |b| f32_enc.embed_ids(b).map(|_| ()))
+            }
+        })?;
+        println!("| {name} | cpu | {n_threads} | {one:.1} | {batch:.1} |");
+    }
+    Ok(())
+}
+
 /// Ok(false): a receipt did not verify.
 /// Generation with a receipt against its verification (all threads, exact).
 fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
@@ -697,7 +758,12 @@ fn run(cmd: Cmd) -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Bench { model, prefill, decode, receipt, backend, profile } => {
+        Cmd::Bench { model, prefill, decode, receipt, backend, profile, texts } => {
+            if model.is_dir() {
+                let texts =
+                    texts.ok_or_else(|| Error::InvalidArgument("an encoder's bench needs --texts FILE".into()))?;
+                return bench_embed(&model, &texts, backend).map(|_| true);
+            }
             bench(&model, prefill, decode, backend, profile)?;
             if receipt > 0 {
                 bench_receipt(&model, receipt)?;
