@@ -23,22 +23,21 @@ async fn minilm_vectors_equal_cpu_alone_and_batched() {
     )
     .expect("convert MiniLM");
     let cpu = Encoder::load(&gguf).expect("cpu encoder");
-    let mut texts: Vec<&str> = SENTENCES.lines().take(12).collect();
-    texts.push(SENTENCES.lines().max_by_key(|l| l.len()).expect("lines"));
+    // Short texts: SwiftShader takes minutes per long one (lavapipe covers truncation at 256).
+    let texts: Vec<&str> = SENTENCES.lines().take(6).collect();
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| cpu.tokenize(t, DEFAULT_MAX_TOKENS).expect("tokenize")).collect();
     let want = cpu.embed_ids(&ids).expect("cpu");
     log!("minilm: fetched, converted and embedded on the CPU in {:.0} ms", now_ms() - t0);
-    for emulate_dot4 in [false, true] {
-        let ctx = context(GpuOptions { emulate_dot4, split_k: Some(emulate_dot4), ..Default::default() }).await;
-        let mut gpu = GpuEncoder::load(&gguf, Rc::new(ctx)).expect("gpu encoder");
-        let t = now_ms();
-        let got = gpu.embed_ids_async(&ids).await.expect("gpu batch");
-        log!("minilm: {} texts on the GPU (emulated dot4 {emulate_dot4}) in {:.0} ms", ids.len(), now_ms() - t);
-        same("MiniLM, 13 texts in one batch", &got, &want);
-        for i in [0, 5, ids.len() - 1] {
-            let one = gpu.embed_ids_async(std::slice::from_ref(&ids[i])).await.expect("gpu alone");
-            let row = IMat { rows: 1, cols: want.cols, m: want.row(i).to_vec(), e: vec![want.e[i]] };
-            same(&format!("MiniLM, text {i} alone"), &one, &row);
-        }
+    // One configuration, a GPU's default (dot4I8Packed, split-K): the ops tests cover the others.
+    let ctx = context(GpuOptions { split_k: Some(true), ..Default::default() }).await;
+    let mut gpu = GpuEncoder::load(&gguf, Rc::new(ctx)).expect("gpu encoder");
+    let t = now_ms();
+    let got = gpu.embed_ids_async(&ids).await.expect("gpu batch");
+    log!("minilm: {} texts on the GPU in {:.0} ms", ids.len(), now_ms() - t);
+    same("MiniLM, 6 texts in one batch", &got, &want);
+    for i in [0, ids.len() - 1] {
+        let one = gpu.embed_ids_async(std::slice::from_ref(&ids[i])).await.expect("gpu alone");
+        let row = IMat { rows: 1, cols: want.cols, m: want.row(i).to_vec(), e: vec![want.e[i]] };
+        same(&format!("MiniLM, text {i} alone"), &one, &row);
     }
 }
