@@ -148,9 +148,9 @@ fn minilm_vectors_on_the_gpu_equal_the_cpu_alone_and_batched() {
     let cpu = Encoder::load(&gguf).expect("cpu encoder");
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/minilm/sentences.txt"))
         .expect("sentences");
-    // Short and long texts (the longest is truncated at 256 word pieces).
-    let mut texts: Vec<&str> = text.lines().take(20).collect();
-    texts.push(text.lines().max_by_key(|l| l.len()).expect("lines"));
+    // Short texts (a long one takes minutes on lavapipe; the segments of the ops test above and
+    // the CPU's tests of truncation cover length).
+    let texts: Vec<&str> = text.lines().take(20).collect();
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| cpu.tokenize(t, DEFAULT_MAX_TOKENS).expect("tokenize")).collect();
     let want = cpu.embed_ids(&ids).expect("cpu");
     // The adapter's dot path, with one invocation per tile and with split-K (the ops tests above
@@ -158,7 +158,7 @@ fn minilm_vectors_on_the_gpu_equal_the_cpu_alone_and_batched() {
     for ctx in contexts().into_iter().step_by(2) {
         let mut gpu = GpuEncoder::load(&gguf, ctx).expect("gpu encoder");
         let got = gpu.embed_ids(&ids).expect("gpu batch");
-        same("MiniLM, 21 texts in one batch", &got, &want);
+        same("MiniLM, 20 texts in one batch", &got, &want);
         for (i, t) in ids.iter().enumerate().step_by(10) {
             let one = gpu.embed_ids(std::slice::from_ref(t)).expect("gpu alone");
             let row = IMat { rows: 1, cols: want.cols, m: want.row(i).to_vec(), e: vec![want.e[i]] };
