@@ -502,6 +502,7 @@ async function runSearch(ev) {
   ev?.preventDefault();
   const query = search.query.value.trim();
   if (!query || !search.embedder || !search.index) return;
+  delete search.results.dataset.query; // set again once this query's ranking is shown
   setSearchState('searching');
   try {
     const { vectors: [vector], receipt } = await search.embedder.embed([query]);
@@ -533,6 +534,7 @@ function showResults() {
       return li;
     }),
   );
+  search.results.dataset.query = search.last.query;
   setSearchVerdict('pending');
   search.badge.hidden = false;
 }

@@ -174,7 +174,8 @@ async function indexDocuments(docs) {
 async function searchFor(query) {
   await page.fill('#query', query);
   await page.click('#search');
-  await page.waitForSelector('#results li', { timeout: TIMEOUT });
+  // The ranking of this query (#results says which query it shows), not the previous one's.
+  await page.waitForFunction((q) => document.querySelector('#results').dataset.query === q, query, { timeout: TIMEOUT });
   return page.$$eval('#results li', (lis) => lis.map((li) => ({ score: Number(li.dataset.score), text: li.querySelector('.text').textContent })));
 }
 
