@@ -58,7 +58,8 @@ enum EncoderBackend {
 }
 
 impl EncoderBackend {
-    fn load(backend: Backend, gguf: &Gguf) -> Result<EncoderBackend> {
+    /// Async: a GPU backend will await its device here.
+    async fn load(backend: Backend, gguf: &Gguf) -> Result<EncoderBackend> {
         match backend {
             Backend::Cpu => Ok(EncoderBackend::Cpu(Encoder::load(gguf)?)),
         }
@@ -389,7 +390,7 @@ async fn load(loader: EncoderLoader, cb: &Callbacks) -> Result<EncShared> {
     yield_now().await;
     cb.check("load")?;
     cb.progress("upload", 0.0, 1.0);
-    let enc = EncoderBackend::load(backend, &gguf)?;
+    let enc = EncoderBackend::load(backend, &gguf).await?;
     cb.progress("upload", 1.0, 1.0);
     cb.check("load")?;
     let cfg = enc.cfg();
