@@ -59,7 +59,7 @@ export function folderUrl(base, relativeTo) {
  */
 export async function loadEncoderWasm(open, backend, { onProgress, signal } = {}) {
   throwIfAborted(signal);
-  const loader = call(() => new EncoderLoader(backend)); // MISSING_FEATURE for 'webgpu', for now
+  const loader = call(() => new EncoderLoader(backend));
   let loaded = false;
   try {
     for (const file of ORDER) {

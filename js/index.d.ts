@@ -101,7 +101,7 @@ export type EncoderSource =
   | { model: EncoderFileSource; config: EncoderFileSource; tokenizer: EncoderFileSource };
 
 export interface EmbedderLoadOptions {
-  /** `'cpu'` (the default; `'auto'` is the CPU too, for now). `'webgpu'` rejects with `MISSING_FEATURE`: not yet. */
+  /** `'auto'` (the default: WebGPU on a hardware adapter, else the wasm CPU path, as `Engine.load`), `'webgpu'` or `'cpu'`: the same vectors on each. */
   backend?: 'auto' | 'webgpu' | 'cpu';
   /** Reading stages carry `file`; then `'convert'`, `'hash'`, `'upload'`. */
   onProgress?: (progress: Progress) => void;

@@ -221,12 +221,11 @@ export class Embedder extends BaseEmbedder {
    * @returns {Promise<Embedder>}
    */
   static async load(source, opts = {}) {
-    const { backend = 'cpu', signal } = opts;
+    const { backend = 'auto', signal } = opts;
     throwIfAborted(signal);
-    await ready(opts.threads);
-    const { wasm, cache } = await withEncoderFiles(source, opts, (open) => loadEncoderWasm(open, backend, opts));
-    const reason = backend === 'cpu' ? "backend 'cpu' was requested" : 'embeddings run on the wasm CPU path for now';
-    return new Embedder(wasm, { backendReason: reason, cache });
+    const [choice] = await Promise.all([chooseBackend(backend), ready(opts.threads)]);
+    const { wasm, cache } = await withEncoderFiles(source, opts, (open) => loadEncoderWasm(open, choice.backend, opts));
+    return new Embedder(wasm, { backendReason: choice.reason, cache });
   }
 }
 

@@ -73,7 +73,7 @@ export class Embedder extends BaseEmbedder {
     await ready();
     const parts = encoderParts(source, inFolder);
     const open = async (file) => ({ source: await nodeSource(parts[file], opts.signal) });
-    const wasm = await loadEncoderWasm(open, opts.backend ?? 'cpu', opts);
+    const wasm = await loadEncoderWasm(open, 'cpu', opts);
     return new Embedder(wasm, { backendReason: 'Node.js has no WebGPU here: the wasm CPU path' });
   }
 }

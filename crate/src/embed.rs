@@ -4,6 +4,7 @@
 
 use crate::backend::exact::{ExactOps, ExactWeight, IMat};
 use crate::backend::f32::{F32Weight, RefF32};
+use crate::engine::block_on;
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
 use crate::gpu::{GpuContext, GpuOps, GpuWeight};
@@ -12,6 +13,8 @@ use crate::numerics::encoder_digest;
 use crate::receipt::{Hash, Hasher, ModelCommitment};
 use crate::tokenizer::wordpiece::WordPiece;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::future::Future;
 use std::rc::Rc;
 
 /// Word pieces per text by default (`[CLS]` and `[SEP]` included); longer texts are truncated.
@@ -80,16 +83,17 @@ impl Encoder<F32Weight> {
     }
 }
 
-/// An encoder on WebGPU: the exact numerics, the CPU's bits.
+/// An encoder on WebGPU: the exact numerics, the CPU's bits. One batch at a time: a second
+/// call while one waits on the device is `BUSY`.
 pub struct GpuEncoder {
     enc: Encoder<GpuWeight>,
-    ops: GpuOps,
+    ops: RefCell<GpuOps>,
 }
 
 impl GpuEncoder {
     pub fn load(gguf: &Gguf, ctx: Rc<GpuContext>) -> Result<GpuEncoder> {
         let enc = Encoder::load_with(gguf, |t| GpuWeight::from_view(&ctx, t))?;
-        Ok(GpuEncoder { enc, ops: GpuOps::encoder(ctx)? })
+        Ok(GpuEncoder { enc, ops: RefCell::new(GpuOps::encoder(ctx)?) })
     }
 
     pub fn cfg(&self) -> &BertConfig {
@@ -100,16 +104,20 @@ impl GpuEncoder {
         self.enc.tokenize(text, max_tokens)
     }
 
-    /// [`Encoder::embed_ids`] on the device, read back (at most [`crate::gpu::MAX_SEGMENTS`] texts per call).
-    pub async fn embed_ids_async(&mut self, texts: &[Vec<u32>]) -> Result<IMat> {
-        let out = bert::forward(&mut self.ops, &self.enc.cfg, &self.enc.weights, texts)?;
-        self.ops.check()?;
-        self.ops.download_async(&out).await
+    /// [`Encoder::embed_ids`] on the device, read back (at most [`crate::gpu::MAX_SEGMENTS`]
+    /// texts per call).
+    // The borrow is held across the readback on purpose: a second call meanwhile is BUSY.
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub async fn embed_ids_async(&self, texts: &[Vec<u32>]) -> Result<IMat> {
+        let mut ops = self.ops.try_borrow_mut().map_err(|_| Error::Busy("the GPU encoder is embedding".into()))?;
+        let out = bert::forward(&mut *ops, &self.enc.cfg, &self.enc.weights, texts)?;
+        ops.check()?;
+        ops.download_async(&out).await
     }
 
     /// [`GpuEncoder::embed_ids_async`], blocking (native only).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn embed_ids(&mut self, texts: &[Vec<u32>]) -> Result<IMat> {
+    pub fn embed_ids(&self, texts: &[Vec<u32>]) -> Result<IMat> {
         pollster::block_on(self.embed_ids_async(texts))
     }
 }
@@ -191,10 +199,38 @@ pub struct Embedded {
     pub receipt: EmbeddingReceipt,
 }
 
+/// What embeds tokenized texts in the exact numerics: [`Encoder`] on the CPU, [`GpuEncoder`].
+pub trait Embed {
+    /// `[CLS] ... [SEP]`, at most `max_tokens` word pieces.
+    fn tokenize(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>>;
+    /// One exact vector per tokenized text (at most [`BATCH`] texts).
+    fn embed_ids_async(&self, texts: &[Vec<u32>]) -> impl Future<Output = Result<IMat>>;
+}
+
+impl Embed for Encoder<ExactWeight> {
+    fn tokenize(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
+        Encoder::tokenize(self, text, max_tokens)
+    }
+
+    fn embed_ids_async(&self, texts: &[Vec<u32>]) -> impl Future<Output = Result<IMat>> {
+        std::future::ready(self.embed_ids(texts))
+    }
+}
+
+impl Embed for GpuEncoder {
+    fn tokenize(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
+        GpuEncoder::tokenize(self, text, max_tokens)
+    }
+
+    fn embed_ids_async(&self, texts: &[Vec<u32>]) -> impl Future<Output = Result<IMat>> {
+        GpuEncoder::embed_ids_async(self, texts)
+    }
+}
+
 /// Embed `texts` in the exact numerics, [`BATCH`] texts per pass, with `progress(done, total)`
 /// after each pass (an error from it stops the work).
-pub fn embed(
-    enc: &Encoder<ExactWeight>,
+pub async fn embed_async<E: Embed>(
+    enc: &E,
     model: &ModelCommitment,
     texts: &[String],
     max_tokens: usize,
@@ -203,7 +239,7 @@ pub fn embed(
     let ids: Vec<Vec<u32>> = texts.iter().map(|t| enc.tokenize(t, max_tokens)).collect::<Result<_>>()?;
     let (mut vectors, mut items) = (Vec::with_capacity(texts.len()), Vec::with_capacity(texts.len()));
     for (b, batch) in ids.chunks(BATCH).enumerate() {
-        let v = enc.embed_ids(batch)?;
+        let v = enc.embed_ids_async(batch).await?;
         for (r, t) in batch.iter().enumerate() {
             let i = b * BATCH + r;
             vectors.push(v.row(r).iter().map(|&m| libm::ldexpf(m as f32, v.e[r])).collect());
@@ -223,6 +259,17 @@ pub fn embed(
     };
     receipt.root = receipt.chain();
     Ok(Embedded { vectors, receipt })
+}
+
+/// [`embed_async`] where blocking is allowed ([`block_on`]: natively; in wasm32 on the CPU).
+pub fn embed<E: Embed>(
+    enc: &E,
+    model: &ModelCommitment,
+    texts: &[String],
+    max_tokens: usize,
+    progress: impl FnMut(usize, usize) -> Result<()>,
+) -> Result<Embedded> {
+    block_on(embed_async(enc, model, texts, max_tokens, progress))?
 }
 
 /// Why an embedding receipt did not verify.
@@ -256,10 +303,20 @@ impl std::fmt::Display for EmbedDivergence {
     }
 }
 
-/// Re-embed every text of `r` and compare, with `progress(done, total)` per pass. Empty: verified.
-pub fn verify(
+/// [`verify_async`] where blocking is allowed ([`block_on`]: natively; in wasm32 on the CPU).
+pub fn verify<E: Embed>(
     r: &EmbeddingReceipt,
-    enc: &Encoder<ExactWeight>,
+    enc: &E,
+    model: &ModelCommitment,
+    progress: impl FnMut(usize, usize) -> Result<()>,
+) -> Result<Vec<EmbedDivergence>> {
+    block_on(verify_async(r, enc, model, progress))?
+}
+
+/// Re-embed every text of `r` and compare, with `progress(done, total)` per pass. Empty: verified.
+pub async fn verify_async<E: Embed>(
+    r: &EmbeddingReceipt,
+    enc: &E,
     model: &ModelCommitment,
     mut progress: impl FnMut(usize, usize) -> Result<()>,
 ) -> Result<Vec<EmbedDivergence>> {
@@ -295,7 +352,7 @@ pub fn verify(
     let mut done = 0;
     for batch in todo.chunks(BATCH) {
         let ids: Vec<Vec<u32>> = batch.iter().map(|&i| r.texts[i].ids.clone()).collect();
-        let v = enc.embed_ids(&ids)?;
+        let v = enc.embed_ids_async(&ids).await?;
         for (row, &i) in batch.iter().enumerate() {
             if vector_digest(&v, row) != r.texts[i].vector {
                 out.push(EmbedDivergence::Vector { index: i });

@@ -156,7 +156,7 @@ fn minilm_vectors_on_the_gpu_equal_the_cpu_alone_and_batched() {
     // The adapter's dot path, with one invocation per tile and with split-K (the ops tests above
     // cover the emulated dot path too).
     for ctx in contexts().into_iter().step_by(2) {
-        let mut gpu = GpuEncoder::load(&gguf, ctx).expect("gpu encoder");
+        let gpu = GpuEncoder::load(&gguf, ctx).expect("gpu encoder");
         let got = gpu.embed_ids(&ids).expect("gpu batch");
         same("MiniLM, 20 texts in one batch", &got, &want);
         for (i, t) in ids.iter().enumerate().step_by(10) {

@@ -3,7 +3,6 @@
 //! emulation. Natively this runs on Mesa's lavapipe; without an adapter it fails.
 
 mod common;
-#[allow(dead_code)]
 #[path = "common/gpu_inputs.rs"]
 mod gpu_inputs;
 

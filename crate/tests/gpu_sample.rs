@@ -3,7 +3,6 @@
 //! (ties, one winner, e = 0, a row the kernels must hand back to the CPU), under many
 //! temperatures, top-k, top-p, seeds and steps. Natively this runs on Mesa's lavapipe.
 
-#[allow(dead_code)]
 #[path = "common/gpu_inputs.rs"]
 mod gpu_inputs;
 

@@ -209,7 +209,32 @@ test('an abort between batches rejects ABORTED; the next embed works and gives t
     assertSameVectors(r.vectors, cli.vectors.slice(0, 8), 'the embed after an abort');
   }));
 
-test('coded errors: a missing file, a corrupt or truncated safetensors file, WebGPU, bad arguments', { timeout: TIMEOUT }, (t) =>
+test('WebGPU (SwiftShader): the CLI’s vectors and receipt; \'auto\' picks the CPU on a CPU adapter', { timeout: TIMEOUT }, (t) =>
+  h.page(t, async (page) => {
+    await page.evaluate(PAGE_HELPERS);
+    const r = await page.evaluate(async ({ model, texts }) => {
+      const { Embedder } = await import('/pkg/index.js');
+      const gpu = await Embedder.load(model, { backend: 'webgpu' });
+      const batch = await gpu.embed(texts);
+      const alone = b64((await gpu.embed([texts[2]])).vectors[0]);
+      const verified = await gpu.verify(batch.receipt);
+      const out = { info: gpu.info(), vectors: batch.vectors.map(b64), alone, receipt: batch.receipt, verified };
+      gpu.free();
+      const auto = await Embedder.load(model);
+      out.auto = { backend: auto.info().backend, reason: auto.info().backendReason };
+      auto.free();
+      return out;
+    }, { model: MODELS.minilm, texts: TEXTS.slice(0, 4) });
+    assert.equal(r.info.backend, 'webgpu');
+    assertSameVectors(r.vectors, cli.vectors.slice(0, 4), 'a batch of 4 on WebGPU');
+    assertSameVectors([r.alone], [cli.vectors[2]], 'one text on WebGPU');
+    assert.deepEqual(r.receipt.texts, cli.receipt.texts.slice(0, 4));
+    assert.equal(r.verified.ok, true, r.verified.report);
+    assert.equal(r.auto.backend, 'cpu', r.auto.reason);
+    assert.match(r.auto.reason, /runs on the CPU/);
+  }));
+
+test('coded errors: a missing file, a corrupt or truncated safetensors file, bad arguments', { timeout: TIMEOUT }, (t) =>
   h.page(t, async (page) => {
     const r = await page.evaluate(async (m) => {
       const { Embedder } = await import('/pkg/index.js');
@@ -220,7 +245,6 @@ test('coded errors: a missing file, a corrupt or truncated safetensors file, Web
         corrupt: await codeOf(() => Embedder.load(m.encoderCorrupt)),
         truncated: await codeOf(() => Embedder.load(m.encoderTruncated)),
         badConfig: await codeOf(() => Embedder.load({ model: `${m.minilm}model.safetensors`, config: `${m.minilm}tokenizer.json`, tokenizer: `${m.minilm}tokenizer.json` })),
-        webgpu: await codeOf(() => Embedder.load(m.minilm, { backend: 'webgpu' })),
         incomplete: await codeOf(() => Embedder.load({ model: `${m.minilm}model.safetensors` })),
         notTexts: await codeOf(() => embedder.embed([1, 2, 3])),
         maxTokens: await codeOf(() => embedder.embed(['x'], { maxTokens: 1 })),
@@ -237,8 +261,6 @@ test('coded errors: a missing file, a corrupt or truncated safetensors file, Web
     assert.match(r.corrupt.message, /safetensors header/);
     assert.equal(r.truncated.code, 'TRUNCATED', r.truncated.message);
     assert.equal(r.badConfig.code, 'UNSUPPORTED_ARCHITECTURE', r.badConfig.message);
-    assert.equal(r.webgpu.code, 'MISSING_FEATURE');
-    assert.equal(r.webgpu.message, 'embeddings on WebGPU: not yet');
     assert.equal(r.incomplete.code, 'INVALID_ARGUMENT');
     assert.equal(r.notTexts.code, 'INVALID_ARGUMENT');
     assert.equal(r.maxTokens.code, 'INVALID_ARGUMENT');

@@ -2452,10 +2452,22 @@ mod tests {
                 }
                 x.m[i * k + 64..i * k + 96].fill(0);
             }
-            let all = block_products(ty, &raw, m, &XRows::new(Arc::new(quantize_rows(&x, k)), &x, max_exp));
+            let xr = XRows::new(Arc::new(quantize_rows(&x, k)), &x, max_exp);
+            let all = block_products(ty, &raw, None, m, &xr);
+            // The same from rows kept widened (ExactWeight::keep_widened).
+            let row_bytes = k / ty.block_len() * ty.block_bytes();
+            let kept: Vec<Widened> = raw
+                .chunks(CHUNK * row_bytes)
+                .map(|rows| {
+                    let mut w = Widened::default();
+                    w.fill(ty, rows);
+                    w
+                })
+                .collect();
+            assert_eq!(block_products(ty, &raw, Some(&kept), m, &xr), all, "{}: rows kept widened", ty.name());
             for i in 0..n {
                 let xi = IMat { rows: 1, cols: k, m: x.row(i).to_vec(), e: vec![x.e[i]] };
-                let one = block_products(ty, &raw, m, &XRows::new(Arc::new(quantize_rows(&xi, k)), &xi, max_exp));
+                let one = block_products(ty, &raw, None, m, &XRows::new(Arc::new(quantize_rows(&xi, k)), &xi, max_exp));
                 for (j, &v) in one.iter().enumerate() {
                     assert_eq!(all[j * n + i], v, "{}: weight row {j}, x row {i}", ty.name());
                 }

@@ -108,6 +108,8 @@ enum Cmd {
         max_tokens: usize,
         #[arg(long, value_enum, default_value_t = Numerics::Exact)]
         numerics: Numerics,
+        #[arg(long, value_enum, default_value_t = Backend::Cpu)]
+        backend: Backend,
         /// Write the embedding's receipt (JSON) to this file (exact numerics only).
         #[arg(long)]
         receipt: Option<PathBuf>,
@@ -479,11 +481,28 @@ fn read_texts(args: Vec<String>) -> Result<Vec<String>> {
     Ok(texts)
 }
 
+/// The exact encoder on `backend`, and its model commitment.
+enum AnyEncoder {
+    Cpu(Box<edgeproof::embed::Encoder<edgeproof::backend::exact::ExactWeight>>),
+    Gpu(Box<edgeproof::embed::GpuEncoder>),
+}
+
+fn exact_encoder(gguf: &Gguf, backend: Backend) -> Result<AnyEncoder> {
+    Ok(match backend {
+        Backend::Cpu => AnyEncoder::Cpu(Box::new(edgeproof::embed::Encoder::load(gguf)?)),
+        Backend::Gpu => {
+            let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env())?);
+            AnyEncoder::Gpu(Box::new(edgeproof::embed::GpuEncoder::load(gguf, ctx)?))
+        }
+    })
+}
+
 fn embed_cmd(
     model: &std::path::Path,
     texts: Vec<String>,
     max_tokens: usize,
     numerics: Numerics,
+    backend: Backend,
     receipt: Option<PathBuf>,
 ) -> Result<bool> {
     use edgeproof::embed::{self, Encoder};
@@ -492,13 +511,17 @@ fn embed_cmd(
     let t = Instant::now();
     let vectors = match numerics {
         Numerics::Exact => {
-            let enc = Encoder::load(&gguf)?;
+            let enc = exact_encoder(&gguf, backend)?;
             let m = commitment(&gguf)?;
             let mut shown = progress("embedding");
-            let out = embed::embed(&enc, &m, &texts, max_tokens, |d, n| {
+            let step = |d: usize, n: usize| {
                 shown(d as f32 / n as f32);
                 Ok(())
-            })?;
+            };
+            let out = match &enc {
+                AnyEncoder::Cpu(e) => embed::embed(&**e, &m, &texts, max_tokens, step)?,
+                AnyEncoder::Gpu(e) => embed::embed(&**e, &m, &texts, max_tokens, step)?,
+            };
             eprintln!();
             if let Some(path) = receipt {
                 std::fs::write(&path, out.receipt.to_json())
@@ -508,8 +531,8 @@ fn embed_cmd(
             out.vectors
         }
         Numerics::F32 => {
-            if receipt.is_some() {
-                return Err(Error::InvalidArgument("receipts need --numerics exact".into()));
+            if receipt.is_some() || backend != Backend::Cpu {
+                return Err(Error::InvalidArgument("receipts and --backend gpu need --numerics exact".into()));
             }
             let enc = Encoder::load_f32(&gguf)?;
             let ids = texts.iter().map(|t| enc.tokenize(t, max_tokens)).collect::<Result<Vec<_>>>()?;
@@ -527,19 +550,20 @@ fn embed_cmd(
 }
 
 fn verify_embedding(text: &str, model: &std::path::Path, backend: Backend) -> Result<bool> {
-    use edgeproof::embed::{self, EmbeddingReceipt, Encoder};
-    if backend != Backend::Cpu {
-        return Err(Error::InvalidArgument("embedding receipts verify on the CPU for now".into()));
-    }
+    use edgeproof::embed::{self, EmbeddingReceipt};
     let r = EmbeddingReceipt::from_json(text)?;
     let gguf = embed::convert_dir(model)?;
-    let enc = Encoder::load(&gguf)?;
+    let enc = exact_encoder(&gguf, backend)?;
     let m = commitment(&gguf)?;
     let mut shown = progress("re-embedding");
-    let findings = embed::verify(&r, &enc, &m, |d, n| {
+    let step = |d: usize, n: usize| {
         shown(d as f32 / n.max(1) as f32);
         Ok(())
-    })?;
+    };
+    let findings = match &enc {
+        AnyEncoder::Cpu(e) => embed::verify(&r, &**e, &m, step)?,
+        AnyEncoder::Gpu(e) => embed::verify(&r, &**e, &m, step)?,
+    };
     eprintln!();
     if findings.is_empty() {
         println!("verified: {} texts re-embedded bit for bit", r.texts.len());
@@ -582,7 +606,7 @@ fn bench_embed(model: &std::path::Path, texts: &std::path::Path, backend: Backen
     if backend == Backend::Gpu {
         let ctx = Rc::new(GpuContext::new_blocking(GpuOptions::from_env())?);
         let adapter = ctx.adapter.name.clone();
-        let mut gpu = GpuEncoder::load(&gguf, ctx)?;
+        let gpu = GpuEncoder::load(&gguf, ctx)?;
         let (one, batch) = rate(&mut |b| gpu.embed_ids(b).map(|_| ()))?;
         println!("| exact | gpu: {adapter} | - | {one:.1} | {batch:.1} |");
         return Ok(());
@@ -640,8 +664,8 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
 fn run(cmd: Cmd) -> Result<bool> {
     match cmd {
         Cmd::Verify { receipt, model, backend, verbose } => verify_cmd(&receipt, &model, backend, verbose),
-        Cmd::Embed { model, texts, max_tokens, numerics, receipt } => {
-            embed_cmd(&model, texts, max_tokens, numerics, receipt)
+        Cmd::Embed { model, texts, max_tokens, numerics, backend, receipt } => {
+            embed_cmd(&model, texts, max_tokens, numerics, backend, receipt)
         }
         Cmd::Generate {
             model,

@@ -7,9 +7,10 @@
 
 use super::{js_error, to_js, yield_now, Callbacks, JsResult};
 use crate::backend::exact::ExactWeight;
-use crate::embed::{self, EmbedDivergence, Embedded, EmbeddingReceipt, Encoder, BATCH, DEFAULT_MAX_TOKENS};
+use crate::embed::{self, EmbedDivergence, Embedded, EmbeddingReceipt, Encoder, GpuEncoder, BATCH, DEFAULT_MAX_TOKENS};
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
+use crate::gpu::{GpuContext, GpuOptions};
 use crate::model::bert::{self, BertConfig};
 use crate::receipt::ModelCommitment;
 use crate::tokenizer::wordpiece::WordPiece;
@@ -19,18 +20,11 @@ use sha2::{Digest, Sha256};
 use std::rc::Rc;
 use wasm_bindgen::prelude::*;
 
-/// A JS `Error` with a `code` and a message of our own.
-fn coded(code: &str, message: &str) -> JsValue {
-    let err = js_sys::Error::new(message);
-    let _ = Reflect::set(&err, &"code".into(), &code.into());
-    err.into()
-}
-
 // ============================================================================================
 // BACKEND SELECTION for embeddings: the one place that decides where an encoder runs.
-// `Backend::parse` is called by `new EncoderLoader(backend)`, before anything is downloaded;
-// `EncoderBackend` holds the loaded encoder and runs its batches. To add WebGPU: a `Gpu` variant
-// in both enums, its arm in `parse`, `EncoderBackend::load`, `embed` and `verify`.
+// `Backend::parse` is called by `new EncoderLoader(backend)`, before anything is downloaded
+// (the JS layer resolves 'auto' first, as `Engine.load` does); `EncoderBackend` holds the
+// loaded encoder and runs its batches.
 // ============================================================================================
 
 /// Where an encoder is to run.
@@ -38,15 +32,15 @@ fn coded(code: &str, message: &str) -> JsValue {
 enum Backend {
     /// The exact integer encoder on the wasm CPU path (on rayon's threads in the threaded build).
     Cpu,
+    /// The same numerics on WebGPU.
+    Gpu,
 }
 
 impl Backend {
     fn parse(name: &str) -> JsResult<Backend> {
         match name {
-            // 'auto': the CPU until the GPU encoder exists (then: WebGPU on a hardware adapter,
-            // as `Engine.load` chooses).
             "cpu" | "auto" => Ok(Backend::Cpu),
-            "webgpu" => Err(coded("MISSING_FEATURE", "embeddings on WebGPU: not yet")),
+            "webgpu" => Ok(Backend::Gpu),
             other => Err(js_error(Error::InvalidArgument(format!("backend {other:?}: 'auto', 'cpu' or 'webgpu'")))),
         }
     }
@@ -54,46 +48,58 @@ impl Backend {
 
 /// A loaded encoder on its backend.
 enum EncoderBackend {
-    Cpu(Encoder<ExactWeight>),
+    Cpu(Box<Encoder<ExactWeight>>),
+    Gpu(Box<GpuEncoder>),
 }
 
 impl EncoderBackend {
-    /// Async: a GPU backend will await its device here.
     async fn load(backend: Backend, gguf: &Gguf) -> Result<EncoderBackend> {
         match backend {
-            Backend::Cpu => Ok(EncoderBackend::Cpu(Encoder::load(gguf)?)),
+            Backend::Cpu => Ok(EncoderBackend::Cpu(Box::new(Encoder::load(gguf)?))),
+            Backend::Gpu => {
+                let ctx = Rc::new(GpuContext::new(GpuOptions::default()).await?);
+                let enc = GpuEncoder::load(gguf, ctx)?;
+                // One text compiles the kernels now rather than in the first embedding.
+                enc.embed_ids_async(&[enc.tokenize("", 2)?]).await?;
+                Ok(EncoderBackend::Gpu(Box::new(enc)))
+            }
         }
     }
 
     fn name(&self) -> &'static str {
         match self {
             EncoderBackend::Cpu(_) => "cpu",
+            EncoderBackend::Gpu(_) => "webgpu",
         }
     }
 
     fn cfg(&self) -> &BertConfig {
         match self {
             EncoderBackend::Cpu(e) => &e.cfg,
+            EncoderBackend::Gpu(e) => e.cfg(),
         }
     }
 
     fn tokenize(&self, text: &str, max_tokens: usize) -> Result<Vec<u32>> {
         match self {
             EncoderBackend::Cpu(e) => e.tokenize(text, max_tokens),
+            EncoderBackend::Gpu(e) => e.tokenize(text, max_tokens),
         }
     }
 
     /// Vectors and receipt of at most [`BATCH`] texts (one forward pass).
     async fn embed(&self, model: &ModelCommitment, texts: &[String], max_tokens: usize) -> Result<Embedded> {
         match self {
-            EncoderBackend::Cpu(e) => embed::embed(e, model, texts, max_tokens, |_, _| Ok(())),
+            EncoderBackend::Cpu(e) => embed::embed_async(&**e, model, texts, max_tokens, |_, _| Ok(())).await,
+            EncoderBackend::Gpu(e) => embed::embed_async(&**e, model, texts, max_tokens, |_, _| Ok(())).await,
         }
     }
 
-    /// The findings of [`embed::verify`] on `r` (a part of at most [`BATCH`] texts).
+    /// The findings of [`embed::verify_async`] on `r` (a part of at most [`BATCH`] texts).
     async fn verify(&self, r: &EmbeddingReceipt, model: &ModelCommitment) -> Result<Vec<EmbedDivergence>> {
         match self {
-            EncoderBackend::Cpu(e) => embed::verify(r, e, model, |_, _| Ok(())),
+            EncoderBackend::Cpu(e) => embed::verify_async(r, &**e, model, |_, _| Ok(())).await,
+            EncoderBackend::Gpu(e) => embed::verify_async(r, &**e, model, |_, _| Ok(())).await,
         }
     }
 }
@@ -237,7 +243,7 @@ pub struct EncoderLoader {
 
 #[wasm_bindgen]
 impl EncoderLoader {
-    /// `backend`: `'cpu'` or `'auto'` (the CPU for now; `'webgpu'` throws `MISSING_FEATURE`).
+    /// `backend`: `'cpu'` or `'webgpu'` (`'auto'`, which the JS layer resolves first, is the CPU).
     #[wasm_bindgen(constructor)]
     pub fn new(backend: &str) -> JsResult<EncoderLoader> {
         Ok(EncoderLoader {

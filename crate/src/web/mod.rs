@@ -164,7 +164,7 @@ enum AnyModel {
 
 enum AnySession {
     Cpu(Session<ExactOps>),
-    Gpu(Session<GpuOps>),
+    Gpu(Box<Session<GpuOps>>),
 }
 
 impl AnyModel {
@@ -178,7 +178,7 @@ impl AnyModel {
     fn session(&self) -> Result<AnySession> {
         let mut s = match self {
             AnyModel::Cpu(m) => AnySession::Cpu(m.session()?),
-            AnyModel::Gpu(m) => AnySession::Gpu(m.session()?),
+            AnyModel::Gpu(m) => AnySession::Gpu(Box::new(m.session()?)),
         };
         s.rec().record_residuals();
         Ok(s)
@@ -189,7 +189,7 @@ impl AnySession {
     fn rec(&mut self) -> &mut dyn Recording {
         match self {
             AnySession::Cpu(s) => s,
-            AnySession::Gpu(s) => s,
+            AnySession::Gpu(s) => &mut **s,
         }
     }
 }

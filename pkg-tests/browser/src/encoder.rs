@@ -30,7 +30,7 @@ async fn minilm_vectors_equal_cpu_alone_and_batched() {
     log!("minilm: fetched, converted and embedded on the CPU in {:.0} ms", now_ms() - t0);
     // One configuration, a GPU's default (dot4I8Packed, split-K): the ops tests cover the others.
     let ctx = context(GpuOptions { split_k: Some(true), ..Default::default() }).await;
-    let mut gpu = GpuEncoder::load(&gguf, Rc::new(ctx)).expect("gpu encoder");
+    let gpu = GpuEncoder::load(&gguf, Rc::new(ctx)).expect("gpu encoder");
     let t = now_ms();
     let got = gpu.embed_ids_async(&ids).await.expect("gpu batch");
     log!("minilm: {} texts on the GPU in {:.0} ms", ids.len(), now_ms() - t);
