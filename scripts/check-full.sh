@@ -2,7 +2,7 @@
 # The heavy tier: everything in scripts/test.sh, then the tests marked
 # #[ignore = "check-full ..."] natively and in wasm32 (Gemma past 600 positions, ...),
 # then perplexity of both models, exact against f32, on two texts, and the speed
-# benchmark. Run before resolving an issue; record the results in docs/.
+# benchmarks (the language models, MiniLM's embeddings). Run before resolving an issue; record the results in docs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/test.sh
@@ -27,6 +27,10 @@ echo "== speed (CPU, both numerics; then a 128-token receipt and its verificatio
 for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
   target/release/edgeproof bench --model "$m" --receipt 128
 done
+echo "== embeddings (MiniLM, 64 sentences at batch 1 and 32: CPU, then the first GPU adapter)"
+minilm=$(scripts/fetch-models.sh minilm | cut -d= -f2)
+target/release/edgeproof bench --model "$minilm" --texts crate/tests/data/minilm/sentences.txt
+target/release/edgeproof bench --model "$minilm" --texts crate/tests/data/minilm/sentences.txt --backend gpu
 echo "== speed (WebGPU: the first adapter wgpu finds; lavapipe on a machine without a GPU)"
 for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
   target/release/edgeproof bench --model "$m" --backend gpu --prefill 16 --decode 4 --profile
