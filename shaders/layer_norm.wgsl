@@ -2,7 +2,7 @@
 // (exact: n·(x − mean)), normalized to 24 bits; then rms_norm.wgsl's rule on y with the group n
 // and eps·n² (a 64-bit mantissa), times the weight: accumulators and an exponent per row, which
 // add_bias.wgsl normalizes before adding the LayerNorm's bias. y is kept in acc in between (each
-// invocation rewrites only its own columns). Prepended: i64.wgsl, rsqrt.wgsl.
+// invocation rewrites only its own columns). Prepended: i64.wgsl, rsqrt.wgsl, reduce.wgsl.
 
 const WG: u32 = 256u;
 
@@ -22,33 +22,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> wm: array<i32>;
 @group(0) @binding(4) var<storage, read_write> acc: array<vec2<u32>>;
 @group(0) @binding(5) var<storage, read_write> gexp: array<i32>;
-
-var<workgroup> red_s: array<vec2<u32>, WG>;
-var<workgroup> red_m: array<vec2<u32>, WG>;
-
-fn sum_s(lid: u32, v: vec2<u32>) -> vec2<u32> {
-    red_s[lid] = v;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            red_s[lid] = i64_add(red_s[lid], red_s[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    return workgroupUniformLoad(&red_s[0]);
-}
-
-fn max_m(lid: u32, v: vec2<u32>) -> vec2<u32> {
-    red_m[lid] = v;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            red_m[lid] = u64_max(red_m[lid], red_m[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    return workgroupUniformLoad(&red_m[0]);
-}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -2,7 +2,8 @@
 // bounds[s]..bounds[s+1]): the rows' sum on the grid 24 bits below the largest exponent of a
 // row with a non-zero element, normalized to 24 bits; then rms_norm.wgsl's rule with n = 1, no
 // eps and no weight (the L2 norm): accumulators and an exponent per segment, which
-// normalize.wgsl rounds. The sum is kept in acc in between. Prepended: i64.wgsl, rsqrt.wgsl.
+// normalize.wgsl rounds. The sum is kept in acc in between. Prepended: i64.wgsl, rsqrt.wgsl,
+// reduce.wgsl.
 
 const WG: u32 = 256u;
 
@@ -21,48 +22,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> acc: array<vec2<u32>>;
 @group(0) @binding(4) var<storage, read_write> gexp: array<i32>;
 
-var<workgroup> red_e: array<i32, WG>;
-var<workgroup> red_s: array<vec2<u32>, WG>;
-var<workgroup> red_m: array<vec2<u32>, WG>;
-
 fn bound(k: u32) -> u32 {
     return p.bounds[k / 4u][k % 4u];
-}
-
-fn max_e(lid: u32, v: i32) -> i32 {
-    red_e[lid] = v;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            red_e[lid] = max(red_e[lid], red_e[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    return workgroupUniformLoad(&red_e[0]);
-}
-
-fn sum_s(lid: u32, v: vec2<u32>) -> vec2<u32> {
-    red_s[lid] = v;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            red_s[lid] = i64_add(red_s[lid], red_s[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    return workgroupUniformLoad(&red_s[0]);
-}
-
-fn max_m(lid: u32, v: vec2<u32>) -> vec2<u32> {
-    red_m[lid] = v;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            red_m[lid] = u64_max(red_m[lid], red_m[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    return workgroupUniformLoad(&red_m[0]);
 }
 
 @compute @workgroup_size(WG)

@@ -14,6 +14,7 @@ const SAMPLE_PARAMS: &str = include_str!("../../../shaders/sample_params.wgsl");
 const NORMALIZE_ROW: &str = include_str!("../../../shaders/normalize_row.wgsl");
 const Q16: &str = include_str!("../../../shaders/q16.wgsl");
 const RSQRT: &str = include_str!("../../../shaders/rsqrt.wgsl");
+const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 
 /// normalize_row.wgsl writing to a kernel's buffers `m` and `e`.
 fn normalize_row(m: &str, e: &str) -> String {
@@ -123,8 +124,8 @@ impl KernelKey {
                 return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/add_bias.wgsl")].join("\n")
             }
             Kernel::RmsNorm => &[I64, RSQRT, include_str!("../../../shaders/rms_norm.wgsl")],
-            Kernel::LayerNorm => &[I64, RSQRT, include_str!("../../../shaders/layer_norm.wgsl")],
-            Kernel::PoolL2 => &[I64, RSQRT, include_str!("../../../shaders/pool_l2.wgsl")],
+            Kernel::LayerNorm => &[I64, RSQRT, REDUCE, include_str!("../../../shaders/layer_norm.wgsl")],
+            Kernel::PoolL2 => &[I64, RSQRT, REDUCE, include_str!("../../../shaders/pool_l2.wgsl")],
             Kernel::Gelu => &[I64, Q16, include_str!("../../../shaders/gelu.wgsl")],
             Kernel::Scale => &[I64, include_str!("../../../shaders/scale.wgsl")],
 
