@@ -99,6 +99,8 @@ export class BaseEmbedder {
   #extra;
   #freed = false;
   #running = new Set();
+  /** Calls run one after another: a WebGPU encoder takes one batch at a time. */
+  #queue = Promise.resolve();
 
   /** Use `Embedder.load()`. */
   constructor(wasm, extra = {}) {
@@ -123,9 +125,10 @@ export class BaseEmbedder {
     return call(() => wasm.tokenize(text, checkMaxTokens(maxTokens)));
   }
 
-  /** Runs a wasm call that polls `aborted()`, so that `free()` can wait for it. */
+  /** Runs a wasm call that polls `aborted()` after those before it, so that `free()` can wait for it. */
   async #track(start) {
-    const run = callAsync(start);
+    const run = this.#queue.then(() => callAsync(start));
+    this.#queue = run.catch(() => {});
     this.#running.add(run);
     try {
       return await run;
