@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::TensorView;
-use crate::model::bert::EncoderOps;
+use crate::model::bert::{check_segments, EncoderOps};
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -298,9 +298,10 @@ impl EncoderOps for RefF32 {
     }
 
     fn attention_segments(&mut self, q: &Mat, k: &Mat, v: &Mat, segs: &[Range<usize>], p: AttnParams) -> Result<Mat> {
+        check_segments(segs, q.rows)?;
         let mut of_row = vec![0; q.rows];
         for (si, s) in segs.iter().enumerate() {
-            of_row.get_mut(s.clone()).ok_or_else(|| Error::InvalidArgument(format!("segment {s:?}")))?.fill(si);
+            of_row[s.clone()].fill(si);
         }
         Ok(attend_rows(q, &k.data, &v.data, &p, |i| (segs[of_row[i]].start, segs[of_row[i]].end - 1)))
     }

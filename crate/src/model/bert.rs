@@ -298,6 +298,22 @@ impl<W> BertWeights<W> {
     }
 }
 
+/// Checks that `segs` tile the rows `0..rows` in order, each non-empty: what
+/// [`EncoderOps::attention_segments`] and [`EncoderOps::mean_pool_l2`] take.
+pub fn check_segments(segs: &[Range<usize>], rows: usize) -> Result<()> {
+    let mut at = 0;
+    for s in segs {
+        if s.start != at || s.end <= s.start {
+            return Err(Error::InvalidArgument(format!("segment {s:?} does not follow row {at}")));
+        }
+        at = s.end;
+    }
+    if at != rows {
+        return Err(Error::InvalidArgument(format!("segments cover {at} of {rows} rows")));
+    }
+    Ok(())
+}
+
 /// The ops an encoder adds to [`Ops`]. `segs` are the batch's texts as row ranges: each text's
 /// rows see only each other, so a text's result does not depend on the batch around it.
 pub trait EncoderOps: Ops {

@@ -3,8 +3,8 @@
 use super::{
     add_on_grid, attend_rows, attention_checked, each_row, rms_group, ExactOps, ExactWeight, IMat, LayerCache,
 };
-use crate::error::{Error, Result};
-use crate::model::bert::EncoderOps;
+use crate::error::Result;
+use crate::model::bert::{check_segments, EncoderOps};
 use crate::model::AttnParams;
 use crate::numerics::{f32_const, gelu_erf_acc, normalize, shl};
 use std::ops::Range;
@@ -102,17 +102,8 @@ impl EncoderOps for ExactOps {
     }
 }
 
-/// The segment of each row, checking that `segs` tile `0..rows` in order without gaps.
+/// The segment of each row, once `segs` are checked to tile `0..rows`.
 fn rows_to_segments(segs: &[Range<usize>], rows: usize) -> Result<Vec<usize>> {
-    let mut of_row = Vec::with_capacity(rows);
-    for (si, s) in segs.iter().enumerate() {
-        if s.start != of_row.len() || s.end <= s.start {
-            return Err(Error::InvalidArgument(format!("segment {s:?} does not follow row {}", of_row.len())));
-        }
-        of_row.resize(s.end, si);
-    }
-    if of_row.len() != rows {
-        return Err(Error::InvalidArgument(format!("segments cover {} of {rows} rows", of_row.len())));
-    }
-    Ok(of_row)
+    check_segments(segs, rows)?;
+    Ok(segs.iter().enumerate().flat_map(|(si, s)| s.clone().map(move |_| si)).collect())
 }

@@ -2,7 +2,7 @@
 
 use super::{attention_checked, segment_bounds, GpuAct, GpuOps, GpuWeight, Kernel, MAX_SEGMENTS};
 use crate::error::{Error, Result};
-use crate::model::bert::EncoderOps;
+use crate::model::bert::{check_segments, EncoderOps};
 use crate::model::AttnParams;
 use crate::numerics::{f32_const, ROW_BITS};
 use std::ops::Range;
@@ -14,17 +14,8 @@ fn bounds(segs: &[Range<usize>], rows: usize) -> Result<Vec<u32>> {
     if segs.is_empty() || segs.len() > MAX_SEGMENTS {
         return Err(Error::InvalidArgument(format!("{} segments (1 to {MAX_SEGMENTS} per batch)", segs.len())));
     }
-    let mut b = vec![0u32];
-    for s in segs {
-        if s.start != *b.last().unwrap_or(&0) as usize || s.end <= s.start {
-            return Err(Error::InvalidArgument(format!("segment {s:?} does not follow row {}", b[b.len() - 1])));
-        }
-        b.push(s.end as u32);
-    }
-    if *b.last().unwrap_or(&0) as usize != rows {
-        return Err(Error::InvalidArgument(format!("segments cover {} of {rows} rows", b[b.len() - 1])));
-    }
-    Ok(b)
+    check_segments(segs, rows)?;
+    Ok(std::iter::once(0).chain(segs.iter().map(|s| s.end as u32)).collect())
 }
 
 fn vector(w: &GpuWeight, len: usize, what: &str) -> Result<(wgpu::Buffer, i32)> {
