@@ -10,7 +10,7 @@ use crate::gguf::Gguf;
 use crate::gpu::{GpuContext, GpuOps, GpuWeight};
 use crate::model::bert::{self, BertConfig, BertWeights};
 use crate::numerics::encoder_digest;
-use crate::receipt::{Hash, Hasher, ModelCommitment};
+use crate::receipt::{Encode, Hash, Hasher, ModelCommitment};
 use crate::tokenizer::wordpiece::WordPiece;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;

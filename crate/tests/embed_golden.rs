@@ -3,7 +3,7 @@
 //! `EDGEPROOF_BLESS=1` the native run rewrites the file (after a deliberate numerics change).
 
 use edgeproof::embed::{vector_digest, Encoder, DEFAULT_MAX_TOKENS};
-use edgeproof::receipt::Hasher;
+use edgeproof::receipt::{Encode, Hasher};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod common;

@@ -5,7 +5,10 @@ use edgeproof::engine::{generate_text, Engine, ExactModel, Finish, GpuModel, Ref
 use edgeproof::gguf::Gguf;
 use edgeproof::gpu::{GpuContext, GpuOptions, Profiling};
 use edgeproof::model::Arch;
-use edgeproof::receipt::{ChatMessage, ModelCommitment, Prompt, Receipt, Recording, Request};
+use edgeproof::receipt::{
+    random_salt, trace_from_bytes, trace_to_bytes, ChatMessage, KeyPair, ModelCommitment, Opening, Prompt, Receipt,
+    Recording, Request,
+};
 use edgeproof::sampling::SamplingParams;
 use edgeproof::tokenizer::Tokenizer;
 use edgeproof::{Error, Result};
@@ -79,14 +82,37 @@ enum Cmd {
         /// Write the generation's receipt (JSON) to this file (exact numerics only).
         #[arg(long)]
         receipt: Option<PathBuf>,
+        /// Write the receipt in its binary form instead of JSON.
+        #[arg(long, requires = "receipt")]
+        binary: bool,
+        /// A private receipt: salted commitments instead of the prompt and the output; the
+        /// opening, which reveals them, goes to --opening.
+        #[arg(long, requires_all = ["receipt", "opening"])]
+        private: bool,
+        /// Where --private writes the opening (JSON).
+        #[arg(long, requires = "private")]
+        opening: Option<PathBuf>,
+        /// Write the trace (every layer's digest per token, binary) to this file.
+        #[arg(long, requires = "receipt")]
+        trace: Option<PathBuf>,
+        /// Sign the receipt with this key file (`edgeproof key new`).
+        #[arg(long, requires = "receipt")]
+        sign: Option<PathBuf>,
     },
-    /// Verify a receipt by re-executing it: exit 0 when it verifies, 1 when not.
+    /// Verify a receipt by re-executing it: exit 0 when it verifies, 1 when not (or when a
+    /// private receipt was not re-executed for want of its opening).
     Verify {
-        /// The receipt (JSON) written by `generate --receipt` or `embed --receipt` (then `--model`
-        /// is the encoder's directory).
+        /// The receipt (JSON or binary) written by `generate --receipt` or `embed --receipt`
+        /// (then `--model` is the encoder's directory).
         receipt: PathBuf,
         #[arg(long)]
         model: PathBuf,
+        /// A private receipt's opening (`generate --private --opening`).
+        #[arg(long)]
+        opening: Option<PathBuf>,
+        /// The receipt's trace (`generate --trace`): a divergence then names its layer.
+        #[arg(long)]
+        trace: Option<PathBuf>,
         /// Where to re-execute.
         #[arg(long, value_enum, default_value_t = Backend::Cpu)]
         backend: Backend,
@@ -174,6 +200,16 @@ enum Cmd {
         #[arg(long)]
         model: PathBuf,
     },
+    /// Signing keys for receipts.
+    #[command(subcommand)]
+    Key(KeyCmd),
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Make an ECDSA P-256 key and write it (a private JWK, readable by its owner only) to
+    /// FILE; prints its fingerprint.
+    New { file: PathBuf },
 }
 
 fn main() {
@@ -230,12 +266,37 @@ fn commitment(gguf: &Gguf) -> Result<ModelCommitment> {
     Ok(m)
 }
 
-fn verify_cmd(receipt: &std::path::Path, model: &std::path::Path, backend: Backend, verbose: bool) -> Result<bool> {
-    let text = std::fs::read_to_string(receipt).map_err(|e| Error::Io(format!("{}: {e}", receipt.display())))?;
-    if serde_json::from_str::<serde_json::Value>(&text).is_ok_and(|v| v["kind"] == edgeproof::embed::EMBEDDING_KIND) {
-        return verify_embedding(&text, model, backend);
+fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}
+
+fn write(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}
+
+struct VerifyArgs {
+    receipt: PathBuf,
+    model: PathBuf,
+    opening: Option<PathBuf>,
+    trace: Option<PathBuf>,
+    backend: Backend,
+    verbose: bool,
+}
+
+fn verify_cmd(a: VerifyArgs) -> Result<bool> {
+    let (model, backend, verbose) = (&a.model, a.backend, a.verbose);
+    let bytes = read(&a.receipt)?;
+    if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v["kind"] == edgeproof::embed::EMBEDDING_KIND)
+    {
+        return verify_embedding(&String::from_utf8_lossy(&bytes), model, backend);
     }
-    let r = Receipt::from_json(&text)?;
+    let mut r = Receipt::parse(&bytes)?;
+    if let Some(p) = &a.opening {
+        r.opening = Some(Opening::from_json(&String::from_utf8_lossy(&read(p)?))?);
+    }
+    if let Some(p) = &a.trace {
+        r.attach_trace(trace_from_bytes(&read(p)?)?)?;
+    }
     let (gguf, tok) = load(model)?;
     let m = commitment(&gguf)?;
     let (rep, secs, on) = with_recording(&gguf, backend, |engine| {
@@ -249,9 +310,11 @@ fn verify_cmd(receipt: &std::path::Path, model: &std::path::Path, backend: Backe
     println!("{}", rep.verdict());
     if verbose {
         println!(
-            "receipt: {} prompt tokens, {} generated, finish {:?}; made by {} on {} (prefill {:.0} ms, decode {:.0} ms)",
-            r.prompt_ids.len(),
-            r.tokens.len(),
+            "receipt v{} ({}): {} prompt tokens, {} generated, finish {:?}; made by {} on {} (prefill {:.0} ms, decode {:.0} ms)",
+            r.version,
+            if r.is_private() { "private" } else { "public" },
+            r.public().map_or("?".into(), |p| p.prompt_ids.len().to_string()),
+            r.steps.len(),
             r.finish,
             r.meta.engine,
             r.meta.backend,
@@ -269,7 +332,7 @@ fn verify_cmd(receipt: &std::path::Path, model: &std::path::Path, backend: Backe
             println!("  - {f}");
         }
     }
-    Ok(rep.ok())
+    Ok(rep.verified())
 }
 
 fn load(path: &std::path::Path) -> Result<(Gguf, Tokenizer)> {
@@ -641,6 +704,7 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
         params: SamplingParams::new(0.7, 40, 0.95, 1)?,
         max_tokens: n,
         stop: vec![],
+        salt: None,
     };
     let t = Instant::now();
     let r = edgeproof::receipt::generate(&mut exact.session()?, &gguf, &tok, &m, &req, |_| Ok(true))?;
@@ -653,8 +717,8 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
     println!(
         "| exact, {} threads | {} | {} | {gen:.2} | {ver:.2} | {:.2} | {} |",
         rayon::current_num_threads(),
-        r.prompt_ids.len(),
-        r.tokens.len(),
+        r.public().map_or(0, |p| p.prompt_ids.len()),
+        r.steps.len(),
         ver / gen,
         rep.verdict()
     );
@@ -663,7 +727,21 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
 
 fn run(cmd: Cmd) -> Result<bool> {
     match cmd {
-        Cmd::Verify { receipt, model, backend, verbose } => verify_cmd(&receipt, &model, backend, verbose),
+        Cmd::Verify { receipt, model, opening, trace, backend, verbose } => {
+            verify_cmd(VerifyArgs { receipt, model, opening, trace, backend, verbose })
+        }
+        Cmd::Key(KeyCmd::New { file }) => {
+            let key = KeyPair::generate()?;
+            let mut f = std::fs::OpenOptions::new();
+            f.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+            f.open(&file)
+                .and_then(|mut f| f.write_all(key.to_jwk().as_bytes()))
+                .map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
+            println!("{}", key.fingerprint());
+            Ok(true)
+        }
         Cmd::Embed { model, texts, max_tokens, numerics, backend, receipt } => {
             embed_cmd(&model, texts, max_tokens, numerics, backend, receipt)
         }
@@ -681,6 +759,11 @@ fn run(cmd: Cmd) -> Result<bool> {
             chat,
             system,
             receipt,
+            binary,
+            private,
+            opening,
+            trace,
+            sign,
         } => {
             let params = SamplingParams::new(temperature, top_k, top_p, seed)?;
             let (gguf, tok) = load(&model)?;
@@ -690,20 +773,31 @@ fn run(cmd: Cmd) -> Result<bool> {
                 }
                 let max_tokens = u32::try_from(max_tokens)
                     .map_err(|_| Error::InvalidArgument(format!("--max-tokens {max_tokens}")))?;
-                let req = Request { prompt: prompt_of(prompt, chat, system), params, max_tokens, stop };
+                let key = sign.map(|p| KeyPair::from_jwk(&String::from_utf8_lossy(&read(&p)?))).transpose()?;
+                let salt = if private { Some(random_salt()?) } else { None };
+                let req = Request { prompt: prompt_of(prompt, chat, system), params, max_tokens, stop, salt };
                 let m = commitment(&gguf)?;
                 let mut out = std::io::stdout();
-                let r = with_recording(&gguf, backend, |engine| {
+                let mut r = with_recording(&gguf, backend, |engine| {
                     edgeproof::receipt::generate(engine, &gguf, &tok, &m, &req, |t| {
                         out.write_all(t.as_bytes()).and_then(|_| out.flush()).map_err(Error::from)?;
                         Ok(true)
                     })
                 })?;
                 writeln!(out)?;
-                std::fs::write(&path, r.to_json()).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                if let Some(key) = &key {
+                    r.sign(key);
+                }
+                write(&path, if binary { r.to_bytes()? } else { r.to_json()?.into_bytes() })?;
+                if let (Some(p), Some(o)) = (&opening, &r.opening) {
+                    write(p, o.to_json())?;
+                }
+                if let Some(p) = &trace {
+                    write(p, trace_to_bytes(r.trace.as_deref().unwrap_or_default()))?;
+                }
                 eprintln!(
                     "{} tokens ({:?}): prefill {:.0} ms, decode {:.0} ms; receipt {} (final {})",
-                    r.tokens.len(),
+                    r.steps.len(),
                     r.finish,
                     r.meta.prefill_ms,
                     r.meta.decode_ms,

@@ -9,8 +9,9 @@ use crate::error::{Error, Result};
 use crate::gguf::{GgufStream, Metadata};
 use crate::gpu::{GpuContext, GpuOps, GpuOptions};
 use crate::receipt::{
-    engine_name, layer_digests, seal, verify_async, ChatMessage, Divergence, FinishReason, Fut, Hash, Meta,
-    ModelCommitment, Prompt, Receipt, Recording, Request, ResidualHistory,
+    engine_name, layer_digests, random_salt, seal, signing_message, trace_from_bytes, trace_to_bytes, verify_async,
+    ChatMessage, Divergence, FinishReason, Fut, Hash, Meta, ModelCommitment, Opening, Prompt, Receipt, Recording,
+    Request, ResidualHistory,
 };
 use crate::sampling::{SamplingParams, DEFAULT_TOP_K, DEFAULT_TOP_P};
 use crate::tokenizer::Tokenizer;
@@ -79,6 +80,26 @@ pub fn set_panic_hook(on_panic: Option<Function>) {
 #[wasm_bindgen(js_name = lastPanic)]
 pub fn last_panic() -> Option<String> {
     PANIC.with(|p| p.borrow().clone())
+}
+
+/// The 32 bytes a receipt's signature signs (ECDSA P-256 with SHA-256 over them):
+/// `H("edgeproof receipt signature", final)`. The receipt must parse.
+#[wasm_bindgen(js_name = receiptSigningMessage)]
+pub fn receipt_signing_message(receipt_json: &str) -> JsResult<Vec<u8>> {
+    let r = Receipt::from_json(receipt_json).map_err(js_error)?;
+    Ok(signing_message(&r.final_hash).to_vec())
+}
+
+/// A receipt's binary form (version 2).
+#[wasm_bindgen(js_name = receiptToBytes)]
+pub fn receipt_to_bytes(receipt_json: &str) -> JsResult<Vec<u8>> {
+    Receipt::from_json(receipt_json).and_then(|r| r.to_bytes()).map_err(js_error)
+}
+
+/// A binary receipt's JSON.
+#[wasm_bindgen(js_name = receiptFromBytes)]
+pub fn receipt_from_bytes(bytes: &[u8]) -> JsResult<String> {
+    Receipt::from_bytes(bytes).and_then(|r| r.to_json()).map_err(js_error)
 }
 
 #[wasm_bindgen]
@@ -283,6 +304,8 @@ struct JsRequest {
     seed: Option<Seed>,
     stop: Option<Vec<String>>,
     receipt: Option<bool>,
+    /// A private receipt: salted commitments, and an opening beside it.
+    private: Option<bool>,
 }
 
 /// A seed as a number (up to 2^53) or a decimal string (any u64).
@@ -481,17 +504,20 @@ impl WasmEngine {
         self.finish_inner().map_err(js_error)
     }
 
-    /// Verify a receipt by re-executing it on this model and backend (a fresh session).
+    /// Verify a receipt by re-executing it on this model and backend (a fresh session), with a
+    /// private receipt's opening (JSON) and a trace (its bytes) when given.
     pub fn verify(
         &self,
         receipt_json: String,
+        opening_json: Option<String>,
+        trace: Option<Vec<u8>>,
         on_progress: Option<Function>,
         aborted: Option<Function>,
     ) -> js_sys::Promise {
         let s = Rc::clone(&self.s);
         wasm_bindgen_futures::future_to_promise(async move {
             let cb = Callbacks { progress: on_progress, aborted };
-            verify(&s, &receipt_json, &cb).await.map_err(js_error)
+            verify(&s, &receipt_json, opening_json.as_deref(), trace.as_deref(), &cb).await.map_err(js_error)
         })
     }
 }
@@ -517,7 +543,9 @@ impl WasmEngine {
             r.top_p.unwrap_or(DEFAULT_TOP_P),
             seed,
         )?;
-        let req = Request { prompt, params, max_tokens: r.max_tokens.unwrap_or(256), stop: r.stop.unwrap_or_default() };
+        let salt = if r.private.unwrap_or(false) { Some(random_salt()?) } else { None };
+        let req =
+            Request { prompt, params, max_tokens: r.max_tokens.unwrap_or(256), stop: r.stop.unwrap_or_default(), salt };
         let ids = req.prompt.ids(&s.meta, &s.tok)?;
         // Reuse the cache for the common prefix whose residual rows are known too.
         let common = st.cached.iter().zip(&ids).take_while(|(a, b)| a == b).count();
@@ -590,11 +618,20 @@ impl WasmEngine {
         set("text", run.g.stop.text.clone().into()).map_err(js)?;
         set("finish", finish.into()).map_err(js)?;
         set("tokens", to_js(&run.g.tokens)?).map_err(js)?;
-        let receipt = match receipt {
-            Some(r) => js_sys::JSON::parse(&r.to_json()).map_err(js)?,
-            None => JsValue::NULL,
+        let (receipt, opening, trace) = match receipt {
+            Some(r) => (
+                js_sys::JSON::parse(&r.to_json()?).map_err(js)?,
+                match &r.opening {
+                    Some(o) => js_sys::JSON::parse(&o.to_json()).map_err(js)?,
+                    None => JsValue::NULL,
+                },
+                js_sys::Uint8Array::from(&trace_to_bytes(r.trace.as_deref().unwrap_or_default())[..]).into(),
+            ),
+            None => (JsValue::NULL, JsValue::NULL, JsValue::NULL),
         };
         set("receipt", receipt).map_err(js)?;
+        set("opening", opening).map_err(js)?;
+        set("trace", trace).map_err(js)?;
         set("timings", to_js(&timings)?).map_err(js)?;
         Ok(out.into())
     }
@@ -636,6 +673,9 @@ fn divergence(d: &Divergence) -> serde_json::Value {
     use serde_json::json;
     let mut v = match d {
         Divergence::Hash { what } => json!({ "kind": "hash", "what": what }),
+        Divergence::Signature { what } => json!({ "kind": "signature", "what": what }),
+        Divergence::Opening { what } => json!({ "kind": "opening", "what": what }),
+        Divergence::Step { step } => json!({ "kind": "step", "step": step }),
         Divergence::Format { what } => json!({ "kind": "format", "what": what }),
         Divergence::Numerics => json!({ "kind": "numerics" }),
         Divergence::Model { field } => json!({ "kind": "model", "field": field }),
@@ -654,20 +694,32 @@ fn divergence(d: &Divergence) -> serde_json::Value {
     v
 }
 
-async fn verify(s: &Shared, json: &str, cb: &Callbacks) -> Result<JsValue> {
+async fn verify(
+    s: &Shared,
+    json: &str,
+    opening: Option<&str>,
+    trace: Option<&[u8]>,
+    cb: &Callbacks,
+) -> Result<JsValue> {
     if s.state.borrow().running.is_some() {
         return Err(Error::Busy("a generation is running: verify after it ends".into()));
     }
-    let r = Receipt::from_json(json)?;
+    let mut r = Receipt::from_json(json)?;
+    r.opening = opening.map(Opening::from_json).transpose()?;
+    if let Some(t) = trace {
+        r.attach_trace(trace_from_bytes(t)?)?;
+    }
     let mut session = s.model.session()?;
-    let n = r.tokens.len() as f64;
+    let n = r.steps.len() as f64;
     let mut progress = |_: &str, p: f32| {
         cb.progress("verify", (p as f64 * n).round(), n);
         cb.check("verification")
     };
     let rep = verify_async(&r, &s.meta, &s.tok, &s.commitment, &mut Yielding(session.rec()), &mut progress).await?;
     let out = serde_json::json!({
-        "ok": rep.ok(),
+        "ok": rep.verified(),
+        "reexecuted": rep.reexecuted,
+        "signer": rep.signer,
         "report": rep.verdict(),
         "findings": rep.findings.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         "stepsMatched": rep.steps_matched,

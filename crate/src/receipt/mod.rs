@@ -1,29 +1,62 @@
 //! Receipts (`docs/RECEIPT.md`): a domain-separated SHA-256 hash chain over the numerics,
-//! the model, the prompt, the sampling settings and every generated token with the per-layer
-//! digests of its residual stream; and the verifier, which re-executes a receipt as one
-//! teacher-forced pass and names the first thing that diverges.
+//! the model, the prompt, the sampling settings and every generated token with the root of
+//! the per-layer digests of its residual stream; public, or private (salted commitments and
+//! an opening); optionally signed. `wire` holds the JSON and binary forms, `sign` the
+//! signatures, `verify` the verifier, which re-executes a receipt as one teacher-forced pass
+//! and names the first thing that diverges.
+
+mod sign;
+mod verify;
+mod wire;
+
+pub use sign::{fingerprint, random_salt, signing_message, KeyPair, Signature};
+pub use verify::{verify, verify_async, Divergence, Report};
+pub use wire::{trace_from_bytes, trace_to_bytes};
 
 use crate::backend::exact::{residual_digest, IMat};
-use crate::engine::{block_on, Backend, Finish, Generation, Session, StopState};
+use crate::engine::{block_on, Backend, Finish, Generation, Session};
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, Metadata};
 use crate::numerics::numerics_digest;
-use crate::sampling::{sample, SamplingParams};
+use crate::sampling::SamplingParams;
 use crate::tokenizer::chat::{ChatTemplate, Message};
 use crate::tokenizer::Tokenizer;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The receipt format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The receipt format this build writes (it reads and verifies 1 too).
+pub const FORMAT_VERSION: u32 = 2;
 /// The only mode with receipts: the integer-only numerics every backend reproduces.
 pub const MODE_EXACT: &str = "exact";
 
 pub type Hash = [u8; 32];
 
-/// Domain-separated SHA-256: the tag's length (u32 LE) and bytes, then the fields in order.
-/// Integers are little-endian; byte strings carry their length as u64 LE.
+/// The field encoding shared by the hashes and the binary form: integers little-endian, a
+/// 32-byte hash as its raw bytes, a byte string (text is UTF-8) as its length in u64 LE then
+/// the bytes.
+pub trait Encode: Sized {
+    fn raw(self, b: &[u8]) -> Self;
+    fn u32(self, v: u32) -> Self {
+        self.raw(&v.to_le_bytes())
+    }
+    fn u64(self, v: u64) -> Self {
+        self.raw(&v.to_le_bytes())
+    }
+    fn hash(self, h: &Hash) -> Self {
+        self.raw(h)
+    }
+    fn bytes(self, b: &[u8]) -> Self {
+        self.u64(b.len() as u64).raw(b)
+    }
+    /// A list of u32 (token ids): its length in u64 LE, then each.
+    fn ids(self, ids: &[u32]) -> Self {
+        ids.iter().fold(self.u64(ids.len() as u64), |e, &t| e.u32(t))
+    }
+}
+
+/// Domain-separated SHA-256: the tag's length (u32 LE) and bytes, then the fields in order
+/// ([`Encode`]).
 pub struct Hasher(Sha256);
 
 impl Hasher {
@@ -33,29 +66,19 @@ impl Hasher {
         h.update(tag.as_bytes());
         Hasher(h)
     }
-    pub fn u32(mut self, v: u32) -> Hasher {
-        self.0.update(v.to_le_bytes());
-        self
-    }
-    pub fn u64(mut self, v: u64) -> Hasher {
-        self.0.update(v.to_le_bytes());
-        self
-    }
-    pub fn hash(mut self, h: &Hash) -> Hasher {
-        self.0.update(h);
-        self
-    }
-    pub fn bytes(mut self, b: &[u8]) -> Hasher {
-        self.0.update((b.len() as u64).to_le_bytes());
-        self.0.update(b);
-        self
-    }
     pub fn finish(self) -> Hash {
         self.0.finalize().into()
     }
 }
 
-fn sha256(b: &[u8]) -> Hash {
+impl Encode for Hasher {
+    fn raw(mut self, b: &[u8]) -> Hasher {
+        self.0.update(b);
+        self
+    }
+}
+
+pub(crate) fn sha256(b: &[u8]) -> Hash {
     Sha256::digest(b).into()
 }
 
@@ -87,30 +110,13 @@ pub(crate) mod hex32 {
     }
 }
 
-fn parse_hash(s: &str) -> std::result::Result<Hash, String> {
+pub(crate) fn parse_hash(s: &str) -> std::result::Result<Hash, String> {
     let v = hex::decode(s).map_err(|e| format!("hash {s:?}: {e}"))?;
     v.try_into().map_err(|v: Vec<u8>| format!("hash {s:?}: {} bytes, expected 32", v.len()))
 }
 
-mod hex32_lists {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[Vec<[u8; 32]>], s: S) -> Result<S::Ok, S::Error> {
-        let hex: Vec<Vec<String>> = v.iter().map(|l| l.iter().map(hex::encode).collect()).collect();
-        serde::Serialize::serialize(&hex, s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<[u8; 32]>>, D::Error> {
-        let v = Vec::<Vec<String>>::deserialize(d)?;
-        v.iter()
-            .map(|l| l.iter().map(|h| super::parse_hash(h)).collect::<Result<Vec<_>, _>>())
-            .collect::<Result<_, _>>()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 /// u64 as a decimal string in JSON: JavaScript numbers hold only 53 bits.
-mod u64_string {
+pub(crate) mod u64_string {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
@@ -226,12 +232,13 @@ impl Prompt {
         }
     }
 
-    fn hash(&self) -> Hasher {
+    /// Kind (u32 0 text, 1 messages), then the text, or the count and each (role, content).
+    pub fn encode<E: Encode>(&self, e: E) -> E {
         match self {
-            Prompt::Text(t) => Hasher::new("edgeproof prompt").u32(0).bytes(t.as_bytes()),
-            Prompt::Messages(m) => m.iter().fold(Hasher::new("edgeproof prompt").u32(1).u64(m.len() as u64), |h, m| {
-                h.bytes(m.role.as_bytes()).bytes(m.content.as_bytes())
-            }),
+            Prompt::Text(t) => e.u32(0).bytes(t.as_bytes()),
+            Prompt::Messages(m) => m
+                .iter()
+                .fold(e.u32(1).u64(m.len() as u64), |e, m| e.bytes(m.role.as_bytes()).bytes(m.content.as_bytes())),
         }
     }
 }
@@ -260,6 +267,13 @@ impl Sampling {
             top_p_q16: self.top_p_q16,
             seed: self.seed,
         }
+    }
+
+    /// Temperature, top-k, top-p, seed, max_tokens, the stop strings, the EOG ids.
+    pub fn encode<E: Encode>(&self, e: E) -> E {
+        let e = e.u32(self.temperature_q16).u32(self.top_k).u32(self.top_p_q16).u64(self.seed).u32(self.max_tokens);
+        let e = self.stop.iter().fold(e.u64(self.stop.len() as u64), |e, s| e.bytes(s.as_bytes()));
+        e.ids(&self.eog)
     }
 }
 
@@ -297,6 +311,15 @@ impl FinishReason {
             FinishReason::Aborted => "aborted",
         }
     }
+
+    /// The binary form's code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(c: u8) -> Option<FinishReason> {
+        [FinishReason::Eog, FinishReason::Length, FinishReason::Stop, FinishReason::Aborted].get(c as usize).copied()
+    }
 }
 
 /// Outside the hashed core: who made the receipt, where, how fast.
@@ -309,33 +332,70 @@ pub struct Meta {
     pub decode_ms: f64,
 }
 
-/// A receipt: the hashed core, then `chain` (c_T) and `final`, then [`Meta`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Receipt {
-    pub version: u32,
-    pub mode: String,
-    #[serde(with = "hex32")]
-    pub numerics: Hash,
-    pub model: ModelCommitment,
+/// What a public receipt carries in the clear; what a private receipt's opening reveals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Public {
     pub prompt: Prompt,
+    /// The prompt's token ids (recomputed from the prompt when verifying).
     pub prompt_ids: Vec<u32>,
-    pub sampling: Sampling,
     /// Every sampled token, the end-of-generation id included.
     pub tokens: Vec<u32>,
-    /// Per token: the residual digest of each layer in the forward pass that produced it
-    /// (the prompt for the first token, the previous token after that).
-    #[serde(with = "hex32_lists")]
-    pub layers: Vec<Vec<Hash>>,
-    pub finish: FinishReason,
+    /// The decoded text as streamed, cut at a stop string.
     pub output: String,
+}
+
+/// A private receipt's salted commitments, in place of the prompt and the output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Commitments {
+    /// `H("edgeproof private prompt", salt, prompt section)`.
+    pub prompt: Hash,
+    /// `H("edgeproof private output", salt, tokens, output)`.
+    pub output: Hash,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Body {
+    Public(Public),
+    Private(Commitments),
+}
+
+/// What opens a private receipt to a chosen verifier: the salt, the prompt, the tokens and
+/// the output. Kept apart from the receipt; publishing it publishes the conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opening {
+    pub salt: Hash,
+    pub prompt: Prompt,
+    pub tokens: Vec<u32>,
+    pub output: String,
+}
+
+/// A receipt: the sealed core (everything but `signature`, `meta` and the two sidecars),
+/// `chain` (c_T) and `final`, then who signed it and [`Meta`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Receipt {
+    /// 2 (this build writes), or 1 (read and verified).
+    pub version: u32,
+    pub mode: String,
+    pub numerics: Hash,
+    pub model: ModelCommitment,
+    pub sampling: Sampling,
+    pub body: Body,
+    /// Per generated token: the Merkle root of the layer digests of the forward pass that
+    /// produced it (each digest keyed by the salt in a private receipt).
+    pub steps: Vec<Hash>,
+    pub finish: FinishReason,
     /// The section hashes and c_0 (derived; they locate an edit made without resealing).
     pub sections: Sections,
-    #[serde(with = "hex32")]
     pub chain: Hash,
-    #[serde(rename = "final", with = "hex32")]
     pub final_hash: Hash,
+    /// A signature over the sealed core (outside it).
+    pub signature: Option<Signature>,
     pub meta: Meta,
+    /// Sidecar, not sealed: per step, the layer digests under `steps` (the trace), which let
+    /// a verifier name the diverging layer. A v1 receipt carries it inline.
+    pub trace: Option<Vec<Vec<Hash>>>,
+    /// Sidecar, not sealed: a private receipt's opening, when known.
+    pub opening: Option<Opening>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,7 +416,7 @@ pub struct Sections {
 pub struct Chain {
     /// H(model commitment).
     pub model: Hash,
-    /// H(prompt, prompt ids).
+    /// H(prompt, prompt ids), or a private receipt's prompt commitment.
     pub prompt: Hash,
     /// H(sampling).
     pub sampling: Hash,
@@ -364,11 +424,58 @@ pub struct Chain {
     pub c0: Hash,
     /// c_1..c_T.
     pub steps: Vec<Hash>,
-    /// H(c_T, finish reason, H(output)).
+    /// H(c_T, finish reason, H(output) or the output commitment).
     pub final_hash: Hash,
 }
 
+/// `H("edgeproof prompt", prompt, ids)`: a public receipt's prompt section.
+pub fn prompt_section(prompt: &Prompt, ids: &[u32]) -> Hash {
+    prompt.encode(Hasher::new("edgeproof prompt")).ids(ids).finish()
+}
+
+/// A private receipt's layer digests: each keyed by the salt, so that no one without it can
+/// recompute them from a guessed prompt.
+pub fn keyed_digests(salt: &Hash, digests: &[Hash]) -> Vec<Hash> {
+    digests.iter().map(|d| Hasher::new("edgeproof private layer").hash(salt).hash(d).finish()).collect()
+}
+
+impl Opening {
+    /// The commitments a private receipt holds for this opening (`prompt_ids`: the prompt's).
+    pub fn commitments(&self, prompt_ids: &[u32]) -> Commitments {
+        Commitments {
+            prompt: Hasher::new("edgeproof private prompt")
+                .hash(&self.salt)
+                .hash(&prompt_section(&self.prompt, prompt_ids))
+                .finish(),
+            output: Hasher::new("edgeproof private output")
+                .hash(&self.salt)
+                .ids(&self.tokens)
+                .bytes(self.output.as_bytes())
+                .finish(),
+        }
+    }
+}
+
 impl Receipt {
+    /// The public fields, or `None` for a private receipt.
+    pub fn public(&self) -> Option<&Public> {
+        match &self.body {
+            Body::Public(p) => Some(p),
+            Body::Private(_) => None,
+        }
+    }
+
+    pub fn public_mut(&mut self) -> Option<&mut Public> {
+        match &mut self.body {
+            Body::Public(p) => Some(p),
+            Body::Private(_) => None,
+        }
+    }
+
+    pub fn is_private(&self) -> bool {
+        matches!(self.body, Body::Private(_))
+    }
+
     /// Recompute every hash from the fields.
     pub fn chain(&self) -> Chain {
         let m = &self.model;
@@ -378,25 +485,11 @@ impl Receipt {
             .hash(&m.tokenizer)
             .hash(&m.chat_template)
             .finish();
-        let prompt =
-            self.prompt_ids.iter().fold(self.prompt.hash().u64(self.prompt_ids.len() as u64), |h, &t| h.u32(t));
-        let prompt = prompt.finish();
-        let s = &self.sampling;
-        let mut sh = Hasher::new("edgeproof sampling")
-            .u32(s.temperature_q16)
-            .u32(s.top_k)
-            .u32(s.top_p_q16)
-            .u64(s.seed)
-            .u32(s.max_tokens)
-            .u64(s.stop.len() as u64);
-        for st in &s.stop {
-            sh = sh.bytes(st.as_bytes());
-        }
-        sh = sh.u64(s.eog.len() as u64);
-        for &e in &s.eog {
-            sh = sh.u32(e);
-        }
-        let sampling = sh.finish();
+        let prompt = match &self.body {
+            Body::Public(p) => prompt_section(&p.prompt, &p.prompt_ids),
+            Body::Private(c) => c.prompt,
+        };
+        let sampling = self.sampling.encode(Hasher::new("edgeproof sampling")).finish();
         let c0 = Hasher::new("edgeproof receipt c0")
             .u32(self.version)
             .bytes(self.mode.as_bytes())
@@ -406,21 +499,38 @@ impl Receipt {
             .hash(&sampling)
             .finish();
         let mut c = c0;
-        let mut steps = Vec::with_capacity(self.tokens.len());
-        for (t, &tok) in self.tokens.iter().enumerate() {
-            let layers = merkle_root(self.layers.get(t).map(|l| &l[..]).unwrap_or(&[]));
-            c = Hasher::new("edgeproof receipt step").hash(&c).u32(t as u32 + 1).u32(tok).hash(&layers).finish();
-            steps.push(c);
+        let mut steps = Vec::with_capacity(self.steps.len());
+        match &self.body {
+            Body::Public(p) => {
+                // A missing step value hashes as zeros: parsing rejects such receipts, and
+                // re-execution names the step.
+                for (t, &tok) in p.tokens.iter().enumerate() {
+                    let v = self.steps.get(t).copied().unwrap_or([0; 32]);
+                    c = Hasher::new("edgeproof receipt step").hash(&c).u32(t as u32 + 1).u32(tok).hash(&v).finish();
+                    steps.push(c);
+                }
+            }
+            Body::Private(_) => {
+                for (t, v) in self.steps.iter().enumerate() {
+                    c = Hasher::new("edgeproof receipt private step").hash(&c).u32(t as u32 + 1).hash(v).finish();
+                    steps.push(c);
+                }
+            }
         }
+        let output = match &self.body {
+            Body::Public(p) => sha256(p.output.as_bytes()),
+            Body::Private(k) => k.output,
+        };
         let final_hash = Hasher::new("edgeproof receipt final")
             .hash(&c)
             .bytes(self.finish.as_str().as_bytes())
-            .hash(&sha256(self.output.as_bytes()))
+            .hash(&output)
             .finish();
         Chain { model, prompt, sampling, c0, steps, final_hash }
     }
 
-    /// Recompute `chain` and `final` from the fields (after building or editing a receipt).
+    /// Recompute `sections`, `chain` and `final` from the fields (after building or editing a
+    /// receipt). A signature over the old core no longer verifies.
     pub fn seal(&mut self) {
         let c = self.chain();
         self.sections = Sections { model: c.model, prompt: c.prompt, sampling: c.sampling, c0: c.c0 };
@@ -428,32 +538,38 @@ impl Receipt {
         self.final_hash = c.final_hash;
     }
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    /// The receipt as published: without the trace and the opening.
+    pub fn sealed(&self) -> Receipt {
+        Receipt { trace: None, opening: None, ..self.clone() }
     }
 
-    /// Parse and check the shape: version, mode, one layer list per token, all of one length.
-    pub fn from_json(s: &str) -> Result<Receipt> {
-        let v: serde_json::Value = serde_json::from_str(s).map_err(|e| Error::BadReceipt(e.to_string()))?;
-        match v.get("version").and_then(|v| v.as_u64()) {
-            Some(1) => {}
-            Some(n) => return Err(Error::UnsupportedReceiptVersion(n.min(u32::MAX as u64) as u32)),
-            None => return Err(Error::BadReceipt("no numeric \"version\"".into())),
+    /// Attach a trace (per step, the layer digests) after checking that each step's digests
+    /// give the receipt's step value.
+    pub fn attach_trace(&mut self, trace: Vec<Vec<Hash>>) -> Result<()> {
+        if trace.len() != self.steps.len() {
+            return Err(Error::BadReceipt(format!(
+                "the trace has {} steps, the receipt {}",
+                trace.len(),
+                self.steps.len()
+            )));
         }
-        let r: Receipt = serde_json::from_value(v).map_err(|e| Error::BadReceipt(e.to_string()))?;
-        if r.mode != MODE_EXACT {
-            return Err(Error::BadReceipt(format!("mode {:?} (only {MODE_EXACT:?} has receipts)", r.mode)));
+        if let Some(t) = (0..trace.len()).find(|&t| merkle_root(&trace[t]) != self.steps[t]) {
+            return Err(Error::BadReceipt(format!("the trace's step {} does not match the receipt", t + 1)));
         }
-        if r.layers.len() != r.tokens.len() {
-            return Err(Error::BadReceipt(format!("{} layer lists for {} tokens", r.layers.len(), r.tokens.len())));
+        self.trace = Some(trace);
+        Ok(())
+    }
+
+    /// The same generation as a version 1 receipt (public, with its trace; unsigned).
+    pub fn to_v1(&self) -> Result<Receipt> {
+        match (&self.body, &self.trace) {
+            (Body::Public(_), Some(_)) => {
+                let mut r = Receipt { version: 1, signature: None, opening: None, ..self.clone() };
+                r.seal();
+                Ok(r)
+            }
+            _ => Err(Error::InvalidArgument("a version 1 receipt needs a public receipt and its trace".into())),
         }
-        if let Some(l) = r.layers.iter().find(|l| l.len() != r.layers[0].len()) {
-            return Err(Error::BadReceipt(format!("a step with {} layer digests, not {}", l.len(), r.layers[0].len())));
-        }
-        if r.prompt_ids.is_empty() {
-            return Err(Error::BadReceipt("empty prompt_ids".into()));
-        }
-        Ok(r)
     }
 }
 
@@ -596,10 +712,13 @@ pub struct Request {
     pub params: SamplingParams,
     pub max_tokens: u32,
     pub stop: Vec<String>,
+    /// `Some(salt)`: a private receipt, with commitments keyed by this salt (use
+    /// [`random_salt`]) and an opening.
+    pub salt: Option<Hash>,
 }
 
 /// The sealed receipt of an ended generation `g` of `req` (`layers`: per token, the digests of
-/// the forward pass that produced it).
+/// the forward pass that produced it), with its trace and, when `req.salt` is set, its opening.
 pub fn seal(
     req: &Request,
     model: &ModelCommitment,
@@ -613,13 +732,25 @@ pub fn seal(
         .finish
         .map(FinishReason::from)
         .ok_or_else(|| Error::InvalidArgument("a receipt of a generation that has not ended".into()))?;
+    let public = Public {
+        prompt: req.prompt.clone(),
+        prompt_ids: g.prompt.clone(),
+        tokens: g.tokens.clone(),
+        output: g.stop.text.clone(),
+    };
+    let (body, trace, opening) = match req.salt {
+        None => (Body::Public(public), layers, None),
+        Some(salt) => {
+            let opening = Opening { salt, prompt: public.prompt, tokens: public.tokens, output: public.output };
+            let trace = layers.iter().map(|l| keyed_digests(&salt, l)).collect();
+            (Body::Private(opening.commitments(&public.prompt_ids)), trace, Some(opening))
+        }
+    };
     let mut r = Receipt {
         version: FORMAT_VERSION,
         mode: MODE_EXACT.into(),
         numerics: numerics_digest(),
         model: model.clone(),
-        prompt: req.prompt.clone(),
-        prompt_ids: g.prompt.clone(),
         sampling: Sampling {
             temperature_q16: req.params.temperature_q16,
             top_k: req.params.top_k,
@@ -629,14 +760,16 @@ pub fn seal(
             stop: req.stop.clone(),
             eog: eog.to_vec(),
         },
-        tokens: g.tokens.clone(),
-        layers,
+        body,
+        steps: trace.iter().map(|l: &Vec<Hash>| merkle_root(l)).collect(),
         finish,
-        output: g.stop.text.clone(),
         sections: Sections::default(),
         chain: [0; 32],
         final_hash: [0; 32],
+        signature: None,
         meta,
+        trace: Some(trace),
+        opening,
     };
     r.seal();
     Ok(r)
@@ -682,244 +815,4 @@ pub fn generate(
     let first = first.unwrap_or(end);
     let meta = Meta { engine: engine_name(), backend, adapter, prefill_ms: first - start, decode_ms: end - first };
     seal(req, model, tok.eog_ids(), &g, layers, meta)
-}
-
-/// The first thing that does not check out, by kind.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Divergence {
-    /// A hash in the receipt does not match the fields it covers (edited without resealing):
-    /// `what` is the section (`model`, `prompt`, `sampling`, `header`) or `chain` / `final`.
-    Hash { what: &'static str },
-    /// A format version or mode this build does not verify.
-    Format { what: &'static str },
-    /// The receipt was made under other numerics than this build implements.
-    Numerics,
-    /// The model file given is not the committed one: `field` of the model commitment.
-    Model { field: &'static str },
-    /// The prompt does not tokenize to the committed ids (first differing index).
-    Prompt { index: usize },
-    /// Re-execution: the first layer whose residual digest differs, at generation step `step`
-    /// (1-based: step 1 is the prompt's forward pass).
-    Layer { step: usize, layer: usize },
-    /// Re-execution: the sampled token differs at step `step`.
-    Token { step: usize, committed: u32, recomputed: u32 },
-    /// Generation would have ended otherwise (`recomputed`), or at another token.
-    Finish { committed: FinishReason, recomputed: Option<FinishReason>, at: usize },
-    /// The output text is not the decoding of the tokens.
-    Output,
-    /// The sequence does not fit the model's context.
-    Context { len: usize, ctx: usize },
-}
-
-impl std::fmt::Display for Divergence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Divergence::Hash { what } => write!(f, "the {what} hash does not match the receipt's fields"),
-            Divergence::Format { what } => write!(f, "unsupported receipt {what}"),
-            Divergence::Numerics => write!(f, "made under other numerics than this build's"),
-            Divergence::Model { field } => write!(f, "the model file does not match the committed {field}"),
-            Divergence::Prompt { index } => {
-                write!(f, "the prompt does not tokenize to the committed ids (index {index})")
-            }
-            Divergence::Layer { step, layer } => write!(f, "token {step}: layer {layer}'s residual digest differs"),
-            Divergence::Token { step, committed, recomputed } => {
-                write!(f, "token {step}: committed {committed}, re-execution samples {recomputed}")
-            }
-            Divergence::Finish { committed, recomputed, at } => write!(
-                f,
-                "finish: committed {} after {} tokens, re-execution gives {}",
-                committed.as_str(),
-                at,
-                recomputed.map_or("no end", |r| r.as_str())
-            ),
-            Divergence::Output => write!(f, "the output text is not the decoding of the tokens"),
-            Divergence::Context { len, ctx } => write!(f, "{len} tokens exceed the context of {ctx}"),
-        }
-    }
-}
-
-/// The verifier's findings, in the order checked; it verifies when there are none.
-#[derive(Clone, Debug, Default)]
-pub struct Report {
-    pub findings: Vec<Divergence>,
-    /// Generation steps whose residual digests and token were re-executed and matched.
-    pub steps_matched: usize,
-}
-
-impl Report {
-    pub fn ok(&self) -> bool {
-        self.findings.is_empty()
-    }
-
-    /// One line: "verified" or the first divergence.
-    pub fn verdict(&self) -> String {
-        match self.findings.first() {
-            None => format!("verified: {} tokens re-executed bit for bit", self.steps_matched),
-            Some(d) => format!("NOT verified: {d}"),
-        }
-    }
-}
-
-/// Verify `r` against the model in `gguf` by re-execution on `engine` (a fresh session of
-/// that model). `model` is the model's commitment if already computed. Progress: (phase, 0..1).
-pub fn verify(
-    r: &Receipt,
-    gguf: &Gguf,
-    tok: &Tokenizer,
-    model: Option<&ModelCommitment>,
-    engine: &mut dyn Recording,
-    mut progress: impl FnMut(&str, f32),
-) -> Result<Report> {
-    let own;
-    let model = match model {
-        Some(m) => m,
-        None => {
-            own = ModelCommitment::of(gguf, |p| progress("hashing the model", p))?;
-            &own
-        }
-    };
-    block_on(verify_async(r, gguf.metadata(), tok, model, engine, &mut |s, p| {
-        progress(s, p);
-        Ok(())
-    }))?
-}
-
-/// [`verify`], async (the browser's GPU), with a progress callback that can end it with an
-/// error (`ABORTED`).
-pub async fn verify_async(
-    r: &Receipt,
-    meta: &Metadata,
-    tok: &Tokenizer,
-    m: &ModelCommitment,
-    engine: &mut dyn Recording,
-    progress: &mut dyn FnMut(&str, f32) -> Result<()>,
-) -> Result<Report> {
-    let mut rep = Report::default();
-    // 1. The receipt's own hashes.
-    let c = r.chain();
-    let s = &r.sections;
-    for (what, want, have) in [
-        ("model", c.model, s.model),
-        ("prompt", c.prompt, s.prompt),
-        ("sampling", c.sampling, s.sampling),
-        ("header", c.c0, s.c0),
-    ] {
-        if want != have {
-            rep.findings.push(Divergence::Hash { what });
-        }
-    }
-    if *c.steps.last().unwrap_or(&c.c0) != r.chain {
-        rep.findings.push(Divergence::Hash { what: "chain" });
-    }
-    if c.final_hash != r.final_hash {
-        rep.findings.push(Divergence::Hash { what: "final" });
-    }
-    if r.version != FORMAT_VERSION {
-        rep.findings.push(Divergence::Format { what: "version" });
-    }
-    if r.mode != MODE_EXACT {
-        rep.findings.push(Divergence::Format { what: "mode" });
-    }
-    if !rep.findings.iter().all(|d| matches!(d, Divergence::Hash { .. })) {
-        return Ok(rep);
-    }
-    if r.numerics != numerics_digest() {
-        rep.findings.push(Divergence::Numerics);
-        return Ok(rep);
-    }
-    // 2. The model.
-    for (field, want, have) in [
-        ("file sha256", r.model.file_sha256, m.file_sha256),
-        ("tensors root", r.model.tensors_root, m.tensors_root),
-        ("tokenizer", r.model.tokenizer, m.tokenizer),
-        ("chat template", r.model.chat_template, m.chat_template),
-    ] {
-        if want != have {
-            rep.findings.push(Divergence::Model { field });
-        }
-    }
-    if r.model.file_sha256 != m.file_sha256 {
-        return Ok(rep);
-    }
-    // 3. The prompt.
-    let ids = r.prompt.ids(meta, tok)?;
-    if ids != r.prompt_ids {
-        let index =
-            ids.iter().zip(&r.prompt_ids).position(|(a, b)| a != b).unwrap_or(ids.len().min(r.prompt_ids.len()));
-        rep.findings.push(Divergence::Prompt { index });
-    }
-    // 4. Re-execution, teacher-forced: the prompt and the first tokens in one pass, then the
-    // rest in chunks (batched and stepwise give the same bits), one logits row per step. Each
-    // pass reads every weight once, so fewer passes are faster.
-    let (p, n) = (r.prompt_ids.len(), r.tokens.len());
-    if p == 0 {
-        rep.findings.push(Divergence::Prompt { index: 0 });
-        return Ok(rep);
-    }
-    let ctx = engine.config().ctx_len;
-    let seq: Vec<u32> = r.prompt_ids.iter().chain(&r.tokens[..n.saturating_sub(1)]).copied().collect();
-    if seq.len() > ctx {
-        rep.findings.push(Divergence::Context { len: seq.len(), ctx });
-        return Ok(rep);
-    }
-    let params = r.sampling.params();
-    let n_vocab = engine.config().n_vocab;
-    engine.record_residuals();
-    const CHUNK: usize = 64;
-    let mut a = 0;
-    let mut step = 0;
-    while step < n {
-        let b = if a == 0 { (p + CHUNK).min(seq.len()) } else { (a + CHUNK).min(seq.len()) };
-        // Logits from the prompt's last row on, or of every row of a chunk.
-        let first = if a == 0 { p - 1 } else { 0 };
-        let (logits, res) = engine.eval_recorded(&seq[a..b], a, first..b - a).await?;
-        // Rows of this pass that produce a token, and the residual rows each commits to: the
-        // whole prompt for the first step, then one row each.
-        let rows: Vec<std::ops::Range<usize>> = if a == 0 {
-            std::iter::once(0..p).chain((p..b).map(|i| i..i + 1)).collect()
-        } else {
-            (0..b - a).map(|i| i..i + 1).collect()
-        };
-        for rr in rows {
-            let pos = a + rr.start;
-            let digests: Vec<Hash> =
-                res.iter().enumerate().map(|(l, x)| residual_digest(l, pos, x, rr.clone())).collect();
-            let committed = r.layers.get(step).map_or(&[][..], |l| &l[..]);
-            if let Some(layer) = (0..digests.len().max(committed.len())).find(|&l| digests.get(l) != committed.get(l)) {
-                rep.findings.push(Divergence::Layer { step: step + 1, layer });
-            }
-            let row = rr.end - 1 - first;
-            let got = sample(&logits[row * n_vocab..(row + 1) * n_vocab], &params, step as u64)?;
-            if got != r.tokens[step] {
-                rep.findings.push(Divergence::Token { step: step + 1, committed: r.tokens[step], recomputed: got });
-            }
-            if matches!(rep.findings.last(), Some(Divergence::Layer { .. } | Divergence::Token { .. })) {
-                // Later positions were computed from a diverged sequence: stop at the first.
-                return Ok(rep);
-            }
-            step += 1;
-            rep.steps_matched = step;
-            progress("re-executing", step as f32 / n as f32)?;
-        }
-        a = b;
-    }
-    // 5. Where generation ends, and the text: the same stop rules as generation.
-    let mut st = StopState::new(p, ctx, r.sampling.max_tokens as usize, &r.sampling.stop, &r.sampling.eog);
-    for &id in &r.tokens {
-        if st.finish.is_some() {
-            break;
-        }
-        st.push(Some(tok), id)?;
-    }
-    if r.finish == FinishReason::Aborted {
-        st.abort();
-    }
-    let at = st.len();
-    let end = st.finish.map(FinishReason::from);
-    if end != Some(r.finish) || at != n {
-        rep.findings.push(Divergence::Finish { committed: r.finish, recomputed: end, at: n });
-    } else if st.text != r.output {
-        rep.findings.push(Divergence::Output);
-    }
-    Ok(rep)
 }
