@@ -78,7 +78,7 @@ impl Encode for Hasher {
     }
 }
 
-pub(crate) fn sha256(b: &[u8]) -> Hash {
+pub fn sha256(b: &[u8]) -> Hash {
     Sha256::digest(b).into()
 }
 
