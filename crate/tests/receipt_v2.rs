@@ -265,3 +265,38 @@ fn key_files_round_trip() {
     assert_eq!(code(&v), Some("INVALID_ARGUMENT"));
     assert_ne!(KeyPair::generate().expect("key").public_key(), k.public_key());
 }
+
+/// The receipt fuzzer's seeds (`fuzz/seeds_receipt/`): the test vectors' receipts in both
+/// forms, the trace and the opening, and the v1 vectors' receipt (`EDGEPROOF_WRITE_SEEDS=1`
+/// rewrites them).
+#[test]
+fn receipt_fuzz_seeds_are_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let v: Value =
+        serde_json::from_str(&std::fs::read_to_string(path.join("tests/data/receipt_v2.json")).expect("vectors"))
+            .expect("parse vectors");
+    let v1: Value =
+        serde_json::from_str(&std::fs::read_to_string(path.join("tests/data/receipt_tiny.json")).expect("v1"))
+            .expect("parse v1 vectors");
+    let unhex = |s: &Value| hex::decode(s.as_str().expect("hex")).expect("hex");
+    let seeds: Vec<(&str, Vec<u8>)> = vec![
+        ("public.bin", unhex(&v["public"]["binary"])),
+        ("private.bin", unhex(&v["private"]["binary"])),
+        ("public.json", v["public"]["receipt"].to_string().into_bytes()),
+        ("private.json", v["private"]["receipt"].to_string().into_bytes()),
+        ("trace.bin", unhex(&v["private"]["trace"])),
+        ("opening.json", v["private"]["opening"].to_string().into_bytes()),
+        ("v1.json", v1["receipt"].to_string().into_bytes()),
+    ];
+    let dir = path.join("fuzz/seeds_receipt");
+    for (name, seed) in seeds {
+        assert!(seed.len() <= 8192, "{name}: the fuzzer runs with -max_len=8192");
+        let file = dir.join(name);
+        if std::env::var_os("EDGEPROOF_WRITE_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::write(&file, &seed).expect("write seed");
+        }
+        let committed = std::fs::read(&file).unwrap_or_default();
+        assert!(committed == seed, "{} is stale: rerun this test with EDGEPROOF_WRITE_SEEDS=1", file.display());
+    }
+}
