@@ -1,7 +1,15 @@
 // What the browser entry (index.js), the worker (worker.js) and Node (node.js) share:
 // errors, reading a model source into the wasm ModelLoader, and the Engine and Generation
 // wrappers around the wasm exports (js/WASM_CONTRACT.md).
-import { ModelLoader, lastPanic, loadEngine, setPanicHook } from './edgeproof_wasm.js';
+import {
+  ModelLoader,
+  lastPanic,
+  loadEngine,
+  receiptFromBytes,
+  receiptSigningMessage,
+  receiptToBytes,
+  setPanicHook,
+} from './edgeproof_wasm.js';
 
 /** Codes thrown by the wasm module (the crate's `Error::code()`). */
 const RUST_CODES = [
@@ -12,7 +20,7 @@ const RUST_CODES = [
   'ABORTED', 'BUSY', 'PANIC',
 ];
 /** Codes of errors raised by the JavaScript layer itself. */
-const JS_CODES = ['NETWORK', 'QUOTA', 'INTEGRITY', 'FREED', 'WORKER_GONE'];
+const JS_CODES = ['NETWORK', 'QUOTA', 'INTEGRITY', 'FREED', 'WORKER_GONE', 'KEYSTORE', 'CRYPTO'];
 
 /** Every `code` an error from this package can carry. */
 export const ERROR_CODES = Object.freeze([...RUST_CODES, ...JS_CODES]);
@@ -280,7 +288,7 @@ function generationRequest(input, opts) {
   if (typeof input === 'string') request = { prompt: input };
   else if (Array.isArray(input)) request = { messages: input };
   else throw new EdgeproofError('INVALID_ARGUMENT', 'generate() takes a prompt string or an array of { role, content }');
-  for (const key of ['maxTokens', 'temperature', 'topK', 'topP', 'seed', 'receipt']) {
+  for (const key of ['maxTokens', 'temperature', 'topK', 'topP', 'seed', 'receipt', 'private']) {
     if (opts[key] !== undefined) request[key] = opts[key];
   }
   if (opts.stop !== undefined) request.stop = typeof opts.stop === 'string' ? [opts.stop] : opts.stop;
@@ -305,11 +313,13 @@ export class Generation {
   #errorThrown = false;
   #final = null; // the promise of finish()'s object
   #result = null;
+  #finalize; // (finish()'s object) => the result (signs its receipt)
 
-  constructor(wasm, request, signal, done) {
+  constructor(wasm, request, signal, done, finalize = async (out) => out) {
     call(() => wasm.start(request)); // BUSY, CONTEXT_OVERFLOW, INVALID_ARGUMENT: thrown synchronously
     this.#wasm = wasm;
     this.#done = done;
+    this.#finalize = finalize;
     this.#signal = signal;
     if (signal?.aborted) this.#onAbort();
     else signal?.addEventListener('abort', this.#onAbort, { once: true });
@@ -378,8 +388,9 @@ export class Generation {
   }
 
   /**
-   * `{ text, finish, tokens, receipt, timings }`. Awaiting it without iterating runs the
-   * generation to its end; the tokens are still there for an iterator started later.
+   * `{ text, finish, tokens, receipt, opening, trace, timings, signError }`. Awaiting it without
+   * iterating runs the generation to its end; the tokens are still there for an iterator
+   * started later. The receipt is signed (the `sign` option) before it resolves.
    */
   get result() {
     this.#result ??= (async () => {
@@ -391,7 +402,7 @@ export class Generation {
         throw this.#error ?? e;
       }
       if (this.#error) throw this.#error;
-      return out;
+      return this.#finalize(out);
     })();
     return this.#result;
   }
@@ -402,18 +413,172 @@ export class Generation {
   }
 }
 
+// ---- Signatures (docs/RECEIPT.md: ECDSA P-256 with SHA-256 over receiptSigningMessage) ----
+
+let subtleImpl = null;
+
+/** Node.js 18 has WebCrypto only as `node:crypto`'s `webcrypto`: node.js hands it in here. */
+export function useSubtle(s) {
+  subtleImpl = s;
+}
+
+/** WebCrypto's `SubtleCrypto`, or undefined (an insecure context). */
+export function subtle() {
+  return subtleImpl ?? globalThis.crypto?.subtle;
+}
+
+function needSubtle() {
+  const s = subtle();
+  if (!s) {
+    throw new EdgeproofError('CRYPTO', 'crypto.subtle is unavailable here (WebCrypto needs a secure context: https:// or http://localhost)');
+  }
+  return s;
+}
+
+/** base64url without padding. */
+export function base64url(bytes) {
+  let binary = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+/**
+ * A P-256 public key's SEC1 bytes (65, WebCrypto's `raw` export) and fingerprint: hex of the first
+ * 8 bytes of their SHA-256.
+ */
+export async function publicKeyId(publicKey) {
+  const s = needSubtle();
+  try {
+    const raw = new Uint8Array(await s.exportKey('raw', publicKey));
+    const digest = new Uint8Array(await s.digest('SHA-256', raw));
+    return { raw, fingerprint: hex(digest.subarray(0, 8)) };
+  } catch (e) {
+    throw new EdgeproofError('CRYPTO', `reading the public key failed: ${e?.message ?? e}`, { cause: e });
+  }
+}
+
+function isKeyPair(k) {
+  return !!k && typeof k === 'object' && !!k.privateKey && !!k.publicKey;
+}
+
+function checkKeyPair(k) {
+  const ok = (key, type) => key?.type === type && key.algorithm?.name === 'ECDSA' && key.algorithm?.namedCurve === 'P-256';
+  if (!ok(k.privateKey, 'private') || !ok(k.publicKey, 'public')) {
+    throw new EdgeproofError('INVALID_ARGUMENT', "sign: a CryptoKeyPair of ECDSA P-256 keys ({ name: 'ECDSA', namedCurve: 'P-256' })");
+  }
+}
+
+/**
+ * The receipt (an object, from wasm) with `signature` attached: ECDSA P-256 / SHA-256 by
+ * `keyPair` over `receiptSigningMessage(receipt)`. Any signature it had is replaced. Needs the
+ * wasm module initialized.
+ */
+export async function signWith(receipt, keyPair) {
+  if (!isKeyPair(keyPair)) throw new EdgeproofError('INVALID_ARGUMENT', 'sign: give a CryptoKeyPair { privateKey, publicKey }');
+  checkKeyPair(keyPair);
+  const s = needSubtle();
+  const { signature: _, ...core } = receiptObject(receipt);
+  const message = call(() => receiptSigningMessage(JSON.stringify(core)));
+  const { raw, fingerprint } = await publicKeyId(keyPair.publicKey);
+  let value;
+  try {
+    value = new Uint8Array(await s.sign({ name: 'ECDSA', hash: 'SHA-256' }, keyPair.privateKey, message));
+  } catch (e) {
+    throw new EdgeproofError('CRYPTO', `signing the receipt failed: ${e?.message ?? e}`, { cause: e });
+  }
+  return { ...core, signature: { alg: 'ES256', key: base64url(raw), fingerprint, value: base64url(value) } };
+}
+
+/**
+ * How an engine signs: `auto()` (the default of `sign`: true where a device key can be kept) and
+ * `deviceKeyPair()` (the key `sign: true` means; null where there is none, as under Node).
+ */
+export const NO_DEVICE_KEY = Object.freeze({ auto: () => false, deviceKeyPair: null });
+
+/** The key pair (or its promise) a generation signs with, or null: the `sign` option, checked. */
+function signingKey(sign, signing) {
+  const chosen = sign ?? signing.auto();
+  if (chosen === false) return null;
+  if (chosen === true) {
+    if (!signing.deviceKeyPair) {
+      throw new EdgeproofError('KEYSTORE', 'sign: true needs a device key, kept in IndexedDB, which is not here: pass a CryptoKeyPair as sign');
+    }
+    needSubtle();
+    return signing.deviceKeyPair;
+  }
+  if (!isKeyPair(chosen)) {
+    throw new EdgeproofError('INVALID_ARGUMENT', 'sign: true (the device key), false, or a CryptoKeyPair { privateKey, publicKey }');
+  }
+  checkKeyPair(chosen);
+  needSubtle();
+  return () => chosen;
+}
+
+// ---- Receipts in their forms ----
+
+function isBytes(x) {
+  return x instanceof ArrayBuffer || ArrayBuffer.isView(x);
+}
+
+function asBytes(x) {
+  return x instanceof ArrayBuffer ? new Uint8Array(x) : new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+}
+
+/** A receipt's JSON from an object, its JSON, or its binary form (a Uint8Array). */
+export function receiptJson(receipt) {
+  if (typeof receipt === 'string') return receipt;
+  if (isBytes(receipt)) return call(() => receiptFromBytes(asBytes(receipt)));
+  if (!receipt || typeof receipt !== 'object') {
+    throw new EdgeproofError('BAD_RECEIPT', 'a receipt is an object, its JSON, or its binary form (a Uint8Array)');
+  }
+  return JSON.stringify(receipt);
+}
+
+/** A receipt as an object, from any of its forms. */
+export function receiptObject(receipt) {
+  return typeof receipt === 'object' && receipt && !isBytes(receipt) ? receipt : parseReceipt(receiptJson(receipt));
+}
+
+/** `receiptToBytes()`: the binary form (magic "EPRC") of a receipt (an object or its JSON). */
+export function toBytes(receipt) {
+  return call(() => receiptToBytes(receiptJson(receipt)));
+}
+
+/** `receiptFromBytes()`: a binary receipt as an object. */
+export function fromBytes(bytes) {
+  if (!isBytes(bytes)) throw new EdgeproofError('BAD_RECEIPT', 'receiptFromBytes takes a Uint8Array (or ArrayBuffer)');
+  return parseReceipt(call(() => receiptFromBytes(asBytes(bytes))));
+}
+
+function openingJson(opening) {
+  if (opening === undefined || opening === null) return undefined;
+  if (typeof opening === 'string') return opening;
+  if (typeof opening === 'object' && !isBytes(opening)) return JSON.stringify(opening);
+  throw new EdgeproofError('INVALID_ARGUMENT', "opening: a private receipt's opening, as an object or its JSON");
+}
+
+function traceBytes(trace) {
+  if (trace === undefined || trace === null) return undefined;
+  if (isBytes(trace)) return asBytes(trace);
+  throw new EdgeproofError('INVALID_ARGUMENT', 'trace: the trace of a receipt, a Uint8Array');
+}
+
 /** A loaded model. The browser's and Node's `Engine` extend it with `load()`. */
 export class BaseEngine {
   #wasm;
   #extra;
+  #signing;
   #freed = false;
   #generation = null;
   #verifying = new Set();
 
-  /** Use `Engine.load()`. */
-  constructor(wasm, extra = {}) {
+  /** Use `Engine.load()`. `signing`: how `sign` is resolved (`NO_DEVICE_KEY` under Node). */
+  constructor(wasm, extra = {}, signing = NO_DEVICE_KEY) {
     this.#wasm = wasm;
     this.#extra = extra;
+    this.#signing = signing;
   }
 
   #live() {
@@ -441,22 +606,35 @@ export class BaseEngine {
    */
   generate(input, opts = {}) {
     const wasm = this.#live();
-    const generation = new Generation(wasm, generationRequest(input, opts), opts.signal, () => {
-      if (this.#generation === generation) this.#generation = null;
-    });
+    const key = signingKey(opts.sign, this.#signing); // INVALID_ARGUMENT, KEYSTORE, CRYPTO: before it starts
+    const generation = new Generation(
+      wasm,
+      generationRequest(input, opts),
+      opts.signal,
+      () => {
+        if (this.#generation === generation) this.#generation = null;
+      },
+      (out) => signResult(out, key),
+    );
     this.#generation = generation;
     return generation;
   }
 
-  /** Re-executes `receipt` (an object or its JSON) on this model and backend. */
-  async verify(receipt, { onProgress, signal } = {}) {
+  /**
+   * Re-executes `receipt` (an object, its JSON, or its binary form) on this model and backend,
+   * with a private receipt's `opening` (object or JSON) and a `trace` (Uint8Array) when given.
+   */
+  async verify(receipt, { opening, trace, onProgress, signal } = {}) {
     const wasm = this.#live();
     throwIfAborted(signal);
-    if (parseReceipt(receipt).kind === 'embedding') {
+    const json = receiptJson(receipt);
+    if (parseReceipt(json).kind === 'embedding') {
       throw new EdgeproofError('BAD_RECEIPT', 'an embedding receipt: verify it with an Embedder (or verifyReceipt)');
     }
-    const json = typeof receipt === 'string' ? receipt : JSON.stringify(receipt);
-    const run = callAsync(() => wasm.verify(json, rustProgress(onProgress), () => this.#freed || !!signal?.aborted));
+    const open = openingJson(opening);
+    const bytes = traceBytes(trace);
+    const aborted = () => this.#freed || !!signal?.aborted;
+    const run = callAsync(() => wasm.verify(json, open, bytes, rustProgress(onProgress), aborted));
     this.#verifying.add(run);
     try {
       return await run;
@@ -477,6 +655,24 @@ export class BaseEngine {
     const running = [...this.#verifying, this.#generation?.close()];
     Promise.allSettled(running).then(() => panic || this.#wasm.free());
   }
+}
+
+/**
+ * A generation's result with its receipt signed by `key` (a function resolving the key pair, or
+ * null: unsigned). Signing never loses the receipt: on failure it stays unsigned and `signError`
+ * says why (`{ code, message }`: KEYSTORE, QUOTA, CRYPTO); otherwise `signError` is null.
+ */
+async function signResult(out, key) {
+  out.signError = null;
+  if (!out.receipt || !key) return out;
+  try {
+    out.receipt = await signWith(out.receipt, await key());
+  } catch (e) {
+    const error = asError(e, 'CRYPTO');
+    out.signError = { code: error.code, message: error.message };
+    console.warn(`edgeproof: the receipt was left unsigned: ${error.message}`);
+  }
+  return out;
 }
 
 /** The receipt as an object (parsing its JSON); `BAD_RECEIPT` when it is not JSON. */

@@ -7,15 +7,19 @@ import {
   BaseEngine,
   EdgeproofError,
   ModelSource,
+  fromBytes,
   initWasm,
   loadWasm,
   asError,
   responseSource,
   sourceOf,
   streamChunks,
+  signWith,
   throwIfAborted,
+  toBytes,
   verifyWith,
 } from './core.js';
+import { deviceKey, deviceKeyPair, hasKeystore } from './keys.js';
 
 import { BaseEmbedder, encoderParts, folderUrl, loadEncoderWasm } from './embed.js';
 
@@ -143,10 +147,19 @@ async function loadUrl(source, backend, opts) {
   return { wasm, cache: error ? { status: 'failed', error: { code: error.code, message: error.message } } : { status: 'stored' } };
 }
 
+// `sign` defaults to the device key where IndexedDB and crypto.subtle are there.
+const SIGNING = Object.freeze({ auto: hasKeystore, deviceKeyPair });
+
 /** A model loaded in this thread. */
 export class Engine extends BaseEngine {
   /** What the browser offers (WebGPU adapter, limits, features), before any download. */
   static supports = supports;
+
+  /**
+   * The device key receipts are signed with: `{ jwk, fingerprint, createdAt }` (the public key),
+   * made and stored in IndexedDB on first use (keys.js).
+   */
+  static deviceKey = deviceKey;
 
   /** The OPFS model cache: `list()`, `delete(key)`, `clear()`. */
   static cache = cache;
@@ -163,7 +176,7 @@ export class Engine extends BaseEngine {
     const { wasm, cache } = isUrl(source)
       ? await loadUrl(source, choice.backend, opts)
       : { wasm: await loadWasm(sourceOf(source, signal), choice.backend, opts), cache: { status: 'off' } };
-    return new Engine(wasm, { backendReason: choice.reason, cache });
+    return new Engine(wasm, { backendReason: choice.reason, cache }, SIGNING);
   }
 }
 
@@ -235,4 +248,25 @@ export class Embedder extends BaseEmbedder {
  */
 export function verifyReceipt(receipt, source, opts = {}) {
   return verifyWith((s, o) => Engine.load(s, o), receipt, source, opts, (s, o) => Embedder.load(s, o));
+}
+
+/** A receipt's binary form (a Uint8Array, magic "EPRC") from the receipt object or its JSON. */
+export async function receiptToBytes(receipt) {
+  await ready();
+  return toBytes(receipt);
+}
+
+/** A binary receipt (Uint8Array or ArrayBuffer) as the receipt object. */
+export async function receiptFromBytes(bytes) {
+  await ready();
+  return fromBytes(bytes);
+}
+
+/**
+ * The receipt (an object, its JSON or its binary form) signed by `keyPair` (a CryptoKeyPair of
+ * ECDSA P-256 keys; by default the device key): a copy with `signature` set (replaced).
+ */
+export async function signReceipt(receipt, keyPair) {
+  await ready();
+  return signWith(receipt, keyPair ?? (await deviceKeyPair()));
 }

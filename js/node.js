@@ -1,14 +1,33 @@
 // Node.js (>= 18): the same Engine and Embedder on the wasm CPU path, loading model files from disk.
+import { webcrypto } from 'node:crypto';
 import { createReadStream, readFileSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { initSync } from './edgeproof_wasm.js';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BaseEngine, ModelSource, asError, initWasm, loadWasm, responseSource, sourceOf, throwIfAborted, verifyWith } from './core.js';
+import {
+  BaseEngine,
+  EdgeproofError,
+  ModelSource,
+  asError,
+  fromBytes,
+  initWasm,
+  loadWasm,
+  responseSource,
+  signWith,
+  sourceOf,
+  throwIfAborted,
+  toBytes,
+  useSubtle,
+  verifyWith,
+} from './core.js';
 import { BaseEmbedder, encoderParts, folderUrl, loadEncoderWasm } from './embed.js';
 
 export { EdgeproofError, ERROR_CODES, Generation } from './core.js';
 export { cosine } from './embed.js';
+
+// Node 18 has WebCrypto only here (globalThis.crypto came in Node 19).
+useSubtle(globalThis.crypto?.subtle ?? webcrypto.subtle);
 
 // Node's fetch cannot read file: URLs, so the .wasm is read and compiled synchronously.
 const ready = () => initWasm(() => initSync({ module: readFileSync(new URL('./edgeproof_wasm_bg.wasm', import.meta.url)) }));
@@ -84,4 +103,26 @@ export class Embedder extends BaseEmbedder {
  */
 export function verifyReceipt(receipt, source, opts = {}) {
   return verifyWith((s, o) => Engine.load(s, o), receipt, source, opts, (s, o) => Embedder.load(s, o));
+}
+
+/** A receipt's binary form (a Uint8Array, magic "EPRC") from the receipt object or its JSON. */
+export async function receiptToBytes(receipt) {
+  await ready();
+  return toBytes(receipt);
+}
+
+/** A binary receipt (Uint8Array, Buffer or ArrayBuffer) as the receipt object. */
+export async function receiptFromBytes(bytes) {
+  await ready();
+  return fromBytes(bytes);
+}
+
+/**
+ * The receipt (an object, its JSON or its binary form) signed by `keyPair`, a CryptoKeyPair of
+ * ECDSA P-256 keys (`crypto.subtle`): a copy with `signature` set. Node keeps no device key.
+ */
+export async function signReceipt(receipt, keyPair) {
+  await ready();
+  if (!keyPair) throw new EdgeproofError('KEYSTORE', 'Node.js keeps no device key: pass a CryptoKeyPair');
+  return signWith(receipt, keyPair);
 }

@@ -7,8 +7,10 @@
 import { EdgeproofError, sourceOf, ModelSource, throwIfAborted } from './core.js';
 import { ENCODER_FILES, encoderParts, folderUrl } from './embed.js';
 import { Embedder, Engine } from './index.js';
+import { deviceKey } from './keys.js';
 
 export { cosine } from './embed.js';
+export { EdgeproofError, ERROR_CODES, receiptFromBytes, receiptToBytes, signReceipt } from './index.js';
 
 const TAG = 1;
 
@@ -91,7 +93,7 @@ export function serveWorker(scope = globalThis) {
       case 'generate':
         return generate(m, signal);
       case 'verify':
-        return live().verify(m.receipt, { onProgress, signal });
+        return live().verify(m.receipt, { opening: m.opening, trace: m.trace, onProgress, signal });
       case 'tokenize':
         return live().tokenize(m.text);
       case 'detokenize':
@@ -139,8 +141,9 @@ export function serveWorker(scope = globalThis) {
     const onProgress = m.progress ? (p) => reply(m.id, 'progress', p) : undefined;
     try {
       const value = await run(m, controller.signal, onProgress);
-      // Vectors' buffers are transferred, not copied.
-      const transfer = m.type === 'embedder.embed' ? value.vectors.map((v) => v.buffer) : [];
+      // Vectors' and traces' buffers are transferred, not copied.
+      const transfer =
+        m.type === 'embedder.embed' ? value.vectors.map((v) => v.buffer) : m.type === 'generate' && value.trace ? [value.trace.buffer] : [];
       reply(m.id, 'done', value, transfer);
     } catch (e) {
       reply(m.id, 'error', serializeError(e));
@@ -303,6 +306,9 @@ export class WorkerEngine {
   #port;
   #generation = null;
 
+  /** `Engine.deviceKey()`: the origin's device key (the same one the worker signs with). */
+  static deviceKey = deviceKey;
+
   /**
    * Starts `worker` (a Worker running `serveWorker()`, its script URL, or by default the
    * package's edgeproof-worker.js) and loads `source` in it, as `Engine.load`.
@@ -371,8 +377,9 @@ export class WorkerEngine {
     return generation;
   }
 
-  verify(receipt, { onProgress, signal } = {}) {
-    return this.#port.request({ type: 'verify', receipt }, { onProgress, signal });
+  /** `Engine.verify` in the worker: `receipt` an object, its JSON or its binary form. */
+  verify(receipt, { opening, trace, onProgress, signal } = {}) {
+    return this.#port.request({ type: 'verify', receipt, opening, trace }, { onProgress, signal });
   }
 
   tokenize(text) {

@@ -10,13 +10,13 @@ import { before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { repo } from './harness.mjs';
 
-let Engine, Embedder, verifyReceipt, cosine, mock;
+let Engine, Embedder, verifyReceipt, cosine, receiptToBytes, receiptFromBytes, signReceipt, mock;
 before(async () => {
   const dir = mkdtempSync(join(tmpdir(), 'edgeproof-core-'));
   for (const f of readdirSync(join(repo, 'js'))) if (f.endsWith('.js')) copyFileSync(join(repo, 'js', f), join(dir, f));
   copyFileSync(join(repo, 'pkg-tests/web/mock-wasm.mjs'), join(dir, 'edgeproof_wasm.js'));
   writeFileSync(join(dir, 'edgeproof_wasm_bg.wasm'), '');
-  ({ Engine, Embedder, verifyReceipt, cosine } = await import(pathToFileURL(join(dir, 'node.js'))));
+  ({ Engine, Embedder, verifyReceipt, cosine, receiptToBytes, receiptFromBytes, signReceipt } = await import(pathToFileURL(join(dir, 'node.js'))));
   mock = await import(pathToFileURL(join(dir, 'edgeproof_wasm.js')));
 });
 
@@ -198,6 +198,73 @@ test('verifyReceipt sends an embedding receipt to an Embedder, others to an Engi
   assert.equal(g.report, 'verified: mock');
   const engine = await Engine.load(MODEL);
   assert.equal(await code(() => engine.verify({ kind: 'embedding' })), 'BAD_RECEIPT');
+});
+
+const b64url = (bytes) => Buffer.from(bytes).toString('base64url');
+const P256 = { name: 'ECDSA', namedCurve: 'P-256' };
+
+test('sign: a CryptoKeyPair signs the receipt (ES256 over receiptSigningMessage); Node signs nothing by default', async () => {
+  const engine = await Engine.load(MODEL);
+  const plain = await engine.generate('hi', { maxTokens: 2 }).result;
+  assert.equal(plain.receipt.signature, undefined, 'Node: unsigned by default');
+  assert.equal(plain.signError, null);
+
+  const pair = await crypto.subtle.generateKey(P256, false, ['sign', 'verify']);
+  const signed = await engine.generate('hi', { maxTokens: 2, sign: pair }).result;
+  const sig = signed.receipt.signature;
+  const raw = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', raw));
+  assert.equal(sig.alg, 'ES256');
+  assert.equal(sig.key, b64url(raw));
+  assert.equal(sig.fingerprint, Buffer.from(digest.subarray(0, 8)).toString('hex'));
+  assert.match(sig.value, /^[A-Za-z0-9_-]{86}$/, '64 bytes, base64url without padding');
+  const { signature: _, ...core } = signed.receipt;
+  const message = mock.receiptSigningMessage(JSON.stringify(core));
+  const ok = await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, pair.publicKey, Buffer.from(sig.value, 'base64url'), message);
+  assert.equal(ok, true, 'the signature checks with WebCrypto over receiptSigningMessage');
+
+  // signReceipt: the same signature over the same receipt's core (ECDSA is randomized: verify it).
+  const again = await signReceipt(plain.receipt, pair);
+  assert.equal(again.signature.fingerprint, sig.fingerprint);
+  assert.equal(plain.receipt.signature, undefined, 'signReceipt returns a copy');
+
+  // Options checked before the generation starts.
+  assert.throws(() => engine.generate('hi', { sign: true }), { code: 'KEYSTORE' });
+  assert.throws(() => engine.generate('hi', { sign: 'yes' }), { code: 'INVALID_ARGUMENT' });
+  const rsa = await crypto.subtle.generateKey({ name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: Uint8Array.of(1, 0, 1), hash: 'SHA-256' }, false, ['sign', 'verify']);
+  assert.throws(() => engine.generate('hi', { sign: rsa }), { code: 'INVALID_ARGUMENT' });
+  await assert.rejects(signReceipt(plain.receipt), { code: 'KEYSTORE' });
+  assert.equal((await engine.generate('hi', { maxTokens: 1 }).result).tokens.length, 1, 'not BUSY after a refused option');
+  engine.free();
+});
+
+test('private passes through; verify takes the opening, the trace and the binary form', async () => {
+  const engine = await Engine.load(MODEL);
+  mock.calls.length = 0;
+  const r = await engine.generate('hi', { maxTokens: 2, private: true }).result;
+  assert.equal(mock.calls[0], 'start({"prompt":"hi","maxTokens":2,"private":true})');
+  assert.ok(r.receipt.commitments && r.opening?.kind === 'opening', JSON.stringify(r));
+  assert.ok(r.trace instanceof Uint8Array);
+
+  mock.calls.length = 0;
+  const without = await engine.verify(r.receipt);
+  assert.equal(without.reexecuted, false);
+  const withOpening = await engine.verify(JSON.stringify(r.receipt), { opening: r.opening, trace: r.trace });
+  assert.equal(withOpening.reexecuted, true);
+  await engine.verify(r.receipt, { opening: JSON.stringify(r.opening) });
+  assert.deepEqual(mock.calls, ['verify(-, -)', `verify(${JSON.stringify(r.opening)}, 4)`, `verify(${JSON.stringify(r.opening)}, -)`]);
+
+  const bytes = await receiptToBytes(r.receipt);
+  assert.equal(Buffer.from(bytes.subarray(0, 4)).toString(), 'EPRC');
+  assert.deepEqual(await receiptFromBytes(bytes), r.receipt);
+  assert.deepEqual(await receiptFromBytes(Buffer.from(bytes)), r.receipt, 'a Buffer is bytes too');
+  assert.equal((await engine.verify(bytes, { opening: r.opening })).reexecuted, true);
+  assert.equal((await verifyReceipt(bytes, MODEL, { opening: r.opening })).reexecuted, true);
+  assert.equal(await code(() => receiptFromBytes(Uint8Array.of(1, 2, 3, 4))), 'BAD_RECEIPT');
+  assert.equal(await code(() => engine.verify(r.receipt, { trace: 'not bytes' })), 'INVALID_ARGUMENT');
+  assert.equal(await code(() => engine.verify(r.receipt, { opening: 42 })), 'INVALID_ARGUMENT');
+  assert.equal(await code(() => engine.verify(42)), 'BAD_RECEIPT');
+  engine.free();
 });
 
 // Last: a panic leaves the module unusable for every later test.

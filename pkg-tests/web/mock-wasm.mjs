@@ -1,7 +1,10 @@
 // A stand-in for the wasm glue (pkg/edgeproof_wasm.js) that follows js/WASM_CONTRACT.md, for
 // core.test.mjs: it checks the JavaScript layer's rules (one step at a time, finish() never
 // during a step, BUSY until finish()) without Rust or a browser. A "model" is any bytes
-// starting with "GGUF"; its expected length is its 5th byte.
+// starting with "GGUF"; its expected length is its 5th byte. Receipts: the signing message is
+// SHA-256 of `final`; the binary form is "EPRC" then the JSON's UTF-8.
+import { createHash } from 'node:crypto';
+
 const coded = (code, message) => Object.assign(new Error(message), { code });
 const tick = () => new Promise((resolve) => setTimeout(resolve));
 
@@ -20,6 +23,29 @@ export function panicNextStep() {
 }
 export function lastPanic() {
   return undefined;
+}
+
+function parse(json) {
+  try {
+    return JSON.parse(json);
+  } catch (e) {
+    throw coded('BAD_RECEIPT', `not JSON: ${e.message}`);
+  }
+}
+
+export function receiptSigningMessage(json) {
+  return new Uint8Array(createHash('sha256').update(`signature ${parse(json).final}`).digest());
+}
+
+export function receiptToBytes(json) {
+  parse(json);
+  return new Uint8Array(Buffer.concat([Buffer.from('EPRC'), Buffer.from(json)]));
+}
+
+export function receiptFromBytes(bytes) {
+  if (!(bytes instanceof Uint8Array)) throw new Error('mock: receiptFromBytes takes a Uint8Array');
+  if (Buffer.from(bytes.subarray(0, 4)).toString('latin1') !== 'EPRC') throw coded('BAD_RECEIPT', 'not a binary receipt');
+  return Buffer.from(bytes.subarray(4)).toString('utf8');
 }
 
 export class ModelLoader {
@@ -80,7 +106,11 @@ export class WasmEngine {
   start(request) {
     if (this.#run) throw coded('BUSY', 'a generation runs');
     if ((request.prompt ?? '').length > 256) throw coded('CONTEXT_OVERFLOW', 'too long');
-    this.#run = { max: request.maxTokens ?? 256, tokens: [], aborted: false, done: false };
+    const known = ['prompt', 'messages', 'maxTokens', 'temperature', 'topK', 'topP', 'seed', 'stop', 'receipt', 'private'];
+    const unknown = Object.keys(request).filter((k) => !known.includes(k));
+    if (unknown.length) throw coded('INVALID_ARGUMENT', `request: unknown field ${unknown[0]}`); // deny_unknown_fields
+    calls.push(`start(${JSON.stringify(request)})`);
+    this.#run = { max: request.maxTokens ?? 256, tokens: [], aborted: false, done: false, private: !!request.private };
   }
 
   async step() {
@@ -112,16 +142,34 @@ export class WasmEngine {
     calls.push('finish');
     const text = run.tokens.map((t) => `t${t} `).join('');
     const finish = run.aborted ? 'aborted' : 'length';
-    return { text, finish, tokens: run.tokens, receipt: { final: finish + run.tokens.length }, timings: {} };
+    const receipt = run.private
+      ? { version: 2, final: finish + run.tokens.length, commitments: { prompt: 'p', output: 'o' } }
+      : { version: 2, final: finish + run.tokens.length, tokens: run.tokens };
+    const opening = run.private ? { version: 2, kind: 'opening', salt: 's', output: text } : null;
+    return { text, finish, tokens: run.tokens, receipt, opening, trace: Uint8Array.of(69, 80, 84, 82), timings: {} };
   }
 
-  async verify(json, onProgress, aborted) {
+  /** `ok` unless the receipt says `mockFail`; not re-executed for commitments without an opening. */
+  async verify(json, opening, trace, onProgress, aborted) {
     if (this.#run) throw coded('BUSY', 'a generation runs');
-    JSON.parse(json);
+    if (typeof json !== 'string') throw new Error('mock: verify takes the receipt as JSON');
+    if (opening !== undefined && typeof opening !== 'string') throw new Error('mock: verify takes the opening as JSON');
+    if (trace !== undefined && !(trace instanceof Uint8Array)) throw new Error('mock: verify takes the trace as a Uint8Array');
+    const r = parse(json);
+    calls.push(`verify(${opening ?? '-'}, ${trace ? trace.length : '-'})`);
     onProgress?.('verify', 0, 1);
     await tick();
     if (aborted?.()) throw coded('ABORTED', 'aborted');
-    return { ok: true, report: 'verified: mock', findings: [], stepsMatched: 0 };
+    const reexecuted = !r.commitments || opening !== undefined;
+    return {
+      ok: reexecuted,
+      reexecuted,
+      signer: r.signature?.fingerprint ?? null,
+      report: reexecuted ? 'verified: mock' : 'NOT re-executed (mock): no opening',
+      findings: [],
+      stepsMatched: 0,
+      divergence: null,
+    };
   }
 
   free() {
