@@ -8,7 +8,8 @@ export type RustErrorCode =
   | 'MISSING_FEATURE' | 'DEVICE_LOST' | 'OUT_OF_MEMORY' | 'SHADER' | 'GPU' | 'BAD_RECEIPT'
   | 'UNSUPPORTED_RECEIPT_VERSION' | 'ABORTED' | 'BUSY' | 'PANIC';
 /** Codes of errors raised by the JavaScript layer. */
-export type JsErrorCode = 'NETWORK' | 'QUOTA' | 'INTEGRITY' | 'FREED' | 'WORKER_GONE' | 'ABORTED';
+export type JsErrorCode =
+  | 'NETWORK' | 'QUOTA' | 'INTEGRITY' | 'FREED' | 'WORKER_GONE' | 'ABORTED' | 'KEYSTORE' | 'CRYPTO';
 export type ErrorCode = RustErrorCode | JsErrorCode;
 
 /** Every code an error from this package can carry. */
@@ -91,6 +92,19 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Make a receipt (default true). */
   receipt?: boolean;
+  /**
+   * A private receipt: salted commitments to the prompt and output instead of their text and
+   * token ids; the result's `opening` reveals them to whoever should re-execute it.
+   */
+  private?: boolean;
+  /**
+   * Sign the receipt: `true`, the device key (`Engine.deviceKey()`, kept in IndexedDB); `false`,
+   * unsigned; or a `CryptoKeyPair` of ECDSA P-256 keys. Default: `true` where IndexedDB and
+   * `crypto.subtle` exist (pages and workers in a secure context), `false` under Node.js.
+   * `sign: true` without IndexedDB throws `KEYSTORE`, without `crypto.subtle` `CRYPTO`, and a
+   * value of another kind `INVALID_ARGUMENT`, synchronously, before the generation starts.
+   */
+  sign?: boolean | CryptoKeyPair;
 }
 
 export interface Token {
@@ -111,14 +125,52 @@ export interface Timings {
   [key: string]: number;
 }
 
-/** A receipt as the CLI writes it (docs/RECEIPT.md). */
+/**
+ * A receipt's signature (docs/RECEIPT.md): ECDSA P-256 with SHA-256 over the 32 bytes of
+ * `receiptSigningMessage` (they depend on `final` only), outside the sealed core.
+ */
+export interface ReceiptSignature {
+  alg: 'ES256';
+  /** base64url (no padding) of the SEC1 uncompressed public key, 65 bytes (WebCrypto's `raw` export). */
+  key: string;
+  /** Hex of the first 8 bytes of SHA-256 of those 65 bytes (16 characters). */
+  fingerprint: string;
+  /** base64url (no padding) of r‖s, 64 bytes (what WebCrypto's ECDSA `sign` returns). */
+  value: string;
+}
+
+/** A receipt as the CLI writes it (docs/RECEIPT.md; version 2). */
 export interface Receipt {
   version: number;
   mode: string;
-  final: string;
-  chain: string;
-  tokens: number[];
+  numerics: string;
+  model: { file_sha256: string; tensors_root: string; tokenizer: string; chat_template?: string; [key: string]: unknown };
+  /** Absent in a private receipt (`commitments` instead). */
+  prompt?: { text: string } | { messages: ChatMessage[] };
+  prompt_ids?: number[];
+  sampling: { temperature_q16: number; top_k: number; top_p_q16: number; seed: string; max_tokens: number; stop: string[]; eog: number[] };
+  tokens?: number[];
+  /** base64url of 32 bytes per generated token. */
+  steps: string;
   finish: string;
+  output?: string;
+  /** A private receipt: salted commitments to the prompt and the output (hex). */
+  commitments?: { prompt: string; output: string };
+  sections: Record<string, string>;
+  chain: string;
+  final: string;
+  signature?: ReceiptSignature;
+  meta: { engine: string; backend: string; adapter?: string | null; prefill_ms: number; decode_ms: number; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+/** What a private receipt commits to, revealed: give it to `verify` to re-execute the receipt. */
+export interface Opening {
+  version: 2;
+  kind: 'opening';
+  salt: string;
+  prompt: unknown;
+  tokens: number[];
   output: string;
   [key: string]: unknown;
 }
@@ -127,9 +179,18 @@ export interface GenerationResult {
   text: string;
   finish: 'eog' | 'length' | 'stop' | 'aborted';
   tokens: number[];
-  /** null with `receipt: false`. */
+  /** null with `receipt: false`. Signed (its `signature`) unless `sign` was false or signing failed. */
   receipt: Receipt | null;
+  /** A private receipt's opening; null otherwise. */
+  opening: Opening | null;
+  /** The per-layer digests behind each step's root (binary, magic "EPTR"); null without a receipt. */
+  trace: Uint8Array | null;
   timings: Timings;
+  /**
+   * Why the receipt is unsigned although signing was asked for (`KEYSTORE`, `QUOTA`, `CRYPTO`):
+   * the receipt is kept, unsigned. null otherwise.
+   */
+  signError: { code: ErrorCode; message: string } | null;
 }
 
 /**
@@ -150,7 +211,15 @@ export class Generation implements GenerationLike {
 }
 
 export interface Divergence {
-  kind: 'hash' | 'format' | 'numerics' | 'model' | 'prompt' | 'layer' | 'token' | 'finish' | 'output' | 'context';
+  /**
+   * `'signature'` (`what`: `'key'`, `'fingerprint'` or `'value'`), `'opening'` (`what`:
+   * `'prompt'` or `'output'`: the opening does not match the commitment), `'step'` (`step`: a
+   * step's layer root differs, and no trace names the layer), `'layer'` (with a trace: `step`
+   * and `layer`), and the others as in version 1.
+   */
+  kind:
+    | 'hash' | 'signature' | 'opening' | 'step' | 'format' | 'numerics' | 'model' | 'prompt' | 'layer'
+    | 'token' | 'finish' | 'output' | 'context';
   what?: string;
   field?: string;
   index?: number;
@@ -163,17 +232,44 @@ export interface Divergence {
 }
 
 export interface VerifyResult {
+  /** Re-executed with no findings. False for a private receipt given without its opening. */
   ok: boolean;
+  /**
+   * Whether the receipt was re-executed. False for a private receipt without its opening: then
+   * only its hashes, its signature and the model were checked (`report` says so).
+   */
+  reexecuted: boolean;
+  /** The fingerprint of a valid signature's key, or null (unsigned, or the signature failed). */
+  signer: string | null;
   /** One line: "verified: …" or "NOT verified: …". */
   report: string;
   findings: string[];
   stepsMatched: number;
-  divergence?: Divergence;
+  divergence?: Divergence | null;
 }
 
 export interface VerifyOptions {
   onProgress?: (progress: Progress) => void;
   signal?: AbortSignal;
+}
+
+/** `verify` of a generation receipt. */
+export interface ReceiptVerifyOptions extends VerifyOptions {
+  /** A private receipt's opening (the object or its JSON): without it, it is not re-executed. */
+  opening?: Opening | string;
+  /** The receipt's trace: a step whose root differs is then named down to its layer. */
+  trace?: Uint8Array;
+}
+
+/** A receipt in any of its forms: the object, its JSON, or its binary form (magic "EPRC"). */
+export type ReceiptInput = Receipt | string | Uint8Array;
+
+/** The device key: its public key as a JWK and its fingerprint (as in `ReceiptSignature`). */
+export interface DeviceKey {
+  jwk: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
+  fingerprint: string;
+  /** When it was made (milliseconds since the epoch). */
+  createdAt: number;
 }
 
 /** The methods of a loaded model (`Engine` in the browser and in Node). */
@@ -189,7 +285,7 @@ export class BaseEngine {
    */
   generate(input: string | ChatMessage[], options?: GenerateOptions): Generation;
   /** Re-executes the receipt on this model and backend; `BUSY` while a generation runs. */
-  verify(receipt: Receipt | string, options?: VerifyOptions): Promise<VerifyResult>;
+  verify(receipt: ReceiptInput, options?: ReceiptVerifyOptions): Promise<VerifyResult>;
   /** Releases the model; later calls throw `FREED`. */
   free(): void;
 }

@@ -1,5 +1,6 @@
 import type {
-  BaseEmbedder, BaseEngine, EmbeddingReceipt, EmbedVerifyResult, Progress, Receipt, VerifyResult,
+  BaseEmbedder, BaseEngine, DeviceKey, EmbeddingReceipt, EmbedVerifyResult, Opening, Progress, Receipt,
+  ReceiptInput, VerifyResult,
 } from './core.js';
 
 export * from './core.js';
@@ -84,6 +85,13 @@ export interface ModelCache {
 /** A model loaded in this thread. */
 export class Engine extends BaseEngine {
   static supports(): Promise<SupportsInfo>;
+  /**
+   * The device key (`sign: true`): an ECDSA P-256 key pair made on first use, its private key
+   * non-extractable, kept in IndexedDB (database `edgeproof-keys`, store `keys`, record `device`).
+   * Rejects with `KEYSTORE` (no IndexedDB, or it failed), `QUOTA` (no room) or `CRYPTO` (no
+   * `crypto.subtle`: not a secure context).
+   */
+  static deviceKey(): Promise<DeviceKey>;
   static load(source: ModelSource, options?: LoadOptions): Promise<Engine>;
   static readonly cache: ModelCache;
 }
@@ -120,7 +128,12 @@ export class Embedder extends BaseEmbedder {
   static readonly cache: ModelCache;
 }
 
-export interface VerifyReceiptOptions extends LoadOptions {}
+export interface VerifyReceiptOptions extends LoadOptions {
+  /** A private receipt's opening (the object or its JSON): without it, it is not re-executed. */
+  opening?: Opening | string;
+  /** The receipt's trace: a step whose root differs is then named down to its layer. */
+  trace?: Uint8Array;
+}
 
 /**
  * Loads the model from `source`, verifies the receipt by re-execution, frees the model. An
@@ -132,7 +145,7 @@ export function verifyReceipt(
   options?: EmbedderLoadOptions,
 ): Promise<EmbedVerifyResult>;
 export function verifyReceipt(
-  receipt: Receipt | string,
+  receipt: ReceiptInput,
   source: ModelSource,
   options?: VerifyReceiptOptions,
 ): Promise<VerifyResult>;
@@ -141,3 +154,13 @@ export function verifyReceipt(
   source: EncoderSource,
   options?: EmbedderLoadOptions,
 ): Promise<EmbedVerifyResult>;
+
+/** A receipt's binary form (magic "EPRC"), from the receipt or its JSON. */
+export function receiptToBytes(receipt: Receipt | string): Promise<Uint8Array>;
+/** A binary receipt as the receipt object; `BAD_RECEIPT` when the bytes are not one. */
+export function receiptFromBytes(bytes: Uint8Array | ArrayBuffer): Promise<Receipt>;
+/**
+ * A copy of the receipt with `signature` set (replacing any), by `keyPair` (ECDSA P-256) or by
+ * default the device key.
+ */
+export function signReceipt(receipt: ReceiptInput, keyPair?: CryptoKeyPair): Promise<Receipt>;

@@ -1,5 +1,6 @@
 import type {
-  BaseEmbedder, BaseEngine, EmbeddingReceipt, EmbedVerifyResult, Progress, Receipt, VerifyResult,
+  BaseEmbedder, BaseEngine, EmbeddingReceipt, EmbedVerifyResult, Opening, Progress, Receipt, ReceiptInput,
+  VerifyResult,
 } from './core.js';
 
 export * from './core.js';
@@ -14,7 +15,10 @@ export interface NodeLoadOptions {
   sha256?: string;
 }
 
-/** A model loaded on the CPU (wasm) under Node.js. */
+/**
+ * A model loaded on the CPU (wasm) under Node.js. Node keeps no device key: receipts are unsigned
+ * unless `sign` is a CryptoKeyPair (`crypto.subtle`); `sign: true` throws `KEYSTORE`.
+ */
 export class Engine extends BaseEngine {
   static load(source: NodeModelSource, options?: NodeLoadOptions): Promise<Engine>;
 }
@@ -46,13 +50,28 @@ export function verifyReceipt(
   source: NodeEncoderSource,
   options?: NodeEmbedderLoadOptions,
 ): Promise<EmbedVerifyResult>;
+export interface NodeVerifyReceiptOptions extends NodeLoadOptions {
+  /** A private receipt's opening (the object or its JSON): without it, it is not re-executed. */
+  opening?: Opening | string;
+  /** The receipt's trace: a step whose root differs is then named down to its layer. */
+  trace?: Uint8Array;
+}
+
+/** `receipt`: the object, its JSON, or its binary form (a Uint8Array or Buffer). */
 export function verifyReceipt(
-  receipt: Receipt | string,
+  receipt: ReceiptInput,
   source: NodeModelSource,
-  options?: NodeLoadOptions,
+  options?: NodeVerifyReceiptOptions,
 ): Promise<VerifyResult>;
 export function verifyReceipt(
   receipt: string,
   source: NodeEncoderSource,
   options?: NodeEmbedderLoadOptions,
 ): Promise<EmbedVerifyResult>;
+
+/** A receipt's binary form (magic "EPRC"), from the receipt or its JSON. */
+export function receiptToBytes(receipt: Receipt | string): Promise<Uint8Array>;
+/** A binary receipt (a Uint8Array, Buffer or ArrayBuffer) as the receipt object. */
+export function receiptFromBytes(bytes: Uint8Array | ArrayBuffer): Promise<Receipt>;
+/** A copy of the receipt with `signature` set by `keyPair` (ECDSA P-256); without one, `KEYSTORE`. */
+export function signReceipt(receipt: ReceiptInput, keyPair: CryptoKeyPair): Promise<Receipt>;

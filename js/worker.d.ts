@@ -1,10 +1,11 @@
 import type {
-  ChatMessage, EmbedderInfo, EmbeddingReceipt, EmbedOptions, EmbedResult, EmbedVerifyResult, EngineInfo,
-  GenerateOptions, GenerationLike, Receipt, VerifyOptions, VerifyResult,
+  ChatMessage, DeviceKey, EmbedderInfo, EmbeddingReceipt, EmbedOptions, EmbedResult, EmbedVerifyResult, EngineInfo,
+  GenerateOptions, GenerationLike, ReceiptInput, ReceiptVerifyOptions, VerifyOptions, VerifyResult,
 } from './core.js';
 import type { EmbedderLoadOptions, EncoderSource, LoadOptions, ModelSource } from './index.js';
 
 export { EdgeproofError, ERROR_CODES, cosine } from './core.js';
+export { receiptFromBytes, receiptToBytes, signReceipt } from './index.js';
 
 /** Serves one Engine and one Embedder to a `WorkerEngine` and a `WorkerEmbedder`; call it inside a module worker. */
 export function serveWorker(scope?: typeof globalThis): void;
@@ -21,9 +22,15 @@ export class WorkerEngine {
    * here); a `Response` or `ReadableStream` is read here and its chunks transferred.
    */
   static load(worker: Worker | URL | string | undefined, source: ModelSource, options?: LoadOptions): Promise<WorkerEngine>;
-  /** Throws `BUSY` synchronously while a generation of this engine has not finished. */
+  /** `Engine.deviceKey()`: the origin's device key, the one the worker signs with (`sign: true`). */
+  static deviceKey(): Promise<DeviceKey>;
+  /**
+   * Throws `BUSY` synchronously while a generation of this engine has not finished. The worker
+   * signs the receipt (`sign`: `true`, its default, is the origin's device key; a `CryptoKeyPair`
+   * crosses to the worker); the result's `trace` buffer is transferred.
+   */
   generate(input: string | ChatMessage[], options?: GenerateOptions): GenerationLike;
-  verify(receipt: Receipt | string, options?: VerifyOptions): Promise<VerifyResult>;
+  verify(receipt: ReceiptInput, options?: ReceiptVerifyOptions): Promise<VerifyResult>;
   tokenize(text: string): Promise<Uint32Array>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
   info(): Promise<EngineInfo>;
