@@ -245,8 +245,12 @@ function openReceipt(b) {
     ['final', r.final], ['chain', r.chain], ['model file sha256', r.model.file_sha256],
     ['tensors root', r.model.tensors_root], ['tokenizer', r.model.tokenizer],
     ['prompt section', r.sections.prompt], ['sampling section', r.sections.sampling],
-    ['prompt', 'text' in r.prompt ? r.prompt.text : r.prompt.messages.map((m) => `${m.role}: ${m.content}`).join('\n')],
-    ['prompt tokens', String(r.prompt_ids.length)], ['tokens', String(r.tokens.length)], ['finish', r.finish],
+    // A private receipt holds commitments instead of the prompt and the tokens.
+    ['prompt', !r.prompt ? `private (commitment ${r.commitments?.prompt ?? '?'})`
+      : 'text' in r.prompt ? r.prompt.text : r.prompt.messages.map((m) => `${m.role}: ${m.content}`).join('\n')],
+    ['prompt tokens', r.prompt_ids ? String(r.prompt_ids.length) : 'private'],
+    ['tokens', String(r.tokens?.length ?? Math.floor((r.steps?.length ?? 0) * 3 / 128))], ['finish', r.finish],
+    ['signature', r.signature ? `signed by ${r.signature.fingerprint}` : 'unsigned'],
     ['parameters', `temperature ${q16(s.temperature_q16)}, top-k ${s.top_k}, top-p ${q16(s.top_p_q16)}, seed ${s.seed}, max ${s.max_tokens}`],
     ['backend', `${r.meta.backend}${r.meta.adapter ? ` · ${r.meta.adapter}` : ''}`],
     ['timings', `prefill ${r.meta.prefill_ms.toFixed(0)} ms · decode ${r.meta.decode_ms.toFixed(0)} ms`],

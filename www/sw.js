@@ -8,7 +8,7 @@ const CACHE = 'edgeproof-demo-v1';
 // package's modules (app.js imports index.js and worker.js, which import the rest) and the
 // wasm module, in both builds (the worker loads mt/, the threaded one, where the page is
 // cross-origin isolated). A file the package no longer has is skipped, not fatal.
-const MODULES = ['index.js', 'worker.js', 'core.js', 'cache.js', 'embed.js', 'edgeproof-worker.js', 'edgeproof-thread.js',
+const MODULES = ['index.js', 'worker.js', 'core.js', 'cache.js', 'embed.js', 'keys.js', 'edgeproof-worker.js', 'edgeproof-thread.js',
   'edgeproof_wasm.js', 'edgeproof_wasm_bg.wasm'];
 // The model lists: the chat's models and the search panel's encoders.
 const LISTS = ['/models/index.json', '/models/encoders.json'];

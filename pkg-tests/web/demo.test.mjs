@@ -79,6 +79,8 @@ test('the receipt panel shows the commitments and verifies by re-execution', { t
   for (const k of ['final', 'model file sha256', 'prompt section', 'sampling section', 'backend', 'timings']) {
     assert.ok(fields.includes(k), `receipt panel lacks ${k}`);
   }
+  // Signed by the device key (the default in a page's worker), and the panel says by which.
+  assert.match(fields, /signed by [0-9a-f]{16}/, 'the receipt panel names its signer');
   await page.click('#receipt-verify');
   await page.waitForSelector('.msg.assistant .badge:not([data-verdict=pending])', { timeout: TIMEOUT });
   assert.equal(await page.getAttribute('.msg.assistant .badge', 'data-verdict'), 'verified');
