@@ -27,6 +27,10 @@ echo "== speed (CPU, both numerics; then a 128-token receipt and its verificatio
 for m in "$EDGEPROOF_SMOLLM2" "$EDGEPROOF_GEMMA3"; do
   target/release/edgeproof bench --model "$m" --receipt 128
 done
+echo "== receipt sizes (SmolLM2, 8 and 512 tokens; 128 above): docs/RECEIPT.md, Sizes"
+for n in 8 512; do
+  target/release/edgeproof bench --model "$EDGEPROOF_SMOLLM2" --prefill 1 --decode 1 --receipt "$n"
+done
 echo "== embeddings (MiniLM, 64 sentences at batch 1 and 32: CPU, then the first GPU adapter)"
 minilm=$(scripts/fetch-models.sh minilm | cut -d= -f2)
 target/release/edgeproof bench --model "$minilm" --texts crate/tests/data/minilm/sentences.txt

@@ -163,7 +163,7 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         decode: usize,
         /// Also time a sampled generation of this many tokens with a receipt, and its
-        /// verification by re-execution (0: skip).
+        /// verification by re-execution, and print the receipt's sizes in each form (0: skip).
         #[arg(long, default_value_t = 0)]
         receipt: u32,
         /// `gpu`: the exact mode on WebGPU instead of the CPU table.
@@ -310,10 +310,10 @@ fn verify_cmd(a: VerifyArgs) -> Result<bool> {
     println!("{}", rep.verdict());
     if verbose {
         println!(
-            "receipt v{} ({}): {} prompt tokens, {} generated, finish {:?}; made by {} on {} (prefill {:.0} ms, decode {:.0} ms)",
+            "receipt v{} ({}): prompt tokens {}, {} generated, finish {:?}; made by {} on {} (prefill {:.0} ms, decode {:.0} ms)",
             r.version,
             if r.is_private() { "private" } else { "public" },
-            r.public().map_or("?".into(), |p| p.prompt_ids.len().to_string()),
+            r.public().map_or("withheld".into(), |p| p.prompt_ids.len().to_string()),
             r.steps.len(),
             r.finish,
             r.meta.engine,
@@ -721,6 +721,48 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
         r.steps.len(),
         ver / gen,
         rep.verdict()
+    );
+    receipt_sizes(r, || {
+        edgeproof::receipt::generate(
+            &mut exact.session()?,
+            &gguf,
+            &tok,
+            &m,
+            &Request { salt: Some(random_salt()?), ..req.clone() },
+            |_| Ok(true),
+        )
+    })
+}
+
+/// The sizes of one generation's receipt in each form, signed (`docs/RECEIPT.md`, "Sizes");
+/// `private` makes the same generation's private receipt.
+fn receipt_sizes(mut public: Receipt, private: impl FnOnce() -> Result<Receipt>) -> Result<()> {
+    let key = KeyPair::generate()?;
+    let mut v1 = public.to_v1()?;
+    let mut private = private()?;
+    for r in [&mut public, &mut private] {
+        r.sign(&key);
+    }
+    // v1 has no signature: its size is without one.
+    v1.signature = None;
+    let trace = trace_to_bytes(public.trace.as_deref().unwrap_or_default()).len();
+    let opening = private.opening.as_ref().map_or(0, |o| o.to_json().len());
+    println!();
+    // v1 was written pretty-printed; compact, for a fair comparison, too.
+    let v1_json = v1.to_json()?;
+    let v1_compact = serde_json::from_str::<serde_json::Value>(&v1_json).map(|v| v.to_string().len()).unwrap_or(0);
+    println!(
+        "| tokens | v1 JSON (compact) | v2 JSON | v2 binary | private JSON | private binary | opening JSON | trace |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!(
+        "| {} | {} ({v1_compact}) | {} | {} | {} | {} | {opening} | {trace} |",
+        public.steps.len(),
+        v1_json.len(),
+        public.sealed().to_json()?.len(),
+        public.to_bytes()?.len(),
+        private.sealed().to_json()?.len(),
+        private.to_bytes()?.len(),
     );
     Ok(())
 }

@@ -816,3 +816,44 @@ pub fn generate(
     let meta = Meta { engine: engine_name(), backend, adapter, prefill_ms: first - start, decode_ms: end - first };
     seal(req, model, tok.eog_ids(), &g, layers, meta)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed v2 test vectors check out in this build (natively, and in wasm32 under
+    /// Node: `scripts/test-wasm.sh`): both forms parse to one receipt, its hashes and
+    /// signature are the vectors', its trace attaches, and the private receipt's commitments
+    /// and keyed digests follow from its opening and the public receipt's values.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn test_vectors_check_out_here() {
+        let v: serde_json::Value = serde_json::from_str(include_str!("../../tests/data/receipt_v2.json")).unwrap();
+        let unhex = |s: &serde_json::Value| hex::decode(s.as_str().unwrap()).unwrap();
+        let mut traces = Vec::new();
+        for kind in ["public", "private"] {
+            let (v, h) = (&v[kind], &v[kind]["hashes"]);
+            let mut r = Receipt::from_json(&v["receipt"].to_string()).unwrap();
+            let binary = unhex(&v["binary"]);
+            assert_eq!(Receipt::from_bytes(&binary).unwrap(), r, "{kind}");
+            assert_eq!(r.to_bytes().unwrap(), binary, "{kind}");
+            let c = r.chain();
+            assert_eq!(hex::encode(c.c0), h["c0"], "{kind}");
+            assert_eq!(hex::encode(c.final_hash), h["final"], "{kind}");
+            let chain: Vec<String> = c.steps.iter().map(hex::encode).collect();
+            assert_eq!(serde_json::json!(chain), h["chain"], "{kind}");
+            assert_eq!(hex::encode(signing_message(&c.final_hash)), h["signing_message"], "{kind}");
+            assert_eq!(r.check_signature(), Some(Ok(v["key"]["fingerprint"].as_str().unwrap().to_string())));
+            let trace = trace_from_bytes(&unhex(&v["trace"])).unwrap();
+            r.attach_trace(trace.clone()).unwrap();
+            traces.push((r, trace));
+        }
+        let (public, private) = (&traces[0], &traces[1]);
+        let o = Opening::from_json(&v["private"]["opening"].to_string()).unwrap();
+        let ids = &public.0.public().unwrap().prompt_ids;
+        assert_eq!(Body::Private(o.commitments(ids)), private.0.body);
+        for (d, keyed) in public.1.iter().zip(&private.1) {
+            assert_eq!(&keyed_digests(&o.salt, d), keyed);
+        }
+    }
+}

@@ -120,8 +120,8 @@ impl Report {
                 format!("verified: {} tokens re-executed bit for bit; {signer}", self.steps_matched)
             }
             None => format!(
-                "NOT re-executed: a private receipt without its opening; its hashes, {signer} and the model check \
-                 out"
+                "NOT re-executed: a private receipt without its opening (its hashes and the model check out); \
+                 {signer}"
             ),
         }
     }
