@@ -492,20 +492,23 @@ export async function signWith(receipt, keyPair) {
 }
 
 /**
- * How an engine signs: `auto()` (the default of `sign`: true where a device key can be kept) and
- * `deviceKeyPair()` (the key `sign: true` means; null where there is none, as under Node).
+ * How an engine signs: `auto()` (the default of `sign`: true where a device key can be kept),
+ * `missing()` (why `sign: true` cannot work here, a coded error, or null) and `deviceKeyPair()`
+ * (the key `sign: true` means).
  */
-export const NO_DEVICE_KEY = Object.freeze({ auto: () => false, deviceKeyPair: null });
+export const NO_DEVICE_KEY = Object.freeze({
+  auto: () => false,
+  missing: () => new EdgeproofError('KEYSTORE', 'sign: true needs a device key, kept in IndexedDB, which is not here: pass a CryptoKeyPair as sign'),
+  deviceKeyPair: null,
+});
 
 /** The key pair (or its promise) a generation signs with, or null: the `sign` option, checked. */
 function signingKey(sign, signing) {
   const chosen = sign ?? signing.auto();
   if (chosen === false) return null;
   if (chosen === true) {
-    if (!signing.deviceKeyPair) {
-      throw new EdgeproofError('KEYSTORE', 'sign: true needs a device key, kept in IndexedDB, which is not here: pass a CryptoKeyPair as sign');
-    }
-    needSubtle();
+    const missing = signing.missing();
+    if (missing) throw missing;
     return signing.deviceKeyPair;
   }
   if (!isKeyPair(chosen)) {

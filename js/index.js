@@ -19,7 +19,7 @@ import {
   toBytes,
   verifyWith,
 } from './core.js';
-import { deviceKey, deviceKeyPair, hasKeystore } from './keys.js';
+import { deviceKey, deviceKeyPair, hasKeystore, keystoreMissing } from './keys.js';
 
 import { BaseEmbedder, encoderParts, folderUrl, loadEncoderWasm } from './embed.js';
 
@@ -148,7 +148,7 @@ async function loadUrl(source, backend, opts) {
 }
 
 // `sign` defaults to the device key where IndexedDB and crypto.subtle are there.
-const SIGNING = Object.freeze({ auto: hasKeystore, deviceKeyPair });
+const SIGNING = Object.freeze({ auto: hasKeystore, missing: keystoreMissing, deviceKeyPair });
 
 /** A model loaded in this thread. */
 export class Engine extends BaseEngine {

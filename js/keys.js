@@ -14,7 +14,18 @@ const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' };
 
 /** Whether this context can hold a device key (IndexedDB and crypto.subtle). */
 export function hasKeystore() {
-  return typeof indexedDB !== 'undefined' && !!indexedDB && !!subtle();
+  return !keystoreMissing();
+}
+
+/** Why this context cannot hold a device key (`KEYSTORE`, `CRYPTO`), or null when it can. */
+export function keystoreMissing() {
+  if (typeof indexedDB === 'undefined' || !indexedDB) {
+    return new EdgeproofError('KEYSTORE', 'no IndexedDB here to keep a device key: pass a CryptoKeyPair as the sign option');
+  }
+  if (!subtle()) {
+    return new EdgeproofError('CRYPTO', 'crypto.subtle is unavailable here (WebCrypto needs a secure context: https:// or http://localhost)');
+  }
+  return null;
 }
 
 /** A failed IndexedDB request or transaction as a coded error: `QUOTA` when storage is full. */
@@ -75,13 +86,9 @@ function usable(record) {
 }
 
 async function loadOrCreate() {
-  if (typeof indexedDB === 'undefined' || !indexedDB) {
-    throw new EdgeproofError('KEYSTORE', 'no IndexedDB here to keep a device key: pass a CryptoKeyPair as the sign option');
-  }
+  const missing = keystoreMissing();
+  if (missing) throw missing;
   const s = subtle();
-  if (!s) {
-    throw new EdgeproofError('CRYPTO', 'crypto.subtle is unavailable here (WebCrypto needs a secure context: https:// or http://localhost)');
-  }
   const db = await openDb();
   try {
     const read = (store, out) => {
