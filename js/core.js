@@ -609,7 +609,8 @@ export class BaseEngine {
    */
   generate(input, opts = {}) {
     const wasm = this.#live();
-    const key = signingKey(opts.sign, this.#signing); // INVALID_ARGUMENT, KEYSTORE, CRYPTO: before it starts
+    // INVALID_ARGUMENT, KEYSTORE, CRYPTO: before it starts (nothing to sign without a receipt).
+    const key = opts.receipt === false ? null : signingKey(opts.sign, this.#signing);
     const generation = new Generation(
       wasm,
       generationRequest(input, opts),
