@@ -6,7 +6,7 @@
 // private receipt as published carries none of its prompt's or output's text.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
@@ -144,6 +144,7 @@ test('a private receipt signed by the device key in Chromium verifies with the C
 
 test('a private receipt signed by the CLI verifies in Chromium and under Node with its opening; without it only its signer is named; a binary one verifies too', { timeout: TIMEOUT }, async (t) => {
   const key = file('cli-key.jwk');
+  rmSync(key, { force: true }); // key new never overwrites a key file
   const made = execFileSync(CLI, ['key', 'new', key], { encoding: 'utf8' });
   const fp = made.match(/[0-9a-f]{16}/)?.[0];
   assert.ok(fp, `key new printed no fingerprint: ${made}`);
