@@ -148,6 +148,12 @@ fn private_receipts_verify_with_their_opening() {
     t.sign(&KeyPair::from_secret(&[9; 32]).expect("key"));
     let rep = check(&m, &t);
     assert!(matches!(rep.findings.first(), Some(Divergence::Token { step: 4, .. })), "{}", rep.verdict());
+    // A signature that is not the receipt's is named, and re-execution still runs.
+    let mut t = r.clone();
+    t.signature.as_mut().expect("signed").value[10] ^= 1;
+    let rep = check(&m, &t);
+    assert_eq!(rep.findings, vec![Divergence::Signature { what: "value" }]);
+    assert!(rep.reexecuted && rep.steps_matched == 6 && rep.signer.is_none(), "{rep:?}");
     // A keyed layer digest: with the trace, named by step and layer; without, by step.
     let mut t = r.clone();
     let trace = t.trace.as_mut().expect("trace");
