@@ -468,12 +468,18 @@ function checkKeyPair(k) {
   if (!ok(k.privateKey, 'private') || !ok(k.publicKey, 'public')) {
     throw new EdgeproofError('INVALID_ARGUMENT', "sign: a CryptoKeyPair of ECDSA P-256 keys ({ name: 'ECDSA', namedCurve: 'P-256' })");
   }
+  // The signature is checked with the public key after signing (signWith): both usages are needed.
+  if (!k.privateKey.usages?.includes('sign') || !k.publicKey.usages?.includes('verify')) {
+    throw new EdgeproofError('INVALID_ARGUMENT', "sign: the private key needs the 'sign' usage and the public key 'verify' (generateKey(…, ['sign', 'verify']))");
+  }
 }
 
 /**
  * The receipt (an object, from wasm) with `signature` attached: ECDSA P-256 / SHA-256 by
  * `keyPair` over `receiptSigningMessage(receipt)`. Any signature it had is replaced. Needs the
- * wasm module initialized.
+ * wasm module initialized. Throws `BAD_RECEIPT` (from wasm) for a receipt whose hashes do not
+ * match its fields, `CRYPTO` when the signature fails or `keyPair.publicKey` does not check it
+ * (the pair's keys do not belong together).
  */
 export async function signWith(receipt, keyPair) {
   if (!isKeyPair(keyPair)) throw new EdgeproofError('INVALID_ARGUMENT', 'sign: give a CryptoKeyPair { privateKey, publicKey }');
@@ -488,6 +494,15 @@ export async function signWith(receipt, keyPair) {
   } catch (e) {
     throw new EdgeproofError('CRYPTO', `signing the receipt failed: ${e?.message ?? e}`, { cause: e });
   }
+  // A CryptoKeyPair's two keys need not belong together: a signature its publicKey does not
+  // check would make a receipt that fails verification. Check it here instead.
+  let matches;
+  try {
+    matches = await s.verify({ name: 'ECDSA', hash: 'SHA-256' }, keyPair.publicKey, value, message);
+  } catch (e) {
+    throw new EdgeproofError('CRYPTO', `checking the receipt's signature failed: ${e?.message ?? e}`, { cause: e });
+  }
+  if (!matches) throw new EdgeproofError('CRYPTO', "the key pair's public key does not match its private key");
   return { ...core, signature: { alg: 'ES256', key: base64url(raw), fingerprint, value: base64url(value) } };
 }
 

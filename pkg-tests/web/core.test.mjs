@@ -267,6 +267,31 @@ test('private passes through; verify takes the opening, the trace and the binary
   engine.free();
 });
 
+test("sign: a pair whose public key does not match its private key is refused (CRYPTO), not signed", async () => {
+  const engine = await Engine.load(MODEL);
+  const a = await crypto.subtle.generateKey(P256, false, ['sign', 'verify']);
+  const b = await crypto.subtle.generateKey(P256, false, ['sign', 'verify']);
+  const mixed = { privateKey: a.privateKey, publicKey: b.publicKey };
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    const r = await engine.generate('hi', { maxTokens: 2, sign: mixed }).result;
+    assert.equal(r.receipt.signature, undefined, 'left unsigned');
+    assert.equal(r.signError?.code, 'CRYPTO');
+    assert.match(r.signError.message, /public key does not match its private key/);
+  } finally {
+    console.warn = warn;
+  }
+  const plain = await engine.generate('hi', { maxTokens: 2 }).result;
+  await assert.rejects(signReceipt(plain.receipt, mixed), (e) => e.code === 'CRYPTO' && /does not match/.test(e.message));
+  assert.ok((await signReceipt(plain.receipt, a)).signature, 'the matching pair signs');
+
+  // The public key must be usable to check the signature: refused before the generation starts.
+  const noVerify = await crypto.subtle.generateKey(P256, false, ['sign']);
+  assert.throws(() => engine.generate('hi', { sign: noVerify }), { code: 'INVALID_ARGUMENT' });
+  engine.free();
+});
+
 // Last: a panic leaves the module unusable for every later test.
 test('a panic inside a step rejects the pending call with PANIC, and every later call', async () => {
   const engine = await Engine.load(MODEL);
