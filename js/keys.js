@@ -47,16 +47,31 @@ function openDb() {
       reject(storeError(e, `opening the IndexedDB database ${KEY_DB}`));
       return;
     }
+    let gaveUp = false;
     req.onupgradeneeded = () => req.result.createObjectStore(KEY_STORE);
-    req.onsuccess = () => resolve(req.result);
+    req.onsuccess = () => {
+      const db = req.result;
+      // Blocked, then opened once the other tab let go: nobody holds this connection, close it.
+      if (gaveUp) {
+        db.close();
+        return;
+      }
+      db.onversionchange = () => db.close(); // never block another tab's upgrade or delete
+      resolve(db);
+    };
     req.onerror = () => reject(storeError(req.error, `opening the IndexedDB database ${KEY_DB}`));
-    req.onblocked = () => reject(new EdgeproofError('KEYSTORE', `opening the IndexedDB database ${KEY_DB} is blocked by another tab`));
+    req.onblocked = () => {
+      gaveUp = true;
+      reject(new EdgeproofError('KEYSTORE', `opening the IndexedDB database ${KEY_DB} is blocked by another tab`));
+    };
   });
 }
 
 /**
- * Runs `fn(store)` in one transaction on the key store; resolves with what `fn` set `out.value`
- * to once the transaction committed.
+ * Runs `fn(store, out)` in one transaction on the key store; resolves with what `fn` set
+ * `out.value` to once the transaction committed. A callback of `fn`'s requests that throws must
+ * call `out.fail(error)`: the transaction is aborted and the promise rejects with that error as
+ * the coded error's cause (an abort's own `tx.error` is null).
  */
 function transact(db, mode, fn, what) {
   return new Promise((resolve, reject) => {
@@ -67,15 +82,24 @@ function transact(db, mode, fn, what) {
       reject(storeError(e, what));
       return;
     }
-    const out = { value: undefined };
-    tx.oncomplete = () => resolve(out.value);
-    tx.onerror = () => reject(storeError(tx.error, what));
-    tx.onabort = () => reject(storeError(tx.error, what));
+    const out = {
+      value: undefined,
+      error: null,
+      fail(e) {
+        out.error ??= e;
+        try {
+          tx.abort();
+        } catch {} // already finished: onabort or oncomplete settles the promise
+        reject(storeError(out.error, what));
+      },
+    };
+    tx.oncomplete = () => (out.error ? reject(storeError(out.error, what)) : resolve(out.value));
+    tx.onerror = () => reject(storeError(out.error ?? tx.error, what));
+    tx.onabort = () => reject(storeError(out.error ?? tx.error, what));
     try {
       fn(tx.objectStore(KEY_STORE), out);
     } catch (e) {
-      tx.abort();
-      reject(storeError(e, what));
+      out.fail(e);
     }
   });
 }
@@ -111,10 +135,16 @@ async function loadOrCreate() {
       (store, out) => {
         const req = store.get(DEVICE_KEY);
         req.onsuccess = () => {
-          out.value = usable(req.result);
-          if (!out.value) {
-            store.put(record, DEVICE_KEY);
+          const found = usable(req.result);
+          if (found) {
+            out.value = found;
+            return;
+          }
+          try {
+            store.put(record, DEVICE_KEY); // DataCloneError where CryptoKeys cannot be stored
             out.value = record;
+          } catch (e) {
+            out.fail(e);
           }
         };
       },

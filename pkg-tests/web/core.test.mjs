@@ -10,9 +10,9 @@ import { before, test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { repo } from './harness.mjs';
 
-let Engine, Embedder, verifyReceipt, cosine, receiptToBytes, receiptFromBytes, signReceipt, mock;
+let Engine, Embedder, verifyReceipt, cosine, receiptToBytes, receiptFromBytes, signReceipt, mock, dir;
 before(async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'edgeproof-core-'));
+  dir = mkdtempSync(join(tmpdir(), 'edgeproof-core-'));
   for (const f of readdirSync(join(repo, 'js'))) if (f.endsWith('.js')) copyFileSync(join(repo, 'js', f), join(dir, f));
   copyFileSync(join(repo, 'pkg-tests/web/mock-wasm.mjs'), join(dir, 'edgeproof_wasm.js'));
   writeFileSync(join(dir, 'edgeproof_wasm_bg.wasm'), '');
@@ -290,6 +290,97 @@ test("sign: a pair whose public key does not match its private key is refused (C
   const noVerify = await crypto.subtle.generateKey(P256, false, ['sign']);
   assert.throws(() => engine.generate('hi', { sign: noVerify }), { code: 'INVALID_ARGUMENT' });
   engine.free();
+});
+
+// A stand-in for IndexedDB, enough for keys.js: open (optionally blocked until release()), one
+// object store, get and put in a transaction that completes after the get's callback.
+function fakeIndexedDB({ blocked = false, putThrows = null } = {}) {
+  const state = { closed: 0, records: new Map(), release: null };
+  const later = (fn) => setTimeout(fn);
+  const connection = () => ({
+    close: () => state.closed++,
+    createObjectStore() {},
+    transaction() {
+      const tx = {
+        error: null,
+        done: false,
+        abort() {
+          if (tx.done) throw new DOMException('finished', 'InvalidStateError');
+          tx.done = true;
+          later(() => tx.onabort?.());
+        },
+        objectStore: () => store,
+      };
+      const store = {
+        get(key) {
+          const req = {};
+          later(() => {
+            if (tx.done) return;
+            req.result = state.records.get(key);
+            req.onsuccess?.();
+            if (!tx.done) {
+              tx.done = true;
+              later(() => tx.oncomplete?.());
+            }
+          });
+          return req;
+        },
+        put(value, key) {
+          if (putThrows) throw putThrows;
+          state.records.set(key, value);
+        },
+      };
+      return tx;
+    },
+  });
+  const open = () => {
+    const req = {};
+    const succeed = () => {
+      req.result = connection();
+      req.onupgradeneeded?.();
+      req.onsuccess?.();
+    };
+    later(() => {
+      if (!blocked) return succeed();
+      state.release = succeed;
+      req.onblocked?.();
+    });
+    return req;
+  };
+  return { state, open };
+}
+
+test('device key: a blocked open closes the connection that opens later; a failed put keeps its cause (KEYSTORE)', async () => {
+  const keys = await import(pathToFileURL(join(dir, 'keys.js')));
+  const saved = Object.getOwnPropertyDescriptor(globalThis, 'indexedDB');
+  const use = (fake) => Object.defineProperty(globalThis, 'indexedDB', { value: fake, configurable: true, writable: true });
+  try {
+    const blocked = fakeIndexedDB({ blocked: true });
+    use(blocked);
+    await assert.rejects(keys.deviceKeyPair(), (e) => e.code === 'KEYSTORE' && /blocked/.test(e.message));
+    blocked.state.release(); // the other tab closed: the open request succeeds after all
+    assert.equal(blocked.state.closed, 1, 'the late connection is closed');
+
+    const cause = new DOMException('CryptoKey could not be cloned', 'DataCloneError');
+    const unclonable = fakeIndexedDB({ putThrows: cause });
+    use(unclonable);
+    await assert.rejects(keys.deviceKeyPair(), (e) => e.code === 'KEYSTORE' && e.cause === cause && /storing the device key: CryptoKey could not be cloned/.test(e.message));
+    assert.equal(unclonable.state.closed, 1);
+    assert.equal(unclonable.state.records.size, 0);
+
+    const fine = fakeIndexedDB();
+    use(fine);
+    const pair = await keys.deviceKeyPair();
+    assert.equal(fine.state.records.get(keys.DEVICE_KEY), pair, 'stored, once a call succeeds (earlier failures are not cached)');
+    assert.equal(fine.state.closed, 1);
+    const engine = await Engine.load(MODEL);
+    const signed = await signReceipt((await engine.generate('hi', { maxTokens: 1 }).result).receipt, pair);
+    assert.equal(signed.signature.fingerprint, (await keys.deviceKey()).fingerprint);
+    engine.free();
+  } finally {
+    if (saved) Object.defineProperty(globalThis, 'indexedDB', saved);
+    else delete globalThis.indexedDB;
+  }
 });
 
 // Last: a panic leaves the module unusable for every later test.
