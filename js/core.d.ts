@@ -239,8 +239,17 @@ export interface VerifyResult {
    * only its hashes, its signature and the model were checked (`report` says so).
    */
   reexecuted: boolean;
-  /** The fingerprint of a valid signature's key, or null (unsigned, or the signature failed). */
+  /**
+   * The fingerprint of a valid signature's key (16 hex digits: 64 bits, for display), or null
+   * (unsigned, or the signature failed). To decide whom to trust, compare `signerKey`.
+   */
   signer: string | null;
+  /**
+   * The full public key of a valid signature: base64url (no padding) of its 65-byte SEC1 form
+   * (WebCrypto's `exportKey('raw')`), or null with `signer`. Compare this, not `signer`, with the
+   * keys you trust (`Engine.deviceKey()`'s `jwk` is the same key).
+   */
+  signerKey: string | null;
   /** One line: "verified: …" or "NOT verified: …". */
   report: string;
   findings: string[];

@@ -227,6 +227,14 @@ test('sign: a CryptoKeyPair signs the receipt (ES256 over receiptSigningMessage)
   const again = await signReceipt(plain.receipt, pair);
   assert.equal(again.signature.fingerprint, sig.fingerprint);
   assert.equal(plain.receipt.signature, undefined, 'signReceipt returns a copy');
+  const checked = await engine.verify(signed.receipt);
+  assert.equal(checked.signer, sig.fingerprint);
+  assert.equal(checked.signerKey, sig.key, 'verify gives the full key next to the fingerprint');
+  assert.equal((await engine.verify(plain.receipt)).signerKey, null);
+
+  // A receipt whose hashes do not match its fields is not signed: BAD_RECEIPT (from wasm).
+  await assert.rejects(signReceipt({ ...plain.receipt, tokens: [7, 7] }, pair), { code: 'BAD_RECEIPT' });
+  await assert.rejects(signReceipt(JSON.stringify({ ...plain.receipt, final: '00'.repeat(32) }), pair), { code: 'BAD_RECEIPT' });
 
   // Options checked before the generation starts.
   assert.throws(() => engine.generate('hi', { sign: true }), { code: 'KEYSTORE' });

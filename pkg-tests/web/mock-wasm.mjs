@@ -1,8 +1,10 @@
 // A stand-in for the wasm glue (pkg/edgeproof_wasm.js) that follows js/WASM_CONTRACT.md, for
 // core.test.mjs: it checks the JavaScript layer's rules (one step at a time, finish() never
 // during a step, BUSY until finish()) without Rust or a browser. A "model" is any bytes
-// starting with "GGUF"; its expected length is its 5th byte. Receipts: the signing message is
-// SHA-256 of `final`; the binary form is "EPRC" then the JSON's UTF-8.
+// starting with "GGUF"; its expected length is its 5th byte. Receipts: `final` is SHA-256 of the
+// other fields' JSON (signature left out), the signing message SHA-256 of `final` (BAD_RECEIPT
+// when `final` does not match the fields, as the wasm module refuses to sign such a receipt); the
+// binary form is "EPRC" then the JSON's UTF-8.
 import { createHash } from 'node:crypto';
 
 const coded = (code, message) => Object.assign(new Error(message), { code });
@@ -33,8 +35,16 @@ function parse(json) {
   }
 }
 
+/** The mock's `final`: SHA-256 (hex) of the receipt's fields but `final` and `signature`. */
+function seal(receipt) {
+  const { final: _, signature: __, ...fields } = receipt;
+  return createHash('sha256').update(JSON.stringify(fields)).digest('hex');
+}
+
 export function receiptSigningMessage(json) {
-  return new Uint8Array(createHash('sha256').update(`signature ${parse(json).final}`).digest());
+  const receipt = parse(json);
+  if (receipt.final !== seal(receipt)) throw coded('BAD_RECEIPT', 'final: the receipt does not hash to it (mock)');
+  return new Uint8Array(createHash('sha256').update(`signature ${receipt.final}`).digest());
 }
 
 export function receiptToBytes(json) {
@@ -143,8 +153,9 @@ export class WasmEngine {
     const text = run.tokens.map((t) => `t${t} `).join('');
     const finish = run.aborted ? 'aborted' : 'length';
     const receipt = run.private
-      ? { version: 2, final: finish + run.tokens.length, commitments: { prompt: 'p', output: 'o' } }
-      : { version: 2, final: finish + run.tokens.length, tokens: run.tokens };
+      ? { version: 2, finish, commitments: { prompt: 'p', output: 'o' } }
+      : { version: 2, finish, tokens: run.tokens };
+    receipt.final = seal(receipt);
     const opening = run.private ? { version: 2, kind: 'opening', salt: 's', output: text } : null;
     return { text, finish, tokens: run.tokens, receipt, opening, trace: Uint8Array.of(69, 80, 84, 82), timings: {} };
   }
@@ -165,6 +176,7 @@ export class WasmEngine {
       ok: reexecuted,
       reexecuted,
       signer: r.signature?.fingerprint ?? null,
+      signerKey: r.signature?.key ?? null,
       report: reexecuted ? 'verified: mock' : 'NOT re-executed (mock): no opening',
       findings: [],
       stepsMatched: 0,
