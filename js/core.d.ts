@@ -102,7 +102,9 @@ export interface GenerateOptions {
    * unsigned; or a `CryptoKeyPair` of ECDSA P-256 keys. Default: `true` where IndexedDB and
    * `crypto.subtle` exist (pages and workers in a secure context), `false` under Node.js.
    * `sign: true` without IndexedDB throws `KEYSTORE`, without `crypto.subtle` `CRYPTO`, and a
-   * value of another kind `INVALID_ARGUMENT`, synchronously, before the generation starts.
+   * value of another kind `INVALID_ARGUMENT`, synchronously, before the generation starts. A pair
+   * whose public key does not match its private key leaves the receipt unsigned (`signError`:
+   * `CRYPTO`).
    */
   sign?: boolean | CryptoKeyPair;
 }

@@ -161,6 +161,7 @@ export function receiptToBytes(receipt: Receipt | string): Promise<Uint8Array>;
 export function receiptFromBytes(bytes: Uint8Array | ArrayBuffer): Promise<Receipt>;
 /**
  * A copy of the receipt with `signature` set (replacing any), by `keyPair` (ECDSA P-256) or by
- * default the device key.
+ * default the device key. `BAD_RECEIPT` when the receipt's hashes do not match its fields;
+ * `CRYPTO` when `keyPair`'s public key does not match its private key.
  */
 export function signReceipt(receipt: ReceiptInput, keyPair?: CryptoKeyPair): Promise<Receipt>;

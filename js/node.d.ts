@@ -73,5 +73,9 @@ export function verifyReceipt(
 export function receiptToBytes(receipt: Receipt | string): Promise<Uint8Array>;
 /** A binary receipt (a Uint8Array, Buffer or ArrayBuffer) as the receipt object. */
 export function receiptFromBytes(bytes: Uint8Array | ArrayBuffer): Promise<Receipt>;
-/** A copy of the receipt with `signature` set by `keyPair` (ECDSA P-256); without one, `KEYSTORE`. */
+/**
+ * A copy of the receipt with `signature` set by `keyPair` (ECDSA P-256); without one, `KEYSTORE`.
+ * `BAD_RECEIPT` when the receipt's hashes do not match its fields; `CRYPTO` when `keyPair`'s
+ * public key does not match its private key.
+ */
 export function signReceipt(receipt: ReceiptInput, keyPair: CryptoKeyPair): Promise<Receipt>;
