@@ -6,6 +6,7 @@ mod common;
 #[path = "common/receipts.rs"]
 mod receipts;
 
+use edgeproof::gguf::Value;
 use edgeproof::receipt::{
     generate, merkle_root, verify, ChatMessage, Divergence, Encode, FinishReason, Hasher, KeyPair, Prompt, Receipt,
     Request,
@@ -100,16 +101,23 @@ fn finish_reasons_verify() {
     assert_eq!(stopped.finish, FinishReason::Stop, "stop string {w:?} in {:?}", p(&r).output);
     assert!(!p(&stopped).output.contains(w));
     assert!(check(&m, &stopped).ok());
-    // End of generation: claim the first generated token is an end-of-generation id.
+    // End of generation: a receipt cannot claim an end-of-generation id the model does not have.
     let mut r1 = make(&m, &greedy(vec![], 1));
     assert_eq!(r1.finish, FinishReason::Length);
-    r1.sampling.eog = vec![p(&r1).tokens[0]];
+    let first = p(&r1).tokens[0];
+    r1.sampling.eog = vec![first];
     r1.finish = FinishReason::Eog;
     pm(&mut r1).output = String::new();
     r1.seal();
-    let rep = check(&m, &r1);
-    assert!(rep.ok(), "{}", rep.verdict());
+    assert_diverges(&m, &r1, "an EOG id of the receipt's own", |d| *d == Divergence::Sampling { what: "eog" });
     assert!(!eog.is_empty());
+    // A model whose end-of-turn id is that first token ends there, and the receipt verifies.
+    let ends = load(receipts::tiny_bytes_with(|meta| meta.set("tokenizer.ggml.eot_token_id", Value::U32(first))));
+    let r = make(&ends, &greedy(vec![], 24));
+    assert_eq!((r.finish, &p(&r).tokens[..]), (FinishReason::Eog, &[first][..]));
+    assert!(r.sampling.eog.contains(&first));
+    let rep = check(&ends, &r);
+    assert!(rep.verified(), "{}", rep.verdict());
 }
 
 /// Stopped by the caller after three tokens: finish `aborted`, verifies; the same tokens
@@ -201,7 +209,9 @@ fn tampering_with_any_committed_field_fails() {
             |r| r.sampling.stop = vec![p(r).output.chars().take(2).collect()],
             |d| matches!(d, Divergence::Finish { .. }),
         ),
-        ("eog", |r| r.sampling.eog = vec![p(r).tokens[3]], |d| matches!(d, Divergence::Finish { .. })),
+        ("eog", |r| r.sampling.eog = vec![p(r).tokens[3]], |d| *d == Divergence::Sampling { what: "eog" }),
+        ("greedy with a seed", |r| r.sampling.temperature_q16 = 0, |d| *d == Divergence::Sampling { what: "settings" }),
+        ("top_p above 1", |r| r.sampling.top_p_q16 = 70_000, |d| *d == Divergence::Sampling { what: "settings" }),
         (
             "layer digest, with the trace",
             |r| {

@@ -274,6 +274,15 @@ fn write(path: &std::path::Path, bytes: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
 }
 
+/// A new file only its owner can read (a key, an opening); an existing one is not replaced.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new();
+    f.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
+    f.open(path).and_then(|mut f| f.write_all(bytes)).map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}
+
 struct VerifyArgs {
     receipt: PathBuf,
     model: PathBuf,
@@ -310,7 +319,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<bool> {
     println!("{}", rep.verdict());
     if verbose {
         println!(
-            "receipt v{} ({}): prompt tokens {}, {} generated, finish {:?}; made by {} on {} (prefill {:.0} ms, decode {:.0} ms)",
+            "receipt v{} ({}): prompt tokens {}, {} generated, finish {:?}; meta (not signed): made by {} on {} (prefill {:.0} ms, decode {:.0} ms)",
             r.version,
             if r.is_private() { "private" } else { "public" },
             r.public().map_or("withheld".into(), |p| p.prompt_ids.len().to_string()),
@@ -774,13 +783,7 @@ fn run(cmd: Cmd) -> Result<bool> {
         }
         Cmd::Key(KeyCmd::New { file }) => {
             let key = KeyPair::generate()?;
-            let mut f = std::fs::OpenOptions::new();
-            f.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut f, 0o600);
-            f.open(&file)
-                .and_then(|mut f| f.write_all(key.to_jwk().as_bytes()))
-                .map_err(|e| Error::Io(format!("{}: {e}", file.display())))?;
+            write_private(&file, key.to_jwk().as_bytes())?;
             println!("{}", key.fingerprint());
             Ok(true)
         }
@@ -832,7 +835,7 @@ fn run(cmd: Cmd) -> Result<bool> {
                 }
                 write(&path, if binary { r.to_bytes()? } else { r.to_json()?.into_bytes() })?;
                 if let (Some(p), Some(o)) = (&opening, &r.opening) {
-                    write(p, o.to_json())?;
+                    write_private(p, o.to_json().as_bytes())?;
                 }
                 if let Some(p) = &trace {
                     write(p, trace_to_bytes(r.trace.as_deref().unwrap_or_default()))?;

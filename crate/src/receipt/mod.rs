@@ -10,7 +10,7 @@ mod verify;
 mod wire;
 
 pub use sign::{fingerprint, random_salt, signing_message, KeyPair, Signature};
-pub use verify::{verify, verify_async, Divergence, Report};
+pub use verify::{hash_findings, verify, verify_async, Divergence, Report};
 pub use wire::{trace_from_bytes, trace_to_bytes};
 
 use crate::backend::exact::{residual_digest, IMat};
@@ -738,6 +738,11 @@ pub fn seal(
         tokens: g.tokens.clone(),
         output: g.stop.text.clone(),
     };
+    // A private receipt publishes no timings (they hint at the prompt's length) or adapter.
+    let meta = match req.salt {
+        Some(_) => Meta { engine: meta.engine, backend: meta.backend, ..Meta::default() },
+        None => meta,
+    };
     let (body, trace, opening) = match req.salt {
         None => (Body::Public(public), layers, None),
         Some(salt) => {
@@ -855,5 +860,19 @@ mod tests {
         for (d, keyed) in public.1.iter().zip(&private.1) {
             assert_eq!(&keyed_digests(&o.salt, d), keyed);
         }
+    }
+
+    /// Trace headers whose counts overflow a 32-bit size (wasm32) are errors or empty, never a
+    /// panic: no steps with 2^27 layers; 2^32 − 1 layers of one step.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn trace_headers_do_not_overflow() {
+        let header = |layers: u32, steps: u64| {
+            [&b"EPTR"[..], &2u32.to_le_bytes(), &layers.to_le_bytes(), &steps.to_le_bytes()].concat()
+        };
+        assert_eq!(trace_from_bytes(&header(1 << 27, 0)).unwrap(), Vec::<Vec<Hash>>::new());
+        assert!(trace_from_bytes(&header(u32::MAX, 1)).is_err());
+        assert!(trace_from_bytes(&header(0, 3)).is_err());
+        assert!(trace_from_bytes(&header(0, 0)).unwrap().is_empty());
     }
 }

@@ -11,7 +11,7 @@ use crate::engine::{block_on, StopState};
 use crate::error::Result;
 use crate::gguf::{Gguf, Metadata};
 use crate::numerics::numerics_digest;
-use crate::sampling::sample;
+use crate::sampling::{sample, ONE_Q16};
 use crate::tokenizer::Tokenizer;
 
 /// The first thing that does not check out, by kind.
@@ -29,6 +29,10 @@ pub enum Divergence {
     Numerics,
     /// The model file given is not the committed one: `field` of the model commitment.
     Model { field: &'static str },
+    /// The sampling settings are not ones generation uses: `eog` (the end-of-generation ids
+    /// are not the model's) or `settings` (out of range, or a greedy receipt whose top-k,
+    /// top-p or seed are not 0, 1 and 0).
+    Sampling { what: &'static str },
     /// The prompt does not tokenize to the committed ids (first differing index).
     Prompt { index: usize },
     /// A private receipt's opening does not match its `prompt` or `output` commitment.
@@ -59,6 +63,8 @@ impl std::fmt::Display for Divergence {
             Divergence::Format { what } => write!(f, "unsupported receipt {what}"),
             Divergence::Numerics => write!(f, "made under other numerics than this build's"),
             Divergence::Model { field } => write!(f, "the model file does not match the committed {field}"),
+            Divergence::Sampling { what: "eog" } => write!(f, "the end-of-generation ids are not the model's"),
+            Divergence::Sampling { .. } => write!(f, "the sampling settings are not ones generation uses"),
             Divergence::Prompt { index } => {
                 write!(f, "the prompt does not tokenize to the committed ids (index {index})")
             }
@@ -127,6 +133,30 @@ impl Report {
     }
 }
 
+/// The hashes in `r` that do not match the fields they cover (edited without resealing).
+pub fn hash_findings(r: &Receipt) -> Vec<Divergence> {
+    let c = r.chain();
+    let s = &r.sections;
+    let mut found = Vec::new();
+    for (what, want, have) in [
+        ("model", c.model, s.model),
+        ("prompt", c.prompt, s.prompt),
+        ("sampling", c.sampling, s.sampling),
+        ("header", c.c0, s.c0),
+    ] {
+        if want != have {
+            found.push(Divergence::Hash { what });
+        }
+    }
+    if *c.steps.last().unwrap_or(&c.c0) != r.chain {
+        found.push(Divergence::Hash { what: "chain" });
+    }
+    if c.final_hash != r.final_hash {
+        found.push(Divergence::Hash { what: "final" });
+    }
+    found
+}
+
 /// Verify `r` against the model in `gguf` by re-execution on `engine` (a fresh session of
 /// that model); a private receipt's opening and a trace come attached to `r`. `model` is the
 /// model's commitment if already computed. Progress: (phase, 0..1).
@@ -162,26 +192,9 @@ pub async fn verify_async(
     engine: &mut dyn Recording,
     progress: &mut dyn FnMut(&str, f32) -> Result<()>,
 ) -> Result<Report> {
-    let mut rep = Report::default();
-    // 1. The receipt's own hashes and its signature.
-    let c = r.chain();
-    let s = &r.sections;
-    for (what, want, have) in [
-        ("model", c.model, s.model),
-        ("prompt", c.prompt, s.prompt),
-        ("sampling", c.sampling, s.sampling),
-        ("header", c.c0, s.c0),
-    ] {
-        if want != have {
-            rep.findings.push(Divergence::Hash { what });
-        }
-    }
-    if *c.steps.last().unwrap_or(&c.c0) != r.chain {
-        rep.findings.push(Divergence::Hash { what: "chain" });
-    }
-    if c.final_hash != r.final_hash {
-        rep.findings.push(Divergence::Hash { what: "final" });
-    }
+    r.check_counts()?;
+    let mut rep = Report { findings: hash_findings(r), ..Report::default() };
+    // 1. The receipt's own hashes (above) and its signature.
     match r.check_signature() {
         Some(Ok(f)) => rep.signer = Some(f),
         Some(Err(what)) => rep.findings.push(Divergence::Signature { what }),
@@ -214,6 +227,18 @@ pub async fn verify_async(
     if r.model.file_sha256 != m.file_sha256 {
         return Ok(rep);
     }
+    // The settings as generation would have committed them: the model's end-of-generation
+    // ids (else a cut output could claim to have ended), and one form per greedy request.
+    if r.sampling.eog != tok.eog_ids() {
+        rep.findings.push(Divergence::Sampling { what: "eog" });
+    }
+    let s = &r.sampling;
+    let top_p_ok = s.top_p_q16 > 0 && s.top_p_q16 <= ONE_Q16;
+    if !top_p_ok || s.temperature_q16 == 0 && (s.top_k, s.top_p_q16, s.seed) != (0, ONE_Q16, 0) {
+        // Settings generation never uses cannot be re-executed as generation would run them.
+        rep.findings.push(Divergence::Sampling { what: "settings" });
+        return Ok(rep);
+    }
     // 3. The prompt: committed in the clear, or opened (its ids recomputed, the commitments
     // checked against the opening).
     let opened;
@@ -227,6 +252,7 @@ pub async fn verify_async(
                     .position(|(a, b)| a != b)
                     .unwrap_or(ids.len().min(p.prompt_ids.len()));
                 rep.findings.push(Divergence::Prompt { index });
+                return Ok(rep);
             }
             (p, None)
         }
@@ -276,18 +302,21 @@ async fn reexecute(
         return Ok(());
     }
     let ctx = engine.config().ctx_len;
-    let seq: Vec<u32> = prompt.iter().chain(&tokens[..n.saturating_sub(1)]).copied().collect();
+    let n_vocab = engine.config().n_vocab;
+    // A token outside the vocabulary cannot have been sampled: re-execute up to its step, where
+    // the sampled token differs, rather than feed it to the model.
+    let n_run = tokens.iter().position(|&t| t as usize >= n_vocab).map_or(n, |k| k + 1);
+    let seq: Vec<u32> = prompt.iter().chain(&tokens[..n_run.saturating_sub(1)]).copied().collect();
     if seq.len() > ctx {
         rep.findings.push(Divergence::Context { len: seq.len(), ctx });
         return Ok(());
     }
     let params = r.sampling.params();
-    let n_vocab = engine.config().n_vocab;
     engine.record_residuals();
     const CHUNK: usize = 64;
     let mut a = 0;
     let mut step = 0;
-    while step < n {
+    while step < n_run {
         let b = if a == 0 { (p + CHUNK).min(seq.len()) } else { (a + CHUNK).min(seq.len()) };
         // Logits from the prompt's last row on, or of every row of a chunk.
         let first = if a == 0 { p - 1 } else { 0 };

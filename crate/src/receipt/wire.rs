@@ -256,11 +256,17 @@ impl Receipt {
         Ok(r)
     }
 
-    /// What both forms require: the exact mode, a prompt, one step value per token.
+    /// What both forms require: the exact mode, then [`Receipt::check_counts`].
     fn check_shape(&self) -> Result<()> {
         if self.mode != MODE_EXACT {
             return Err(bad(format!("mode {:?} (only {MODE_EXACT:?} has receipts)", self.mode)));
         }
+        self.check_counts()
+    }
+
+    /// A prompt, and one step value per token (`BAD_RECEIPT`): what the chain and the binary
+    /// form take for granted.
+    pub fn check_counts(&self) -> Result<()> {
         if let Body::Public(p) = &self.body {
             if p.prompt_ids.is_empty() {
                 return Err(bad("empty prompt_ids"));
@@ -277,6 +283,7 @@ impl Receipt {
         if self.version != 2 {
             return Err(Error::InvalidArgument("only version 2 receipts have a binary form".into()));
         }
+        self.check_counts()?;
         let mut w = Bytes(RECEIPT_MAGIC.to_vec()).u32(self.version).bytes(self.mode.as_bytes()).hash(&self.numerics);
         let m = &self.model;
         w = w.hash(&m.file_sha256).hash(&m.tensors_root).hash(&m.tokenizer).hash(&m.chat_template);
@@ -417,19 +424,20 @@ pub fn trace_from_bytes(b: &[u8]) -> Result<Vec<Vec<Hash>>> {
     if r.take(4)? != TRACE_MAGIC || r.u32()? != 2 {
         return Err(bad("not a trace (magic \"EPTR\", version 2)"));
     }
-    let layers = r.u32()? as usize;
-    let steps = r.u64()?;
-    if layers == 0 && steps > 0 {
-        return Err(bad("a trace of steps without layers"));
-    }
+    let (layers, steps) = (r.u32()?, r.u64()?);
     let want = (steps as u128) * (layers as u128) * 32;
     if want != r.0.len() as u128 {
         return Err(bad(format!("a trace of {steps} steps × {layers} layers in {} bytes", r.0.len())));
     }
-    Ok(r.0
-        .chunks_exact(32 * layers.max(1))
-        .map(|s| s.chunks_exact(32).map(|h| h.try_into().unwrap_or([0; 32])).collect())
-        .collect())
+    if steps == 0 {
+        return Ok(Vec::new());
+    }
+    if layers == 0 {
+        return Err(bad("a trace of steps without layers"));
+    }
+    // The bytes are steps × layers × 32 (checked above), so one step's bytes fit in usize.
+    let step = r.0.len() / steps as usize;
+    Ok(r.0.chunks_exact(step).map(|s| s.chunks_exact(32).map(|h| h.try_into().unwrap_or([0; 32])).collect()).collect())
 }
 
 #[derive(Serialize, Deserialize)]

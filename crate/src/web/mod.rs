@@ -9,12 +9,14 @@ use crate::error::{Error, Result};
 use crate::gguf::{GgufStream, Metadata};
 use crate::gpu::{GpuContext, GpuOps, GpuOptions};
 use crate::receipt::{
-    engine_name, layer_digests, random_salt, seal, signing_message, trace_from_bytes, trace_to_bytes, verify_async,
-    ChatMessage, Divergence, FinishReason, Fut, Hash, Meta, ModelCommitment, Opening, Prompt, Receipt, Recording,
-    Request, ResidualHistory,
+    engine_name, hash_findings, layer_digests, random_salt, seal, signing_message, trace_from_bytes, trace_to_bytes,
+    verify_async, ChatMessage, Divergence, FinishReason, Fut, Hash, Meta, ModelCommitment, Opening, Prompt, Receipt,
+    Recording, Request, ResidualHistory,
 };
 use crate::sampling::{SamplingParams, DEFAULT_TOP_K, DEFAULT_TOP_P};
 use crate::tokenizer::Tokenizer;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine as _;
 use js_sys::{Function, Object, Reflect};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -83,10 +85,15 @@ pub fn last_panic() -> Option<String> {
 }
 
 /// The 32 bytes a receipt's signature signs (ECDSA P-256 with SHA-256 over them):
-/// `H("edgeproof receipt signature", final)`. The receipt must parse.
+/// `H("edgeproof receipt signature", final)`. The receipt must parse and its hashes match its
+/// fields (`BAD_RECEIPT`).
 #[wasm_bindgen(js_name = receiptSigningMessage)]
 pub fn receipt_signing_message(receipt_json: &str) -> JsResult<Vec<u8>> {
     let r = Receipt::from_json(receipt_json).map_err(js_error)?;
+    // Sign only what the receipt's fields give: a key vouches for the fields, not a bare hash.
+    if let Some(d) = hash_findings(&r).first() {
+        return Err(js_error(Error::BadReceipt(format!("{d}: refusing to sign"))));
+    }
     Ok(signing_message(&r.final_hash).to_vec())
 }
 
@@ -675,6 +682,7 @@ fn divergence(d: &Divergence) -> serde_json::Value {
         Divergence::Hash { what } => json!({ "kind": "hash", "what": what }),
         Divergence::Signature { what } => json!({ "kind": "signature", "what": what }),
         Divergence::Opening { what } => json!({ "kind": "opening", "what": what }),
+        Divergence::Sampling { what } => json!({ "kind": "sampling", "what": what }),
         Divergence::Step { step } => json!({ "kind": "step", "step": step }),
         Divergence::Format { what } => json!({ "kind": "format", "what": what }),
         Divergence::Numerics => json!({ "kind": "numerics" }),
@@ -720,6 +728,8 @@ async fn verify(
         "ok": rep.verified(),
         "reexecuted": rep.reexecuted,
         "signer": rep.signer,
+        // The whole key (the fingerprint is for display): SEC1, unpadded base64url.
+        "signerKey": rep.signer.as_ref().and(r.signature.as_ref()).map(|s| B64.encode(s.key)),
         "report": rep.verdict(),
         "findings": rep.findings.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         "stepsMatched": rep.steps_matched,

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // Each receipt test crate uses its own share.
 
 use edgeproof::engine::ExactModel;
-use edgeproof::gguf::Gguf;
+use edgeproof::gguf::{Gguf, Metadata};
 use edgeproof::model::Arch;
 use edgeproof::receipt::{generate, verify, Divergence, ModelCommitment, Prompt, Public, Receipt, Report, Request};
 use edgeproof::sampling::SamplingParams;
@@ -11,9 +11,15 @@ use edgeproof::tiny::tiny_model;
 use edgeproof::tokenizer::Tokenizer;
 
 pub fn tiny_bytes() -> Vec<u8> {
+    tiny_bytes_with(|_| {})
+}
+
+/// The tiny model with its tokenizer metadata (SmolLM2's) edited.
+pub fn tiny_bytes_with(edit: impl FnOnce(&mut Metadata)) -> Vec<u8> {
     let src = std::fs::read(super::common::model_path("smollm2")).expect("read SmolLM2 (tokenizer source)");
-    let header = edgeproof::gguf::parse_header(&src).expect("parse SmolLM2 header");
-    tiny_model(Arch::Llama, &header.metadata, 7).expect("build tiny model")
+    let mut meta = edgeproof::gguf::parse_header(&src).expect("parse SmolLM2 header").metadata;
+    edit(&mut meta);
+    tiny_model(Arch::Llama, &meta, 7).expect("build tiny model")
 }
 
 pub struct Loaded {
