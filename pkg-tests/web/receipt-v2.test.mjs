@@ -287,7 +287,11 @@ test('the device key persists across reloads and workers, cannot be exported, an
     const v = await node.verifyReceipt(receipt, h.fixtures.tiny);
     assert.equal(v.ok, true, v.report);
     assert.equal(v.signer, receipt.signature.fingerprint);
+    assert.equal(v.signerKey, receipt.signature.key, 'signerKey is the whole key');
   }
+  assert.equal(first.receipt.signature.key, Buffer.from(await crypto.subtle.exportKey('raw', publicKey)).toString('base64url'));
+  // The wasm module signs only a receipt whose hashes match its fields.
+  assert.throws(() => glue.receiptSigningMessage(JSON.stringify({ ...core, final: '00'.repeat(32) })), (e) => e.code === 'BAD_RECEIPT' && /refusing to sign/.test(e.message));
 });
 
 test("a tampered or borrowed signature fails with kind 'signature'; a stripped one verifies with signer null", { timeout: TIMEOUT }, async (t) => {
