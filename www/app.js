@@ -155,6 +155,7 @@ function settings() {
     topP: num('top-p', 1),
     seed: String(Math.max(0, Math.floor(num('seed', 0)))),
     maxTokens: Math.max(1, Math.floor(num('max-tokens', 256))),
+    private: $('private-receipt').checked,
   };
 }
 
@@ -209,7 +210,7 @@ async function ask(ev) {
     ui.speed.textContent = `prompt ${t.promptTokens} tokens (${t.evaluatedPromptTokens} evaluated): `
       + `prefill ${t.prefillTokensPerS.toFixed(1)} tok/s · ${t.generatedTokens} tokens: decode ${t.decodeTokensPerS.toFixed(1)} tok/s`
       + (res.finish === 'aborted' ? ' · stopped' : '');
-    if (res.receipt) li.append(badge(res.receipt));
+    if (res.receipt) li.append(badge(res.receipt, res.opening));
   } catch (e) {
     li.classList.add('failed');
     body.textContent += `\n[${explain(e)}]`;
@@ -221,11 +222,13 @@ async function ask(ev) {
   }
 }
 
-/** The receipt badge of an answer: not yet verified, verified, or failed. */
-function badge(receipt) {
+/** The receipt badge of an answer (with a private receipt's opening): not yet verified,
+ * verified, or failed. */
+function badge(receipt, opening) {
   const b = el('button', { type: 'button', className: 'badge pending', textContent: 'receipt · not yet verified' });
   b.dataset.verdict = 'pending';
   b.receipt = receipt;
+  b.opening = opening ?? undefined;
   b.addEventListener('click', () => openReceipt(b));
   return b;
 }
@@ -262,11 +265,11 @@ function openReceipt(b) {
 }
 
 /** Verify on the loaded engine, or in a fresh worker on another backend. */
-async function verify(receipt, where, onProgress) {
-  if (where === 'same') return state.engine.verify(receipt, { onProgress });
+async function verify(receipt, opening, where, onProgress) {
+  if (where === 'same') return state.engine.verify(receipt, { opening, onProgress });
   const other = await WorkerEngine.load(undefined, state.source, { backend: where, cache: typeof state.source === 'string' && ui.cache.checked, onProgress });
   try {
-    return await other.verify(receipt, { onProgress });
+    return await other.verify(receipt, { opening, onProgress });
   } finally {
     other.free();
   }
@@ -278,7 +281,7 @@ async function verifyShown() {
   setState('verifying');
   ui.receiptStatus.textContent = 'Re-executing…';
   try {
-    const res = await verify(b.receipt, $('receipt-verify-backend').value, (p) => {
+    const res = await verify(b.receipt, b.opening, $('receipt-verify-backend').value, (p) => {
       ui.receiptStatus.textContent = `${STAGES[p.stage] ?? p.stage}: ${p.loaded} / ${p.total ?? '?'}`;
     });
     setVerdict(b, res);
@@ -290,13 +293,19 @@ async function verifyShown() {
   }
 }
 
+/** The shown receipt as a file; a private one's opening as a second file, to give only to
+ * whoever should re-execute it. */
 function download() {
-  const r = state.shown?.receipt;
-  if (!r) return;
-  const url = URL.createObjectURL(new Blob([JSON.stringify(r, null, 2)], { type: 'application/json' }));
-  const a = el('a', { href: url, download: `receipt-${r.final.slice(0, 12)}.json` });
-  a.click();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  const b = state.shown;
+  if (!b) return;
+  const save = (obj, name) => {
+    const url = URL.createObjectURL(new Blob([JSON.stringify(obj, null, 2)], { type: 'application/json' }));
+    el('a', { href: url, download: name }).click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  };
+  const tag = b.receipt.final.slice(0, 12);
+  save(b.receipt, `receipt-${tag}.json`);
+  if (b.opening) save(b.opening, `opening-${tag}.json`);
 }
 
 async function verifyFile(file) {

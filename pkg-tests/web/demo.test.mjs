@@ -1,6 +1,6 @@
 // The demo page (www/) end to end, as a user drives it: load the tiny model, chat one turn
 // with tokens streaming in, verify the answer's receipt, drop a tampered receipt, stop a
-// generation midway, search three pasted documents privately (MiniLM) and verify the
+// generation midway, make a private receipt and verify it with its opening, search three pasted documents privately (MiniLM) and verify the
 // embeddings' receipt, reload offline (the service worker and OPFS) and chat and search again,
 // and no request leaves the origin. Screenshots: target/pkg-tests/demo-*.png.
 import assert from 'node:assert/strict';
@@ -137,6 +137,30 @@ test('stop midway: finish aborted, a receipt that verifies, and the chat goes on
   await page.click('#send');
   await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-finish]').length === 3, null, { timeout: TIMEOUT });
   assert.ok(await page.textContent('.msg.assistant:last-child .text'), 'the turn after a stop is not empty');
+});
+
+test('a private receipt holds no text and verifies with the opening the page keeps', { timeout: TIMEOUT }, async () => {
+  await page.$eval('#private-receipt', (e) => { e.checked = true; });
+  await setMaxTokens(6);
+  await page.fill('#prompt', 'My secret question');
+  await page.click('#send');
+  await page.waitForFunction(() => document.querySelectorAll('.msg.assistant[data-finish]').length === 4, null, { timeout: TIMEOUT });
+  const last = '.msg.assistant:last-child';
+  const { receipt, opening, answer } = await page.evaluate((sel) => {
+    const b = document.querySelector(`${sel} .badge`);
+    return { receipt: b.receipt, opening: b.opening, answer: document.querySelector(`${sel} .text`).textContent };
+  }, last);
+  assert.ok(receipt.commitments && !receipt.prompt && !receipt.tokens && !('output' in receipt), 'a private receipt');
+  assert.ok(!JSON.stringify(receipt).includes('secret'), 'the prompt is not in the receipt');
+  assert.equal(opening.output, answer);
+  assert.equal(opening.prompt.messages.at(-1).content, 'My secret question');
+  await page.click(`${last} .badge`);
+  assert.match(await page.textContent('#receipt-fields'), /private \(commitment/);
+  await page.click('#receipt-verify');
+  await page.waitForSelector(`${last} .badge:not([data-verdict=pending])`, { timeout: TIMEOUT });
+  assert.equal(await page.getAttribute(`${last} .badge`, 'data-verdict'), 'verified', await page.textContent('#receipt-status'));
+  await page.keyboard.press('Escape');
+  await page.$eval('#private-receipt', (e) => { e.checked = false; });
 });
 
 // Three small documents of two passages each (blank lines split them).
