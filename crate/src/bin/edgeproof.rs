@@ -835,6 +835,10 @@ fn run(cmd: Cmd) -> Result<bool> {
                 }
                 write(&path, if binary { r.to_bytes()? } else { r.to_json()?.into_bytes() })?;
                 if let (Some(p), Some(o)) = (&opening, &r.opening) {
+                    // Replaced like the receipt beside it, but made anew, readable by its owner only.
+                    if p.exists() {
+                        std::fs::remove_file(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())))?;
+                    }
                     write_private(p, o.to_json().as_bytes())?;
                 }
                 if let Some(p) = &trace {
