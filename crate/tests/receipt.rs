@@ -148,6 +148,30 @@ fn aborted_receipts_verify() {
     assert_diverges(&m, &t, "abort after the end", |d| matches!(d, Divergence::Finish { .. }));
 }
 
+/// A receipt longer than one re-execution pass (the prompt and 170 tokens at SmolLM2's
+/// vocabulary, then 170 at a time) verifies, and a token in the later pass, or a layer there,
+/// is named.
+#[test]
+fn long_receipts_verify_across_chunks() {
+    let m = load(tiny_bytes());
+    let mut req = seeded(Prompt::Text("Once upon a time".into()), 240, &[]);
+    req.params = SamplingParams::new(0.9, 0, 1.0, 3).expect("params");
+    let r = make(&m, &req);
+    assert_eq!(p(&r).tokens.len(), 240, "finish {:?}", r.finish);
+    let rep = check(&m, &r);
+    assert!(rep.verified(), "{}", rep.verdict());
+    assert_eq!(rep.steps_matched, 240);
+    let mut t = r.clone();
+    pm(&mut t).tokens[229] = (p(&r).tokens[229] + 1) % m.model.cfg.n_vocab as u32;
+    t.seal();
+    assert_diverges(&m, &t, "token 230", |d| matches!(d, Divergence::Token { step: 230, .. }));
+    let mut t = r.clone();
+    t.trace.as_mut().expect("trace")[200][2][0] ^= 1;
+    t.steps[200] = merkle_root(&t.trace.as_ref().expect("trace")[200]);
+    t.seal();
+    assert_diverges(&m, &t, "layer at step 201", |d| *d == Divergence::Layer { step: 201, layer: 2 });
+}
+
 /// A generation that fills the context ends where the verifier says it does (they used to
 /// disagree by one token): the last token is sampled at the context's last position.
 #[test]

@@ -284,8 +284,8 @@ pub async fn verify_async(
 }
 
 /// 4. Re-execution, teacher-forced: the prompt and the first tokens in one pass, then the rest
-/// in chunks (batched and stepwise give the same bits), one logits row per step. Each pass
-/// reads every weight once, so fewer passes are faster. 5. Where generation ends, and the text.
+/// in chunks (batched and stepwise give the same bits), one logits row per step. 5. Where
+/// generation ends, and the text.
 async fn reexecute(
     r: &Receipt,
     pub_: &Public,
@@ -313,11 +313,13 @@ async fn reexecute(
     }
     let params = r.sampling.params();
     engine.record_residuals();
-    const CHUNK: usize = 64;
+    // Positions per pass: each pass reads every weight once, so more rows per pass are faster;
+    // a pass's logits stay under 32 MiB (SmolLM2: 170 rows; Gemma 3's vocabulary: 64).
+    let chunk = ((32 << 20) / (4 * n_vocab.max(1))).clamp(64, 256);
     let mut a = 0;
     let mut step = 0;
     while step < n_run {
-        let b = if a == 0 { (p + CHUNK).min(seq.len()) } else { (a + CHUNK).min(seq.len()) };
+        let b = if a == 0 { (p + chunk).min(seq.len()) } else { (a + chunk).min(seq.len()) };
         // Logits from the prompt's last row on, or of every row of a chunk.
         let first = if a == 0 { p - 1 } else { 0 };
         let (logits, res) = engine.eval_recorded(&seq[a..b], a, first..b - a).await?;
