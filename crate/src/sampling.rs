@@ -45,7 +45,7 @@ impl SamplingParams {
     /// so that one greedy request makes one receipt whatever else was passed.
     pub fn new(temperature: f32, top_k: u32, top_p: f32, seed: u64) -> Result<SamplingParams> {
         let top_p_q16 = q16_of(top_p, "top_p")?;
-        if top_p_q16 == 0 || top_p_q16 > ONE_Q16 {
+        if !top_p_in_range(top_p_q16) {
             return Err(Error::InvalidArgument(format!("top_p {top_p} must be in (0, 1]")));
         }
         let temperature_q16 = q16_of(temperature, "temperature")?;
@@ -58,6 +58,17 @@ impl SamplingParams {
     pub fn is_greedy(&self) -> bool {
         self.temperature_q16 == 0
     }
+
+    /// In the forms [`SamplingParams::new`] gives: top-p in (0, 1], and greedy as
+    /// [`SamplingParams::greedy`] (a receipt's settings must be, to be re-executed).
+    pub fn is_canonical(&self) -> bool {
+        top_p_in_range(self.top_p_q16) && (!self.is_greedy() || *self == SamplingParams::greedy())
+    }
+}
+
+/// Top-p in Q16 within (0, 1].
+fn top_p_in_range(q16: u32) -> bool {
+    q16 > 0 && q16 <= ONE_Q16
 }
 
 /// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3").

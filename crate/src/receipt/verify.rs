@@ -11,7 +11,7 @@ use crate::engine::{block_on, StopState};
 use crate::error::Result;
 use crate::gguf::{Gguf, Metadata};
 use crate::numerics::numerics_digest;
-use crate::sampling::{sample, ONE_Q16};
+use crate::sampling::sample;
 use crate::tokenizer::Tokenizer;
 
 /// The first thing that does not check out, by kind.
@@ -232,9 +232,7 @@ pub async fn verify_async(
     if r.sampling.eog != tok.eog_ids() {
         rep.findings.push(Divergence::Sampling { what: "eog" });
     }
-    let s = &r.sampling;
-    let top_p_ok = s.top_p_q16 > 0 && s.top_p_q16 <= ONE_Q16;
-    if !top_p_ok || s.temperature_q16 == 0 && (s.top_k, s.top_p_q16, s.seed) != (0, ONE_Q16, 0) {
+    if !r.sampling.params().is_canonical() {
         // Settings generation never uses cannot be re-executed as generation would run them.
         rep.findings.push(Divergence::Sampling { what: "settings" });
         return Ok(rep);
