@@ -596,8 +596,7 @@ fn embed_cmd(
             };
             eprintln!();
             if let Some(path) = receipt {
-                std::fs::write(&path, out.receipt.to_json())
-                    .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                write(&path, out.receipt.to_json())?;
                 eprintln!("receipt {} (root {})", path.display(), hex::encode(out.receipt.root));
             }
             out.vectors
@@ -938,7 +937,6 @@ fn run(cmd: Cmd) -> Result<bool> {
             Ok(true)
         }
         Cmd::Tiny { arch, tokenizer_from, like, out, seed } => {
-            let read = |p: &PathBuf| std::fs::read(p).map_err(|e| Error::Io(format!("{}: {e}", p.display())));
             let bytes = match (arch, tokenizer_from, like) {
                 (_, _, Some(like)) => {
                     edgeproof::tiny::random_like(&edgeproof::gguf::parse_header(&read(&like)?)?, seed)?
@@ -953,7 +951,7 @@ fn run(cmd: Cmd) -> Result<bool> {
                 }
                 _ => return Err(Error::InvalidArgument("tiny needs --arch and --tokenizer-from, or --like".into())),
             };
-            std::fs::write(&out, &bytes).map_err(|e| Error::Io(format!("{}: {e}", out.display())))?;
+            write(&out, &bytes)?;
             println!("{}", out.display());
             Ok(true)
         }
