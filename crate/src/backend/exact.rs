@@ -14,6 +14,8 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 mod encoder;
 
 /// Activations: each row is i32 mantissas and one exponent, value = m · 2^e.
@@ -1320,6 +1322,18 @@ struct RowX<'a> {
 /// go through [`block_terms`]. Same terms either way. `V`: use the vector kernels where the
 /// target has them; `row_dot::<false>` is the portable path, the tests' reference.
 fn row_dot<const V: bool>(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 {
+    #[cfg(target_arch = "x86_64")]
+    if V {
+        let whole = match ty {
+            TensorType::Q8_0 => avx2::q8_0(row, x.q, x.f),
+            TensorType::Q4_1 => avx2::q4_1(row, x.q, x.f, x.m),
+            TensorType::Q5_0 => avx2::q5_0(row, x.q, x.f),
+            _ => None,
+        };
+        if let Some(acc) = whole {
+            return acc;
+        }
+    }
     let mut acc: i64;
     let xb = x.w.chunks_exact(32).map(x32).zip(x.sh.iter().zip(x.s));
     match ty {
@@ -1491,9 +1505,9 @@ fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], x: (&[i16], &[f64], &
     assert!(w.len() == 32 * nb && b.len() == nb && xw.len() == 128 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
     let mut acc = [0i64; 4];
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if avx2::present() {
         // SAFETY: AVX2 is present; the lengths checked above keep every load in bounds.
-        unsafe { dots4_avx2::<MIN>(w, a, b, x, &mut acc) };
+        unsafe { avx2::dots4::<MIN>(w, a, b, x, &mut acc) };
     } else {
         dots4_v128::<MIN>(w, a, b, x, &mut acc);
     }
@@ -1566,46 +1580,6 @@ fn dots4_v128<const MIN: bool>(
     }
     let ([a0, a1], [a2, a3]) = (i64s(acc01), i64s(acc23));
     *acc = [a0, a1, a2, a3];
-}
-
-/// [`dots4`] with AVX2: sixteen i16 lanes per multiply, the four rows' terms in one vector. The
-/// f64 operations are the same (no fused multiply-add), so the same bits.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn dots4_avx2<const MIN: bool>(
-    w: &[i16],
-    a: &[f64],
-    b: &[f64],
-    (xw, xf, xm): (&[i16], &[f64], &[f64]),
-    acc: &mut [i64; 4],
-) {
-    use std::arch::x86_64::*;
-    let round = _mm256_set1_pd(ROUND);
-    let mut sum = _mm256_setzero_si256();
-    for j in 0..a.len() {
-        let wp = w.as_ptr().add(32 * j) as *const __m256i;
-        let (w0, w1) = (_mm256_loadu_si256(wp), _mm256_loadu_si256(wp.add(1)));
-        let xp = xw.as_ptr().add(128 * j) as *const __m256i;
-        let dot = |r: usize| {
-            let p = xp.add(2 * r);
-            let s = _mm256_add_epi32(
-                _mm256_madd_epi16(w0, _mm256_loadu_si256(p)),
-                _mm256_madd_epi16(w1, _mm256_loadu_si256(p.add(1))),
-            );
-            _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
-        };
-        let d = v128::transpose_sum(dot(0), dot(1), dot(2), dot(3));
-        let v = _mm256_mul_pd(
-            _mm256_mul_pd(_mm256_cvtepi32_pd(d), _mm256_set1_pd(*a.get_unchecked(j))),
-            _mm256_loadu_pd(xf.as_ptr().add(4 * j)),
-        );
-        sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_add_pd(v, round)));
-        if MIN {
-            let v = _mm256_mul_pd(_mm256_set1_pd(*b.get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)));
-            sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_add_pd(v, round)));
-        }
-    }
-    _mm256_storeu_si256(acc.as_mut_ptr() as *mut __m256i, sum);
 }
 
 /// Guard bits of the attention accumulators (scores and values) below their largest term exponent.
@@ -2335,9 +2309,27 @@ mod tests {
         let (m, n) = (6, 3);
         for ty in [Q8_0, Q4_1, Q5_0, Q4K, Q6K, Q4_0, Q5_1, Q5K] {
             let blocks: &[usize] = if ty.block_len() == 32 { &[1, 3, 4, 5, 7, 8, 18, 37] } else { &[1, 2, 3] };
-            for &nb in blocks {
+            for (case, &nb) in blocks.iter().enumerate() {
                 let k = nb * ty.block_len();
-                let (raw, x) = random_case(&mut rng, ty, m, n, k);
+                let (mut raw, mut x) = random_case(&mut rng, ty, m, n, k);
+                if case == 3 {
+                    // The largest products: every weight byte 0x80 (Q8_0: −128) or 0xFF, every
+                    // activation ±127 (the AVX2 kernels' byte products must not saturate).
+                    let (bb, fill) = (ty.block_bytes(), if ty == Q8_0 { 0x80 } else { 0xFF });
+                    for blk in raw.chunks_exact_mut(bb) {
+                        let keep = blk.to_vec();
+                        blk.fill(fill);
+                        let f16s: &[usize] = match ty {
+                            Q4_1 | Q5_1 | Q4K | Q5K => &[0, 1, 2, 3],
+                            Q6K => &[208, 209],
+                            _ => &[0, 1],
+                        };
+                        f16s.iter().for_each(|&at| blk[at] = keep[at]);
+                    }
+                    for (i, v) in x.m.iter_mut().enumerate() {
+                        *v = if (i / k) % 2 == 0 { 1 << 20 } else { -(1 << 20) };
+                    }
+                }
                 let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
                 let xr = XRows::new(Arc::new(quantize_rows(&x, x.cols)), &x, max_exp);
                 let row_bytes = raw.len() / m;
@@ -2362,6 +2354,45 @@ mod tests {
                     }
                 }
                 assert_same(&format!("{} k={k}: [x row][weight row]", ty.name()), &got, &want);
+            }
+        }
+    }
+
+    /// On x86_64, where [`row_dot`] takes the AVX2 kernels for Q8_0, Q4_1 and Q5_0, their 128-bit
+    /// kernels ([`grid4`], which CPUs without AVX2 run) still equal the portable path.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn rows_in_128_bit_vectors_equal_scalar() {
+        use TensorType::*;
+        let mut rng = crate::tiny::SplitMix64(11);
+        for ty in [Q8_0, Q4_1, Q5_0] {
+            for nb in [4, 8, 20] {
+                let (raw, x) = random_case(&mut rng, ty, 5, 1, 32 * nb);
+                let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
+                let xr = XRows::new(Arc::new(quantize_rows(&x, x.cols)), &x, max_exp);
+                let rx = RowX {
+                    q: &xr.q.q,
+                    w: &xr.w,
+                    sh: &xr.sh,
+                    s: &xr.q.s,
+                    sum: &xr.q.sum,
+                    ssum: &xr.ssum,
+                    f: &xr.f,
+                    m: &xr.m,
+                };
+                let mut terms = [Terms::default(); 8];
+                let (mut got, mut want) = (vec![], vec![]);
+                for row in raw.chunks_exact(raw.len() / 5) {
+                    let (acc, done) = match ty {
+                        Q8_0 => grid4::q8_0(row, rx.w, rx.f),
+                        Q4_1 => grid4::q4_1(row, rx.w, rx.f, rx.m),
+                        _ => grid4::q5_0(row, rx.w, rx.sum, rx.f),
+                    };
+                    assert_eq!(done, nb, "{}: the four-block loop covers the row", ty.name());
+                    got.push(acc);
+                    want.push(row_dot::<false>(ty, row, &rx, &mut terms));
+                }
+                assert_same(&format!("{} k={}: grid4 by weight row", ty.name(), 32 * nb), &got, &want);
             }
         }
     }
@@ -2514,7 +2545,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn dots4_v128_equals_avx2() {
-        if !std::arch::is_x86_feature_detected!("avx2") {
+        if !avx2::present() {
             return;
         }
         let mut rng = crate::tiny::SplitMix64(5);
@@ -2533,7 +2564,7 @@ mod tests {
         dots4_v128::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut s);
         // SAFETY: AVX2 is present; the lengths match.
         unsafe {
-            dots4_avx2::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut v);
+            avx2::dots4::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut v);
         }
         assert_eq!(s, v);
     }

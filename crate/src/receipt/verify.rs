@@ -281,9 +281,9 @@ pub async fn verify_async(
     Ok(rep)
 }
 
-/// 4. Re-execution, teacher-forced: the prompt and the first tokens in one pass, then the rest
-/// in chunks (batched and stepwise give the same bits), one logits row per step. 5. Where
-/// generation ends, and the text.
+/// Steps 4 and 5: re-execution, teacher-forced (the prompt and the first tokens in one pass,
+/// then the rest in chunks; batched and stepwise give the same bits), one logits row per step;
+/// then where generation ends, and the text.
 async fn reexecute(
     r: &Receipt,
     pub_: &Public,

@@ -1,0 +1,247 @@
+//! x86_64 kernels for CPUs with AVX2, chosen at run time ([`present`]). Each computes the same
+//! terms as the 128-bit kernels (`grid4`, `dots4_v128`): integer dots, then per term the same
+//! f64 multiplies in the same order (no fused multiply-add), rounded onto the grid by adding
+//! `ROUND`, summed as i64. Integer sums are exact in any order, so the bits are the same.
+//!
+//! The one-row kernels (a decode step) multiply the weights' bytes by the int8 activations with
+//! `vpmaddubsw` (unsigned by signed bytes, adjacent products added into i16): it saturates only
+//! past ±2^15, and no pair here comes near (Q4: 2·15·127; Q8_0 as |w| by ±x: 2·128·127 = 32 512,
+//! because the activations lie in [−127, 127], `numerics::quantize_block_scaled`).
+
+use super::ROUND;
+use std::arch::x86_64::*;
+
+/// Whether this CPU has AVX2 and F16C (std caches the detection; every AVX2 CPU has F16C).
+#[inline(always)]
+pub fn present() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c")
+}
+
+/// Lane r of the result: the sum of the eight i32 lanes of `d[r]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn transpose_sum(d: [__m256i; 4]) -> __m128i {
+    let s = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
+    _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
+}
+
+/// `acc + bits(a · b + ROUND)` per lane.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn add_term(acc: __m256i, a: __m256d, b: &[f64; 4]) -> __m256i {
+    // SAFETY: `b` holds four f64.
+    let v = _mm256_mul_pd(a, unsafe { _mm256_loadu_pd(b.as_ptr()) });
+    _mm256_add_epi64(acc, _mm256_castpd_si256(_mm256_add_pd(v, _mm256_set1_pd(ROUND))))
+}
+
+/// One row of blocks of `B` bytes against one int8 x row with x factors `f` (and min factors
+/// `xm`), four blocks at a time: `dot` gives a block's eight i32 lanes, `scales` four blocks'
+/// `d` (and `m`) as f64; each block's terms are `dot · d · f` and, with `MIN`, `m · xm`, rounded
+/// onto the grid. The last group is padded with zero blocks, whose terms are exactly `ROUND`
+/// (counted and taken off like the others). `None` when the lengths do not match.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn row4<const B: usize, const MIN: bool>(
+    row: &[u8],
+    xq: &[i8],
+    (f, xm): (&[f64], &[f64]),
+    dot: impl Fn(&[u8; B], &[i8; 32]) -> __m256i,
+    scales: impl Fn(&[[u8; B]; 4]) -> (__m256d, __m256d),
+) -> Option<i64> {
+    let (blocks, rest) = row.as_chunks::<B>();
+    let nb = blocks.len();
+    if !rest.is_empty() || xq.len() < 32 * nb || f.len() < nb || (MIN && xm.len() < nb) {
+        return None;
+    }
+    let group = |acc: __m256i, bg: &[[u8; B]; 4], xg: &[[i8; 32]; 4], fg: &[f64; 4], mg: &[f64; 4]| {
+        let (d, m) = scales(bg);
+        let p = [dot(&bg[0], &xg[0]), dot(&bg[1], &xg[1]), dot(&bg[2], &xg[2]), dot(&bg[3], &xg[3])];
+        let dots = _mm256_cvtepi32_pd(transpose_sum(p));
+        let acc = add_term(acc, _mm256_mul_pd(dots, d), fg);
+        if MIN {
+            add_term(acc, m, mg)
+        } else {
+            acc
+        }
+    };
+    let full = nb / 4;
+    let (bgs, xgs) = (blocks.as_chunks::<4>().0, xq.as_chunks::<32>().0.as_chunks::<4>().0);
+    let (fgs, mgs) = (f.as_chunks::<4>().0, xm.as_chunks::<4>().0);
+    let mut acc = _mm256_setzero_si256();
+    for g in 0..full {
+        acc = group(acc, &bgs[g], &xgs[g], &fgs[g], mgs.get(g).unwrap_or(&[0.0; 4]));
+    }
+    if nb > 4 * full {
+        let (mut bg, mut xg, mut fg, mut mg) = ([[0u8; B]; 4], [[0i8; 32]; 4], [0.0; 4], [0.0; 4]);
+        for i in 0..nb - 4 * full {
+            let j = 4 * full + i;
+            bg[i] = blocks[j];
+            xg[i].copy_from_slice(&xq[32 * j..32 * j + 32]);
+            fg[i] = f[j];
+            mg[i] = xm.get(j).copied().unwrap_or(0.0);
+        }
+        acc = group(acc, &bg, &xg, &fg, &mg);
+    }
+    let terms = nb.div_ceil(4) * 4 * if MIN { 2 } else { 1 };
+    let mut l = [0i64; 4];
+    // SAFETY: `l` holds 32 bytes.
+    unsafe { _mm256_storeu_si256(l.as_mut_ptr() as *mut __m256i, acc) };
+    let sum = l.iter().fold(0i64, |a, &v| a.wrapping_add(v));
+    Some(sum.wrapping_sub((terms as i64).wrapping_mul(ROUND.to_bits() as i64)))
+}
+
+/// Four f16 (the halves of `h`'s low 64 bits) as f64, exactly.
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn f16x4(h: __m128i) -> __m256d {
+    _mm256_cvtps_pd(_mm_cvtph_ps(h))
+}
+
+/// `w` (32 unsigned bytes) times `x` (32 int8), adjacent products summed: eight i32 lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn maddubs(w: __m256i, x: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
+}
+
+/// The 32 int8 of `x`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load_x(x: &[i8; 32]) -> __m256i {
+    // SAFETY: 32 bytes.
+    unsafe { _mm256_loadu_si256(x.as_ptr() as *const __m256i) }
+}
+
+/// Q8_0 weight row (blocks of 34 bytes) times one int8 x row with x factors `f`: the sum
+/// `row_dot` makes. `None` without AVX2 or when the lengths do not match.
+pub fn q8_0(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+    if !present() {
+        return None;
+    }
+    // SAFETY: AVX2 and F16C are present.
+    unsafe { q8_0_avx2(row, xq, f) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+fn q8_0_avx2(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+    let dot = |b: &[u8; 34], x: &[i8; 32]| {
+        // SAFETY: the 32 bytes after the block's f16 scale.
+        let w = unsafe { _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i) };
+        // |w| times x with w's sign: the same products, the first operand unsigned.
+        maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(load_x(x), w))
+    };
+    let scales = |b: &[[u8; 34]; 4]| {
+        let h = |i: usize| i16::from_le_bytes([b[i][0], b[i][1]]);
+        (f16x4(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0)), _mm256_setzero_pd())
+    };
+    row4::<34, false>(row, xq, (f, &[]), dot, scales)
+}
+
+/// Q4_1 weight row (blocks of 20 bytes: d, m, 16 bytes of nibbles) times one int8 x row with x
+/// factors `f` and min factors `xm`. `None` without AVX2 or when the lengths do not match.
+pub fn q4_1(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
+    if !present() {
+        return None;
+    }
+    // SAFETY: AVX2 and F16C are present.
+    unsafe { q4_1_avx2(row, xq, f, xm) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+fn q4_1_avx2(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
+    let dot = |b: &[u8; 20], x: &[i8; 32]| {
+        // SAFETY: the 16 bytes after the block's two f16.
+        let v = unsafe { _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i) };
+        let m = _mm_set1_epi8(0x0F);
+        // Low nibbles are elements 0..16, high ones 16..32.
+        let w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16::<4>(v), m), _mm_and_si128(v, m));
+        maddubs(w, load_x(x))
+    };
+    let scales = |b: &[[u8; 20]; 4]| {
+        // Each block starts with d then m: d0 m0 d1 m1 … as f32, then the d's and the m's.
+        let dm = |i: usize| i32::from_le_bytes([b[i][0], b[i][1], b[i][2], b[i][3]]);
+        let v = _mm256_cvtph_ps(_mm_setr_epi32(dm(0), dm(1), dm(2), dm(3)));
+        let v = _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        (_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)))
+    };
+    row4::<20, true>(row, xq, (f, xm), dot, scales)
+}
+
+/// Q5_0 weight row (blocks of 22 bytes: d, 32 high bits, 16 bytes of nibbles; values
+/// `q − 16`) times one int8 x row with x factors `f`. `None` without AVX2 or when the lengths
+/// do not match.
+pub fn q5_0(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+    if !present() {
+        return None;
+    }
+    // SAFETY: AVX2 and F16C are present.
+    unsafe { q5_0_avx2(row, xq, f) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+fn q5_0_avx2(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+    let dot = |b: &[u8; 22], x: &[i8; 32]| {
+        // SAFETY: the 16 bytes after the block's f16 and high bits.
+        let v = unsafe { _mm_loadu_si128(b.as_ptr().add(6) as *const __m128i) };
+        let m = _mm_set1_epi8(0x0F);
+        let lo = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16::<4>(v), m), _mm_and_si128(v, m));
+        // Bit j of qh to byte j: each byte gets its word's byte, every bit but its own set.
+        let qh = i32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let spread = _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303);
+        let bytes = _mm256_or_si256(
+            _mm256_shuffle_epi8(_mm256_set1_epi32(qh), spread),
+            _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe),
+        );
+        let hi = _mm256_and_si256(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(0x10));
+        let x = load_x(x);
+        // (q − 16)·x over adjacent pairs: below 2·16·127 in magnitude.
+        let p = _mm256_sub_epi16(
+            _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), x),
+            _mm256_maddubs_epi16(_mm256_set1_epi8(16), x),
+        );
+        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+    };
+    let scales = |b: &[[u8; 22]; 4]| {
+        let h = |i: usize| i16::from_le_bytes([b[i][0], b[i][1]]);
+        (f16x4(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0)), _mm256_setzero_pd())
+    };
+    row4::<22, false>(row, xq, (f, &[]), dot, scales)
+}
+
+/// `dots4` with AVX2: sixteen i16 lanes per multiply, the four rows' terms in one vector. The
+/// f64 operations are the same (no fused multiply-add), so the same bits.
+#[target_feature(enable = "avx2")]
+pub unsafe fn dots4<const MIN: bool>(
+    w: &[i16],
+    a: &[f64],
+    b: &[f64],
+    (xw, xf, xm): (&[i16], &[f64], &[f64]),
+    acc: &mut [i64; 4],
+) {
+    let round = _mm256_set1_pd(ROUND);
+    let mut sum = _mm256_setzero_si256();
+    for j in 0..a.len() {
+        let wp = w.as_ptr().add(32 * j) as *const __m256i;
+        let (w0, w1) = (_mm256_loadu_si256(wp), _mm256_loadu_si256(wp.add(1)));
+        let xp = xw.as_ptr().add(128 * j) as *const __m256i;
+        let dot = |r: usize| {
+            let p = xp.add(2 * r);
+            let s = _mm256_add_epi32(
+                _mm256_madd_epi16(w0, _mm256_loadu_si256(p)),
+                _mm256_madd_epi16(w1, _mm256_loadu_si256(p.add(1))),
+            );
+            _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
+        };
+        let d = super::v128::transpose_sum(dot(0), dot(1), dot(2), dot(3));
+        let v = _mm256_mul_pd(
+            _mm256_mul_pd(_mm256_cvtepi32_pd(d), _mm256_set1_pd(*a.get_unchecked(j))),
+            _mm256_loadu_pd(xf.as_ptr().add(4 * j)),
+        );
+        sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_add_pd(v, round)));
+        if MIN {
+            let v = _mm256_mul_pd(_mm256_set1_pd(*b.get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)));
+            sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_add_pd(v, round)));
+        }
+    }
+    _mm256_storeu_si256(acc.as_mut_ptr() as *mut __m256i, sum);
+}
