@@ -82,12 +82,7 @@ fn row4<const B: usize, const MIN: bool>(
         }
         acc = group(acc, &bg, &xg, &fg, &mg);
     }
-    let terms = nb.div_ceil(4) * 4 * if MIN { 2 } else { 1 };
-    let mut l = [0i64; 4];
-    // SAFETY: `l` holds 32 bytes.
-    unsafe { _mm256_storeu_si256(l.as_mut_ptr() as *mut __m256i, acc) };
-    let sum = l.iter().fold(0i64, |a, &v| a.wrapping_add(v));
-    Some(sum.wrapping_sub((terms as i64).wrapping_mul(ROUND.to_bits() as i64)))
+    Some(total(acc, nb.div_ceil(4) * 4 * if MIN { 2 } else { 1 }))
 }
 
 /// Four f16 (the halves of `h`'s low 64 bits) as f64, exactly.
@@ -206,6 +201,132 @@ fn q5_0_avx2(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
         (f16x4(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0)), _mm256_setzero_pd())
     };
     row4::<22, false>(row, xq, (f, &[]), dot, scales)
+}
+
+/// The sum of `terms` rounded terms in `acc`'s lanes.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn total(acc: __m256i, terms: usize) -> i64 {
+    let mut l = [0i64; 4];
+    // SAFETY: `l` holds 32 bytes.
+    unsafe { _mm256_storeu_si256(l.as_mut_ptr() as *mut __m256i, acc) };
+    let sum = l.iter().fold(0i64, |a, &v| a.wrapping_add(v));
+    sum.wrapping_sub((terms as i64).wrapping_mul(ROUND.to_bits() as i64))
+}
+
+/// Super-blocks of `B` bytes (256 elements, eight sub-blocks of 32) in `row`, when x, its
+/// factors `f` and min factors `xm` cover them all.
+fn super_blocks<'a, const B: usize>(row: &'a [u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<&'a [[u8; B]]> {
+    let (sbs, rest) = row.as_chunks::<B>();
+    let n = sbs.len();
+    (rest.is_empty() && xq.len() >= 256 * n && f.len() >= 8 * n && xm.len() >= 8 * n).then_some(sbs)
+}
+
+/// The 32 x bytes of sub-block `j` of super-block `sb`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn x_at(xq: &[i8], sb: usize, j: usize) -> __m256i {
+    // SAFETY: callers checked (super_blocks) that x covers every super-block.
+    unsafe { _mm256_loadu_si256(xq.as_ptr().add(256 * sb + 32 * j) as *const __m256i) }
+}
+
+/// The four f64 at `v[at..at + 4]`.
+#[inline]
+fn four(v: &[f64], at: usize) -> &[f64; 4] {
+    v[at..at + 4].first_chunk().unwrap_or(&[0.0; 4])
+}
+
+/// Q4_K weight row (super-blocks of 144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128
+/// bytes of nibbles) times one int8 x row: sub-block terms `dot · (d·sc) · f` and
+/// `−(dmin·mn) · xm`, as `grid4::q4_k`. `None` without AVX2 or when the lengths do not match.
+pub fn q4_k(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
+    if !present() {
+        return None;
+    }
+    // SAFETY: AVX2 and F16C are present.
+    unsafe { q4_k_avx2(row, xq, f, xm) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+fn q4_k_avx2(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
+    let sbs = super_blocks::<144>(row, xq, f, xm)?;
+    let mask = _mm256_set1_epi8(0x0F);
+    let mut acc = _mm256_setzero_si256();
+    for (sb, b) in sbs.iter().enumerate() {
+        let dd =
+            f16x4(_mm_setr_epi16(i16::from_le_bytes([b[0], b[1]]), i16::from_le_bytes([b[2], b[3]]), 0, 0, 0, 0, 0, 0));
+        let mut two = [0.0f64; 4];
+        // SAFETY: `two` holds four f64.
+        unsafe { _mm256_storeu_pd(two.as_mut_ptr(), dd) };
+        let (d, dmin) = (_mm256_set1_pd(two[0]), _mm256_set1_pd(two[1]));
+        for j0 in [0, 4] {
+            let mut p = [_mm256_setzero_si256(); 4];
+            for (i, pi) in p.iter_mut().enumerate() {
+                let j = j0 + i;
+                // SAFETY: the 32 bytes of quants sub-blocks 2k and 2k + 1 share, k = j / 2.
+                let v = unsafe { _mm256_loadu_si256(b.as_ptr().add(16 + 32 * (j / 2)) as *const __m256i) };
+                let w = if j % 2 == 0 { v } else { _mm256_srli_epi16::<4>(v) };
+                *pi = maddubs(_mm256_and_si256(w, mask), x_at(xq, sb, j));
+            }
+            let sm = [0, 1, 2, 3].map(|i| crate::quant::scale_min_k4(j0 + i, &b[4..16]));
+            let sc = _mm256_setr_pd(sm[0].0 as f64, sm[1].0 as f64, sm[2].0 as f64, sm[3].0 as f64);
+            let mn = _mm256_setr_pd(sm[0].1 as f64, sm[1].1 as f64, sm[2].1 as f64, sm[3].1 as f64);
+            let dots = _mm256_cvtepi32_pd(transpose_sum(p));
+            acc = add_term(acc, _mm256_mul_pd(dots, _mm256_mul_pd(sc, d)), four(f, 8 * sb + j0));
+            // −(dmin · mn): the negation is exact.
+            let mins = _mm256_sub_pd(_mm256_setzero_pd(), _mm256_mul_pd(mn, dmin));
+            acc = add_term(acc, mins, four(xm, 8 * sb + j0));
+        }
+    }
+    Some(total(acc, 16 * sbs.len()))
+}
+
+/// Q6_K weight row (super-blocks of 210 bytes: 128 bytes of low nibbles, 64 of high bit pairs,
+/// 16 int8 scales, d) times one int8 x row: per sub-block `Σ sc·(q − 32)·x` times `d · f`, as
+/// `grid4::q6_k`. `None` without AVX2 or when the lengths do not match.
+pub fn q6_k(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+    if !present() {
+        return None;
+    }
+    // SAFETY: AVX2 and F16C are present.
+    unsafe { q6_k_avx2(row, xq, f) }
+}
+
+#[target_feature(enable = "avx2,f16c")]
+fn q6_k_avx2(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+    let sbs = super_blocks::<210>(row, xq, f, f)?;
+    let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03));
+    let mut acc = _mm256_setzero_si256();
+    for (sb, b) in sbs.iter().enumerate() {
+        let dv = f16x4(_mm_setr_epi16(i16::from_le_bytes([b[208], b[209]]), 0, 0, 0, 0, 0, 0, 0));
+        let d = _mm256_permute4x64_pd::<0>(dv);
+        for j0 in [0, 4] {
+            let mut p = [_mm256_setzero_si256(); 4];
+            for (i, pi) in p.iter_mut().enumerate() {
+                let j = j0 + i;
+                let (h, r) = (j / 4, j % 4);
+                // SAFETY: 32 bytes of ql at 64h + 32(r % 2) < 128 and of qh at 128 + 32h < 192.
+                let (lo, hi) = unsafe {
+                    (
+                        _mm256_loadu_si256(b.as_ptr().add(64 * h + 32 * (r % 2)) as *const __m256i),
+                        _mm256_loadu_si256(b.as_ptr().add(128 + 32 * h) as *const __m256i),
+                    )
+                };
+                let lo = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(4 * (r / 2) as i32)), m4);
+                let hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * r as i32)), m2);
+                // Bytes of at most 3 shifted by 4 stay in their byte.
+                let q = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
+                let x = x_at(xq, sb, j);
+                // (q − 32)·x over adjacent pairs (below 2·32·127), then times the scale of each half.
+                let pq = _mm256_sub_epi16(_mm256_maddubs_epi16(q, x), _mm256_maddubs_epi16(_mm256_set1_epi8(32), x));
+                let sc = |k: usize| _mm_set1_epi16(b[192 + 2 * j + k] as i8 as i16);
+                *pi = _mm256_madd_epi16(pq, _mm256_set_m128i(sc(1), sc(0)));
+            }
+            let dots = _mm256_cvtepi32_pd(transpose_sum(p));
+            acc = add_term(acc, _mm256_mul_pd(dots, d), four(f, 8 * sb + j0));
+        }
+    }
+    Some(total(acc, 8 * sbs.len()))
 }
 
 /// `dots4` with AVX2: sixteen i16 lanes per multiply, the four rows' terms in one vector. The
