@@ -2,7 +2,7 @@
 // exponent (shl: exact unless the exponents differ by more than 32), summed, normalized.
 // An all-zero row adds nothing: the other row is kept as it is. With `norm`, y is still
 // accumulators (nacc, ngexp): normalize_row.wgsl first writes its mantissas and exponent to
-// ym, ye. Prepended: i64.wgsl, normalize_row.wgsl (NORM_M = ym, NORM_E = ye).
+// ym, ye. Prepended: i64.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = ym, NORM_E = ye).
 
 const WG: u32 = 256u;
 
@@ -14,6 +14,9 @@ struct Params {
     n_ng: u32,
     n_bits: u32,
     n_bias: i32,
+    // Its row stride and first column (products that share one buffer).
+    n_stride: u32,
+    n_col0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -37,7 +40,7 @@ fn sum_at(at: u32, ex: i32, ey: i32, g: i32) -> vec2<u32> {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = wid.x;
     if p.norm != 0u {
-        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias), lid);
+        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias, p.n_stride, p.n_col0), lid);
     }
     let row = i * p.cols;
     let ex = xe[i];

@@ -3,7 +3,7 @@
 // mantissas below 2^30 and one exponent (a norm vector); an all-zero x row becomes b, normalized,
 // and an all-zero b leaves x as it is. With `norm`, x is still accumulators (nacc, ngexp):
 // normalize_row.wgsl first writes its mantissas and exponent to xm, xe. Prepended: i64.wgsl,
-// normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
+// norm_row.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
 
 const WG: u32 = 256u;
 
@@ -17,6 +17,9 @@ struct Params {
     n_ng: u32,
     n_bits: u32,
     n_bias: i32,
+    // Its row stride and first column (products that share one buffer).
+    n_stride: u32,
+    n_col0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -43,7 +46,7 @@ fn term(at: u32, c: u32, ex: i32, g: i32, x_zero: bool) -> vec2<u32> {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = wid.x;
     if p.norm != 0u {
-        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias), lid);
+        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias, p.n_stride, p.n_col0), lid);
     }
     let row = i * p.cols;
     let ex = xe[i];

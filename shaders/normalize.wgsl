@@ -1,5 +1,5 @@
 // normalize_row.wgsl over rows of accumulators: one workgroup per row. Prepended: i64.wgsl,
-// normalize_row.wgsl (NORM_M = om, NORM_E = oe).
+// norm_row.wgsl, normalize_row.wgsl (NORM_M = om, NORM_E = oe).
 
 const WG: u32 = 256u;
 
@@ -12,6 +12,9 @@ struct Params {
     bias: i32,
     // The first row's index in ngexp and oe (om is bound to this batch of rows).
     row0: u32,
+    // The accumulators' row stride and first column (products that share one buffer).
+    stride: u32,
+    col0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -22,5 +25,5 @@ struct Params {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    normalize_row(NormRow(wid.x, p.row0, p.cols, p.group, p.ng, p.bits, p.bias), lid);
+    normalize_row(NormRow(wid.x, p.row0, p.cols, p.group, p.ng, p.bits, p.bias, p.stride, p.col0), lid);
 }

@@ -1,81 +1,16 @@
-// numerics::normalize_bits over one row of 64-bit accumulators (nacc), after bringing each group
-// of `group` columns from its own exponent (ngexp) to the row's largest (shl, i.e. rshr): matmul
-// and embed have one group per row, rms_norm one per norm group, attention one per head. A
-// group exponent of i32 min marks an all-zero group that has no exponent (it takes no part in
-// the row's maximum; a row with none keeps exponent 0). Writes the row's mantissas and exponent
-// to NORM_M and NORM_E (the including kernel's names for them, substituted by kernels.rs).
-// normalize.wgsl runs it alone; quantize.wgsl and add.wgsl run it first on an input that is
-// still accumulators (an op's output normalized by its consumer: one dispatch fewer). The
-// including kernel declares nacc, ngexp, WG and runs one workgroup per row; ends with a storage
-// barrier, so the workgroup then reads what it wrote. Prepended: i64.wgsl.
-
-const NORM_NONE: i32 = -2147483647 - 1;
-
-struct NormRow {
-    // Accumulator row i is at nacc[i·cols], its group exponents at ngexp[(row0 + i)·ng], its
-    // output at NORM_M[i·cols] and NORM_E[row0 + i].
-    i: u32,
-    row0: u32,
-    cols: u32,
-    group: u32,
-    ng: u32,
-    // Mantissa width: max |m| in [2^(bits−1), 2^bits).
-    bits: u32,
-    // Added to every group exponent.
-    bias: i32,
-}
-
-var<workgroup> norm_red_e: array<i32, WG>;
-var<workgroup> norm_red_m: array<vec2<u32>, WG>;
-
-fn norm_aligned(r: NormRow, c: u32, emax: i32) -> vec2<u32> {
-    let ge = ngexp[(r.row0 + r.i) * r.ng + c / r.group];
-    if ge == NORM_NONE {
-        return vec2<u32>(0u, 0u);
-    }
-    return i64_shl_s(nacc[r.i * r.cols + c], ge + r.bias - emax);
-}
+// norm_row.wgsl's row written out, to NORM_M and NORM_E (the including kernel's names for them,
+// substituted by kernels.rs). normalize.wgsl runs it alone; quantize.wgsl, add.wgsl, rope.wgsl
+// and add_bias.wgsl run it first on an input that is still accumulators (an op's output
+// normalized by its consumer: one dispatch fewer). Ends with a storage barrier, so the
+// workgroup then reads what it wrote. Prepended: i64.wgsl, norm_row.wgsl.
 
 fn normalize_row(r: NormRow, lid: u32) {
-    var best = NORM_NONE;
-    for (var g = lid; g < r.ng; g += WG) {
-        best = max(best, ngexp[(r.row0 + r.i) * r.ng + g]);
-    }
-    norm_red_e[lid] = best;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            norm_red_e[lid] = max(norm_red_e[lid], norm_red_e[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    let top = workgroupUniformLoad(&norm_red_e[0]);
-    let emax = select(top + r.bias, 0, top == NORM_NONE);
-    var mx = vec2<u32>(0u, 0u);
+    let es = norm_exp(r, lid);
     for (var c = lid; c < r.cols; c += WG) {
-        mx = u64_max(mx, i64_abs(norm_aligned(r, c, emax)));
-    }
-    norm_red_m[lid] = mx;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            norm_red_m[lid] = u64_max(norm_red_m[lid], norm_red_m[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    let m = workgroupUniformLoad(&norm_red_m[0]);
-    var s = 0i;
-    if !i64_is_zero(m) {
-        s = i32(u64_bitlen(m)) - i32(r.bits);
-        if s > 0 && !u64_lt(i64_rshr(m, u32(s)), i64_shl(vec2<u32>(1u, 0u), r.bits)) {
-            s += 1;
-        }
-    }
-    for (var c = lid; c < r.cols; c += WG) {
-        NORM_M[r.i * r.cols + c] = i64_to_i32(i64_shl_s(norm_aligned(r, c, emax), -s));
+        NORM_M[r.i * r.cols + c] = norm_value(r, c, es);
     }
     if lid == 0u {
-        NORM_E[r.row0 + r.i] = emax + s;
+        NORM_E[r.row0 + r.i] = es.x + es.y;
     }
     storageBarrier();
 }

@@ -7,7 +7,7 @@
 // rows have their own stride and offset (a KV cache interleaves K and V rows per position).
 // Needs cols and seg multiples of 4. With `norm`, the input is still accumulators (nacc,
 // ngexp): normalize_row.wgsl first writes its mantissas and exponent to xm, xe.
-// Prepended: i64.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
+// Prepended: i64.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
 
 const WG: u32 = 64u;
 
@@ -27,6 +27,9 @@ struct Params {
     n_ng: u32,
     n_bits: u32,
     n_bias: i32,
+    // Its row stride and first column (products that share one buffer).
+    n_stride: u32,
+    n_col0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -51,7 +54,7 @@ fn floor_div(x: i32, d: i32) -> i32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = wid.x;
     if p.norm != 0u {
-        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias), lid);
+        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias, p.n_stride, p.n_col0), lid);
     }
     let e = xe[i];
     let nbs = (p.seg + 31u) / 32u;

@@ -3,7 +3,7 @@
 // half-split (NEOX, override). The (cos, sin) table of each row's position is built on the CPU
 // (numerics::rope_cos_sin). One workgroup per row. With `norm`, x is still accumulators (nacc,
 // ngexp): normalize_row.wgsl first writes its mantissas and exponent to xm, xe.
-// Prepended: i64.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
+// Prepended: i64.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
 
 override NEOX: bool;
 const WG: u32 = 64u;
@@ -18,6 +18,9 @@ struct Params {
     n_ng: u32,
     n_bits: u32,
     n_bias: i32,
+    // Its row stride and first column (products that share one buffer).
+    n_stride: u32,
+    n_col0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,7 +37,7 @@ struct Params {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = wid.x;
     if p.norm != 0u {
-        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias), lid);
+        normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias, p.n_stride, p.n_col0), lid);
     }
     let half = p.head_dim / 2u;
     let row = i * p.cols;

@@ -11,14 +11,16 @@ const DOT4_PACKED: &str = include_str!("../../../shaders/dot4_packed.wgsl");
 const DOT4_EMULATED: &str = include_str!("../../../shaders/dot4_emulated.wgsl");
 const EXP2: &str = include_str!("../../../shaders/exp2.wgsl");
 const SAMPLE_PARAMS: &str = include_str!("../../../shaders/sample_params.wgsl");
+const NORM_ROW: &str = include_str!("../../../shaders/norm_row.wgsl");
 const NORMALIZE_ROW: &str = include_str!("../../../shaders/normalize_row.wgsl");
+const GATING: &str = include_str!("../../../shaders/gating.wgsl");
 const Q16: &str = include_str!("../../../shaders/q16.wgsl");
 const RSQRT: &str = include_str!("../../../shaders/rsqrt.wgsl");
 const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 
-/// normalize_row.wgsl writing to a kernel's buffers `m` and `e`.
+/// norm_row.wgsl and normalize_row.wgsl writing to a kernel's buffers `m` and `e`.
 fn normalize_row(m: &str, e: &str) -> String {
-    NORMALIZE_ROW.replace("NORM_M", m).replace("NORM_E", e)
+    [NORM_ROW, &NORMALIZE_ROW.replace("NORM_M", m).replace("NORM_E", e)].join("\n")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,6 +41,10 @@ pub enum Kernel {
         neox: bool,
     },
     Gated {
+        gelu: bool,
+    },
+    /// The gated unit on a gate and an up product still as accumulators in one buffer.
+    GatedAcc {
         gelu: bool,
     },
     Add,
@@ -76,6 +82,7 @@ impl fmt::Display for Kernel {
             Kernel::Scale => write!(f, "scale"),
             Kernel::Rope { neox } => write!(f, "rope[{}]", if *neox { "neox" } else { "norm" }),
             Kernel::Gated { gelu } => write!(f, "{}", if *gelu { "geglu" } else { "swiglu" }),
+            Kernel::GatedAcc { gelu } => write!(f, "{}[acc]", if *gelu { "geglu" } else { "swiglu" }),
             Kernel::Add => write!(f, "add"),
             Kernel::Argmax => write!(f, "argmax"),
             Kernel::Attention => write!(f, "attention"),
@@ -129,7 +136,8 @@ impl KernelKey {
             Kernel::Gelu => &[I64, Q16, include_str!("../../../shaders/gelu.wgsl")],
             Kernel::Scale => &[I64, include_str!("../../../shaders/scale.wgsl")],
 
-            Kernel::Gated { .. } => &[I64, Q16, include_str!("../../../shaders/gated.wgsl")],
+            Kernel::Gated { .. } => &[I64, Q16, GATING, include_str!("../../../shaders/gated.wgsl")],
+            Kernel::GatedAcc { .. } => &[I64, Q16, GATING, NORM_ROW, include_str!("../../../shaders/gated_acc.wgsl")],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
             Kernel::Attention => &[I64, EXP2, dot4, include_str!("../../../shaders/attention.wgsl")],
             Kernel::SampleWeights => &[I64, EXP2, SAMPLE_PARAMS, include_str!("../../../shaders/sample_weights.wgsl")],
@@ -147,7 +155,7 @@ impl KernelKey {
             }
             Kernel::Embed(t) => vec![("TYPE", t as u32 as f64)],
             Kernel::Rope { neox } => vec![("NEOX", neox as u32 as f64)],
-            Kernel::Gated { gelu } => vec![("GELU", gelu as u32 as f64)],
+            Kernel::Gated { gelu } | Kernel::GatedAcc { gelu } => vec![("GELU", gelu as u32 as f64)],
             _ => vec![],
         }
     }

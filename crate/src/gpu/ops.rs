@@ -32,26 +32,31 @@ pub struct GpuAct {
 /// (normalize.wgsl's input): the first consumer that can (quantize.wgsl, add.wgsl, rope.wgsl)
 /// does it itself, saving a dispatch; any other has [`GpuOps::ready`] record normalize.wgsl first.
 struct Lazy {
-    acc: Buf,
+    /// Shared by products of one input (q, k, v; gate, up), each at its columns.
+    acc: Rc<Buf>,
     gexp: Rc<Buf>,
     group: usize,
     ng: usize,
     bias: i32,
+    /// Row stride and first column in `acc`.
+    stride: usize,
+    col0: usize,
 }
 
 /// What [`GpuOps::fuse`] gives a consumer; the accumulators stay out of the pool until it is
 /// dropped, after the consumer's dispatch is recorded.
 struct Fused {
-    params: [u32; 5],
+    params: [u32; 7],
     acc: wgpu::Buffer,
     gexp: wgpu::Buffer,
     _hold: Option<Lazy>,
 }
 
 impl Lazy {
-    /// normalize_row.wgsl's parameters (norm, group, ng, bits, bias) as a consumer passes them.
-    fn params(&self) -> [u32; 5] {
-        [1, self.group as u32, self.ng as u32, ROW_BITS, self.bias as u32]
+    /// norm_row.wgsl's parameters (norm, group, ng, bits, bias, stride, col0) as a consumer
+    /// passes them.
+    fn params(&self) -> [u32; 7] {
+        [1, self.group, self.ng, ROW_BITS as usize, self.bias as usize, self.stride, self.col0].map(|v| v as u32)
     }
 }
 
@@ -371,7 +376,8 @@ impl GpuOps {
     /// per group of `group` columns in `gexp` (plus `bias`), normalized later ([`Lazy`]).
     fn lazy(&self, acc: Buf, gexp: Rc<Buf>, rows: usize, cols: usize, group: usize, bias: i32) -> Result<GpuAct> {
         let out = self.act(rows, cols)?;
-        *out.lazy.borrow_mut() = Some(Lazy { acc, gexp, group, ng: cols / group, bias });
+        *out.lazy.borrow_mut() =
+            Some(Lazy { acc: Rc::new(acc), gexp, group, ng: cols / group, bias, stride: cols, col0: 0 });
         Ok(out)
     }
 
@@ -379,8 +385,9 @@ impl GpuOps {
     pub(crate) fn ready(&self, enc: &mut wgpu::CommandEncoder, acts: &[&GpuAct]) -> Result<()> {
         for x in acts {
             if let Some(l) = x.lazy.borrow_mut().take() {
-                let p = [x.cols as u32, l.group as u32, l.ng as u32, ROW_BITS, l.bias as u32, 0];
-                let bufs = [&*l.acc, &**l.gexp, &*x.m, &*x.e];
+                let p =
+                    [x.cols, l.group, l.ng, ROW_BITS as usize, l.bias as usize, 0, l.stride, l.col0].map(|v| v as u32);
+                let bufs = [&**l.acc, &**l.gexp, &*x.m, &*x.e];
                 self.ctx.dispatch(enc, Kernel::Normalize, &p, &bufs, [x.rows as u32, 1, 1])?;
             }
         }
@@ -393,8 +400,8 @@ impl GpuOps {
     fn fuse(&self, x: &GpuAct) -> Fused {
         let lazy = x.lazy.borrow_mut().take();
         let (params, acc, gexp) = match &lazy {
-            Some(l) => (l.params(), (*l.acc).clone(), (**l.gexp).clone()),
-            None => ([0; 5], (*self.none).clone(), (*self.none).clone()),
+            Some(l) => (l.params(), (**l.acc).clone(), (**l.gexp).clone()),
+            None => ([0; 7], (*self.none).clone(), (*self.none).clone()),
         };
         Fused { params, acc, gexp, _hold: lazy }
     }
@@ -416,14 +423,29 @@ impl GpuOps {
     }
 
     pub fn try_matmul(&mut self, x: &GpuAct, w: &GpuWeight) -> Result<GpuAct> {
-        let GpuWeight::Matrix { rows: m, cols: k, ty, max_exp, chunks } = w else {
-            return Err(Error::InvalidArgument("a 1-D weight used as a matrix".into()));
-        };
-        let (n, m, k) = (x.rows, *m, *k);
-        if x.cols != k {
-            return Err(Error::InvalidArgument(format!("matmul of {}-wide rows by a {k}-wide weight", x.cols)));
+        self.try_matmuls(x, &[w])?.pop().ok_or_else(|| Error::Gpu("matmul made no product".into()))
+    }
+
+    /// `x` times each of `ws` (q, k, v; gate, up), quantized once, the products' accumulators in
+    /// one buffer (row stride the sum of their widths), each product at its columns: consumers of
+    /// both (gated_acc.wgsl) bind it once.
+    pub fn try_matmuls(&mut self, x: &GpuAct, ws: &[&GpuWeight]) -> Result<Vec<GpuAct>> {
+        let mut mats = Vec::with_capacity(ws.len());
+        for w in ws {
+            let GpuWeight::Matrix { rows, cols, ty, max_exp, chunks } = w else {
+                return Err(Error::InvalidArgument("a 1-D weight used as a matrix".into()));
+            };
+            if x.cols != *cols {
+                return Err(Error::InvalidArgument(format!("matmul of {}-wide rows by a {cols}-wide weight", x.cols)));
+            }
+            mats.push((*rows, *ty, *max_exp, chunks));
         }
-        let nb = k / 32;
+        let (n, k, nb) = (x.rows, x.cols, x.cols / 32);
+        let total: usize = mats.iter().map(|m| m.0).sum();
+        let limit = self.ctx.max_binding as usize;
+        if mats.len() > 1 && n * total * 8 > limit {
+            return ws.iter().map(|w| self.try_matmul(x, w)).collect();
+        }
         let q = match self.quantized.take() {
             Some(q) if q.act == x.id => q,
             _ => {
@@ -439,52 +461,51 @@ impl GpuOps {
         };
         let q = self.quantized.insert(q);
         let (xq, xblk, emax) = ((*q.xq).clone(), (*q.xblk).clone(), Rc::clone(&q.emax));
-        // Outputs too large for one binding (prefill logits over a large vocabulary) are made in
-        // batches of rows, each bound as a range of the output buffer (256-byte aligned offsets:
-        // rows of a multiple of 64 outputs).
-        let limit = self.ctx.max_binding as usize;
-        let batch = if n * m * 8 <= limit { n } else { limit / (m * 8) };
-        if batch == 0 || (batch < n && !m.is_multiple_of(64)) {
+        // Outputs too large for one binding (prefill logits over a large vocabulary, one weight)
+        // are made in batches of rows, each bound as a range of the output buffer (256-byte
+        // aligned offsets: rows of a multiple of 64 outputs).
+        let batch = if n * total * 8 <= limit { n } else { limit / (total * 8) };
+        if batch == 0 || (batch < n && !total.is_multiple_of(64)) {
             return Err(Error::MissingLimit {
                 name: "max_storage_buffer_binding_size (matmul accumulators)".into(),
-                need: (n * m * 8) as u64,
+                need: (n * total * 8) as u64,
                 have: limit as u64,
             });
         }
-        let acc = self.ctx.storage("acc", (batch * m * 8) as u64)?;
-        let out = if batch == n {
-            self.act(n, m)?
+        let acc = Rc::new(self.ctx.storage("acc", (batch * total * 8) as u64)?);
+        let outs = if batch == n {
+            mats.iter().map(|&(m, ..)| self.act(n, m)).collect::<Result<Vec<_>>>()?
         } else {
-            GpuAct::new(
-                n,
-                m,
-                self.ctx.storage_large("act.m", (n * m * 4) as u64)?,
-                self.ctx.storage("act.e", (n * 4) as u64)?,
-            )
+            let m = self.ctx.storage_large("act.m", (n * total * 4) as u64)?;
+            vec![GpuAct::new(n, total, m, self.ctx.storage("act.e", (n * 4) as u64)?)]
         };
         let (x_rows, outputs, lanes) = matmul_tile(n, self.ctx.split_k);
-        let kernel = Kernel::Matmul { ty: *ty, x_rows, outputs, lanes };
         self.recorded(|s, enc| {
             for r0 in (0..n).step_by(batch) {
                 let b = batch.min(n - r0);
-                for c in chunks {
-                    let (rows, row0) = (c.rows as u32, c.row0 as u32);
-                    let p = [k as u32, nb as u32, rows, row0, m as u32, b as u32, *max_exp as u32, r0 as u32];
-                    // matmul.wgsl: 64 invocations per workgroup; past 65 535, workgroups go on along z.
-                    let tiles = c.rows.div_ceil(outputs as usize).div_ceil(64 / lanes as usize);
-                    let z = tiles.div_ceil(super::MAX_WORKGROUPS as usize);
-                    let groups = [tiles.div_ceil(z) as u32, b.div_ceil(x_rows as usize) as u32, z as u32];
-                    s.ctx.dispatch(enc, kernel, &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
+                let mut col0 = 0;
+                for &(m, ty, max_exp, chunks) in &mats {
+                    let kernel = Kernel::Matmul { ty, x_rows, outputs, lanes };
+                    for c in chunks {
+                        let p = [k, nb, c.rows, col0 + c.row0, total, b, max_exp as usize, r0].map(|v| v as u32);
+                        // matmul.wgsl: 64 invocations per workgroup; past 65 535, workgroups go on along z.
+                        let tiles = c.rows.div_ceil(outputs as usize).div_ceil(64 / lanes as usize);
+                        let z = tiles.div_ceil(super::MAX_WORKGROUPS as usize);
+                        let groups = [tiles.div_ceil(z) as u32, b.div_ceil(x_rows as usize) as u32, z as u32];
+                        s.ctx.dispatch(enc, kernel, &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
+                    }
+                    col0 += m;
                 }
                 if batch == n {
-                    // One batch: its consumer normalizes it.
+                    // One batch: its consumers normalize it.
                     break;
                 }
-                let p = [m as u32, m as u32, 1, ROW_BITS, (max_exp - 8) as u32, r0 as u32];
+                let (out, max_exp) = (&outs[0], mats[0].2);
+                let p = [total, total, 1, ROW_BITS as usize, (max_exp - 8) as usize, r0, total, 0].map(|v| v as u32);
                 let om = wgpu::BufferBinding {
                     buffer: &out.m,
-                    offset: (r0 * m * 4) as u64,
-                    size: std::num::NonZeroU64::new((b * m * 4) as u64),
+                    offset: (r0 * total * 4) as u64,
+                    size: std::num::NonZeroU64::new((b * total * 4) as u64),
                 };
                 let bufs = vec![
                     acc.as_entire_binding(),
@@ -497,9 +518,15 @@ impl GpuOps {
             Ok(())
         })?;
         if batch == n {
-            *out.lazy.borrow_mut() = Some(Lazy { acc, gexp: emax, group: m, ng: 1, bias: max_exp - 8 });
+            let mut col0 = 0;
+            for (out, &(m, _, max_exp, _)) in outs.iter().zip(&mats) {
+                let (acc, gexp) = (Rc::clone(&acc), Rc::clone(&emax));
+                *out.lazy.borrow_mut() =
+                    Some(Lazy { acc, gexp, group: m, ng: 1, bias: max_exp - 8, stride: total, col0 });
+                col0 += m;
+            }
         }
-        Ok(out)
+        Ok(outs)
     }
 
     pub fn try_embed(&mut self, w: &GpuWeight, ids: &[u32]) -> Result<GpuAct> {
@@ -619,8 +646,29 @@ impl GpuOps {
                 gate.rows, gate.cols, up.rows, up.cols
             )));
         }
-        let p = [gate.cols as u32, gate.rows as u32];
         let exp2 = self.exp2.clone();
+        // A decoder's gate and up products share one accumulator buffer: gated_acc.wgsl
+        // normalizes both on the fly, two dispatches fewer.
+        let shared = match (&*gate.lazy.borrow(), &*up.lazy.borrow()) {
+            (Some(g), Some(u)) if Rc::ptr_eq(&g.acc, &u.acc) && Rc::ptr_eq(&g.gexp, &u.gexp) => {
+                let p = [gate.cols, g.stride, ROW_BITS as usize, g.col0, g.group, g.ng, g.bias as usize]
+                    .into_iter()
+                    .chain([u.col0, u.group, u.ng, u.bias as usize])
+                    .map(|v| v as u32)
+                    .collect::<Vec<_>>();
+                Some((p, (**g.acc).clone(), (**g.gexp).clone()))
+            }
+            _ => None,
+        };
+        if let Some((p, nacc, ngexp)) = shared {
+            let (acc, gexp) = self.acc(gate.rows, gate.cols, 1)?;
+            self.recorded(|s, enc| {
+                let bufs = [&nacc, &ngexp, &exp2, &*acc, &*gexp];
+                s.ctx.dispatch(enc, Kernel::GatedAcc { gelu }, &p, &bufs, [gate.rows as u32, 1, 1])
+            })?;
+            return self.lazy(acc, Rc::new(gexp), gate.rows, gate.cols, gate.cols, 0);
+        }
+        let p = [gate.cols as u32, gate.rows as u32];
         let bufs = [&gate.m, &gate.e, &up.m, &up.e, &exp2];
         self.elementwise(Kernel::Gated { gelu }, &p, &[gate, up], &bufs, gate.rows, gate.cols, gate.cols)
     }
@@ -845,6 +893,22 @@ impl Ops for GpuOps {
             GpuWeight::Vector { len, .. } => *len,
         };
         self.keep(r, x.rows, out)
+    }
+
+    fn matmuls<const N: usize>(&mut self, x: &GpuAct, ws: [&GpuWeight; N]) -> [GpuAct; N] {
+        let mut outs = match self.try_matmuls(x, &ws) {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        }
+        .into_iter();
+        ws.map(|w| {
+            let r = outs.next().unwrap_or_else(|| Err(Error::Gpu("matmul made no product".into())));
+            let out = match w {
+                GpuWeight::Matrix { rows, .. } => *rows,
+                GpuWeight::Vector { len, .. } => *len,
+            };
+            self.keep(r, x.rows, out)
+        })
     }
 
     fn rope(&mut self, x: &mut GpuAct, pos0: usize, head_dim: usize, base: f32, kind: RopeKind) {
