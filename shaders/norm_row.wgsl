@@ -68,15 +68,20 @@ fn norm_exp(r: NormRow, lid: u32) -> vec2<i32> {
         }
         workgroupBarrier();
     }
-    let m = workgroupUniformLoad(&norm_red_m[0]);
-    var s = 0i;
-    if !i64_is_zero(m) {
-        s = i32(u64_bitlen(m)) - i32(r.bits);
-        if s > 0 && !u64_lt(i64_rshr(m, u32(s)), i64_shl(vec2<u32>(1u, 0u), r.bits)) {
-            s += 1;
-        }
+    return vec2<i32>(emax, norm_shift(workgroupUniformLoad(&norm_red_m[0]), r.bits));
+}
+
+// The shift that rounds values of largest magnitude m to `bits` (0 for m = 0): the rounded
+// largest value stays below 2^bits.
+fn norm_shift(m: vec2<u32>, bits: u32) -> i32 {
+    if i64_is_zero(m) {
+        return 0;
     }
-    return vec2<i32>(emax, s);
+    var s = i32(u64_bitlen(m)) - i32(bits);
+    if s > 0 && !u64_lt(i64_rshr(m, u32(s)), i64_shl(vec2<u32>(1u, 0u), bits)) {
+        s += 1;
+    }
+    return s;
 }
 
 // Column c's rounded mantissa, given norm_exp's (emax, s); the row's exponent is emax + s.

@@ -14,6 +14,7 @@ const SAMPLE_PARAMS: &str = include_str!("../../../shaders/sample_params.wgsl");
 const NORM_ROW: &str = include_str!("../../../shaders/norm_row.wgsl");
 const NORMALIZE_ROW: &str = include_str!("../../../shaders/normalize_row.wgsl");
 const GATING: &str = include_str!("../../../shaders/gating.wgsl");
+const QUANT_BLOCK: &str = include_str!("../../../shaders/quant_block.wgsl");
 const Q16: &str = include_str!("../../../shaders/q16.wgsl");
 const RSQRT: &str = include_str!("../../../shaders/rsqrt.wgsl");
 const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
@@ -50,6 +51,10 @@ pub enum Kernel {
     Add,
     Argmax,
     Attention,
+    /// A decoder's q, k and v into attention: RoPE and quantization in one pass (`attn_in.wgsl`).
+    AttnIn {
+        neox: bool,
+    },
     /// Encoders: a bias added to every row, LayerNorm, the erf GELU, mean pooling with the L2 norm.
     AddBias,
     LayerNorm,
@@ -86,6 +91,7 @@ impl fmt::Display for Kernel {
             Kernel::Add => write!(f, "add"),
             Kernel::Argmax => write!(f, "argmax"),
             Kernel::Attention => write!(f, "attention"),
+            Kernel::AttnIn { neox } => write!(f, "attn_in[{}]", if *neox { "neox" } else { "norm" }),
             Kernel::AddBias => write!(f, "add_bias"),
             Kernel::LayerNorm => write!(f, "layer_norm"),
             Kernel::Gelu => write!(f, "gelu"),
@@ -114,7 +120,8 @@ impl KernelKey {
         let dot4 = if self.dot4_packed { DOT4_PACKED } else { DOT4_EMULATED };
         let parts: &[&str] = match self.kernel {
             Kernel::Quantize => {
-                return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/quantize.wgsl")].join("\n")
+                let own = include_str!("../../../shaders/quantize.wgsl");
+                return [I64, QUANT_BLOCK, &normalize_row("xm", "xe"), own].join("\n");
             }
             Kernel::Normalize => {
                 return [I64, &normalize_row("om", "oe"), include_str!("../../../shaders/normalize.wgsl")].join("\n")
@@ -140,6 +147,7 @@ impl KernelKey {
             Kernel::GatedAcc { .. } => &[I64, Q16, GATING, NORM_ROW, include_str!("../../../shaders/gated_acc.wgsl")],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
             Kernel::Attention => &[I64, EXP2, dot4, include_str!("../../../shaders/attention.wgsl")],
+            Kernel::AttnIn { .. } => &[I64, QUANT_BLOCK, NORM_ROW, include_str!("../../../shaders/attn_in.wgsl")],
             Kernel::SampleWeights => &[I64, EXP2, SAMPLE_PARAMS, include_str!("../../../shaders/sample_weights.wgsl")],
             Kernel::SampleHist => &[I64, SAMPLE_PARAMS, include_str!("../../../shaders/sample_hist.wgsl")],
             Kernel::SampleSelect => &[I64, SAMPLE_PARAMS, include_str!("../../../shaders/sample_select.wgsl")],
@@ -154,7 +162,7 @@ impl KernelKey {
                 vec![("TYPE", ty as u32 as f64), ("XR", x_rows as f64), ("WO", outputs as f64), ("LANES", lanes as f64)]
             }
             Kernel::Embed(t) => vec![("TYPE", t as u32 as f64)],
-            Kernel::Rope { neox } => vec![("NEOX", neox as u32 as f64)],
+            Kernel::Rope { neox } | Kernel::AttnIn { neox } => vec![("NEOX", neox as u32 as f64)],
             Kernel::Gated { gelu } | Kernel::GatedAcc { gelu } => vec![("GELU", gelu as u32 as f64)],
             _ => vec![],
         }

@@ -41,6 +41,18 @@ struct Lazy {
     /// Row stride and first column in `acc`.
     stride: usize,
     col0: usize,
+    /// RoPE still to apply (rope.wgsl) to the normalized values: attention takes q and k this
+    /// way and runs it with their quantization (attn_in.wgsl); any other consumer has it
+    /// recorded first ([`GpuOps::unrope`]).
+    rope: Option<Rope>,
+}
+
+/// A RoPE recorded but not run: its (cos, sin) rows, head size and pairing.
+#[derive(Clone)]
+struct Rope {
+    cs: wgpu::Buffer,
+    head_dim: usize,
+    neox: bool,
 }
 
 /// What [`GpuOps::fuse`] gives a consumer; the accumulators stay out of the pool until it is
@@ -195,6 +207,28 @@ fn attention_checked(q: &GpuAct, k: &GpuAct, v: &GpuAct, p: &AttnParams) -> Resu
         )));
     }
     attention_scale(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))
+}
+
+/// What attn_in.wgsl needs when `q` and `k` have their RoPE pending and `q`, `k`, `v` are still
+/// lazy in one shared buffer (a decoder's products): per product (col0, group, ng, bias), the
+/// buffer's row stride, the buffers and the RoPE. `None` otherwise (or rows past its 1 024).
+#[allow(clippy::type_complexity)]
+fn attn_in(
+    q: &GpuAct,
+    k: &GpuAct,
+    v: &GpuAct,
+    hd: usize,
+) -> Option<([[u32; 4]; 3], usize, wgpu::Buffer, wgpu::Buffer, Rope)> {
+    let (lq, lk, lv) = (q.lazy.borrow(), k.lazy.borrow(), v.lazy.borrow());
+    let (lq, lk, lv) = (lq.as_ref()?, lk.as_ref()?, lv.as_ref()?);
+    let (rq, rk) = (lq.rope.as_ref()?, lk.rope.as_ref()?);
+    let shared = |l: &Lazy| Rc::ptr_eq(&l.acc, &lq.acc) && Rc::ptr_eq(&l.gexp, &lq.gexp) && l.stride == lq.stride;
+    let same_rope = rq.cs == rk.cs && rq.neox == rk.neox && rq.head_dim == hd && rk.head_dim == hd;
+    if !(shared(lk) && shared(lv) && lv.rope.is_none() && same_rope && q.cols <= 1024 && k.cols <= 1024) {
+        return None;
+    }
+    let part = |l: &Lazy| [l.col0, l.group, l.ng, l.bias as usize].map(|v| v as u32);
+    Some(([part(lq), part(lk), part(lv)], lq.stride, (**lq.acc).clone(), (**lq.gexp).clone(), rq.clone()))
 }
 
 /// Segments per dispatch of attention.wgsl and pool_l2.wgsl: their bounds travel in the
@@ -376,15 +410,16 @@ impl GpuOps {
     /// per group of `group` columns in `gexp` (plus `bias`), normalized later ([`Lazy`]).
     fn lazy(&self, acc: Buf, gexp: Rc<Buf>, rows: usize, cols: usize, group: usize, bias: i32) -> Result<GpuAct> {
         let out = self.act(rows, cols)?;
-        *out.lazy.borrow_mut() =
-            Some(Lazy { acc: Rc::new(acc), gexp, group, ng: cols / group, bias, stride: cols, col0: 0 });
+        let l = Lazy { acc: Rc::new(acc), gexp, group, ng: cols / group, bias, stride: cols, col0: 0, rope: None };
+        *out.lazy.borrow_mut() = Some(l);
         Ok(out)
     }
 
     /// Record normalize.wgsl for each of `acts` still [`Lazy`], so that kernels may read them.
     pub(crate) fn ready(&self, enc: &mut wgpu::CommandEncoder, acts: &[&GpuAct]) -> Result<()> {
         for x in acts {
-            if let Some(l) = x.lazy.borrow_mut().take() {
+            let lazy = x.lazy.borrow_mut().take();
+            if let Some(l) = lazy.map(|l| self.unrope(enc, x, l)).transpose()? {
                 let p =
                     [x.cols, l.group, l.ng, ROW_BITS as usize, l.bias as usize, 0, l.stride, l.col0].map(|v| v as u32);
                 let bufs = [&**l.acc, &**l.gexp, &*x.m, &*x.e];
@@ -397,13 +432,38 @@ impl GpuOps {
     /// A fused consumer's view of `x`: normalize_row.wgsl's parameters and the accumulators to
     /// bind (`x` then counts as normalized: the consumer writes its `m`, `e`), or `norm` 0 and a
     /// placeholder when `x` is ready.
-    fn fuse(&self, x: &GpuAct) -> Fused {
-        let lazy = x.lazy.borrow_mut().take();
+    fn fuse(&self, enc: &mut wgpu::CommandEncoder, x: &GpuAct) -> Result<Fused> {
+        let lazy = x.lazy.borrow_mut().take().map(|l| self.unrope(enc, x, l)).transpose()?;
         let (params, acc, gexp) = match &lazy {
             Some(l) => (l.params(), (**l.acc).clone(), (**l.gexp).clone()),
             None => ([0; 7], (*self.none).clone(), (*self.none).clone()),
         };
-        Fused { params, acc, gexp, _hold: lazy }
+        Ok(Fused { params, acc, gexp, _hold: lazy })
+    }
+
+    /// `l` (the lazy values of `x`) with its pending RoPE, if any, recorded: rope.wgsl
+    /// normalizes them (into scratch rows) and rotates them into new accumulators.
+    fn unrope(&self, enc: &mut wgpu::CommandEncoder, x: &GpuAct, mut l: Lazy) -> Result<Lazy> {
+        let Some(r) = l.rope.take() else {
+            return Ok(l);
+        };
+        let (rows, cols) = (x.rows, x.cols);
+        let input = self.act(rows, cols)?;
+        let (acc, gexp) = self.acc(rows, cols, 1)?;
+        let mut p = vec![cols as u32, rows as u32, r.head_dim as u32];
+        p.extend(l.params());
+        let bufs = [&*input.m, &*input.e, &r.cs, &*acc, &*gexp, &**l.acc, &**l.gexp];
+        self.ctx.dispatch(enc, Kernel::Rope { neox: r.neox }, &p, &bufs, [rows as u32, 1, 1])?;
+        Ok(Lazy {
+            acc: Rc::new(acc),
+            gexp: Rc::new(gexp),
+            group: cols,
+            ng: 1,
+            bias: 0,
+            stride: cols,
+            col0: 0,
+            rope: None,
+        })
     }
 
     /// Record into the pending command encoder: ops are submitted together at the next
@@ -522,7 +582,7 @@ impl GpuOps {
             for (out, &(m, _, max_exp, _)) in outs.iter().zip(&mats) {
                 let (acc, gexp) = (Rc::clone(&acc), Rc::clone(&emax));
                 *out.lazy.borrow_mut() =
-                    Some(Lazy { acc, gexp, group: m, ng: 1, bias: max_exp - 8, stride: total, col0 });
+                    Some(Lazy { acc, gexp, group: m, ng: 1, bias: max_exp - 8, stride: total, col0, rope: None });
                 col0 += m;
             }
         }
@@ -626,11 +686,28 @@ impl GpuOps {
             self.rope_rows.insert(key, cs);
         }
         let cs: wgpu::Buffer = (*self.rope_rows[&key]).clone();
-        let kernel = Kernel::Rope { neox: kind == RopeKind::Neox };
+        let neox = kind == RopeKind::Neox;
+        // On values still lazy, the RoPE waits for its consumer: attention runs it with the
+        // quantization of q and k (attn_in.wgsl), anything else has it recorded first.
+        let pending = match &*x.lazy.borrow() {
+            Some(l) if l.rope.is_none() => Some(Lazy {
+                acc: Rc::clone(&l.acc),
+                gexp: Rc::clone(&l.gexp),
+                rope: Some(Rope { cs: cs.clone(), head_dim, neox }),
+                ..*l
+            }),
+            _ => None,
+        };
+        if let Some(l) = pending {
+            let out = self.act(x.rows, x.cols)?;
+            *out.lazy.borrow_mut() = Some(l);
+            return Ok(out);
+        }
+        let kernel = Kernel::Rope { neox };
         let (acc, gexp) = self.acc(x.rows, x.cols, 1)?;
         self.recorded(|s, enc| {
             // x is usually a product's output, which rope.wgsl normalizes itself.
-            let f = s.fuse(x);
+            let f = s.fuse(enc, x)?;
             let mut p = vec![x.cols as u32, x.rows as u32, head_dim as u32];
             p.extend(f.params);
             let bufs = [&*x.m, &*x.e, &cs, &*acc, &*gexp, &f.acc, &f.gexp];
@@ -681,7 +758,7 @@ impl GpuOps {
         self.recorded(|s, enc| {
             s.ready(enc, &[x])?;
             // y is usually a matrix product's output, which add.wgsl normalizes itself.
-            let f = s.fuse(y);
+            let f = s.fuse(enc, y)?;
             let mut p = vec![x.cols as u32];
             p.extend(f.params);
             let bufs: [&wgpu::Buffer; 8] = [&x.m, &x.e, &y.m, &y.e, &out.m, &out.e, &f.acc, &f.gexp];
@@ -739,7 +816,7 @@ impl GpuOps {
         let nb = x.cols / seg * seg.div_ceil(32);
         // x is usually still accumulators (a product's output, RoPE's), which quantize.wgsl
         // normalizes itself.
-        let f = self.fuse(x);
+        let f = self.fuse(enc, x)?;
         let mut p = [x.cols, nb, seg, q_stride, q_base, b_stride, b_base].map(|v| v as u32).to_vec();
         p.extend(f.params);
         let bufs = [&*x.m, &*x.e, q, blk, emax, &f.acc, &f.gexp];
@@ -784,11 +861,23 @@ impl GpuOps {
         let scores = self.ctx.storage("attn.scores", (n * p.n_head * npos * 8) as u64)?;
         let (acc, gexp) = self.acc(n, q_cols, p.n_head)?;
         let exp2 = self.exp2.clone();
+        let whole = if bounds.is_empty() { attn_in(q, k, v, hd) } else { None };
         self.recorded(|s, enc| {
-            let (kw, kb) = (pos0 * pos_words, pos0 * pos_blocks);
-            s.quantize(enc, k, hd, (cw, pos_words, kw), (cb, pos_blocks, kb), &emax)?;
-            s.quantize(enc, v, hd, (cw, pos_words, kw + kv_dim / 4), (cb, pos_blocks, kb + kv_blocks), &emax)?;
-            s.quantize(enc, q, hd, (&q8, q_cols / 4, 0), (&qblk, p.n_head * nbh, 0), &emax)?;
+            if let Some((parts, stride, nacc, ngexp, rope)) = &whole {
+                let mut prm = [*stride, ROW_BITS as usize, hd, nbh, q_cols, kv_dim, p.n_head, pos0, pos_words]
+                    .into_iter()
+                    .chain([pos_blocks, kv_blocks, 0])
+                    .map(|v| v as u32)
+                    .collect::<Vec<_>>();
+                prm.extend(parts.iter().flatten());
+                let bufs = [nacc, ngexp, &rope.cs, cw, cb, &q8, &qblk];
+                s.ctx.dispatch(enc, Kernel::AttnIn { neox: rope.neox }, &prm, &bufs, [n as u32, 1, 1])?;
+            } else {
+                let (kw, kb) = (pos0 * pos_words, pos0 * pos_blocks);
+                s.quantize(enc, k, hd, (cw, pos_words, kw), (cb, pos_blocks, kb), &emax)?;
+                s.quantize(enc, v, hd, (cw, pos_words, kw + kv_dim / 4), (cb, pos_blocks, kb + kv_blocks), &emax)?;
+                s.quantize(enc, q, hd, (&q8, q_cols / 4, 0), (&qblk, p.n_head * nbh, 0), &emax)?;
+            }
             let window = p.window.unwrap_or(0);
             let mut prm: Vec<u32> =
                 [hd, nbh, p.n_head, p.n_head / p.n_head_kv, kv_dim, pos0, window, npos].map(|v| v as u32).to_vec();

@@ -31,7 +31,7 @@ impl GpuOps {
         let out = self.act(x.rows, x.cols)?;
         self.recorded(|s, enc| {
             // x is usually a product's output, which add_bias.wgsl normalizes itself.
-            let f = s.fuse(x);
+            let f = s.fuse(enc, x)?;
             let mut p = vec![x.cols as u32, be as u32];
             p.extend(f.params);
             let bufs = [&*x.m, &*x.e, &bm, &*out.m, &*out.e, &f.acc, &f.gexp];
