@@ -4,7 +4,7 @@
 // would), then each quantized per head (quant_block.wgsl, as quantize.wgsl): q into q8 / qblk,
 // k and v into the layer's KV cache at the row's position. Replaces two rope and three quantize
 // dispatches. One workgroup per row; rows of at most 1024 values.
-// Prepended: i64.wgsl, quant_block.wgsl, norm_row.wgsl.
+// Prepended: i64.wgsl, quant_block.wgsl, round_shift.wgsl, norm_row.wgsl.
 
 override NEOX: bool;
 const WG: u32 = 256u;

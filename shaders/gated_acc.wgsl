@@ -1,7 +1,9 @@
 // gated.wgsl's op on a gate and an up product still as accumulators (a decoder's gate and up
 // products, which share one buffer): each normalized by norm_row.wgsl on the fly, not stored,
-// then f(g)·u at e_g + e_u; normalize.wgsl (or the consumer) rounds the row. One workgroup per
-// row. Prepended: i64.wgsl, q16.wgsl, gating.wgsl, norm_row.wgsl.
+// then f(g)·u at e_g + e_u; normalize.wgsl (or the consumer) rounds the row; with `quant` it is
+// also quantized for the product that follows (quant_row.wgsl). One workgroup per row.
+// Prepended: i64.wgsl, q16.wgsl, gating.wgsl, round_shift.wgsl, norm_row.wgsl, quant_block.wgsl,
+// quant_row.wgsl.
 
 override GELU: bool;
 const WG: u32 = 256u;
@@ -20,6 +22,8 @@ struct Params {
     u_group: u32,
     u_ng: u32,
     u_bias: i32,
+    // 1: also quantize the output rows into xq, xblk, emax.
+    quant: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,6 +33,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> exp2_t: array<u32>;
 @group(0) @binding(4) var<storage, read_write> acc: array<vec2<u32>>;
 @group(0) @binding(5) var<storage, read_write> gexp: array<i32>;
+@group(0) @binding(6) var<storage, read_write> xq: array<u32>;
+@group(0) @binding(7) var<storage, read_write> xblk: array<vec4<i32>>;
+@group(0) @binding(8) var<storage, read_write> emax: array<i32>;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -50,5 +57,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     if lid == 0u {
         gexp[i] = eg + su.x + su.y;
+    }
+    if p.quant != 0u {
+        quantize_row(i, lid, p.cols, p.bits);
     }
 }

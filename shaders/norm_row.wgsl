@@ -5,9 +5,7 @@
 // the row's maximum; a row with none keeps exponent 0). norm_exp gives the row's exponent and
 // shift, norm_value each rounded mantissa: normalize_row.wgsl writes them out; gated_acc.wgsl
 // uses them on the fly. The including kernel declares nacc, ngexp, WG and runs one workgroup
-// per row. Prepended: i64.wgsl.
-
-const NORM_NONE: i32 = -2147483647 - 1;
+// per row. Prepended: i64.wgsl, round_shift.wgsl.
 
 struct NormRow {
     // Accumulator row i is at nacc[i·stride + col0], its group exponents at
@@ -69,19 +67,6 @@ fn norm_exp(r: NormRow, lid: u32) -> vec2<i32> {
         workgroupBarrier();
     }
     return vec2<i32>(emax, norm_shift(workgroupUniformLoad(&norm_red_m[0]), r.bits));
-}
-
-// The shift that rounds values of largest magnitude m to `bits` (0 for m = 0): the rounded
-// largest value stays below 2^bits.
-fn norm_shift(m: vec2<u32>, bits: u32) -> i32 {
-    if i64_is_zero(m) {
-        return 0;
-    }
-    var s = i32(u64_bitlen(m)) - i32(bits);
-    if s > 0 && !u64_lt(i64_rshr(m, u32(s)), i64_shl(vec2<u32>(1u, 0u), bits)) {
-        s += 1;
-    }
-    return s;
 }
 
 // Column c's rounded mantissa, given norm_exp's (emax, s); the row's exponent is emax + s.

@@ -2,7 +2,9 @@
 // mean = floor(shl(S, −s1) / n) at 2e + s1 with s1 = bitlen(S) − 61, eps on the grid 61 bits
 // below the larger top bit, integer rsqrt (bit-by-bit isqrt, floor division), then
 // rshr(m·r, bitlen(max |m|) + 8)·w per element at e + r_e + h + w_e. normalize.wgsl aligns
-// the groups of a row and rounds it. Prepended: i64.wgsl, rsqrt.wgsl.
+// the groups of a row and rounds it. With `quant` (one group per row) it also quantizes the row
+// for the product that follows (quant_row.wgsl). Prepended: i64.wgsl, rsqrt.wgsl,
+// round_shift.wgsl, quant_block.wgsl, quant_row.wgsl.
 
 const WG: u32 = 256u;
 
@@ -15,6 +17,9 @@ struct Params {
     eps_e: i32,
     // The norm weight's shared exponent.
     w_e: i32,
+    // 1: one group per row, also quantized into xq, xblk, emax.
+    quant: u32,
+    bits: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -23,6 +28,9 @@ struct Params {
 @group(0) @binding(3) var<storage, read> wm: array<i32>;
 @group(0) @binding(4) var<storage, read_write> acc: array<vec2<u32>>;
 @group(0) @binding(5) var<storage, read_write> gexp: array<i32>;
+@group(0) @binding(6) var<storage, read_write> xq: array<u32>;
+@group(0) @binding(7) var<storage, read_write> xblk: array<vec4<i32>>;
+@group(0) @binding(8) var<storage, read_write> emax: array<i32>;
 
 var<workgroup> red_s: array<vec2<u32>, WG>;
 var<workgroup> red_m: array<u32, WG>;
@@ -63,18 +71,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if lid == 0u {
             gexp[i * p.ng + g] = RMS_NONE;
         }
-        return;
+    } else {
+        let r = bitcast<u32>(rr.x);
+        let h = 32u - countLeadingZeros(gmax) + 8u;
+        for (var c = lid; c < p.group; c += WG) {
+            let m = xm[base + c];
+            let pr = u64_mul(abs_u32(m), r);
+            let y = i64_to_i32(i64_rshr(select(pr, i64_neg(pr), m < 0), h));
+            acc[base + c] = i64_mul(y, wm[c]);
+        }
+        if lid == 0u {
+            gexp[i * p.ng + g] = e + rr.y + i32(h) + p.w_e;
+        }
     }
-    let r = bitcast<u32>(rr.x);
-    let re = rr.y;
-    let h = 32u - countLeadingZeros(gmax) + 8u;
-    for (var c = lid; c < p.group; c += WG) {
-        let m = xm[base + c];
-        let pr = u64_mul(abs_u32(m), r);
-        let y = i64_to_i32(i64_rshr(select(pr, i64_neg(pr), m < 0), h));
-        acc[base + c] = i64_mul(y, wm[c]);
-    }
-    if lid == 0u {
-        gexp[i * p.ng + g] = e + re + i32(h) + p.w_e;
+    if p.quant != 0u {
+        quantize_row(i, lid, p.cols, p.bits);
     }
 }

@@ -15,13 +15,15 @@ const NORM_ROW: &str = include_str!("../../../shaders/norm_row.wgsl");
 const NORMALIZE_ROW: &str = include_str!("../../../shaders/normalize_row.wgsl");
 const GATING: &str = include_str!("../../../shaders/gating.wgsl");
 const QUANT_BLOCK: &str = include_str!("../../../shaders/quant_block.wgsl");
+const QUANT_ROW: &str = include_str!("../../../shaders/quant_row.wgsl");
+const ROUND_SHIFT: &str = include_str!("../../../shaders/round_shift.wgsl");
 const Q16: &str = include_str!("../../../shaders/q16.wgsl");
 const RSQRT: &str = include_str!("../../../shaders/rsqrt.wgsl");
 const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 
 /// norm_row.wgsl and normalize_row.wgsl writing to a kernel's buffers `m` and `e`.
 fn normalize_row(m: &str, e: &str) -> String {
-    [NORM_ROW, &NORMALIZE_ROW.replace("NORM_M", m).replace("NORM_E", e)].join("\n")
+    [ROUND_SHIFT, NORM_ROW, &NORMALIZE_ROW.replace("NORM_M", m).replace("NORM_E", e)].join("\n")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -137,17 +139,30 @@ impl KernelKey {
             Kernel::AddBias => {
                 return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/add_bias.wgsl")].join("\n")
             }
-            Kernel::RmsNorm => &[I64, RSQRT, include_str!("../../../shaders/rms_norm.wgsl")],
+            Kernel::RmsNorm => {
+                &[I64, RSQRT, ROUND_SHIFT, QUANT_BLOCK, QUANT_ROW, include_str!("../../../shaders/rms_norm.wgsl")]
+            }
             Kernel::LayerNorm => &[I64, RSQRT, REDUCE, include_str!("../../../shaders/layer_norm.wgsl")],
             Kernel::PoolL2 => &[I64, RSQRT, REDUCE, include_str!("../../../shaders/pool_l2.wgsl")],
             Kernel::Gelu => &[I64, Q16, include_str!("../../../shaders/gelu.wgsl")],
             Kernel::Scale => &[I64, include_str!("../../../shaders/scale.wgsl")],
 
             Kernel::Gated { .. } => &[I64, Q16, GATING, include_str!("../../../shaders/gated.wgsl")],
-            Kernel::GatedAcc { .. } => &[I64, Q16, GATING, NORM_ROW, include_str!("../../../shaders/gated_acc.wgsl")],
+            Kernel::GatedAcc { .. } => &[
+                I64,
+                Q16,
+                GATING,
+                ROUND_SHIFT,
+                NORM_ROW,
+                QUANT_BLOCK,
+                QUANT_ROW,
+                include_str!("../../../shaders/gated_acc.wgsl"),
+            ],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
             Kernel::Attention => &[I64, EXP2, dot4, include_str!("../../../shaders/attention.wgsl")],
-            Kernel::AttnIn { .. } => &[I64, QUANT_BLOCK, NORM_ROW, include_str!("../../../shaders/attn_in.wgsl")],
+            Kernel::AttnIn { .. } => {
+                &[I64, QUANT_BLOCK, ROUND_SHIFT, NORM_ROW, include_str!("../../../shaders/attn_in.wgsl")]
+            }
             Kernel::SampleWeights => &[I64, EXP2, SAMPLE_PARAMS, include_str!("../../../shaders/sample_weights.wgsl")],
             Kernel::SampleHist => &[I64, SAMPLE_PARAMS, include_str!("../../../shaders/sample_hist.wgsl")],
             Kernel::SampleSelect => &[I64, SAMPLE_PARAMS, include_str!("../../../shaders/sample_select.wgsl")],

@@ -259,6 +259,8 @@ pub struct GpuOps {
     residuals: Option<Vec<GpuAct>>,
     /// Bound where a kernel's lazy input has no accumulators (`norm` 0).
     none: Buf,
+    /// Bound where a kernel does not write its quantized rows (writable bindings may not alias).
+    sinks: [Buf; 3],
     /// (cos, sin) in Q30 per position, keyed by (base bits, head size): built on the CPU.
     rope: HashMap<(u32, usize), Vec<[i32; 2]>>,
     /// The rows of those tables last uploaded, keyed by (base bits, head size, first
@@ -284,10 +286,16 @@ impl GpuOps {
         let t: Vec<u32> = exp2_table().iter().map(|&v| v as u32).collect();
         let exp2 = ctx.storage_init("exp2", bytemuck::cast_slice(&t))?;
         let none = ctx.storage_init("none", &[0; 16])?;
+        let sinks = [
+            ctx.storage_init("sink", &[0; 16])?,
+            ctx.storage_init("sink", &[0; 16])?,
+            ctx.storage_init("sink", &[0; 16])?,
+        ];
         let t: Vec<u32> = phi_table().iter().map(|&v| v as u32).collect();
         let phi = ctx.storage_init("phi", bytemuck::cast_slice(&t))?;
         Ok(GpuOps {
             none,
+            sinks,
             ctx,
             caches: (0..n_layer).map(|_| None).collect(),
             exp2,
@@ -629,13 +637,50 @@ impl GpuOps {
         let (em, ee) = f32_const(eps).unwrap_or((0, 0));
         let ng = x.cols / group;
         let (acc, gexp) = self.acc(x.rows, x.cols, ng)?;
+        // One group per row (a decoder's norms before a product): the row is also quantized for
+        // the product, which then needs no quantize dispatch.
+        let q = if ng == 1 { self.quantized_rows(x.rows, x.cols)? } else { None };
         self.recorded(|s, enc| {
             s.ready(enc, &[x])?;
-            let p = [x.cols as u32, group as u32, ng as u32, em as u32, ee as u32, *we as u32];
+            let p =
+                [x.cols, group, ng, em as usize, ee as usize, *we as usize, q.is_some() as usize, ROW_BITS as usize];
             let groups = [ng as u32, x.rows as u32, 1];
-            s.ctx.dispatch(enc, Kernel::RmsNorm, &p, &[&x.m, &x.e, wm, &acc, &gexp], groups)
+            let [xq, xblk, emax] = s.quantized_bufs(q.as_ref());
+            let bufs = [&*x.m, &*x.e, wm, &*acc, &*gexp, xq, xblk, emax];
+            s.ctx.dispatch(enc, Kernel::RmsNorm, &p.map(|v| v as u32), &bufs, groups)
         })?;
-        self.lazy(acc, Rc::new(gexp), x.rows, x.cols, group, 0)
+        let out = self.lazy(acc, Rc::new(gexp), x.rows, x.cols, group, 0)?;
+        self.keep_quantized(q, &out);
+        Ok(out)
+    }
+
+    /// Buffers for `rows` × `cols` quantized by the op that makes them (quant_row.wgsl): `None`
+    /// where a row is not whole blocks of 32.
+    fn quantized_rows(&self, rows: usize, cols: usize) -> Result<Option<Quantized>> {
+        if cols == 0 || !cols.is_multiple_of(32) {
+            return Ok(None);
+        }
+        Ok(Some(Quantized {
+            act: 0,
+            xq: self.ctx.storage("xq", (rows * cols) as u64)?,
+            xblk: self.ctx.storage("xblk", (rows * cols / 32 * 16) as u64)?,
+            emax: Rc::new(self.ctx.storage("emax", (rows * 4) as u64)?),
+        }))
+    }
+
+    /// What a kernel binds for its quantized rows: `q`'s buffers, or the sinks.
+    fn quantized_bufs<'a>(&'a self, q: Option<&'a Quantized>) -> [&'a wgpu::Buffer; 3] {
+        match q {
+            Some(q) => [&q.xq, &q.xblk, &q.emax],
+            None => [&self.sinks[0], &self.sinks[1], &self.sinks[2]],
+        }
+    }
+
+    /// `q`, written with `out`, is what a product of `out` binds.
+    fn keep_quantized(&mut self, q: Option<Quantized>, out: &GpuAct) {
+        if let Some(q) = q {
+            self.quantized = Some(Quantized { act: out.id, ..q });
+        }
     }
 
     /// An element-wise op over the activations `acts` (bound as `inputs`) writing accumulators
@@ -737,13 +782,19 @@ impl GpuOps {
             }
             _ => None,
         };
-        if let Some((p, nacc, ngexp)) = shared {
+        if let Some((mut p, nacc, ngexp)) = shared {
             let (acc, gexp) = self.acc(gate.rows, gate.cols, 1)?;
+            // Quantized too, for the down product.
+            let q = self.quantized_rows(gate.rows, gate.cols)?;
+            p.push(q.is_some() as u32);
             self.recorded(|s, enc| {
-                let bufs = [&nacc, &ngexp, &exp2, &*acc, &*gexp];
+                let [xq, xblk, emax] = s.quantized_bufs(q.as_ref());
+                let bufs = [&nacc, &ngexp, &exp2, &*acc, &*gexp, xq, xblk, emax];
                 s.ctx.dispatch(enc, Kernel::GatedAcc { gelu }, &p, &bufs, [gate.rows as u32, 1, 1])
             })?;
-            return self.lazy(acc, Rc::new(gexp), gate.rows, gate.cols, gate.cols, 0);
+            let out = self.lazy(acc, Rc::new(gexp), gate.rows, gate.cols, gate.cols, 0)?;
+            self.keep_quantized(q, &out);
+            return Ok(out);
         }
         let p = [gate.cols as u32, gate.rows as u32];
         let bufs = [&gate.m, &gate.e, &up.m, &up.e, &exp2];
