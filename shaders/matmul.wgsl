@@ -4,8 +4,9 @@
 // read in place (weights.wgsl). Each 32-element block adds
 //   T1 = a0·(s_b·dot(q[0..16], qx[0..16])) + a1·(s_b·dot(q[16..32], qx[16..32]))  at ea + E_b
 //   T2 = b·(s_b·Σqx)                                                                at eb + E_b
-// each shifted onto the row's grid A = emax_i + max_exp − 8 with shl/rshr, summed exactly
-// in 64 bits (any order gives the same bits). normalize.wgsl then rounds the row.
+// each shifted onto the row's grid A = emax_i + max_exp − 8 with shl/rshr (max_exp: the
+// output's tensor's), summed exactly in 64 bits (any order gives the same bits).
+// normalize.wgsl (or the consumer) then rounds the row.
 // Prepended: i64.wgsl, dot4 (packed or emulated), weights.wgsl.
 
 override TYPE: u32;
@@ -38,6 +39,14 @@ struct Params {
     max_exp: i32,
     // The first x row of this batch (acc holds the batch's rows only).
     x_row0: u32,
+    // The buffer's row of output 0: weights stacked in one buffer (q, k, v; gate, up) are one
+    // dispatch, up to three segments of rows, each with its tensor's largest exponent: outputs
+    // below seg1 use max_exp, below seg2 max_exp1, the rest max_exp2.
+    at: u32,
+    seg1: u32,
+    seg2: u32,
+    max_exp1: i32,
+    max_exp2: i32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -98,16 +107,20 @@ fn main(
 
 // The sums of the tile at outputs j0.., x rows i0.., over blocks lane, lane + LANES, ...
 fn tile_sums(j0: u32, i0: u32, lane: u32, a: ptr<function, array<vec2<u32>, 8>>) {
-    // x row (in x) and grid of tile row r; weight row of tile output c.
+    // x row (in x) and its part of the grid, of tile row r; weight row (in the buffer) and its
+    // part of the grid, of tile output c: the grid of (r, c) is grid[r] + gw[c].
     var xr: array<u32, 4>;
     var grid: array<i32, 4>;
     for (var r = 0u; r < XR; r++) {
         xr[r] = p.x_row0 + min(i0 + r, p.n - 1u);
-        grid[r] = emax[xr[r]] + p.max_exp - 8;
+        grid[r] = emax[xr[r]] - 8;
     }
     var jr: array<u32, 8>;
+    var gw: array<i32, 8>;
     for (var c = 0u; c < WO; c++) {
-        jr[c] = min(j0 + c, p.rows - 1u);
+        let j = min(j0 + c, p.rows - 1u);
+        jr[c] = p.at + j;
+        gw[c] = select(select(p.max_exp2, p.max_exp1, j < p.seg2), p.max_exp, j < p.seg1);
     }
     // Sum of tile row r, output c at r·WO + c.
     for (var s = lane; s < p.nb; s += LANES) {
@@ -120,7 +133,7 @@ fn tile_sums(j0: u32, i0: u32, lane: u32, a: ptr<function, array<vec2<u32>, 8>>)
                         let xb = xblk[xr[r] * p.nb + s];
                         let word = xq[(xr[r] * p.nb + s) * 2u + k / 16u][(k / 4u) % 4u];
                         let qx = (bitcast<i32>(word) << (24u - 8u * (k % 4u))) >> 24u;
-                        let t = i64_shl_s(i64_mul(we.x, qx * xb.y), we.y + xb.x - grid[r]);
+                        let t = i64_shl_s(i64_mul(we.x, qx * xb.y), we.y + xb.x - grid[r] - gw[c]);
                         (*a)[r * WO + c] = i64_add((*a)[r * WO + c], t);
                     }
                 }
@@ -163,9 +176,10 @@ fn tile_sums(j0: u32, i0: u32, lane: u32, a: ptr<function, array<vec2<u32>, 8>>)
                     // |dot| < 2^18, s_b <= 130: the products with s_b fit in 32 bits.
                     let t = r * WO + c;
                     let t1 = i64_add(i64_mul(o[c].a0, sb * d0), i64_mul(o[c].a1, sb * d1));
-                    (*a)[t] = i64_add((*a)[t], i64_shl_s(t1, o[c].ea + xb.x - grid[r]));
+                    let g = grid[r] + gw[c];
+                    (*a)[t] = i64_add((*a)[t], i64_shl_s(t1, o[c].ea + xb.x - g));
                     if o[c].b != 0 {
-                        (*a)[t] = i64_add((*a)[t], i64_shl_s(i64_mul(o[c].b, sb * xb.z), o[c].eb + xb.x - grid[r]));
+                        (*a)[t] = i64_add((*a)[t], i64_shl_s(i64_mul(o[c].b, sb * xb.z), o[c].eb + xb.x - g));
                     }
                 }
             }

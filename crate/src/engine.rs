@@ -36,6 +36,10 @@ pub trait Backend: Ops + Sized {
     /// Whether this is the exact mode (receipts need it).
     const EXACT: bool;
     fn weight(dev: &Self::Device, t: TensorView) -> Result<Self::W>;
+    /// Rearrange the loaded weights for this backend (the GPU stacks products of one input).
+    fn prepare(_dev: &Self::Device, _w: &mut Weights<Self::W>) -> Result<()> {
+        Ok(())
+    }
     /// A fresh op set (empty KV cache).
     fn ops(dev: &Self::Device, cfg: &Config) -> Result<Self>;
     /// "cpu" or "gpu", and the adapter's name.
@@ -133,6 +137,9 @@ impl Backend for crate::gpu::GpuOps {
     fn weight(dev: &Self::Device, t: TensorView) -> Result<crate::gpu::GpuWeight> {
         crate::gpu::GpuWeight::from_view(dev, t)
     }
+    fn prepare(dev: &Self::Device, w: &mut Weights<crate::gpu::GpuWeight>) -> Result<()> {
+        crate::gpu::stack_products(dev, w)
+    }
     fn ops(dev: &Self::Device, cfg: &Config) -> Result<Self> {
         crate::gpu::GpuOps::new(Rc::clone(dev), cfg)
     }
@@ -191,12 +198,13 @@ impl<B: Backend> Model<B> {
         let cfg = Config::from_metadata(gguf.metadata())?;
         let total = gguf.header.tensors.len();
         let mut done = 0;
-        let weights = Weights::load(gguf, &cfg, |t| {
+        let mut weights = Weights::load(gguf, &cfg, |t| {
             let w = B::weight(&device, t);
             done += 1;
             progress(done, total);
             w
         })?;
+        B::prepare(&device, &mut weights)?;
         Ok(Model { cfg, weights, device })
     }
 

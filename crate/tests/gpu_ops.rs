@@ -101,7 +101,16 @@ fn products_sharing_one_buffer_equal_cpu() {
             weight_file(&mut rng, TensorType::Q6K, 67, k),
             weight_file(&mut rng, TensorType::Q8_0, 67, k),
         ];
+        let same_type = [
+            weight_file(&mut rng, TensorType::Q4K, 130, k),
+            weight_file(&mut rng, TensorType::Q4K, 67, k),
+            weight_file(&mut rng, TensorType::Q4K, 64, k),
+        ];
         let x = random_act(&mut rng, n, k);
+        let want_same: Vec<_> = same_type
+            .iter()
+            .map(|f| cpu.matmul(&x, &ExactWeight::from_view(f.tensor("w").expect("w")).expect("w")))
+            .collect();
         let cws: Vec<ExactWeight> =
             files.iter().map(|f| ExactWeight::from_view(f.tensor("w").expect("w")).expect("w")).collect();
         let want: Vec<_> = cws.iter().map(|w| cpu.matmul(&x, w)).collect();
@@ -119,6 +128,21 @@ fn products_sharing_one_buffer_equal_cpu() {
             let outs = g.try_matmuls(&gx, &[&gws[0], &gws[1], &gws[2]]).expect("gpu products");
             for (i, (o, w)) in outs.iter().zip(&want).enumerate() {
                 same(&format!("product {i} of three, {what}"), &g.download(o).expect("download"), w);
+            }
+            // Weights of one type stacked in one buffer: one dispatch, each product on its own
+            // grid (three segments), the same bits; then alone, from their offsets.
+            let mut st: Vec<GpuWeight> = same_type.iter().map(|f| up(g, f)).collect();
+            let [a, b, c] = &mut st[..] else { unreachable!() };
+            assert!(edgeproof::gpu::stack(&g.ctx, &mut [a, b, c]).expect("stack"), "stacked, {what}");
+            let d0 = g.ctx.dispatches();
+            let outs = g.try_matmuls(&gx, &[&st[0], &st[1], &st[2]]).expect("gpu products");
+            assert_eq!(g.ctx.dispatches() - d0, 1, "one dispatch for three stacked weights, {what}");
+            for (i, (o, w)) in outs.iter().zip(&want_same).enumerate() {
+                same(&format!("stacked product {i} of three, {what}"), &g.download(o).expect("download"), w);
+            }
+            for (i, (sw, w)) in st.iter().zip(&want_same).enumerate() {
+                let got = g.try_matmul(&gx, sw).and_then(|y| g.download(&y)).expect("gpu matmul");
+                same(&format!("stacked weight {i} alone, {what}"), &got, w);
             }
             let [a, b] = g.matmuls(&gx, [&gws[1], &gws[2]]);
             let got = g.try_swiglu(&a, &b).and_then(|v| g.download(&v)).expect("gpu swiglu");
@@ -800,8 +824,9 @@ fn a_lost_device_and_a_bad_pipeline_are_typed_errors() {
 /// bound as it goes (1058 before; 727 since quantize, add and rope normalize their input; 667
 /// since the gated unit reads the gate and up products unnormalized from their shared buffer;
 /// 547 since q and k's RoPE and the quantization of q, k and v are one pass, attn_in.wgsl; 456
-/// since RMSNorm and the gated unit quantize their rows for the product that follows).
-const SMOLLM2_DECODE_DISPATCHES: u64 = 456;
+/// since RMSNorm and the gated unit quantize their rows for the product that follows; 366 since
+/// q, k, v and gate, up are stacked at load and multiplied in one dispatch each).
+const SMOLLM2_DECODE_DISPATCHES: u64 = 366;
 
 #[test]
 fn a_smollm2_decode_step_is_one_submission_of_a_bounded_number_of_dispatches() {

@@ -11,10 +11,12 @@ mod kernels;
 mod ops;
 mod profile;
 mod sample;
+mod weights;
 
 pub use kernels::{Kernel, KernelKey};
-pub use ops::{GpuAct, GpuOps, GpuWeight, MAX_SEGMENTS};
+pub use ops::{GpuAct, GpuOps, MAX_SEGMENTS};
 pub use profile::{KernelTime, Profile, Profiling, Timer};
+pub use weights::{stack, stack_products, Chunk, GpuWeight};
 
 use crate::error::{Error, Result};
 use std::cell::RefCell;
@@ -509,6 +511,20 @@ impl GpuContext {
     pub fn submit(&self, enc: wgpu::CommandEncoder) {
         self.submissions.set(self.submissions.get() + 1);
         self.queue.submit([enc.finish()]);
+    }
+
+    /// An empty storage buffer for weights (copied in on the device), not pooled.
+    pub fn weight_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let size = bytes.max(16).next_multiple_of(4);
+        self.fits(label, size)?;
+        self.scoped(Error::Gpu, || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
     }
 
     /// A storage buffer holding `data` (padded to at least 16 bytes, a multiple of 4).

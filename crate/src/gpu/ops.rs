@@ -1,13 +1,11 @@
 //! The exact op set on the GPU: activations stay in device buffers (i32 mantissas and one
 //! exponent per row, as [`IMat`]); weights are uploaded once as their GGUF bytes.
 
-use super::{Buf, GpuContext, Kernel};
-use crate::backend::exact::{ExactWeight, IMat, MatrixData};
+use super::{Buf, GpuContext, GpuWeight, Kernel};
+use crate::backend::exact::IMat;
 use crate::error::{Error, Result};
-use crate::gguf::TensorView;
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{attention_scale, exp2_table, f32_const, phi_table, rope_cos_sin, ROW_BITS};
-use crate::quant::TensorType;
 use crate::sampling::SamplingParams;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -89,56 +87,6 @@ struct Quantized {
     emax: Rc<Buf>,
 }
 
-/// A slice of a matrix's rows in one buffer (each within the 128 MiB binding limit).
-pub struct Chunk {
-    pub buf: Buf,
-    pub row0: usize,
-    pub rows: usize,
-}
-
-pub enum GpuWeight {
-    /// The GGUF bytes of whole rows, split into chunks that fit a binding.
-    Matrix { rows: usize, cols: usize, ty: TensorType, max_exp: i32, chunks: Vec<Chunk> },
-    /// A norm weight: mantissas (|m| < 2^30) and one exponent, as the CPU computes them.
-    Vector { len: usize, m: Buf, e: i32 },
-}
-
-impl GpuWeight {
-    /// Upload a GGUF tensor. It is validated and converted as [`ExactWeight::from_view`] does
-    /// (which also gives the largest scale exponent); matrices keep their file bytes.
-    pub fn from_view(ctx: &GpuContext, t: TensorView) -> Result<GpuWeight> {
-        let data = t.data;
-        match ExactWeight::from_view(t)? {
-            ExactWeight::Vector { m, e } => {
-                Ok(GpuWeight::Vector { len: m.len(), m: ctx.storage_init("norm", bytemuck::cast_slice(&m))?, e })
-            }
-            ExactWeight::Matrix(mat) => {
-                let ty = match &mat.data {
-                    MatrixData::Blocks { ty, .. } => *ty,
-                    MatrixData::Elems { .. } => t.info.ty,
-                };
-                let (bb, pad) = (ty.block_bytes(), padded_block(ty));
-                let (row_bytes, nbr) = (mat.cols / ty.block_len() * bb, mat.cols / ty.block_len());
-                let per_chunk = (ctx.max_binding as usize / (nbr * pad).max(1)).max(1);
-                let mut chunks = Vec::new();
-                let mut row0 = 0;
-                while row0 < mat.rows {
-                    let rows = per_chunk.min(mat.rows - row0);
-                    let src = &data[row0 * row_bytes..(row0 + rows) * row_bytes];
-                    let mut bytes = Vec::with_capacity(rows * nbr * pad + 4);
-                    for b in src.chunks_exact(bb) {
-                        pad_block(ty, b, &mut bytes);
-                    }
-                    bytes.resize(bytes.len().next_multiple_of(4), 0);
-                    chunks.push(Chunk { buf: ctx.storage_init(&format!("weight {row0}.."), &bytes)?, row0, rows });
-                    row0 += rows;
-                }
-                Ok(GpuWeight::Matrix { rows: mat.rows, cols: mat.cols, ty, max_exp: mat.max_exp, chunks })
-            }
-        }
-    }
-}
-
 /// One layer's KV cache: per position, K then V as packed int8 words, and per block
 /// (exponent, scale, Σq, 0), for `cap` positions of which `len` are filled.
 struct KvCache {
@@ -146,32 +94,6 @@ struct KvCache {
     blocks: Buf,
     cap: usize,
     len: usize,
-}
-
-/// Bytes of a block on the GPU: blocks of 34, 18, 22 and 210 bytes are padded to a
-/// multiple of 4 so that every word of quants is aligned (`shaders/weights.wgsl`).
-fn padded_block(ty: TensorType) -> usize {
-    match ty {
-        TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q6K => ty.block_bytes() + 2,
-        _ => ty.block_bytes(),
-    }
-}
-
-/// Append block `b` of `ty` as the GPU reads it: two zero bytes after the leading f16 scale
-/// (Q8_0, Q4_0, Q5_0) or at the end (Q6_K, whose scale comes last); other types unchanged.
-fn pad_block(ty: TensorType, b: &[u8], out: &mut Vec<u8>) {
-    match ty {
-        TensorType::Q8_0 | TensorType::Q4_0 | TensorType::Q5_0 => {
-            out.extend_from_slice(&b[..2]);
-            out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&b[2..]);
-        }
-        TensorType::Q6K => {
-            out.extend_from_slice(b);
-            out.extend_from_slice(&[0, 0]);
-        }
-        _ => out.extend_from_slice(b),
-    }
 }
 
 /// matmul.wgsl's tile for `n` x rows: (x rows, outputs, invocations per tile). On a CPU
@@ -548,21 +470,69 @@ impl GpuOps {
             vec![GpuAct::new(n, total, m, self.ctx.storage("act.e", (n * 4) as u64)?)]
         };
         let (x_rows, outputs, lanes) = matmul_tile(n, self.ctx.split_k);
+        // Dispatches: runs of weights stacked in one buffer (stack_products) are one, up to three
+        // weights each (matmul.wgsl's segments, each with its own grid); other chunks one each.
+        let mut runs: Vec<Vec<(usize, usize)>> = Vec::new();
+        let mut col0 = 0;
+        for (wi, &(m, ty, _, chunks)) in mats.iter().enumerate() {
+            for (ci, c) in chunks.iter().enumerate() {
+                let joins = runs.last().and_then(|r| r.last()).is_some_and(|&(pw, pc)| {
+                    let (pm, pty, _, pch) = mats[pw];
+                    let p = &pch[pc];
+                    chunks.len() == 1 && pch.len() == 1 && pty == ty && *p.buf == *c.buf && p.at + pm == c.at
+                }) && runs.last().is_some_and(|r| r.len() < 3);
+                match runs.last_mut() {
+                    Some(r) if joins => r.push((wi, ci)),
+                    _ => runs.push(vec![(wi, ci)]),
+                }
+            }
+            col0 += m;
+        }
+        debug_assert_eq!(col0, total);
+        // Each weight's first output column.
+        let starts: Vec<usize> = mats.iter().scan(0, |a, m| Some(std::mem::replace(a, *a + m.0))).collect();
         self.recorded(|s, enc| {
             for r0 in (0..n).step_by(batch) {
                 let b = batch.min(n - r0);
-                let mut col0 = 0;
-                for &(m, ty, max_exp, chunks) in &mats {
+                for run in &runs {
+                    let (w0, c0) = run[0];
+                    let (_, ty, _, chunks) = mats[w0];
+                    let c = &chunks[c0];
                     let kernel = Kernel::Matmul { ty, x_rows, outputs, lanes };
-                    for c in chunks {
-                        let p = [k, nb, c.rows, col0 + c.row0, total, b, max_exp as usize, r0].map(|v| v as u32);
-                        // matmul.wgsl: 64 invocations per workgroup; past 65 535, workgroups go on along z.
-                        let tiles = c.rows.div_ceil(outputs as usize).div_ceil(64 / lanes as usize);
-                        let z = tiles.div_ceil(super::MAX_WORKGROUPS as usize);
-                        let groups = [tiles.div_ceil(z) as u32, b.div_ceil(x_rows as usize) as u32, z as u32];
-                        s.ctx.dispatch(enc, kernel, &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
+                    // Per segment (a weight of the run): where it ends among the run's outputs, its grid.
+                    let mut ends = [0usize; 3];
+                    let mut exps = [0i32; 3];
+                    let mut rows = 0;
+                    for (i, &(wi, ci)) in run.iter().enumerate() {
+                        rows += mats[wi].3[ci].rows;
+                        ends[i] = rows;
+                        exps[i] = mats[wi].2;
                     }
-                    col0 += m;
+                    for i in run.len()..3 {
+                        (ends[i], exps[i]) = (rows, exps[run.len() - 1]);
+                    }
+                    let first = starts[w0] + c.row0;
+                    let p = [
+                        k,
+                        nb,
+                        rows,
+                        first,
+                        total,
+                        b,
+                        exps[0] as usize,
+                        r0,
+                        c.at,
+                        ends[0],
+                        ends[1],
+                        exps[1] as usize,
+                        exps[2] as usize,
+                    ]
+                    .map(|v| v as u32);
+                    // matmul.wgsl: 64 invocations per workgroup; past 65 535, workgroups go on along z.
+                    let tiles = rows.div_ceil(outputs as usize).div_ceil(64 / lanes as usize);
+                    let z = tiles.div_ceil(super::MAX_WORKGROUPS as usize);
+                    let groups = [tiles.div_ceil(z) as u32, b.div_ceil(x_rows as usize) as u32, z as u32];
+                    s.ctx.dispatch(enc, kernel, &p, &[&c.buf, &xq, &xblk, &emax, &acc], groups)?;
                 }
                 if batch == n {
                     // One batch: its consumers normalize it.

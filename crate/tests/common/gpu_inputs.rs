@@ -37,7 +37,13 @@ pub fn contexts() -> Vec<Rc<GpuContext>> {
 
 /// The weights of `f` uploaded to each of `gpus`.
 pub fn gpu_weights(gpus: &[GpuOps], f: &Gguf, cfg: &Config) -> Vec<Weights<GpuWeight>> {
-    gpus.iter().map(|g| Weights::load(f, cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights")).collect()
+    gpus.iter()
+        .map(|g| {
+            let mut w = Weights::load(f, cfg, |t| GpuWeight::from_view(&g.ctx, t)).expect("gpu weights");
+            edgeproof::gpu::stack_products(&g.ctx, &mut w).expect("stacked products");
+            w
+        })
+        .collect()
 }
 
 /// One small llama layer: only the KV cache of layer 0 and the table sizes come from it.
