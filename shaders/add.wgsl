@@ -2,7 +2,8 @@
 // exponent (shl: exact unless the exponents differ by more than 32), summed, normalized.
 // An all-zero row adds nothing: the other row is kept as it is. With `norm`, y is still
 // accumulators (nacc, ngexp): normalize_row.wgsl first writes its mantissas and exponent to
-// ym, ye. Prepended: i64.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = ym, NORM_E = ye).
+// ym, ye. Prepended: i64.wgsl, reduce.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = ym,
+// NORM_E = ye).
 
 const WG: u32 = 256u;
 

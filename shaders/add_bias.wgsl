@@ -3,7 +3,7 @@
 // mantissas below 2^30 and one exponent (a norm vector); an all-zero x row becomes b, normalized,
 // and an all-zero b leaves x as it is. With `norm`, x is still accumulators (nacc, ngexp):
 // normalize_row.wgsl first writes its mantissas and exponent to xm, xe. Prepended: i64.wgsl,
-// norm_row.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
+// reduce.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
 
 const WG: u32 = 256u;
 

@@ -4,7 +4,7 @@
 // would), then each quantized per head (quant_block.wgsl, as quantize.wgsl): q into q8 / qblk,
 // k and v into the layer's KV cache at the row's position. Replaces two rope and three quantize
 // dispatches. One workgroup per row; rows of at most 1024 values.
-// Prepended: i64.wgsl, quant_block.wgsl, round_shift.wgsl, norm_row.wgsl.
+// Prepended: i64.wgsl, quant_block.wgsl, reduce.wgsl, norm_row.wgsl, rope_pair.wgsl.
 
 override NEOX: bool;
 const WG: u32 = 256u;
@@ -50,13 +50,13 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> q8: array<u32>;
 @group(0) @binding(7) var<storage, read_write> qblk: array<vec4<i32>>;
 
+// The rotated row (64 bits), then in .x each normalized mantissa: quantize_block's input.
 var<workgroup> rot: array<vec2<u32>, MAXC>;
-var<workgroup> mant: array<i32, MAXC>;
 // 0: quantize into q8 / qblk; 1: into the cache.
 var<private> dest: u32;
 
 fn quant_in(at: u32) -> i32 {
-    return mant[at];
+    return bitcast<i32>(rot[at].x);
 }
 
 fn quant_word(at: u32, w: u32) {
@@ -75,28 +75,24 @@ fn quant_blk(at: u32, v: vec4<i32>) {
     }
 }
 
-// Row i of product `pt` (cols wide) normalized into mant, rotated first when `rope`; returns
+// Row i of product `pt` (cols wide) normalized into rot's .x, rotated first when `rope`; returns
 // its exponent.
 fn prepare(i: u32, lid: u32, pt: Part, cols: u32, rope: bool) -> i32 {
     let r = NormRow(i, 0u, cols, pt.group, pt.ng, p.bits, pt.bias, p.stride, pt.col0);
     let es = norm_exp(r, lid);
     if !rope {
         for (var c = lid; c < cols; c += WG) {
-            mant[c] = norm_value(r, c, es);
+            rot[c].x = bitcast<u32>(norm_value(r, c, es));
         }
         workgroupBarrier();
         return es.x + es.y;
     }
     let half = p.head_dim / 2u;
     for (var pi = lid; pi < cols / 2u; pi += WG) {
-        let h = pi / half;
-        let t = pi % half;
-        var a = h * p.head_dim + 2u * t;
-        var b = a + 1u;
-        if NEOX {
-            a = h * p.head_dim + t;
-            b = a + half;
-        }
+        let ab = rope_pair(pi, p.head_dim);
+        let a = ab.x;
+        let b = ab.y;
+        let t = ab.z;
         let x0 = norm_value(r, a, es);
         let x1 = norm_value(r, b, es);
         let w = cs[i * half + t];
@@ -109,23 +105,15 @@ fn prepare(i: u32, lid: u32, pt: Part, cols: u32, rope: bool) -> i32 {
     for (var c = lid; c < cols; c += WG) {
         mx = u64_max(mx, i64_abs(rot[c]));
     }
-    norm_red_m[lid] = mx;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            norm_red_m[lid] = u64_max(norm_red_m[lid], norm_red_m[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    let s = norm_shift(workgroupUniformLoad(&norm_red_m[0]), p.bits);
+    let s = norm_shift(max_m(lid, mx), p.bits);
     for (var c = lid; c < cols; c += WG) {
-        mant[c] = i64_to_i32(i64_shl_s(rot[c], -s));
+        rot[c].x = bitcast<u32>(i64_to_i32(i64_shl_s(rot[c], -s)));
     }
     workgroupBarrier();
     return es.x + es.y - 30 + s;
 }
 
-// mant (cols wide, exponent e) quantized per head: row i's words at q_base + i·q_stride, its
+// rot's mantissas (cols wide, exponent e) quantized per head: row i's words at q_base + i·q_stride, its
 // blocks at b_base + i·b_stride.
 fn emit(i: u32, lid: u32, cols: u32, e: i32, q_base: u32, q_stride: u32, b_base: u32, b_stride: u32) {
     let nb = cols / p.head_dim * p.nbh;
@@ -134,7 +122,7 @@ fn emit(i: u32, lid: u32, cols: u32, e: i32, q_base: u32, q_stride: u32, b_base:
         let len = min(32u, p.head_dim - 32u * (b % p.nbh));
         quantize_block(start, len, e, q_base + i * q_stride + start / 4u, b_base + i * b_stride + b);
     }
-    // mant is read until every block is done.
+    // rot is read until every block is done.
     workgroupBarrier();
 }
 

@@ -2,7 +2,7 @@
 // products, which share one buffer): each normalized by norm_row.wgsl on the fly, not stored,
 // then f(g)·u at e_g + e_u; normalize.wgsl (or the consumer) rounds the row; with `quant` it is
 // also quantized for the product that follows (quant_row.wgsl). One workgroup per row.
-// Prepended: i64.wgsl, q16.wgsl, gating.wgsl, round_shift.wgsl, norm_row.wgsl, quant_block.wgsl,
+// Prepended: i64.wgsl, q16.wgsl, gating.wgsl, reduce.wgsl, norm_row.wgsl, quant_block.wgsl,
 // quant_row.wgsl.
 
 override GELU: bool;

@@ -5,7 +5,7 @@
 // the row's maximum; a row with none keeps exponent 0). norm_exp gives the row's exponent and
 // shift, norm_value each rounded mantissa: normalize_row.wgsl writes them out; gated_acc.wgsl
 // uses them on the fly. The including kernel declares nacc, ngexp, WG and runs one workgroup
-// per row. Prepended: i64.wgsl, round_shift.wgsl.
+// per row. Prepended: i64.wgsl, reduce.wgsl.
 
 struct NormRow {
     // Accumulator row i is at nacc[i·stride + col0], its group exponents at
@@ -24,9 +24,6 @@ struct NormRow {
     col0: u32,
 }
 
-var<workgroup> norm_red_e: array<i32, WG>;
-var<workgroup> norm_red_m: array<vec2<u32>, WG>;
-
 fn norm_aligned(r: NormRow, c: u32, emax: i32) -> vec2<u32> {
     let ge = ngexp[(r.row0 + r.i) * r.ng + c / r.group];
     if ge == NORM_NONE {
@@ -38,35 +35,17 @@ fn norm_aligned(r: NormRow, c: u32, emax: i32) -> vec2<u32> {
 // The row's exponent before rounding and the shift that rounds it to `bits`: (emax, s). All
 // invocations of the workgroup call it (barriers), and get the same values.
 fn norm_exp(r: NormRow, lid: u32) -> vec2<i32> {
-    // Earlier reads of the reduction arrays (a previous call) finish first.
-    workgroupBarrier();
     var best = NORM_NONE;
     for (var g = lid; g < r.ng; g += WG) {
         best = max(best, ngexp[(r.row0 + r.i) * r.ng + g]);
     }
-    norm_red_e[lid] = best;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            norm_red_e[lid] = max(norm_red_e[lid], norm_red_e[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    let top = workgroupUniformLoad(&norm_red_e[0]);
+    let top = max_e(lid, best);
     let emax = select(top + r.bias, 0, top == NORM_NONE);
     var mx = vec2<u32>(0u, 0u);
     for (var c = lid; c < r.cols; c += WG) {
         mx = u64_max(mx, i64_abs(norm_aligned(r, c, emax)));
     }
-    norm_red_m[lid] = mx;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            norm_red_m[lid] = u64_max(norm_red_m[lid], norm_red_m[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    return vec2<i32>(emax, norm_shift(workgroupUniformLoad(&norm_red_m[0]), r.bits));
+    return vec2<i32>(emax, norm_shift(max_m(lid, mx), r.bits));
 }
 
 // Column c's rounded mantissa, given norm_exp's (emax, s); the row's exponent is emax + s.

@@ -1,5 +1,5 @@
 // normalize_row.wgsl over rows of accumulators: one workgroup per row. Prepended: i64.wgsl,
-// norm_row.wgsl, normalize_row.wgsl (NORM_M = om, NORM_E = oe).
+// reduce.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = om, NORM_E = oe).
 
 const WG: u32 = 256u;
 

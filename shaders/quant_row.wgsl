@@ -3,12 +3,10 @@
 // as quantize.wgsl would for a matrix product (blocks of 32 over the whole row): the product
 // that follows needs no quantize dispatch. The kernel declares acc, gexp (its output), xq
 // (array<u32>), xblk (array<vec4<i32>>), emax and WG, writes row i, then calls quantize_row
-// from uniform control flow. Prepended: i64.wgsl, round_shift.wgsl, quant_block.wgsl.
+// from uniform control flow. Prepended: i64.wgsl, reduce.wgsl, quant_block.wgsl.
 
 var<private> qr_base: u32;
 var<private> qr_shift: i32;
-var<workgroup> qr_red_m: array<vec2<u32>, WG>;
-var<workgroup> qr_red_e: array<i32, WG>;
 
 fn quant_in(at: u32) -> i32 {
     return i64_to_i32(i64_shl_s(acc[qr_base + at], -qr_shift));
@@ -33,29 +31,14 @@ fn quantize_row(i: u32, lid: u32, cols: u32, bits: u32) {
     for (var c = lid; c < cols; c += WG) {
         mx = u64_max(mx, i64_abs(acc[qr_base + c]));
     }
-    qr_red_m[lid] = mx;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            qr_red_m[lid] = u64_max(qr_red_m[lid], qr_red_m[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    qr_shift = norm_shift(workgroupUniformLoad(&qr_red_m[0]), bits);
+    qr_shift = norm_shift(max_m(lid, mx), bits);
     let nb = cols / 32u;
     var best = NORM_NONE;
     for (var b = lid; b < nb; b += WG) {
         best = max(best, quantize_block(32u * b, 32u, er + qr_shift, i * (cols / 4u) + 8u * b, i * nb + b));
     }
-    qr_red_e[lid] = best;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            qr_red_e[lid] = max(qr_red_e[lid], qr_red_e[lid + h]);
-        }
-        workgroupBarrier();
-    }
+    best = max_e(lid, best);
     if lid == 0u {
-        emax[i] = qr_red_e[0];
+        emax[i] = best;
     }
 }

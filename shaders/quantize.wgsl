@@ -4,8 +4,8 @@
 // rows have their own stride and offset (a KV cache interleaves K and V rows per position).
 // Needs cols and seg multiples of 4. With `norm`, the input is still accumulators (nacc,
 // ngexp): normalize_row.wgsl first writes its mantissas and exponent to xm, xe.
-// Prepended: i64.wgsl, quant_block.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = xm,
-// NORM_E = xe).
+// Prepended: i64.wgsl, quant_block.wgsl, reduce.wgsl, norm_row.wgsl, normalize_row.wgsl
+// (NORM_M = xm, NORM_E = xe).
 
 const WG: u32 = 64u;
 
@@ -40,8 +40,6 @@ struct Params {
 @group(0) @binding(6) var<storage, read> nacc: array<vec2<u32>>;
 @group(0) @binding(7) var<storage, read> ngexp: array<i32>;
 
-var<workgroup> red: array<i32, WG>;
-
 fn quant_in(at: u32) -> i32 {
     return xm[at];
 }
@@ -72,15 +70,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let eb = quantize_block(at, len, e, ow, p.b_base + i * p.b_stride + b);
         best = max(best, eb);
     }
-    red[lid] = best;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            red[lid] = max(red[lid], red[lid + h]);
-        }
-        workgroupBarrier();
-    }
+    best = max_e(lid, best);
     if lid == 0u {
-        emax[i] = red[0];
+        emax[i] = best;
     }
 }

@@ -4,7 +4,7 @@
 // rshr(m·r, bitlen(max |m|) + 8)·w per element at e + r_e + h + w_e. normalize.wgsl aligns
 // the groups of a row and rounds it. With `quant` (one group per row) it also quantizes the row
 // for the product that follows (quant_row.wgsl). Prepended: i64.wgsl, rsqrt.wgsl,
-// round_shift.wgsl, quant_block.wgsl, quant_row.wgsl.
+// reduce.wgsl, quant_block.wgsl, quant_row.wgsl.
 
 const WG: u32 = 256u;
 

@@ -3,7 +3,8 @@
 // half-split (NEOX, override). The (cos, sin) table of each row's position is built on the CPU
 // (numerics::rope_cos_sin). One workgroup per row. With `norm`, x is still accumulators (nacc,
 // ngexp): normalize_row.wgsl first writes its mantissas and exponent to xm, xe.
-// Prepended: i64.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe).
+// Prepended: i64.wgsl, reduce.wgsl, norm_row.wgsl, normalize_row.wgsl (NORM_M = xm, NORM_E = xe),
+// rope_pair.wgsl.
 
 override NEOX: bool;
 const WG: u32 = 64u;
@@ -42,14 +43,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let half = p.head_dim / 2u;
     let row = i * p.cols;
     for (var pi = lid; pi < p.cols / 2u; pi += WG) {
-        let h = pi / half;
-        let t = pi % half;
-        var a = h * p.head_dim + 2u * t;
-        var b = a + 1u;
-        if NEOX {
-            a = h * p.head_dim + t;
-            b = a + half;
-        }
+        let ab = rope_pair(pi, p.head_dim);
+        let a = ab.x;
+        let b = ab.y;
+        let t = ab.z;
         let x0 = xm[row + a];
         let x1 = xm[row + b];
         let r = cs[i * half + t];

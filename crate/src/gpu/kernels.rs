@@ -16,14 +16,14 @@ const NORMALIZE_ROW: &str = include_str!("../../../shaders/normalize_row.wgsl");
 const GATING: &str = include_str!("../../../shaders/gating.wgsl");
 const QUANT_BLOCK: &str = include_str!("../../../shaders/quant_block.wgsl");
 const QUANT_ROW: &str = include_str!("../../../shaders/quant_row.wgsl");
-const ROUND_SHIFT: &str = include_str!("../../../shaders/round_shift.wgsl");
+const ROPE_PAIR: &str = include_str!("../../../shaders/rope_pair.wgsl");
 const Q16: &str = include_str!("../../../shaders/q16.wgsl");
 const RSQRT: &str = include_str!("../../../shaders/rsqrt.wgsl");
 const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 
 /// norm_row.wgsl and normalize_row.wgsl writing to a kernel's buffers `m` and `e`.
 fn normalize_row(m: &str, e: &str) -> String {
-    [ROUND_SHIFT, NORM_ROW, &NORMALIZE_ROW.replace("NORM_M", m).replace("NORM_E", e)].join("\n")
+    [REDUCE, NORM_ROW, &NORMALIZE_ROW.replace("NORM_M", m).replace("NORM_E", e)].join("\n")
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -129,7 +129,7 @@ impl KernelKey {
                 return [I64, &normalize_row("om", "oe"), include_str!("../../../shaders/normalize.wgsl")].join("\n")
             }
             Kernel::Rope { .. } => {
-                return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/rope.wgsl")].join("\n")
+                return [I64, &normalize_row("xm", "xe"), ROPE_PAIR, include_str!("../../../shaders/rope.wgsl")].join("\n")
             }
             Kernel::Add => {
                 return [I64, &normalize_row("ym", "ye"), include_str!("../../../shaders/add.wgsl")].join("\n")
@@ -140,7 +140,7 @@ impl KernelKey {
                 return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/add_bias.wgsl")].join("\n")
             }
             Kernel::RmsNorm => {
-                &[I64, RSQRT, ROUND_SHIFT, QUANT_BLOCK, QUANT_ROW, include_str!("../../../shaders/rms_norm.wgsl")]
+                &[I64, RSQRT, REDUCE, QUANT_BLOCK, QUANT_ROW, include_str!("../../../shaders/rms_norm.wgsl")]
             }
             Kernel::LayerNorm => &[I64, RSQRT, REDUCE, include_str!("../../../shaders/layer_norm.wgsl")],
             Kernel::PoolL2 => &[I64, RSQRT, REDUCE, include_str!("../../../shaders/pool_l2.wgsl")],
@@ -152,7 +152,7 @@ impl KernelKey {
                 I64,
                 Q16,
                 GATING,
-                ROUND_SHIFT,
+                REDUCE,
                 NORM_ROW,
                 QUANT_BLOCK,
                 QUANT_ROW,
@@ -161,7 +161,7 @@ impl KernelKey {
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
             Kernel::Attention => &[I64, EXP2, dot4, include_str!("../../../shaders/attention.wgsl")],
             Kernel::AttnIn { .. } => {
-                &[I64, QUANT_BLOCK, ROUND_SHIFT, NORM_ROW, include_str!("../../../shaders/attn_in.wgsl")]
+                &[I64, QUANT_BLOCK, REDUCE, NORM_ROW, ROPE_PAIR, include_str!("../../../shaders/attn_in.wgsl")]
             }
             Kernel::SampleWeights => &[I64, EXP2, SAMPLE_PARAMS, include_str!("../../../shaders/sample_weights.wgsl")],
             Kernel::SampleHist => &[I64, SAMPLE_PARAMS, include_str!("../../../shaders/sample_hist.wgsl")],
