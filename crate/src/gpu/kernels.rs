@@ -129,7 +129,8 @@ impl KernelKey {
                 return [I64, &normalize_row("om", "oe"), include_str!("../../../shaders/normalize.wgsl")].join("\n")
             }
             Kernel::Rope { .. } => {
-                return [I64, &normalize_row("xm", "xe"), ROPE_PAIR, include_str!("../../../shaders/rope.wgsl")].join("\n")
+                return [I64, &normalize_row("xm", "xe"), ROPE_PAIR, include_str!("../../../shaders/rope.wgsl")]
+                    .join("\n")
             }
             Kernel::Add => {
                 return [I64, &normalize_row("ym", "ye"), include_str!("../../../shaders/add.wgsl")].join("\n")
