@@ -1323,18 +1323,8 @@ struct RowX<'a> {
 /// target has them; `row_dot::<false>` is the portable path, the tests' reference.
 fn row_dot<const V: bool>(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 {
     #[cfg(target_arch = "x86_64")]
-    if V {
-        let whole = match ty {
-            TensorType::Q8_0 => avx2::q8_0(row, x.q, x.f),
-            TensorType::Q4_1 => avx2::q4_1(row, x.q, x.f, x.m),
-            TensorType::Q5_0 => avx2::q5_0(row, x.q, x.f),
-            TensorType::Q4K => avx2::q4_k(row, x.q, x.f, x.m),
-            TensorType::Q6K => avx2::q6_k(row, x.q, x.f),
-            _ => None,
-        };
-        if let Some(acc) = whole {
-            return acc;
-        }
+    if let Some(acc) = if V { avx2::row(ty, row, x) } else { None } {
+        return acc;
     }
     let mut acc: i64;
     let xb = x.w.chunks_exact(32).map(x32).zip(x.sh.iter().zip(x.s));

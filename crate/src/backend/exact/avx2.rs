@@ -8,13 +8,33 @@
 //! past ±2^15, and no pair here comes near (Q4: 2·15·127; Q8_0 as |w| by ±x: 2·128·127 = 32 512,
 //! because the activations lie in [−127, 127], `numerics::quantize_block_scaled`).
 
-use super::ROUND;
+use super::{RowX, ROUND};
+use crate::quant::TensorType;
 use std::arch::x86_64::*;
 
 /// Whether this CPU has AVX2 and F16C (std caches the detection; every AVX2 CPU has F16C).
 #[inline(always)]
 pub fn present() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c")
+}
+
+/// One weight row of type `ty` (its GGUF blocks) times one quantized x row: the sum `row_dot`
+/// makes. `None` without AVX2 and F16C, for other types, or when the lengths do not match.
+pub fn row(ty: TensorType, row: &[u8], x: &RowX) -> Option<i64> {
+    if !present() {
+        return None;
+    }
+    // SAFETY: AVX2 and F16C are present.
+    unsafe {
+        match ty {
+            TensorType::Q8_0 => q8_0(row, x.q, x.f),
+            TensorType::Q4_1 => q4_1(row, x.q, x.f, x.m),
+            TensorType::Q5_0 => q5_0(row, x.q, x.f),
+            TensorType::Q4K => q4_k(row, x.q, x.f, x.m),
+            TensorType::Q6K => q6_k(row, x.q, x.f),
+            _ => None,
+        }
+    }
 }
 
 /// Lane r of the result: the sum of the eight i32 lanes of `d[r]`.
@@ -92,6 +112,14 @@ fn f16x4(h: __m128i) -> __m256d {
     _mm256_cvtps_pd(_mm_cvtph_ps(h))
 }
 
+/// Four blocks' scales when each block starts with its f16 d and has no min (Q8_0, Q5_0).
+#[target_feature(enable = "avx2,f16c")]
+#[inline]
+fn leading_d<const B: usize>(b: &[[u8; B]; 4]) -> (__m256d, __m256d) {
+    let h = |i: usize| i16::from_le_bytes([b[i][0], b[i][1]]);
+    (f16x4(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0)), _mm256_setzero_pd())
+}
+
 /// `w` (32 unsigned bytes) times `x` (32 int8), adjacent products summed: eight i32 lanes.
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -107,43 +135,19 @@ fn load_x(x: &[i8; 32]) -> __m256i {
     unsafe { _mm256_loadu_si256(x.as_ptr() as *const __m256i) }
 }
 
-/// Q8_0 weight row (blocks of 34 bytes) times one int8 x row with x factors `f`: the sum
-/// `row_dot` makes. `None` without AVX2 or when the lengths do not match.
-pub fn q8_0(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
-    if !present() {
-        return None;
-    }
-    // SAFETY: AVX2 and F16C are present.
-    unsafe { q8_0_avx2(row, xq, f) }
-}
-
 #[target_feature(enable = "avx2,f16c")]
-fn q8_0_avx2(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+fn q8_0(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
     let dot = |b: &[u8; 34], x: &[i8; 32]| {
         // SAFETY: the 32 bytes after the block's f16 scale.
         let w = unsafe { _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i) };
         // |w| times x with w's sign: the same products, the first operand unsigned.
         maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(load_x(x), w))
     };
-    let scales = |b: &[[u8; 34]; 4]| {
-        let h = |i: usize| i16::from_le_bytes([b[i][0], b[i][1]]);
-        (f16x4(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0)), _mm256_setzero_pd())
-    };
-    row4::<34, false>(row, xq, (f, &[]), dot, scales)
-}
-
-/// Q4_1 weight row (blocks of 20 bytes: d, m, 16 bytes of nibbles) times one int8 x row with x
-/// factors `f` and min factors `xm`. `None` without AVX2 or when the lengths do not match.
-pub fn q4_1(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
-    if !present() {
-        return None;
-    }
-    // SAFETY: AVX2 and F16C are present.
-    unsafe { q4_1_avx2(row, xq, f, xm) }
+    row4::<34, false>(row, xq, (f, &[]), dot, |b| leading_d(b))
 }
 
 #[target_feature(enable = "avx2,f16c")]
-fn q4_1_avx2(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
+fn q4_1(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
     let dot = |b: &[u8; 20], x: &[i8; 32]| {
         // SAFETY: the 16 bytes after the block's two f16.
         let v = unsafe { _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i) };
@@ -162,19 +166,8 @@ fn q4_1_avx2(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
     row4::<20, true>(row, xq, (f, xm), dot, scales)
 }
 
-/// Q5_0 weight row (blocks of 22 bytes: d, 32 high bits, 16 bytes of nibbles; values
-/// `q − 16`) times one int8 x row with x factors `f`. `None` without AVX2 or when the lengths
-/// do not match.
-pub fn q5_0(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
-    if !present() {
-        return None;
-    }
-    // SAFETY: AVX2 and F16C are present.
-    unsafe { q5_0_avx2(row, xq, f) }
-}
-
 #[target_feature(enable = "avx2,f16c")]
-fn q5_0_avx2(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+fn q5_0(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
     let dot = |b: &[u8; 22], x: &[i8; 32]| {
         // SAFETY: the 16 bytes after the block's f16 and high bits.
         let v = unsafe { _mm_loadu_si128(b.as_ptr().add(6) as *const __m128i) };
@@ -196,11 +189,7 @@ fn q5_0_avx2(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
         );
         _mm256_madd_epi16(p, _mm256_set1_epi16(1))
     };
-    let scales = |b: &[[u8; 22]; 4]| {
-        let h = |i: usize| i16::from_le_bytes([b[i][0], b[i][1]]);
-        (f16x4(_mm_setr_epi16(h(0), h(1), h(2), h(3), 0, 0, 0, 0)), _mm256_setzero_pd())
-    };
-    row4::<22, false>(row, xq, (f, &[]), dot, scales)
+    row4::<22, false>(row, xq, (f, &[]), dot, |b| leading_d(b))
 }
 
 /// The sum of `terms` rounded terms in `acc`'s lanes.
@@ -236,29 +225,15 @@ fn four(v: &[f64], at: usize) -> &[f64; 4] {
     v[at..at + 4].first_chunk().unwrap_or(&[0.0; 4])
 }
 
-/// Q4_K weight row (super-blocks of 144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128
-/// bytes of nibbles) times one int8 x row: sub-block terms `dot · (d·sc) · f` and
-/// `−(dmin·mn) · xm`, as `grid4::q4_k`. `None` without AVX2 or when the lengths do not match.
-pub fn q4_k(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
-    if !present() {
-        return None;
-    }
-    // SAFETY: AVX2 and F16C are present.
-    unsafe { q4_k_avx2(row, xq, f, xm) }
-}
-
 #[target_feature(enable = "avx2,f16c")]
-fn q4_k_avx2(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
+fn q4_k(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
     let sbs = super_blocks::<144>(row, xq, f, xm)?;
     let mask = _mm256_set1_epi8(0x0F);
     let mut acc = _mm256_setzero_si256();
     for (sb, b) in sbs.iter().enumerate() {
         let dd =
             f16x4(_mm_setr_epi16(i16::from_le_bytes([b[0], b[1]]), i16::from_le_bytes([b[2], b[3]]), 0, 0, 0, 0, 0, 0));
-        let mut two = [0.0f64; 4];
-        // SAFETY: `two` holds four f64.
-        unsafe { _mm256_storeu_pd(two.as_mut_ptr(), dd) };
-        let (d, dmin) = (_mm256_set1_pd(two[0]), _mm256_set1_pd(two[1]));
+        let (d, dmin) = (_mm256_permute4x64_pd::<0>(dd), _mm256_permute4x64_pd::<0b0101_0101>(dd));
         for j0 in [0, 4] {
             let mut p = [_mm256_setzero_si256(); 4];
             for (i, pi) in p.iter_mut().enumerate() {
@@ -281,19 +256,8 @@ fn q4_k_avx2(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
     Some(total(acc, 16 * sbs.len()))
 }
 
-/// Q6_K weight row (super-blocks of 210 bytes: 128 bytes of low nibbles, 64 of high bit pairs,
-/// 16 int8 scales, d) times one int8 x row: per sub-block `Σ sc·(q − 32)·x` times `d · f`, as
-/// `grid4::q6_k`. `None` without AVX2 or when the lengths do not match.
-pub fn q6_k(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
-    if !present() {
-        return None;
-    }
-    // SAFETY: AVX2 and F16C are present.
-    unsafe { q6_k_avx2(row, xq, f) }
-}
-
 #[target_feature(enable = "avx2,f16c")]
-fn q6_k_avx2(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+fn q6_k(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
     let sbs = super_blocks::<210>(row, xq, f, f)?;
     let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03));
     let mut acc = _mm256_setzero_si256();
