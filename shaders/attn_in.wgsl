@@ -116,12 +116,7 @@ fn prepare(i: u32, lid: u32, pt: Part, cols: u32, rope: bool) -> i32 {
 // rot's mantissas (cols wide, exponent e) quantized per head: row i's words at q_base + i·q_stride, its
 // blocks at b_base + i·b_stride.
 fn emit(i: u32, lid: u32, cols: u32, e: i32, q_base: u32, q_stride: u32, b_base: u32, b_stride: u32) {
-    let nb = cols / p.head_dim * p.nbh;
-    for (var b = lid; b < nb; b += WG) {
-        let start = (b / p.nbh) * p.head_dim + 32u * (b % p.nbh);
-        let len = min(32u, p.head_dim - 32u * (b % p.nbh));
-        quantize_block(start, len, e, q_base + i * q_stride + start / 4u, b_base + i * b_stride + b);
-    }
+    quantize_segments(lid, cols, p.head_dim, e, 0u, q_base + i * q_stride, b_base + i * b_stride);
     // rot is read until every block is done.
     workgroupBarrier();
 }

@@ -2,7 +2,7 @@
 // s = ceil(128·M / (127·2^t)), q = rdiv(128·m, s·2^t), E_b = e + t − 7; an all-zero block has
 // q = 0, s = 1, t = 0. The including kernel defines where values come from and go:
 // quant_in(at) (value at), quant_word(at, w) (four int8 packed), quant_blk(at, (E_b, s, Σq, 0)).
-// Needs len a multiple of 4. Prepended: i64.wgsl.
+// Needs len a multiple of 4; quantize_segments needs the kernel's WG. Prepended: i64.wgsl.
 
 // floor(x / d) for d > 0 (WGSL's / truncates).
 fn floor_div(x: i32, d: i32) -> i32 {
@@ -60,4 +60,19 @@ fn quantize_block(at: u32, len: u32, e: i32, ow: u32, blk: u32) -> i32 {
     let eb = e + i32(t) - 7;
     quant_blk(blk, vec4<i32>(eb, s, sum, 0));
     return eb;
+}
+
+// A row of `cols` values (exponent e) in blocks of 32 within each `seg`-wide segment (a
+// segment's last block may be shorter), shared by the workgroup's invocations: block b reads
+// from at0 + its start, writes its words from ow0 + start / 4 and its block at blk0 + b.
+// Returns this invocation's largest block exponent (i32 min if it had no block).
+fn quantize_segments(lid: u32, cols: u32, seg: u32, e: i32, at0: u32, ow0: u32, blk0: u32) -> i32 {
+    let nbs = (seg + 31u) / 32u;
+    var best = -2147483647 - 1;
+    for (var b = lid; b < cols / seg * nbs; b += WG) {
+        let start = (b / nbs) * seg + 32u * (b % nbs);
+        let len = min(32u, seg - 32u * (b % nbs));
+        best = max(best, quantize_block(at0 + start, len, e, ow0 + start / 4u, blk0 + b));
+    }
+    return best;
 }

@@ -32,12 +32,8 @@ fn quantize_row(i: u32, lid: u32, cols: u32, bits: u32) {
         mx = u64_max(mx, i64_abs(acc[qr_base + c]));
     }
     qr_shift = norm_shift(max_m(lid, mx), bits);
-    let nb = cols / 32u;
-    var best = NORM_NONE;
-    for (var b = lid; b < nb; b += WG) {
-        best = max(best, quantize_block(32u * b, 32u, er + qr_shift, i * (cols / 4u) + 8u * b, i * nb + b));
-    }
-    best = max_e(lid, best);
+    let e = er + qr_shift;
+    let best = max_e(lid, quantize_segments(lid, cols, cols, e, 0u, i * (cols / 4u), i * (cols / 32u)));
     if lid == 0u {
         emax[i] = best;
     }

@@ -11,8 +11,6 @@ const WG: u32 = 64u;
 
 struct Params {
     cols: u32,
-    // Blocks per row.
-    nb: u32,
     seg: u32,
     // Output row r's words start at q_base + r·q_stride, its blocks at b_base + r·b_stride.
     q_stride: u32,
@@ -58,19 +56,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if p.norm != 0u {
         normalize_row(NormRow(i, 0u, p.cols, p.n_group, p.n_ng, p.n_bits, p.n_bias, p.n_stride, p.n_col0), lid);
     }
-    let e = xe[i];
-    let nbs = (p.seg + 31u) / 32u;
-    var best = -2147483647 - 1;
-    for (var b = lid; b < p.nb; b += WG) {
-        let start = (b / nbs) * p.seg + 32u * (b % nbs);
-        let len = min(32u, p.seg - 32u * (b % nbs));
-        let at = i * p.cols + start;
-        // Output words of this block.
-        let ow = p.q_base + i * p.q_stride + start / 4u;
-        let eb = quantize_block(at, len, e, ow, p.b_base + i * p.b_stride + b);
-        best = max(best, eb);
-    }
-    best = max_e(lid, best);
+    let ow0 = p.q_base + i * p.q_stride;
+    let blk0 = p.b_base + i * p.b_stride;
+    let best = max_e(lid, quantize_segments(lid, p.cols, p.seg, xe[i], i * p.cols, ow0, blk0));
     if lid == 0u {
         emax[i] = best;
     }

@@ -466,15 +466,20 @@ impl GpuContext {
             return Ok(Buf { buf, pool: Some(Rc::clone(&self.pool)) });
         }
         self.pooled_made.set(self.pooled_made.get() + 1);
-        let buf = self.scoped(Error::Gpu, || {
+        let buf = self.new_storage(label, size)?;
+        Ok(Buf { buf, pool: (size <= POOL_MAX).then(|| Rc::clone(&self.pool)) })
+    }
+
+    /// A new storage buffer that copies may read and write, inside an error scope.
+    fn new_storage(&self, label: &str, size: u64) -> Result<wgpu::Buffer> {
+        self.scoped(Error::Gpu, || {
             self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
                 size,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             })
-        })?;
-        Ok(Buf { buf, pool: (size <= POOL_MAX).then(|| Rc::clone(&self.pool)) })
+        })
     }
 
     /// How many working buffers [`GpuContext::storage`] has had to make: once a decode step
@@ -517,14 +522,7 @@ impl GpuContext {
     pub fn weight_buffer(&self, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
         let size = bytes.max(16).next_multiple_of(4);
         self.fits(label, size)?;
-        self.scoped(Error::Gpu, || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })
+        self.new_storage(label, size)
     }
 
     /// A storage buffer holding `data` (padded to at least 16 bytes, a multiple of 4).

@@ -63,6 +63,11 @@ struct Fused {
 }
 
 impl Lazy {
+    /// Accumulators of their own (`rows × cols`), one exponent per group of `group` columns.
+    fn own(acc: Buf, gexp: Rc<Buf>, cols: usize, group: usize, bias: i32) -> Lazy {
+        Lazy { acc: Rc::new(acc), gexp, group, ng: cols / group, bias, stride: cols, col0: 0, rope: None }
+    }
+
     /// norm_row.wgsl's parameters (norm, group, ng, bits, bias, stride, col0) as a consumer
     /// passes them.
     fn params(&self) -> [u32; 7] {
@@ -340,8 +345,7 @@ impl GpuOps {
     /// per group of `group` columns in `gexp` (plus `bias`), normalized later ([`Lazy`]).
     fn lazy(&self, acc: Buf, gexp: Rc<Buf>, rows: usize, cols: usize, group: usize, bias: i32) -> Result<GpuAct> {
         let out = self.act(rows, cols)?;
-        let l = Lazy { acc: Rc::new(acc), gexp, group, ng: cols / group, bias, stride: cols, col0: 0, rope: None };
-        *out.lazy.borrow_mut() = Some(l);
+        *out.lazy.borrow_mut() = Some(Lazy::own(acc, gexp, cols, group, bias));
         Ok(out)
     }
 
@@ -384,16 +388,7 @@ impl GpuOps {
         p.extend(l.params());
         let bufs = [&*input.m, &*input.e, &r.cs, &*acc, &*gexp, &**l.acc, &**l.gexp];
         self.ctx.dispatch(enc, Kernel::Rope { neox: r.neox }, &p, &bufs, [rows as u32, 1, 1])?;
-        Ok(Lazy {
-            acc: Rc::new(acc),
-            gexp: Rc::new(gexp),
-            group: cols,
-            ng: 1,
-            bias: 0,
-            stride: cols,
-            col0: 0,
-            rope: None,
-        })
+        Ok(Lazy::own(acc, Rc::new(gexp), cols, cols, 0))
     }
 
     /// Record into the pending command encoder: ops are submitted together at the next
@@ -439,12 +434,7 @@ impl GpuOps {
         let q = match self.quantized.take() {
             Some(q) if q.act == x.id => q,
             _ => {
-                let q = Quantized {
-                    act: x.id,
-                    xq: self.ctx.storage("xq", (n * k) as u64)?,
-                    xblk: self.ctx.storage("xblk", (n * nb * 16) as u64)?,
-                    emax: Rc::new(self.ctx.storage("emax", (n * 4) as u64)?),
-                };
+                let q = Quantized { act: x.id, ..self.quantized_bufs_for(n, k)? };
                 self.recorded(|s, enc| s.quantize(enc, x, k, (&*q.xq, k / 4, 0), (&*q.xblk, nb, 0), &q.emax))?;
                 q
             }
@@ -473,8 +463,7 @@ impl GpuOps {
         // Dispatches: runs of weights stacked in one buffer (stack_products) are one, up to three
         // weights each (matmul.wgsl's segments, each with its own grid); other chunks one each.
         let mut runs: Vec<Vec<(usize, usize)>> = Vec::new();
-        let mut col0 = 0;
-        for (wi, &(m, ty, _, chunks)) in mats.iter().enumerate() {
+        for (wi, &(_, ty, _, chunks)) in mats.iter().enumerate() {
             for (ci, c) in chunks.iter().enumerate() {
                 let joins = runs.last().and_then(|r| r.last()).is_some_and(|&(pw, pc)| {
                     let (pm, pty, _, pch) = mats[pw];
@@ -486,9 +475,7 @@ impl GpuOps {
                     _ => runs.push(vec![(wi, ci)]),
                 }
             }
-            col0 += m;
         }
-        debug_assert_eq!(col0, total);
         // Each weight's first output column.
         let starts: Vec<usize> = mats.iter().scan(0, |a, m| Some(std::mem::replace(a, *a + m.0))).collect();
         self.recorded(|s, enc| {
@@ -556,12 +543,10 @@ impl GpuOps {
             Ok(())
         })?;
         if batch == n {
-            let mut col0 = 0;
-            for (out, &(m, _, max_exp, _)) in outs.iter().zip(&mats) {
+            for ((out, &(m, _, max_exp, _)), &col0) in outs.iter().zip(&mats).zip(&starts) {
                 let (acc, gexp) = (Rc::clone(&acc), Rc::clone(&emax));
                 *out.lazy.borrow_mut() =
                     Some(Lazy { acc, gexp, group: m, ng: 1, bias: max_exp - 8, stride: total, col0, rope: None });
-                col0 += m;
             }
         }
         Ok(outs)
@@ -630,12 +615,17 @@ impl GpuOps {
         if cols == 0 || !cols.is_multiple_of(32) {
             return Ok(None);
         }
-        Ok(Some(Quantized {
+        self.quantized_bufs_for(rows, cols).map(Some)
+    }
+
+    /// Buffers for `rows` × `cols` quantized in blocks of 32 (matmul.wgsl's x).
+    fn quantized_bufs_for(&self, rows: usize, cols: usize) -> Result<Quantized> {
+        Ok(Quantized {
             act: 0,
             xq: self.ctx.storage("xq", (rows * cols) as u64)?,
-            xblk: self.ctx.storage("xblk", (rows * cols / 32 * 16) as u64)?,
+            xblk: self.ctx.storage("xblk", (rows * (cols / 32) * 16) as u64)?,
             emax: Rc::new(self.ctx.storage("emax", (rows * 4) as u64)?),
-        }))
+        })
     }
 
     /// What a kernel binds for its quantized rows: `q`'s buffers, or the sinks.
@@ -834,11 +824,10 @@ impl GpuOps {
         (blk, b_stride, b_base): (&wgpu::Buffer, usize, usize),
         emax: &wgpu::Buffer,
     ) -> Result<()> {
-        let nb = x.cols / seg * seg.div_ceil(32);
         // x is usually still accumulators (a product's output, RoPE's), which quantize.wgsl
         // normalizes itself.
         let f = self.fuse(enc, x)?;
-        let mut p = [x.cols, nb, seg, q_stride, q_base, b_stride, b_base].map(|v| v as u32).to_vec();
+        let mut p = [x.cols, seg, q_stride, q_base, b_stride, b_base].map(|v| v as u32).to_vec();
         p.extend(f.params);
         let bufs = [&*x.m, &*x.e, q, blk, emax, &f.acc, &f.gexp];
         self.ctx.dispatch(enc, Kernel::Quantize, &p, &bufs, [x.rows as u32, 1, 1])
@@ -998,11 +987,7 @@ impl Ops for GpuOps {
 
     fn matmul(&mut self, x: &GpuAct, w: &GpuWeight) -> GpuAct {
         let r = self.try_matmul(x, w);
-        let out = match w {
-            GpuWeight::Matrix { rows, .. } => *rows,
-            GpuWeight::Vector { len, .. } => *len,
-        };
-        self.keep(r, x.rows, out)
+        self.keep(r, x.rows, w.out_len())
     }
 
     fn matmuls<const N: usize>(&mut self, x: &GpuAct, ws: [&GpuWeight; N]) -> [GpuAct; N] {
@@ -1013,11 +998,7 @@ impl Ops for GpuOps {
         .into_iter();
         ws.map(|w| {
             let r = outs.next().unwrap_or_else(|| Err(Error::Gpu("matmul made no product".into())));
-            let out = match w {
-                GpuWeight::Matrix { rows, .. } => *rows,
-                GpuWeight::Vector { len, .. } => *len,
-            };
-            self.keep(r, x.rows, out)
+            self.keep(r, x.rows, w.out_len())
         })
     }
 

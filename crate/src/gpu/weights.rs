@@ -27,6 +27,14 @@ pub enum GpuWeight {
 }
 
 impl GpuWeight {
+    /// The width of a product by this weight (its rows; a vector's length).
+    pub fn out_len(&self) -> usize {
+        match self {
+            GpuWeight::Matrix { rows, .. } => *rows,
+            GpuWeight::Vector { len, .. } => *len,
+        }
+    }
+
     /// Upload a GGUF tensor. It is validated and converted as [`ExactWeight::from_view`] does
     /// (which also gives the largest scale exponent); matrices keep their file bytes.
     pub fn from_view(ctx: &GpuContext, t: TensorView) -> Result<GpuWeight> {
