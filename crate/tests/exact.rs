@@ -606,7 +606,7 @@ fn row_ops_against_f64() {
     for &n in &[1usize, 7, 33] {
         let (mut x, y) = (rand_imat(&mut rng, 2, n), rand_imat(&mut rng, 2, n));
         let (xf, yf) = (x.to_f64(), y.to_f64());
-        ops.add(&mut x, &y);
+        ops.add(&mut x, y.clone());
         check("add", &x, &xf.iter().zip(&yf).map(|(a, b)| a + b).collect::<Vec<_>>());
         let mut s = y.clone();
         ops.scale(&mut s, 25.298_22);

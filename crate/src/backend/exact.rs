@@ -2105,7 +2105,7 @@ impl Ops for ExactOps {
 
     /// Both rows on the grid 32 bits below the larger exponent (exact unless the exponents differ
     /// by more than 32, then rshr), summed, normalized. An all-zero row adds nothing.
-    fn add(&mut self, x: &mut IMat, y: &IMat) {
+    fn add(&mut self, x: &mut IMat, y: IMat) {
         each_row(x, |i, xr, xe| {
             let yr = y.row(i);
             if yr.iter().all(|&v| v == 0) {

@@ -262,7 +262,7 @@ impl Ops for RefF32 {
         Mat { rows: gate.rows, cols: gate.cols, data }
     }
 
-    fn add(&mut self, x: &mut Mat, y: &Mat) {
+    fn add(&mut self, x: &mut Mat, y: Mat) {
         x.data.iter_mut().zip(&y.data).for_each(|(a, b)| *a += b);
     }
 

@@ -51,6 +51,8 @@ pub enum Kernel {
         gelu: bool,
     },
     Add,
+    /// A residual add in place and the RMSNorm after it (`add_norm.wgsl`).
+    AddNorm,
     Argmax,
     Attention,
     /// A decoder's q, k and v into attention: RoPE and quantization in one pass (`attn_in.wgsl`).
@@ -91,6 +93,7 @@ impl fmt::Display for Kernel {
             Kernel::Gated { gelu } => write!(f, "{}", if *gelu { "geglu" } else { "swiglu" }),
             Kernel::GatedAcc { gelu } => write!(f, "{}[acc]", if *gelu { "geglu" } else { "swiglu" }),
             Kernel::Add => write!(f, "add"),
+            Kernel::AddNorm => write!(f, "add_norm"),
             Kernel::Argmax => write!(f, "argmax"),
             Kernel::Attention => write!(f, "attention"),
             Kernel::AttnIn { neox } => write!(f, "attn_in[{}]", if *neox { "neox" } else { "norm" }),
@@ -134,6 +137,12 @@ impl KernelKey {
             }
             Kernel::Add => {
                 return [I64, &normalize_row("ym", "ye"), include_str!("../../../shaders/add.wgsl")].join("\n")
+            }
+            Kernel::AddNorm => {
+                // norm_row.wgsl reads y from the accumulators the norm then overwrites.
+                let norm_row = NORM_ROW.replace("nacc", "acc").replace("ngexp", "gexp");
+                let own = include_str!("../../../shaders/add_norm.wgsl");
+                return [I64, RSQRT, REDUCE, &norm_row, QUANT_BLOCK, QUANT_ROW, own].join("\n");
             }
             Kernel::Matmul { .. } => &[I64, dot4, WEIGHTS, include_str!("../../../shaders/matmul.wgsl")],
             Kernel::Embed(_) => &[I64, WEIGHTS, include_str!("../../../shaders/embed.wgsl")],

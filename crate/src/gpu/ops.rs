@@ -21,14 +21,20 @@ pub struct GpuAct {
     pub cols: usize,
     pub m: Buf,
     pub e: Buf,
-    /// Unique per activation (its buffers are reused once it is dropped).
+    /// Unique per activation value (its buffers are reused once it is dropped; an add in
+    /// place gives it a new one).
     id: u64,
     lazy: RefCell<Option<Lazy>>,
+    /// An add recorded but not run: `m`, `e` still hold the row before it, and these
+    /// accumulators are to be added to it in place (add_norm.wgsl), by the RMSNorm that reads it
+    /// next (one dispatch for both) or, before any other read, alone ([`GpuOps::settle`]).
+    add: RefCell<Option<Lazy>>,
 }
 
 /// An activation's accumulators that no kernel has normalized into its `m`, `e` yet
 /// (normalize.wgsl's input): the first consumer that can (quantize.wgsl, add.wgsl, rope.wgsl)
 /// does it itself, saving a dispatch; any other has [`GpuOps::ready`] record normalize.wgsl first.
+#[derive(Clone)]
 struct Lazy {
     /// Shared by products of one input (q, k, v; gate, up), each at its columns.
     acc: Rc<Buf>,
@@ -75,11 +81,14 @@ impl Lazy {
     }
 }
 
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 impl GpuAct {
     fn new(rows: usize, cols: usize, m: Buf, e: Buf) -> GpuAct {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        GpuAct { rows, cols, m, e, id, lazy: RefCell::new(None) }
+        GpuAct { rows, cols, m, e, id: next_id(), lazy: RefCell::new(None), add: RefCell::new(None) }
     }
 }
 
@@ -352,6 +361,7 @@ impl GpuOps {
     /// Record normalize.wgsl for each of `acts` still [`Lazy`], so that kernels may read them.
     pub(crate) fn ready(&self, enc: &mut wgpu::CommandEncoder, acts: &[&GpuAct]) -> Result<()> {
         for x in acts {
+            self.settle(enc, x)?;
             let lazy = x.lazy.borrow_mut().take();
             if let Some(l) = lazy.map(|l| self.unrope(enc, x, l)).transpose()? {
                 let p =
@@ -367,6 +377,7 @@ impl GpuOps {
     /// bind (`x` then counts as normalized: the consumer writes its `m`, `e`), or `norm` 0 and a
     /// placeholder when `x` is ready.
     fn fuse(&self, enc: &mut wgpu::CommandEncoder, x: &GpuAct) -> Result<Fused> {
+        self.settle(enc, x)?;
         let lazy = x.lazy.borrow_mut().take().map(|l| self.unrope(enc, x, l)).transpose()?;
         let (params, acc, gexp) = match &lazy {
             Some(l) => (l.params(), (**l.acc).clone(), (**l.gexp).clone()),
@@ -389,6 +400,42 @@ impl GpuOps {
         let bufs = [&*input.m, &*input.e, &r.cs, &*acc, &*gexp, &**l.acc, &**l.gexp];
         self.ctx.dispatch(enc, Kernel::Rope { neox: r.neox }, &p, &bufs, [rows as u32, 1, 1])?;
         Ok(Lazy::own(acc, Rc::new(gexp), cols, cols, 0))
+    }
+
+    /// Record `x`'s pending add, if any, alone (add_norm.wgsl without its norm): `x` then holds
+    /// the sum.
+    fn settle(&self, enc: &mut wgpu::CommandEncoder, x: &GpuAct) -> Result<()> {
+        let pending = x.add.borrow_mut().take();
+        match pending {
+            Some(y) => self.add_norm(enc, x, &y, None, false),
+            None => Ok(()),
+        }
+    }
+
+    /// Record add_norm.wgsl: `x += y` in place (`y` still accumulators); with `norm` (the norm
+    /// weight, eps and where to quantize) also the RMSNorm of the sum, one group per row, into
+    /// y's accumulators, which nothing else may hold. With `y_only`, `x` has no values yet: it
+    /// gets y's.
+    fn add_norm(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        x: &GpuAct,
+        y: &Lazy,
+        norm: Option<(&GpuWeight, f32, &Quantized)>,
+        y_only: bool,
+    ) -> Result<()> {
+        let (wm, we, eps, q) = match norm {
+            Some((GpuWeight::Vector { m, e, .. }, eps, q)) => (&**m, *e, eps, Some(q)),
+            Some(_) => return Err(Error::InvalidArgument("a matrix used as a norm weight".into())),
+            None => (&*self.none, 0, 0.0, None),
+        };
+        let (em, ee) = f32_const(eps).unwrap_or((0, 0));
+        let mut p = vec![x.cols as u32];
+        p.extend(&y.params()[1..]);
+        p.extend([norm.is_some() as u32, y_only as u32, em as u32, ee as u32, we as u32]);
+        let [xq, xblk, emax] = self.quantized_bufs(q);
+        let bufs = [&*x.m, &*x.e, &**y.acc, &**y.gexp, wm, xq, xblk, emax];
+        self.ctx.dispatch(enc, Kernel::AddNorm, &p, &bufs, [x.rows as u32, 1, 1])
     }
 
     /// Record into the pending command encoder: ops are submitted together at the next
@@ -589,6 +636,9 @@ impl GpuOps {
         if *len != group || group == 0 || !x.cols.is_multiple_of(group) {
             return Err(Error::InvalidArgument(format!("norm weight of {len} for groups of {group} in {}", x.cols)));
         }
+        if let Some(h) = self.try_add_norm(x, w, group, eps)? {
+            return Ok(h);
+        }
         let (em, ee) = f32_const(eps).unwrap_or((0, 0));
         let ng = x.cols / group;
         let (acc, gexp) = self.acc(x.rows, x.cols, ng)?;
@@ -607,6 +657,43 @@ impl GpuOps {
         let out = self.lazy(acc, Rc::new(gexp), x.rows, x.cols, group, 0)?;
         self.keep_quantized(q, &out);
         Ok(out)
+    }
+
+    /// The RMSNorm of `x` (one group per row) run with `x`'s pending add, in one dispatch
+    /// (add_norm.wgsl), when the added accumulators are one product's alone: the norm is written
+    /// over them. When `x` itself is still accumulators of its own (an embedding, a product),
+    /// add_norm.wgsl writes them normalized into `x` as normalize.wgsl would, then the norm.
+    /// `None` (nothing recorded) otherwise.
+    fn try_add_norm(&mut self, x: &GpuAct, w: &GpuWeight, group: usize, eps: f32) -> Result<Option<GpuAct>> {
+        let cols = x.cols;
+        if group != cols || !cols.is_multiple_of(32) {
+            return Ok(None);
+        }
+        let (y, y_only) = match (&*x.add.borrow(), &*x.lazy.borrow()) {
+            (Some(y), _) => (y.clone(), false),
+            (None, Some(y)) => (y.clone(), true),
+            _ => return Ok(None),
+        };
+        if y.stride != cols || y.col0 != 0 || y.ng != 1 || y.rope.is_some() {
+            return Ok(None);
+        }
+        // The cached quantization of the product's input shares its exponents (emax); the
+        // norm's quantization replaces it below.
+        if self.quantized.as_ref().is_some_and(|q| Rc::ptr_eq(&q.emax, &y.gexp)) {
+            self.quantized = None;
+        }
+        // Held by `x` and `y` here: by nothing else.
+        if Rc::strong_count(&y.acc) > 2 || Rc::strong_count(&y.gexp) > 2 {
+            return Ok(None);
+        }
+        x.add.borrow_mut().take();
+        x.lazy.borrow_mut().take();
+        let q = Quantized { act: 0, ..self.quantized_bufs_for(x.rows, cols)? };
+        self.recorded(|s, enc| s.add_norm(enc, x, &y, Some((w, eps, &q)), y_only))?;
+        let out = self.act(x.rows, cols)?;
+        *out.lazy.borrow_mut() = Some(Lazy { group: cols, ng: 1, bias: 0, ..y });
+        self.keep_quantized(Some(q), &out);
+        Ok(Some(out))
     }
 
     /// Buffers for `rows` × `cols` quantized by the op that makes them (quant_row.wgsl): `None`
@@ -776,6 +863,24 @@ impl GpuOps {
             s.ctx.dispatch(enc, Kernel::Add, &p, &bufs, [x.rows as u32, 1, 1])?;
             Ok(out)
         })
+    }
+
+    /// `x += y`. When `y` is still accumulators, the add is only noted: its first reader runs it
+    /// in place (an RMSNorm with it, in one dispatch); otherwise add.wgsl runs now.
+    pub fn try_add_in_place(&mut self, x: &mut GpuAct, y: &GpuAct) -> Result<()> {
+        if (x.rows, x.cols) != (y.rows, y.cols) {
+            return Err(Error::InvalidArgument(format!("add of {}×{} and {}×{}", x.rows, x.cols, y.rows, y.cols)));
+        }
+        let pending = y.lazy.borrow().as_ref().filter(|l| l.rope.is_none()).cloned();
+        match pending {
+            Some(l) => {
+                self.recorded(|s, enc| s.ready(enc, &[x]))?;
+                *x.add.borrow_mut() = Some(l);
+                x.id = next_id();
+            }
+            None => *x = self.try_add(x, y)?,
+        }
+        Ok(())
     }
 
     pub fn try_rows(&mut self, x: &GpuAct, rows: std::ops::Range<usize>) -> Result<GpuAct> {
@@ -1021,9 +1126,10 @@ impl Ops for GpuOps {
         self.keep(r, gate.rows, gate.cols)
     }
 
-    fn add(&mut self, x: &mut GpuAct, y: &GpuAct) {
-        let r = self.try_add(x, y);
-        *x = self.keep(r, x.rows, x.cols);
+    fn add(&mut self, x: &mut GpuAct, y: GpuAct) {
+        if let Err(e) = self.try_add_in_place(x, &y) {
+            self.ctx.defer(e);
+        }
     }
 
     fn rows(&mut self, x: &GpuAct, rows: std::ops::Range<usize>) -> GpuAct {

@@ -366,9 +366,9 @@ pub fn forward<O: EncoderOps>(
     // Embeddings: word + position + token type 0, then LayerNorm.       [n, e]
     let mut x = ops.embed(&w.tok_embd, &ids)?;
     let p = ops.embed(&w.pos_embd, &pos)?;
-    ops.add(&mut x, &p);
+    ops.add(&mut x, p);
     let t = ops.embed(&w.type_embd, &vec![0; n])?;
-    ops.add(&mut x, &t);
+    ops.add(&mut x, t);
     let mut x = ops.layer_norm(&x, &w.embd_norm.0, &w.embd_norm.1, cfg.ln_eps);
     for (il, l) in w.layers.iter().enumerate() {
         // Self-attention within each text.                              [n, e] each
@@ -388,7 +388,7 @@ pub fn forward<O: EncoderOps>(
         // Output projection, residual, LayerNorm (post-norm).            [n, e]
         let mut o = ops.matmul(&a, &l.wo);
         ops.add_bias(&mut o, &l.bo);
-        ops.add(&mut x, &o);
+        ops.add(&mut x, o);
         x = ops.layer_norm(&x, &l.attn_norm.0, &l.attn_norm.1, cfg.ln_eps);
         // Feed-forward with the erf GELU, residual, LayerNorm.           [n, f] → [n, e]
         let mut h = ops.matmul(&x, &l.up);
@@ -396,7 +396,7 @@ pub fn forward<O: EncoderOps>(
         let h = ops.gelu(&h);
         let mut f = ops.matmul(&h, &l.down);
         ops.add_bias(&mut f, &l.b_down);
-        ops.add(&mut x, &f);
+        ops.add(&mut x, f);
         x = ops.layer_norm(&x, &l.out_norm.0, &l.out_norm.1, cfg.ln_eps);
     }
     // Mean over each text's rows, L2-normalized.                         [texts, e]

@@ -27,7 +27,11 @@ pub fn forward<O: Ops>(
         let base = if global { cfg.rope_base } else { cfg.rope_base_local };
 
         let h = ops.rms_norm(&x, &l.attn_norm, cfg.n_embd, eps); // [n, n_embd]
-                                                                 // q: [n, n_head*hd], k and v: [n, n_head_kv*hd]
+        if let Some(prev) = il.checked_sub(1) {
+            // Recorded after the norm that reads it, which a backend may run with the add.
+            ops.residual(prev, &x); // [n, n_embd]
+        }
+        // q: [n, n_head*hd], k and v: [n, n_head_kv*hd]
         let [q, k, v] = ops.matmuls(&h, [&l.wq, &l.wk, &l.wv]);
         let mut q = ops.rms_norm(&q, need(&l.q_norm, "attn_q_norm")?, hd, eps); // per head
         let mut k = ops.rms_norm(&k, need(&l.k_norm, "attn_k_norm")?, hd, eps); // per head
@@ -45,16 +49,16 @@ pub fn forward<O: Ops>(
         let a = ops.attention(&q, &k, &v, pos0, p)?; // [n, n_head*hd]
         let o = ops.matmul(&a, &l.wo); // [n, n_embd]
         let o = ops.rms_norm(&o, need(&l.post_attn_norm, "post_attention_norm")?, cfg.n_embd, eps);
-        ops.add(&mut x, &o);
+        ops.add(&mut x, o);
 
         let h = ops.rms_norm(&x, &l.ffn_norm, cfg.n_embd, eps); // [n, n_embd]
         let [g, u] = ops.matmuls(&h, [&l.gate, &l.up]); // [n, n_ff] each
         let f = ops.geglu(&g, &u); // [n, n_ff]
         let d = ops.matmul(&f, &l.down); // [n, n_embd]
         let d = ops.rms_norm(&d, need(&l.post_ffn_norm, "post_ffw_norm")?, cfg.n_embd, eps);
-        ops.add(&mut x, &d);
-        ops.residual(il, &x); // [n, n_embd]
+        ops.add(&mut x, d);
     }
+    ops.residual(w.layers.len().saturating_sub(1), &x); // [n, n_embd]
     let x = ops.rows(&x, out_rows); // [r, n_embd]
     let x = ops.rms_norm(&x, &w.output_norm, cfg.n_embd, eps); // [r, n_embd]
     Ok(ops.matmul(&x, w.output())) // [r, n_vocab]

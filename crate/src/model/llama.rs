@@ -17,7 +17,11 @@ pub fn forward<O: Ops>(
     let mut x = ops.embed(&w.tok_embd, ids)?; // [n, n_embd]
     for (il, l) in w.layers.iter().enumerate() {
         let h = ops.rms_norm(&x, &l.attn_norm, cfg.n_embd, eps); // [n, n_embd]
-                                                                 // q: [n, n_head*hd], k and v: [n, n_head_kv*hd]
+        if let Some(prev) = il.checked_sub(1) {
+            // Recorded after the norm that reads it, which a backend may run with the add.
+            ops.residual(prev, &x); // [n, n_embd]
+        }
+        // q: [n, n_head*hd], k and v: [n, n_head_kv*hd]
         let [mut q, mut k, v] = ops.matmuls(&h, [&l.wq, &l.wk, &l.wv]);
         ops.rope(&mut q, pos0, hd, cfg.rope_base, cfg.rope_kind);
         ops.rope(&mut k, pos0, hd, cfg.rope_base, cfg.rope_kind);
@@ -31,15 +35,15 @@ pub fn forward<O: Ops>(
         };
         let a = ops.attention(&q, &k, &v, pos0, p)?; // [n, n_head*hd]
         let o = ops.matmul(&a, &l.wo); // [n, n_embd]
-        ops.add(&mut x, &o);
+        ops.add(&mut x, o);
 
         let h = ops.rms_norm(&x, &l.ffn_norm, cfg.n_embd, eps); // [n, n_embd]
         let [g, u] = ops.matmuls(&h, [&l.gate, &l.up]); // [n, n_ff] each
         let f = ops.swiglu(&g, &u); // [n, n_ff]
         let d = ops.matmul(&f, &l.down); // [n, n_embd]
-        ops.add(&mut x, &d);
-        ops.residual(il, &x); // [n, n_embd]
+        ops.add(&mut x, d);
     }
+    ops.residual(w.layers.len().saturating_sub(1), &x); // [n, n_embd]
     let x = ops.rows(&x, out_rows); // [r, n_embd]
     let x = ops.rms_norm(&x, &w.output_norm, cfg.n_embd, eps); // [r, n_embd]
     Ok(ops.matmul(&x, w.output())) // [r, n_vocab]

@@ -280,12 +280,13 @@ pub trait Ops {
     fn swiglu(&mut self, gate: &Self::Act, up: &Self::Act) -> Self::Act;
     /// `gelu_tanh(gate) * up`.
     fn geglu(&mut self, gate: &Self::Act, up: &Self::Act) -> Self::Act;
-    /// `x += y`.
-    fn add(&mut self, x: &mut Self::Act, y: &Self::Act);
+    /// `x += y`, consuming `y` (a backend may then reuse its storage).
+    fn add(&mut self, x: &mut Self::Act, y: Self::Act);
     /// Keep rows `rows` of `x`.
     fn rows(&mut self, x: &Self::Act, rows: std::ops::Range<usize>) -> Self::Act;
     /// The residual stream `x` (`[n, n_embd]`) after block `layer`, for backends that record it
-    /// (the receipts' per-layer digests); nothing by default.
+    /// (the receipts' per-layer digests); nothing by default. Forward passes call it once the
+    /// next block's first norm has read `x`, which a backend may run with the add before it.
     fn residual(&mut self, _layer: usize, _x: &Self::Act) {}
 }
 
