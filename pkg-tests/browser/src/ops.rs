@@ -121,6 +121,53 @@ async fn rms_norm_equals_cpu() {
     }
 }
 
+/// A residual add of a product and the RMSNorm that reads the sum, one dispatch of
+/// add_norm.wgsl (as `crate/tests/gpu_ops.rs` tests natively): the sum written in place, the
+/// norm, and the product after it; then the norm of a product alone (all zero in one case).
+#[wasm_bindgen_test]
+async fn an_add_and_the_norm_after_it_equal_cpu() {
+    let (mut gpus, mut cpu, mut rng) = (gpus().await, cpu(), SplitMix64(14));
+    for (n, k, eps) in [(1, 96, 1e-6f32), (3, 256, 0.0)] {
+        let (mut x, mut a) = (random_act(&mut rng, n, k), random_act(&mut rng, n, k));
+        x.m[..k].fill(0);
+        a.m[(n - 1) * k..].fill(0);
+        x.m[(n - 1) * k..].fill(0);
+        let (wf, w2f, nf) = (
+            weight_file(&mut rng, TensorType::Q4_1, k, k),
+            weight_file(&mut rng, TensorType::Q8_0, 37, k),
+            norm_file(&mut rng, k),
+        );
+        let cw = |f: &edgeproof::gguf::Gguf| ExactWeight::from_view(f.tensor("w").expect("w")).expect("cpu weight");
+        let y = cpu.matmul(&a, &cw(&wf));
+        let mut want_x = x.clone();
+        cpu.add(&mut want_x, y.clone());
+        let want_h = cpu.rms_norm(&want_x, &cw(&nf), k, eps);
+        let want_p = cpu.matmul(&want_h, &cw(&w2f));
+        let want_hy = cpu.rms_norm(&y, &cw(&nf), k, eps);
+        for g in &mut gpus {
+            let up = |g: &GpuOps, f: &edgeproof::gguf::Gguf| {
+                GpuWeight::from_view(&g.ctx, f.tensor("w").expect("w")).expect("gpu weight")
+            };
+            let (gw, gw2, gn) = (up(g, &wf), up(g, &w2f), up(g, &nf));
+            let what = format!("{n}×{k}, dot4 packed={}", g.ctx.dot4_packed);
+            let (mut gx, ga) = (g.upload(&x).expect("upload"), g.upload(&a).expect("upload"));
+            let gy = g.matmul(&ga, &gw);
+            g.add(&mut gx, gy);
+            let d0 = g.ctx.dispatches();
+            let h = g.try_rms_norm(&gx, &gn, k, eps).expect("gpu rms_norm");
+            let p = g.try_matmul(&h, &gw2).expect("gpu matmul");
+            assert_eq!(g.ctx.dispatches() - d0, 2, "the add with the norm, then the product, {what}");
+            same(&format!("norm of a sum, then a product, {what}"), &g.download_async(&p).await.expect("p"), &want_p);
+            same(&format!("sum written in place, {what}"), &g.download_async(&gx).await.expect("x"), &want_x);
+            same(&format!("norm of a sum, {what}"), &g.download_async(&h).await.expect("h"), &want_h);
+            let gy = g.matmul(&ga, &gw);
+            let h = g.try_rms_norm(&gy, &gn, k, eps).expect("gpu rms_norm");
+            same(&format!("norm of a product, {what}"), &g.download_async(&h).await.expect("h"), &want_hy);
+            same(&format!("product under the norm, {what}"), &g.download_async(&gy).await.expect("y"), &y);
+        }
+    }
+}
+
 #[wasm_bindgen_test]
 async fn elementwise_ops_and_argmax_equal_cpu() {
     let (mut gpus, mut cpu, mut rng) = (gpus().await, cpu(), SplitMix64(4));
@@ -137,7 +184,7 @@ async fn elementwise_ops_and_argmax_equal_cpu() {
             }
         }
         let mut add = x.clone();
-        cpu.add(&mut add, &y);
+        cpu.add(&mut add, y.clone());
         let (sw, gw) = (cpu.swiglu(&x, &y), cpu.geglu(&x, &y));
         let rows_want = cpu.rows(&x, rows / 2..rows);
         let ids: Vec<u32> = (0..rows).map(|i| x.argmax_row(i).expect("argmax")).collect();
@@ -168,7 +215,7 @@ async fn add_keeps_the_other_row_when_one_is_zero() {
     y.m[80..120].fill(0);
     y.m[120..160].iter_mut().for_each(|v| *v %= 5);
     let mut want = x.clone();
-    cpu.add(&mut want, &y);
+    cpu.add(&mut want, y.clone());
     // Ties go to the lowest index: zero rows give 0.
     let ids: Vec<u32> = (0..4).map(|i| x.argmax_row(i).expect("argmax")).collect();
     for g in &mut gpus {
