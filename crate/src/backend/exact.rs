@@ -97,81 +97,108 @@ fn bad(t: &TensorView, msg: impl Into<String>) -> Error {
 
 /// Decode one GGUF block into int8 values and its 32-element scales; `None` on an Inf/NaN scale.
 fn decode_block(ty: TensorType, b: &[u8], q: &mut [i8], sc: &mut [BlockScale]) -> Option<()> {
+    block_scales(ty, b, sc)?;
+    block_values(ty, b, q);
+    Some(())
+}
+
+/// One GGUF block's 32-element scales; `None` on an Inf/NaN scale.
+fn block_scales(ty: TensorType, b: &[u8], sc: &mut [BlockScale]) -> Option<()> {
     let f16 = |i: usize| f16_parts(u16::from_le_bytes([b[i], b[i + 1]]));
     let plain = |(m, e): (i32, i32)| BlockScale { a: [m, m], ea: e, b: 0, eb: e };
     let with_min = |(m, e): (i32, i32), (mm, me): (i32, i32)| BlockScale { a: [m, m], ea: e, b: mm, eb: me };
     match ty {
-        TensorType::Q4_0 => {
-            sc[0] = plain(f16(0)?);
-            for j in 0..16 {
-                q[j] = (b[2 + j] & 0xF) as i8 - 8;
-                q[j + 16] = (b[2 + j] >> 4) as i8 - 8;
-            }
-        }
-        TensorType::Q4_1 => {
-            sc[0] = with_min(f16(0)?, f16(2)?);
-            for j in 0..16 {
-                q[j] = (b[4 + j] & 0xF) as i8;
-                q[j + 16] = (b[4 + j] >> 4) as i8;
-            }
-        }
-        TensorType::Q5_0 | TensorType::Q5_1 => {
-            let min = ty == TensorType::Q5_1;
-            let at = if min { 4 } else { 2 };
-            sc[0] = if min { with_min(f16(0)?, f16(2)?) } else { plain(f16(0)?) };
-            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-            let qs = &b[at + 4..at + 20];
-            let off = if min { 0 } else { 16 };
-            for j in 0..16 {
-                let h0 = ((qh >> j) << 4) & 0x10;
-                let h1 = (qh >> (j + 12)) & 0x10;
-                q[j] = ((qs[j] & 0xF) as u32 | h0) as i8 - off;
-                q[j + 16] = ((qs[j] >> 4) as u32 | h1) as i8 - off;
-            }
-        }
-        TensorType::Q8_0 => {
-            sc[0] = plain(f16(0)?);
-            for j in 0..32 {
-                q[j] = b[2 + j] as i8;
-            }
-        }
+        TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => sc[0] = plain(f16(0)?),
+        TensorType::Q4_1 | TensorType::Q5_1 => sc[0] = with_min(f16(0)?, f16(2)?),
         TensorType::Q4K | TensorType::Q5K => {
             let ((dm, de), (mm, me)) = (f16(0)?, f16(2)?);
-            let five = ty == TensorType::Q5K;
-            let (qh, qs) = if five { (&b[16..48], &b[48..176]) } else { (&b[0..0], &b[16..144]) };
-            for j in 0..8 {
-                let (s, mn) = scale_min_k4(j, &b[4..16]);
-                let a = dm * s as i32;
-                sc[j] = BlockScale { a: [a, a], ea: de, b: -(mm * mn as i32), eb: me };
-                let (g, hi) = (j / 2, j % 2 == 1);
-                for l in 0..32 {
-                    let byte = qs[32 * g + l];
-                    let mut v = if hi { byte >> 4 } else { byte & 0xF };
-                    if five && qh[l] & (1 << j) != 0 {
-                        v += 16;
-                    }
-                    q[32 * j + l] = v as i8;
-                }
+            for (j, s) in sc.iter_mut().enumerate().take(8) {
+                let (sv, mn) = scale_min_k4(j, &b[4..16]);
+                let a = dm * sv as i32;
+                *s = BlockScale { a: [a, a], ea: de, b: -(mm * mn as i32), eb: me };
             }
         }
         TensorType::Q6K => {
-            let (ql, qh, scs) = (&b[0..128], &b[128..192], &b[192..208]);
             let (dm, de) = f16(208)?;
-            for j in 0..8 {
+            for (j, s) in sc.iter_mut().enumerate().take(8) {
                 let (h, r) = (j / 4, j % 4);
-                let s = |k: usize| dm * scs[8 * h + 2 * r + k] as i8 as i32;
-                sc[j] = BlockScale { a: [s(0), s(1)], ea: de, b: 0, eb: de };
-                for l in 0..32 {
-                    let lo = ql[64 * h + l + 32 * (r % 2)];
-                    let lo = if r >= 2 { lo >> 4 } else { lo & 0xF };
-                    let hi = (qh[32 * h + l] >> (2 * r)) & 3;
-                    q[32 * j + l] = (lo | (hi << 4)) as i8 - 32;
-                }
+                let a = |k: usize| dm * b[192 + 8 * h + 2 * r + k] as i8 as i32;
+                *s = BlockScale { a: [a(0), a(1)], ea: de, b: 0, eb: de };
             }
         }
         TensorType::F32 | TensorType::F16 => unreachable!("element types are not blocks"),
     }
     Some(())
+}
+
+/// One GGUF block's values (`q`: `ty.block_len()` of them) as int8, or widened (the batched
+/// matmul's i16): one loop per type over fixed-size views, which the compiler vectorizes.
+fn block_values<T: From<i8> + Copy>(ty: TensorType, b: &[u8], q: &mut [T]) {
+    let v = |x: u8| T::from(x as i8);
+    match ty {
+        TensorType::Q4_0 | TensorType::Q4_1 => {
+            let (off, at) = if ty == TensorType::Q4_0 { (8, 2) } else { (0, 4) };
+            let (Some(qs), Some(q)) = (b[at..].first_chunk::<16>(), q.first_chunk_mut::<32>()) else { return };
+            for j in 0..16 {
+                q[j] = v((qs[j] & 0xF).wrapping_sub(off));
+                q[j + 16] = v((qs[j] >> 4).wrapping_sub(off));
+            }
+        }
+        TensorType::Q5_0 | TensorType::Q5_1 => {
+            let min = ty == TensorType::Q5_1;
+            let at = if min { 4 } else { 2 };
+            let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            let (Some(qs), Some(q)) = (b[at + 4..].first_chunk::<16>(), q.first_chunk_mut::<32>()) else { return };
+            let off = if min { 0 } else { 16 };
+            for j in 0..16 {
+                let h0 = (((qh >> j) << 4) & 0x10) as u8;
+                let h1 = ((qh >> (j + 12)) & 0x10) as u8;
+                q[j] = v(((qs[j] & 0xF) | h0).wrapping_sub(off));
+                q[j + 16] = v(((qs[j] >> 4) | h1).wrapping_sub(off));
+            }
+        }
+        TensorType::Q8_0 => {
+            let (Some(qs), Some(q)) = (b[2..].first_chunk::<32>(), q.first_chunk_mut::<32>()) else { return };
+            for j in 0..32 {
+                q[j] = v(qs[j]);
+            }
+        }
+        TensorType::Q4K | TensorType::Q5K => {
+            let five = ty == TensorType::Q5K;
+            let at = if five { 48 } else { 16 };
+            let (Some(qs), Some(q)) = (b[at..].first_chunk::<128>(), q.first_chunk_mut::<256>()) else { return };
+            let qh = if five { b[16..].first_chunk::<32>() } else { None };
+            for g in 0..4 {
+                for l in 0..32 {
+                    let byte = qs[32 * g + l];
+                    let (mut lo, mut hi) = (byte & 0xF, byte >> 4);
+                    if let Some(qh) = qh {
+                        lo |= ((qh[l] >> (2 * g)) & 1) << 4;
+                        hi |= ((qh[l] >> (2 * g + 1)) & 1) << 4;
+                    }
+                    q[64 * g + l] = v(lo);
+                    q[64 * g + 32 + l] = v(hi);
+                }
+            }
+        }
+        TensorType::Q6K => {
+            let (Some(ql), Some(qh), Some(q)) =
+                (b.first_chunk::<128>(), b[128..].first_chunk::<64>(), q.first_chunk_mut::<256>())
+            else {
+                return;
+            };
+            for j in 0..8 {
+                let (h, r) = (j / 4, j % 4);
+                for l in 0..32 {
+                    let lo = ql[64 * h + l + 32 * (r % 2)];
+                    let lo = if r >= 2 { lo >> 4 } else { lo & 0xF };
+                    let hi = (qh[32 * h + l] >> (2 * r)) & 3;
+                    q[32 * j + l] = v((lo | (hi << 4)).wrapping_sub(32));
+                }
+            }
+        }
+        TensorType::F32 | TensorType::F16 => unreachable!("element types are not blocks"),
+    }
 }
 
 /// Decode every block once: validates the scales (`None` on an Inf/NaN) and finds the
@@ -1418,16 +1445,16 @@ impl Widened {
         self.w.resize(nblk * bl, 0);
         self.a.resize(nblk * bl / 32, 0.0);
         self.b.resize(nblk * bl / 32, 0.0);
-        let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
+        let mut sc = [BlockScale::default(); 8];
         let blocks =
             self.w.chunks_exact_mut(bl).zip(self.a.chunks_exact_mut(bl / 32)).zip(self.b.chunks_exact_mut(bl / 32));
         for (blk, ((w, a), b)) in rows.chunks_exact(bb).zip(blocks) {
             // Blocks were validated at load; a scale that fails to decode reads as zero.
-            if decode_block(ty, blk, &mut q[..bl], &mut sc[..bl / 32]).is_none() {
-                (q, sc) = ([0; 256], [BlockScale::default(); 8]);
-            }
-            for (wv, &qv) in w.iter_mut().zip(&q[..bl]) {
-                *wv = qv as i16;
+            if block_scales(ty, blk, &mut sc[..bl / 32]).is_some() {
+                block_values(ty, blk, w);
+            } else {
+                sc = [BlockScale::default(); 8];
+                w.fill(0);
             }
             for ((a, b), s) in a.iter_mut().zip(b.iter_mut()).zip(&sc) {
                 *a = ldexp(s.a[0] as f64, s.ea);
@@ -1436,9 +1463,9 @@ impl Widened {
             if ty == TensorType::Q6K {
                 let (d, e) = f16_at(blk, 208);
                 a.fill(ldexp(d as f64, e));
-                // Element k of sub-block j has scale byte 2·j + k / 16 (see decode_block).
-                for (k, wv) in w.iter_mut().enumerate() {
-                    *wv *= blk[192 + k / 16] as i8 as i16;
+                // Element k of sub-block j has scale byte 2·j + k / 16 (see block_scales).
+                for (ws, &s) in w.chunks_exact_mut(16).zip(&blk[192..208]) {
+                    ws.iter_mut().for_each(|wv| *wv *= s as i8 as i16);
                 }
             }
         }
@@ -1509,6 +1536,29 @@ fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], x: (&[i16], &[f64], &
     dots4_scalar::<MIN>(w, a, b, x, &mut acc);
     let terms = (nb * if MIN { 2 } else { 1 }) as i64;
     acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
+}
+
+/// [`dots4`] for two weight rows at once (`w`, `a`, `b`: each row's): AVX2 loads each x block
+/// once for both; elsewhere two [`dots4`] calls. The same terms, so the same bits.
+fn dots4x2<const MIN: bool>(
+    w: [&[i16]; 2],
+    a: [&[f64]; 2],
+    b: [&[f64]; 2],
+    x: (&[i16], &[f64], &[f64]),
+) -> [[i64; 4]; 2] {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::present() {
+        let (xw, xf, xm) = x;
+        let nb = a[0].len();
+        assert!((0..2).all(|r| w[r].len() == 32 * nb && a[r].len() == nb && b[r].len() == nb));
+        assert!(xw.len() == 128 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
+        let mut acc = [[0i64; 4]; 2];
+        // SAFETY: AVX2 is present; the lengths checked above keep every load in bounds.
+        unsafe { avx2::dots4x2::<MIN>(w, a, b, x, &mut acc) };
+        let terms = (nb * if MIN { 2 } else { 1 }) as i64;
+        return acc.map(|r| r.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64))));
+    }
+    [dots4::<MIN>(w[0], a[0], b[0], x), dots4::<MIN>(w[1], a[1], b[1], x)]
 }
 
 /// [`dots4`]'s portable kernel (on every target: the tests' reference).
@@ -1694,14 +1744,32 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                     &*own
                 }
             };
-            // Groups outermost: a group's x values stay in cache across the chunk's rows.
+            let row = |jj: usize| {
+                let (wr, sr) = (jj * k..(jj + 1) * k, jj * nb..(jj + 1) * nb);
+                (&wd.w[wr], &wd.a[sr.clone()], &wd.b[sr])
+            };
+            // Groups outermost: a group's x values stay in cache across the chunk's rows, taken
+            // two at a time.
             for g in 0..n.div_ceil(4) {
                 let xv = xg.group(g);
-                for (jj, oj) in out.chunks_exact_mut(n).enumerate() {
-                    let (wr, sr) = (jj * k..(jj + 1) * k, jj * nb..(jj + 1) * nb);
-                    let (wv, a, b) = (&wd.w[wr], &wd.a[sr.clone()], &wd.b[sr]);
+                let mut pairs = out.chunks_exact_mut(2 * n);
+                for (pi, oj) in pairs.by_ref().enumerate() {
+                    let ((w0, a0, b0), (w1, a1, b1)) = (row(2 * pi), row(2 * pi + 1));
+                    let d = if min {
+                        dots4x2::<true>([w0, w1], [a0, a1], [b0, b1], xv)
+                    } else {
+                        dots4x2::<false>([w0, w1], [a0, a1], [b0, b1], xv)
+                    };
+                    let (o0, o1) = oj.split_at_mut(n);
+                    for (o, v) in o0[4 * g..].iter_mut().zip(d[0]).chain(o1[4 * g..].iter_mut().zip(d[1])) {
+                        *o = v;
+                    }
+                }
+                let rest = pairs.into_remainder();
+                if !rest.is_empty() {
+                    let (wv, a, b) = row(rows - 1);
                     let d = if min { dots4::<true>(wv, a, b, xv) } else { dots4::<false>(wv, a, b, xv) };
-                    for (o, v) in oj[4 * g..].iter_mut().zip(d) {
+                    for (o, v) in rest[4 * g..].iter_mut().zip(d) {
                         *o = v;
                     }
                 }
@@ -2559,5 +2627,37 @@ mod tests {
             avx2::dots4::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut v);
         }
         assert_eq!(s, v);
+    }
+
+    /// Two weight rows at once against one x group: each row's sums are the portable kernel's.
+    #[test]
+    fn dots4x2_equals_dots4_scalar() {
+        let mut rng = crate::tiny::SplitMix64(6);
+        let nb = 11;
+        let mut i16s = |n: usize, lim: u64| {
+            (0..n).map(|_| (rng.next_u64() % (2 * lim + 1)) as i16 - lim as i16).collect::<Vec<_>>()
+        };
+        let (w0, w1, xw) = (i16s(32 * nb, 4096), i16s(32 * nb, 15), i16s(128 * nb, 127));
+        let f64s = |n: usize, rng: &mut crate::tiny::SplitMix64| {
+            (0..n)
+                .map(|_| libm::ldexp((rng.next_u64() % 4096) as f64 - 2048.0, (rng.next_u64() % 40) as i32 - 30))
+                .collect::<Vec<_>>()
+        };
+        let (a0, b0, a1, b1) = (f64s(nb, &mut rng), f64s(nb, &mut rng), f64s(nb, &mut rng), f64s(nb, &mut rng));
+        let (xf, xm) = (f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
+        let x = (&xw[..], &xf[..], &xm[..]);
+        let scalar = |w: &[i16], a: &[f64], b: &[f64], min: bool| {
+            let mut acc = [0i64; 4];
+            if min {
+                dots4_scalar::<true>(w, a, b, x, &mut acc);
+            } else {
+                dots4_scalar::<false>(w, a, b, x, &mut acc);
+            }
+            let terms = (nb * if min { 2 } else { 1 }) as i64;
+            acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
+        };
+        let want = |min| [scalar(&w0, &a0, &b0, min), scalar(&w1, &a1, &b1, min)];
+        assert_eq!(dots4x2::<true>([&w0, &w1], [&a0, &a1], [&b0, &b1], x), want(true), "with min terms");
+        assert_eq!(dots4x2::<false>([&w0, &w1], [&a0, &a1], [&b0, &b1], x), want(false), "without");
     }
 }
