@@ -1,18 +1,11 @@
-// numerics v2 attention for one (query row i, query head h) per workgroup, over the KV
-// cache of one layer (backend/exact.rs, attend_head). Keys lo..=pos are visible (causal,
-// optionally a sliding window; or, for encoders, the row's segment); head h reads KV head h / group.
-// - scores on the grid A = max E_q + max visible E_k − 8: s_j = Σ_b shl(dot(q_b, k_jb) ·
-//   s_qb·s_kjb, E_qb + E_kjb − A), times the scale's mantissa (exponent se);
-// - softmax: d = s − max to Q20 (clamped at −2^31), z = rshr(d·log2e, 30), p = exp2_q20(z),
-//   inv = floor(2^62 / Σp), p' = rshr(p·inv, 38) (Q24);
-// - values per block b: acc_d = Σ_j shl(p'_j·s_vjb·v_jd, E_vjb − V_b + 8) at V_b − 8 − 24,
-//   blocks shifted to the head's largest block exponent.
-// Writes the head's accumulators and exponent; normalize.wgsl aligns the heads of a row and
-// rounds it. The cache holds, per position, K then V as packed int8 words and per-block
-// (E, s, Σq, 0). Prepended: i64.wgsl, exp2.wgsl, dot4.
+// attend.wgsl over q quantized by quantize.wgsl (or attn_in.wgsl) and the cache, one
+// workgroup per (head, row): prefill, encoders, and decode steps whose q, k, v are not a
+// decoder's products in one buffer. Writes the head's accumulators and exponent;
+// normalize.wgsl aligns the heads of a row and rounds it. The cache holds, per position, K
+// then V as packed int8 words and per-block (E, s, Σq, 0). Prepended: i64.wgsl, exp2.wgsl,
+// dot4, attend.wgsl.
 
 const WG: u32 = 64u;
-const LOG2E_Q30: i32 = 1549082005;
 
 struct Params {
     head_dim: u32,
@@ -47,177 +40,41 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> acc: array<vec2<u32>>;
 @group(0) @binding(8) var<storage, read_write> gexp: array<i32>;
 
-var<workgroup> red_e: array<i32, WG>;
-var<workgroup> red_m: array<vec2<u32>, WG>;
-
-// floor(n / d) for unsigned 64-bit n and d > 0 (shift and subtract).
-fn u64_div(n: vec2<u32>, d: vec2<u32>) -> vec2<u32> {
-    var q = vec2<u32>(0u, 0u);
-    var r = vec2<u32>(0u, 0u);
-    for (var i = 63i; i >= 0; i--) {
-        let bit = select((n.x >> u32(i)) & 1u, (n.y >> u32(i - 32)) & 1u, i >= 32);
-        r = i64_shl(r, 1u) | vec2<u32>(bit, 0u);
-        if !u64_lt(r, d) {
-            r = i64_sub(r, d);
-            q = q | select(vec2<u32>(1u << u32(i), 0u), vec2<u32>(0u, 1u << u32(i - 32)), i >= 32);
-        }
-    }
-    return q;
-}
-
 fn bound(k: u32) -> u32 {
     return p.bounds[k / 4u][k % 4u];
 }
 
-fn max_e(lid: u32, v: i32) -> i32 {
-    red_e[lid] = v;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            red_e[lid] = max(red_e[lid], red_e[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    let r = workgroupUniformLoad(&red_e[0]);
-    return r;
+fn exp2_entry(k: u32) -> u32 {
+    return exp2_t[k];
+}
+
+fn q_word(i: u32, h: u32, w: u32) -> u32 {
+    return qw[(i * p.n_head + h) * p.head_dim / 4u + w];
+}
+
+fn q_blk(i: u32, h: u32, b: u32) -> vec4<i32> {
+    return qblk[(i * p.n_head + h) * p.nbh + b];
+}
+
+// Per position: K words, then V words; K blocks, then V blocks.
+fn k_word(j: u32, g: u32, w: u32) -> u32 {
+    return kvw[j * (p.kv_dim / 2u) + g * p.head_dim / 4u + w];
+}
+
+fn v_word(j: u32, g: u32, w: u32) -> u32 {
+    return kvw[j * (p.kv_dim / 2u) + p.kv_dim / 4u + g * p.head_dim / 4u + w];
+}
+
+fn k_blk(j: u32, g: u32, b: u32) -> vec4<i32> {
+    return kvblk[j * 2u * (p.kv_dim / p.head_dim * p.nbh) + g * p.nbh + b];
+}
+
+fn v_blk(j: u32, g: u32, b: u32) -> vec4<i32> {
+    let kv_blocks = p.kv_dim / p.head_dim * p.nbh;
+    return kvblk[j * 2u * kv_blocks + kv_blocks + g * p.nbh + b];
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let h = wid.x;
-    let i = wid.y;
-    let hd = p.head_dim;
-    let g = h / p.group;
-    var pos = p.pos0 + i;
-    var lo = 0u;
-    if p.nseg != 0u {
-        var sg = 0u;
-        while sg + 1u < p.nseg && i >= bound(sg + 1u) {
-            sg++;
-        }
-        lo = bound(sg);
-        pos = bound(sg + 1u) - 1u;
-    } else if p.window != 0u && pos + 1u > p.window {
-        lo = pos + 1u - p.window;
-    }
-    let nvis = pos + 1u - lo;
-    let q_cols = p.n_head * hd;
-    let kv_blocks = p.kv_dim / hd * p.nbh;
-    // Per position: K words, then V words; K blocks, then V blocks.
-    let pos_words = p.kv_dim / 2u;
-    let qb0 = (i * p.n_head + h) * p.nbh;
-    let scb = (i * p.n_head + h) * p.npos;
-
-    // The score grid.
-    var kq_max = -2147483647 - 1;
-    for (var b = 0u; b < p.nbh; b++) {
-        kq_max = max(kq_max, qblk[qb0 + b].x);
-    }
-    var kk = -2147483647 - 1;
-    for (var t = lid; t < nvis * p.nbh; t += WG) {
-        let j = lo + t / p.nbh;
-        kk = max(kk, kvblk[j * 2u * kv_blocks + g * p.nbh + t % p.nbh].x);
-    }
-    let grid = kq_max + max_e(lid, kk) - 8;
-
-    // Scores, and their maximum.
-    var smax = vec2<u32>(0u, 0x80000000u);
-    for (var t = lid; t < nvis; t += WG) {
-        let j = lo + t;
-        var s = vec2<u32>(0u, 0u);
-        for (var b = 0u; b < p.nbh; b++) {
-            let qbk = qblk[qb0 + b];
-            let kb = kvblk[j * 2u * kv_blocks + g * p.nbh + b];
-            let len = min(32u, hd - 32u * b);
-            let qo = (i * q_cols + h * hd + 32u * b) / 4u;
-            let ko = j * pos_words + (g * hd + 32u * b) / 4u;
-            var d = 0i;
-            for (var k = 0u; k < len / 4u; k++) {
-                d += dot4(qw[qo + k], kvw[ko + k]);
-            }
-            s = i64_add(s, i64_shl_s(i64_mul(d, qbk.y * kb.y), qbk.x + kb.x - grid));
-        }
-        s = i64_mul_i32(s, p.sm);
-        sc[scb + t] = s;
-        if i64_lt(smax, s) {
-            smax = s;
-        }
-    }
-    red_m[lid] = smax;
-    workgroupBarrier();
-    for (var hh = WG / 2u; hh > 0u; hh >>= 1u) {
-        if lid < hh && i64_lt(red_m[lid], red_m[lid + hh]) {
-            red_m[lid] = red_m[lid + hh];
-        }
-        workgroupBarrier();
-    }
-    let top = workgroupUniformLoad(&red_m[0]);
-
-    // Softmax numerators in Q30, and their sum.
-    let sh = grid + p.se + 20;
-    var sum = vec2<u32>(0u, 0u);
-    for (var t = lid; t < nvis; t += WG) {
-        let d = i64_sub(sc[scb + t], top);
-        var dq = 0i;
-        if sh >= 0 {
-            let lim = i64_neg(i64_shl(vec2<u32>(1u, 0u), u32(max(0, 31 - sh))));
-            if !i64_is_zero(d) && (sh >= 31 || i64_lt(d, lim)) {
-                dq = -2147483647 - 1;
-            } else {
-                dq = i64_to_i32(i64_shl(d, u32(sh)));
-            }
-        } else {
-            let r = i64_rshr(d, u32(-sh));
-            dq = select(i64_to_i32(r), -2147483647 - 1, i64_lt(r, i64_from(-2147483647 - 1)));
-        }
-        let pj = exp2_q20(i64_rshr(i64_mul(dq, LOG2E_Q30), 30u));
-        sc[scb + t] = vec2<u32>(pj, 0u);
-        sum = i64_add(sum, vec2<u32>(pj, 0u));
-    }
-    red_m[lid] = sum;
-    workgroupBarrier();
-    for (var hh = WG / 2u; hh > 0u; hh >>= 1u) {
-        if lid < hh {
-            red_m[lid] = i64_add(red_m[lid], red_m[lid + hh]);
-        }
-        workgroupBarrier();
-    }
-    let total = workgroupUniformLoad(&red_m[0]);
-    // p <= 2^30 <= S, so inv <= 2^32 and p·inv <= 2^62; probabilities in Q24.
-    let inv = u64_div(vec2<u32>(0u, 0x40000000u), total);
-    for (var t = lid; t < nvis; t += WG) {
-        let pj = sc[scb + t].x;
-        let lo_p = u64_mul(inv.x, pj);
-        sc[scb + t] = i64_rshr(vec2<u32>(lo_p.x, lo_p.y + inv.y * pj), 38u);
-    }
-    storageBarrier();
-    workgroupBarrier();
-
-    // Values: each block on the grid of its largest visible exponent.
-    var eh = -2147483647 - 1;
-    var vmax: array<i32, 8>;
-    for (var b = 0u; b < p.nbh; b++) {
-        var vm = -2147483647 - 1;
-        for (var t = lid; t < nvis; t += WG) {
-            vm = max(vm, kvblk[(lo + t) * 2u * kv_blocks + kv_blocks + g * p.nbh + b].x);
-        }
-        vmax[b] = max_e(lid, vm);
-        eh = max(eh, vmax[b] - 8 - 24);
-    }
-    for (var d = lid; d < hd; d += WG) {
-        let b = d / 32u;
-        let vm = vmax[b];
-        var a = vec2<u32>(0u, 0u);
-        for (var j = lo; j <= pos; j++) {
-            let vb = kvblk[j * 2u * kv_blocks + kv_blocks + g * p.nbh + b];
-            let word = kvw[j * pos_words + p.kv_dim / 4u + (g * hd + d) / 4u];
-            let v = (bitcast<i32>(word) << (24u - 8u * (d % 4u))) >> 24u;
-            let pv = i64_to_i32(sc[scb + j - lo]);
-            a = i64_add(a, i64_shl_s(i64_mul(pv, vb.y * v), vb.x - vm + 8));
-        }
-        acc[i * q_cols + h * hd + d] = i64_shl_s(a, vm - 8 - 24 - eh);
-    }
-    if lid == 0u {
-        gexp[i * p.n_head + h] = eh;
-    }
+    attend(wid.x, wid.y, lid);
 }

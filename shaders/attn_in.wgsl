@@ -1,22 +1,12 @@
-// q, k and v of a decoder layer into attention, in one pass per row: the three products still
-// as accumulators in their shared buffer (normalized on the fly, norm_row.wgsl), RoPE on q and
-// k (rope.wgsl's arithmetic, its output normalized in workgroup memory as normalize.wgsl
-// would), then each quantized per head (quant_block.wgsl, as quantize.wgsl): q into q8 / qblk,
-// k and v into the layer's KV cache at the row's position. Replaces two rope and three quantize
-// dispatches. One workgroup per row; rows of at most 1024 values.
-// Prepended: i64.wgsl, quant_block.wgsl, reduce.wgsl, norm_row.wgsl, rope_pair.wgsl.
+// q, k and v of a decoder layer into attention, in one pass per row: qkv_rows.wgsl's rows,
+// each quantized per head (quant_block.wgsl, as quantize.wgsl): q into q8 / qblk, k and v into
+// the layer's KV cache at the row's position. Replaces two rope and three quantize dispatches
+// (prefill; a decode step runs attn_step.wgsl instead). One workgroup per row.
+// Prepended: i64.wgsl, quant_block.wgsl, reduce.wgsl, norm_row.wgsl, rope_pair.wgsl,
+// qkv_rows.wgsl.
 
 override NEOX: bool;
 const WG: u32 = 256u;
-const MAXC: u32 = 1024u;
-
-// One product's columns in the shared buffer, and its norm_row parameters.
-struct Part {
-    col0: u32,
-    group: u32,
-    ng: u32,
-    bias: i32,
-}
 
 struct Params {
     // The accumulators' row stride, and the mantissa width.
@@ -50,14 +40,8 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> q8: array<u32>;
 @group(0) @binding(7) var<storage, read_write> qblk: array<vec4<i32>>;
 
-// The rotated row (64 bits), then in .x each normalized mantissa: quantize_block's input.
-var<workgroup> rot: array<vec2<u32>, MAXC>;
 // 0: quantize into q8 / qblk; 1: into the cache.
 var<private> dest: u32;
-
-fn quant_in(at: u32) -> i32 {
-    return bitcast<i32>(rot[at].x);
-}
 
 fn quant_word(at: u32, w: u32) {
     if dest == 0u {
@@ -73,44 +57,6 @@ fn quant_blk(at: u32, v: vec4<i32>) {
     } else {
         cb[at] = v;
     }
-}
-
-// Row i of product `pt` (cols wide) normalized into rot's .x, rotated first when `rope`; returns
-// its exponent.
-fn prepare(i: u32, lid: u32, pt: Part, cols: u32, rope: bool) -> i32 {
-    let r = NormRow(i, 0u, cols, pt.group, pt.ng, p.bits, pt.bias, p.stride, pt.col0);
-    let es = norm_exp(r, lid);
-    if !rope {
-        for (var c = lid; c < cols; c += WG) {
-            rot[c].x = bitcast<u32>(norm_value(r, c, es));
-        }
-        workgroupBarrier();
-        return es.x + es.y;
-    }
-    let half = p.head_dim / 2u;
-    for (var pi = lid; pi < cols / 2u; pi += WG) {
-        let ab = rope_pair(pi, p.head_dim);
-        let a = ab.x;
-        let b = ab.y;
-        let t = ab.z;
-        let x0 = norm_value(r, a, es);
-        let x1 = norm_value(r, b, es);
-        let w = cs[i * half + t];
-        rot[a] = i64_sub(i64_mul(x0, w.x), i64_mul(x1, w.y));
-        rot[b] = i64_add(i64_mul(x0, w.y), i64_mul(x1, w.x));
-    }
-    // normalize.wgsl on the rotated row: one group at the input's exponent − 30.
-    workgroupBarrier();
-    var mx = vec2<u32>(0u, 0u);
-    for (var c = lid; c < cols; c += WG) {
-        mx = u64_max(mx, i64_abs(rot[c]));
-    }
-    let s = norm_shift(max_m(lid, mx), p.bits);
-    for (var c = lid; c < cols; c += WG) {
-        rot[c].x = bitcast<u32>(i64_to_i32(i64_shl_s(rot[c], -s)));
-    }
-    workgroupBarrier();
-    return es.x + es.y - 30 + s;
 }
 
 // rot's mantissas (cols wide, exponent e) quantized per head: row i's words at q_base + i·q_stride, its

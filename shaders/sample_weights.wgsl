@@ -15,6 +15,10 @@ const LOG2E_Q30: u32 = 1549082005u;
 @group(0) @binding(4) var<storage, read> exp2_t: array<u32>;
 @group(0) @binding(5) var<storage, read_write> dw: array<vec2<u32>>;
 
+fn exp2_entry(k: u32) -> u32 {
+    return exp2_t[k];
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;

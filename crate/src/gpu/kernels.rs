@@ -18,6 +18,8 @@ const QUANT_BLOCK: &str = include_str!("../../../shaders/quant_block.wgsl");
 const QUANT_ROW: &str = include_str!("../../../shaders/quant_row.wgsl");
 const ROPE_PAIR: &str = include_str!("../../../shaders/rope_pair.wgsl");
 const Q16: &str = include_str!("../../../shaders/q16.wgsl");
+const ATTEND: &str = include_str!("../../../shaders/attend.wgsl");
+const QKV_ROWS: &str = include_str!("../../../shaders/qkv_rows.wgsl");
 const RSQRT: &str = include_str!("../../../shaders/rsqrt.wgsl");
 const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 
@@ -59,6 +61,11 @@ pub enum Kernel {
     AttnIn {
         neox: bool,
     },
+    /// A decode step's q, k and v into attention and the attention itself, in one dispatch
+    /// (`attn_step.wgsl`).
+    AttnStep {
+        neox: bool,
+    },
     /// Encoders: a bias added to every row, LayerNorm, the erf GELU, mean pooling with the L2 norm.
     AddBias,
     LayerNorm,
@@ -97,6 +104,7 @@ impl fmt::Display for Kernel {
             Kernel::Argmax => write!(f, "argmax"),
             Kernel::Attention => write!(f, "attention"),
             Kernel::AttnIn { neox } => write!(f, "attn_in[{}]", if *neox { "neox" } else { "norm" }),
+            Kernel::AttnStep { neox } => write!(f, "attn_step[{}]", if *neox { "neox" } else { "norm" }),
             Kernel::AddBias => write!(f, "add_bias"),
             Kernel::LayerNorm => write!(f, "layer_norm"),
             Kernel::Gelu => write!(f, "gelu"),
@@ -111,7 +119,7 @@ impl fmt::Display for Kernel {
 impl fmt::Display for KernelKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kernel {
-            Kernel::Matmul { .. } | Kernel::Attention => {
+            Kernel::Matmul { .. } | Kernel::Attention | Kernel::AttnStep { .. } => {
                 write!(f, "{}[dot4={}]", self.kernel, if self.dot4_packed { "packed" } else { "emulated" })
             }
             _ => write!(f, "{}", self.kernel),
@@ -169,10 +177,28 @@ impl KernelKey {
                 include_str!("../../../shaders/gated_acc.wgsl"),
             ],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
-            Kernel::Attention => &[I64, EXP2, dot4, include_str!("../../../shaders/attention.wgsl")],
-            Kernel::AttnIn { .. } => {
-                &[I64, QUANT_BLOCK, REDUCE, NORM_ROW, ROPE_PAIR, include_str!("../../../shaders/attn_in.wgsl")]
-            }
+            Kernel::Attention => &[I64, EXP2, dot4, ATTEND, include_str!("../../../shaders/attention.wgsl")],
+            Kernel::AttnIn { .. } => &[
+                I64,
+                QUANT_BLOCK,
+                REDUCE,
+                NORM_ROW,
+                ROPE_PAIR,
+                QKV_ROWS,
+                include_str!("../../../shaders/attn_in.wgsl"),
+            ],
+            Kernel::AttnStep { .. } => &[
+                I64,
+                EXP2,
+                dot4,
+                QUANT_BLOCK,
+                REDUCE,
+                NORM_ROW,
+                ROPE_PAIR,
+                QKV_ROWS,
+                ATTEND,
+                include_str!("../../../shaders/attn_step.wgsl"),
+            ],
             Kernel::SampleWeights => &[I64, EXP2, SAMPLE_PARAMS, include_str!("../../../shaders/sample_weights.wgsl")],
             Kernel::SampleHist => &[I64, SAMPLE_PARAMS, include_str!("../../../shaders/sample_hist.wgsl")],
             Kernel::SampleSelect => &[I64, SAMPLE_PARAMS, include_str!("../../../shaders/sample_select.wgsl")],
@@ -187,7 +213,9 @@ impl KernelKey {
                 vec![("TYPE", ty as u32 as f64), ("XR", x_rows as f64), ("WO", outputs as f64), ("LANES", lanes as f64)]
             }
             Kernel::Embed(t) => vec![("TYPE", t as u32 as f64)],
-            Kernel::Rope { neox } | Kernel::AttnIn { neox } => vec![("NEOX", neox as u32 as f64)],
+            Kernel::Rope { neox } | Kernel::AttnIn { neox } | Kernel::AttnStep { neox } => {
+                vec![("NEOX", neox as u32 as f64)]
+            }
             Kernel::Gated { gelu } | Kernel::GatedAcc { gelu } => vec![("GELU", gelu as u32 as f64)],
             _ => vec![],
         }

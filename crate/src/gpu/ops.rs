@@ -184,6 +184,8 @@ pub struct GpuOps {
     pub ctx: Rc<GpuContext>,
     caches: Vec<Option<KvCache>>,
     pub(crate) exp2: Buf,
+    /// The same table as a uniform block (attn_step.wgsl, whose storage bindings are full).
+    exp2_u: wgpu::Buffer,
     /// The encoders' Φ table (`numerics::phi_table`), in Q30.
     phi: Buf,
     /// Ops recorded since the last submission.
@@ -221,6 +223,9 @@ impl GpuOps {
     fn with_layers(ctx: Rc<GpuContext>, n_layer: usize) -> Result<GpuOps> {
         let t: Vec<u32> = exp2_table().iter().map(|&v| v as u32).collect();
         let exp2 = ctx.storage_init("exp2", bytemuck::cast_slice(&t))?;
+        let mut t4 = t.clone();
+        t4.resize(t.len().next_multiple_of(4), 0);
+        let exp2_u = ctx.buffer_with("exp2", bytemuck::cast_slice(&t4), wgpu::BufferUsages::UNIFORM);
         let none = ctx.storage_init("none", &[0; 16])?;
         let sinks = [
             ctx.storage_init("sink", &[0; 16])?,
@@ -235,6 +240,7 @@ impl GpuOps {
             ctx,
             caches: (0..n_layer).map(|_| None).collect(),
             exp2,
+            exp2_u,
             phi,
             enc: None,
             quantized: None,
@@ -978,6 +984,19 @@ impl GpuOps {
         let exp2 = self.exp2.clone();
         let whole = if bounds.is_empty() { attn_in(q, k, v, hd) } else { None };
         self.recorded(|s, enc| {
+            let window = p.window.unwrap_or(0);
+            let attn = [hd, nbh, p.n_head, p.n_head / p.n_head_kv, kv_dim, pos0, window, npos].map(|v| v as u32);
+            if let (Some((parts, stride, nacc, ngexp, rope)), 1) = (&whole, n) {
+                // A decode step: q, k, v into attention and the attention, one dispatch.
+                let mut prm = attn.to_vec();
+                prm.extend([sm as u32, se as u32, 0]);
+                let rest = [*stride, ROW_BITS as usize, q_cols, kv_dim, pos_words, pos_blocks, kv_blocks, 0, 0];
+                prm.extend(rest.map(|v| v as u32));
+                prm.extend(parts.iter().flatten());
+                let bufs = [nacc, ngexp, &rope.cs, cw, cb, &scores, &acc, &gexp, &s.exp2_u];
+                let groups = [p.n_head as u32, 1, 1];
+                return s.ctx.dispatch(enc, Kernel::AttnStep { neox: rope.neox }, &prm, &bufs, groups);
+            }
             if let Some((parts, stride, nacc, ngexp, rope)) = &whole {
                 let mut prm = [*stride, ROW_BITS as usize, hd, nbh, q_cols, kv_dim, p.n_head, pos0, pos_words]
                     .into_iter()
@@ -993,9 +1012,7 @@ impl GpuOps {
                 s.quantize(enc, v, hd, (cw, pos_words, kw + kv_dim / 4), (cb, pos_blocks, kb + kv_blocks), &emax)?;
                 s.quantize(enc, q, hd, (&q8, q_cols / 4, 0), (&qblk, p.n_head * nbh, 0), &emax)?;
             }
-            let window = p.window.unwrap_or(0);
-            let mut prm: Vec<u32> =
-                [hd, nbh, p.n_head, p.n_head / p.n_head_kv, kv_dim, pos0, window, npos].map(|v| v as u32).to_vec();
+            let mut prm = attn.to_vec();
             prm.extend([sm as u32, se as u32, bounds.len().saturating_sub(1) as u32, 0]);
             prm.extend(segment_bounds(bounds));
             let bufs = [&q8, &qblk, cw, cb, &exp2, &scores, &acc, &gexp];
