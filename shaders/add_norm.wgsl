@@ -5,8 +5,9 @@
 // accumulators, which nothing else holds), and quantized for the product that follows
 // (quant_row.wgsl). Without `norm` it is the add alone (a pending add some other op reads);
 // with `y_only` the norm of y alone.
-// Eight storage buffers: WebGPU's default limit. Prepended: i64.wgsl, rsqrt.wgsl, reduce.wgsl,
-// norm_row.wgsl (reading acc, gexp), quant_block.wgsl, quant_row.wgsl.
+// Eight storage buffers: WebGPU's default limit. Prepended: i64.wgsl, rsqrt.wgsl,
+// rms_group.wgsl, reduce.wgsl, norm_row.wgsl (reading acc, gexp), quant_block.wgsl,
+// quant_row.wgsl.
 
 const WG: u32 = 256u;
 
@@ -92,9 +93,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         ssum = i64_add(ssum, u64_mul(a, a));
         big = max(big, a);
     }
-    // Every read of y's exponents and x's is done (the reductions' barriers) before these writes.
     let sq = sum_s(lid, ssum);
     let top = max_m(lid, vec2<u32>(big, 0u)).x;
+    // Every invocation's reads of x's exponent and y's exponents are done before they are
+    // overwritten.
+    storageBarrier();
     if lid == 0u {
         xe[i] = e;
     }
@@ -102,28 +105,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     // rms_norm.wgsl's arithmetic on the new row (one group), into y's accumulators.
-    let s1 = i32(u64_bitlen(sq)) - 61;
-    let mean = u64_div_u32(i64_shl_s(sq, -s1), p.cols);
-    let rr = rms_rsqrt(mean, 2 * e + s1, i64_from(p.eps_m), p.eps_e);
-    if rr.y == RMS_NONE {
-        for (var c = lid; c < p.cols; c += WG) {
-            acc[row + c] = vec2<u32>(0u, 0u);
-        }
-        if lid == 0u {
-            gexp[i] = RMS_NONE;
-        }
-    } else {
-        let rv = bitcast<u32>(rr.x);
-        let h = 32u - countLeadingZeros(top) + 8u;
-        for (var c = lid; c < p.cols; c += WG) {
-            let v = xm[row + c];
-            let pr = u64_mul(abs_u32(v), rv);
-            let y = i64_to_i32(i64_rshr(select(pr, i64_neg(pr), v < 0), h));
-            acc[row + c] = i64_mul(y, wm[c]);
-        }
-        if lid == 0u {
-            gexp[i] = e + rr.y + i32(h) + p.w_e;
-        }
+    let ge = rms_group(lid, row, p.cols, e, sq, top, vec2<i32>(p.eps_m, p.eps_e), p.w_e);
+    if lid == 0u {
+        gexp[i] = ge;
     }
     quantize_row(i, lid, p.cols, p.bits);
 }

@@ -1,10 +1,9 @@
-// numerics v1 rms_norm, one workgroup per (norm group g, row i): S = Σm² (u64),
-// mean = floor(shl(S, −s1) / n) at 2e + s1 with s1 = bitlen(S) − 61, eps on the grid 61 bits
-// below the larger top bit, integer rsqrt (bit-by-bit isqrt, floor division), then
-// rshr(m·r, bitlen(max |m|) + 8)·w per element at e + r_e + h + w_e. normalize.wgsl aligns
+// numerics v1 rms_norm, one workgroup per (norm group g, row i): S = Σm² (u64), then
+// rms_group.wgsl (eps on the grid 61 bits below the larger top bit, integer rsqrt, each
+// element times r and the weight) at e + r_e + h + w_e. normalize.wgsl aligns
 // the groups of a row and rounds it. With `quant` (one group per row) it also quantizes the row
 // for the product that follows (quant_row.wgsl). Prepended: i64.wgsl, rsqrt.wgsl,
-// reduce.wgsl, quant_block.wgsl, quant_row.wgsl.
+// rms_group.wgsl, reduce.wgsl, quant_block.wgsl, quant_row.wgsl.
 
 const WG: u32 = 256u;
 
@@ -61,28 +60,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let s = workgroupUniformLoad(&red_s[0]);
     let gmax = workgroupUniformLoad(&red_m[0]);
     // Every invocation derives the same r from S (no further barrier needed).
-    let s1 = i32(u64_bitlen(s)) - 61;
-    let mean = u64_div_u32(i64_shl_s(s, -s1), p.group);
-    let rr = rms_rsqrt(mean, 2 * e + s1, i64_from(p.eps_m), p.eps_e);
-    if rr.y == RMS_NONE {
-        for (var c = lid; c < p.group; c += WG) {
-            acc[base + c] = vec2<u32>(0u, 0u);
-        }
-        if lid == 0u {
-            gexp[i * p.ng + g] = RMS_NONE;
-        }
-    } else {
-        let r = bitcast<u32>(rr.x);
-        let h = 32u - countLeadingZeros(gmax) + 8u;
-        for (var c = lid; c < p.group; c += WG) {
-            let m = xm[base + c];
-            let pr = u64_mul(abs_u32(m), r);
-            let y = i64_to_i32(i64_rshr(select(pr, i64_neg(pr), m < 0), h));
-            acc[base + c] = i64_mul(y, wm[c]);
-        }
-        if lid == 0u {
-            gexp[i * p.ng + g] = e + rr.y + i32(h) + p.w_e;
-        }
+    let ge = rms_group(lid, base, p.group, e, s, gmax, vec2<i32>(p.eps_m, p.eps_e), p.w_e);
+    if lid == 0u {
+        gexp[i * p.ng + g] = ge;
     }
     if p.quant != 0u {
         quantize_row(i, lid, p.cols, p.bits);

@@ -21,6 +21,7 @@ const Q16: &str = include_str!("../../../shaders/q16.wgsl");
 const ATTEND: &str = include_str!("../../../shaders/attend.wgsl");
 const QKV_ROWS: &str = include_str!("../../../shaders/qkv_rows.wgsl");
 const RSQRT: &str = include_str!("../../../shaders/rsqrt.wgsl");
+const RMS_GROUP: &str = include_str!("../../../shaders/rms_group.wgsl");
 const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
 
 /// norm_row.wgsl and normalize_row.wgsl writing to a kernel's buffers `m` and `e`.
@@ -150,7 +151,7 @@ impl KernelKey {
                 // norm_row.wgsl reads y from the accumulators the norm then overwrites.
                 let norm_row = NORM_ROW.replace("nacc", "acc").replace("ngexp", "gexp");
                 let own = include_str!("../../../shaders/add_norm.wgsl");
-                return [I64, RSQRT, REDUCE, &norm_row, QUANT_BLOCK, QUANT_ROW, own].join("\n");
+                return [I64, RSQRT, RMS_GROUP, REDUCE, &norm_row, QUANT_BLOCK, QUANT_ROW, own].join("\n");
             }
             Kernel::Matmul { .. } => &[I64, dot4, WEIGHTS, include_str!("../../../shaders/matmul.wgsl")],
             Kernel::Embed(_) => &[I64, WEIGHTS, include_str!("../../../shaders/embed.wgsl")],
@@ -158,7 +159,7 @@ impl KernelKey {
                 return [I64, &normalize_row("xm", "xe"), include_str!("../../../shaders/add_bias.wgsl")].join("\n")
             }
             Kernel::RmsNorm => {
-                &[I64, RSQRT, REDUCE, QUANT_BLOCK, QUANT_ROW, include_str!("../../../shaders/rms_norm.wgsl")]
+                &[I64, RSQRT, RMS_GROUP, REDUCE, QUANT_BLOCK, QUANT_ROW, include_str!("../../../shaders/rms_norm.wgsl")]
             }
             Kernel::LayerNorm => &[I64, RSQRT, REDUCE, include_str!("../../../shaders/layer_norm.wgsl")],
             Kernel::PoolL2 => &[I64, RSQRT, REDUCE, include_str!("../../../shaders/pool_l2.wgsl")],
