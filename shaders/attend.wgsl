@@ -12,11 +12,11 @@
 // - values per block b: acc_d = Σ_j shl(p'_j·s_vjb·v_jd, E_vjb − V_b + 8) at V_b − 8 − 24,
 //   blocks shifted to the head's largest block exponent.
 // Writes the head's accumulators and exponent. The including kernel declares WG. Prepended:
-// i64.wgsl, exp2.wgsl, dot4.
+// i64.wgsl, exp2.wgsl, dot4, reduce.wgsl.
 
 const LOG2E_Q30: i32 = 1549082005;
 
-var<workgroup> attn_red_e: array<i32, WG>;
+// The scores' signed maximum (reduce.wgsl's max_m is unsigned).
 var<workgroup> attn_red_m: array<vec2<u32>, WG>;
 
 // floor(n / d) for unsigned 64-bit n and d > 0 (shift and subtract).
@@ -32,19 +32,6 @@ fn u64_div(n: vec2<u32>, d: vec2<u32>) -> vec2<u32> {
         }
     }
     return q;
-}
-
-fn attn_max_e(lid: u32, v: i32) -> i32 {
-    attn_red_e[lid] = v;
-    workgroupBarrier();
-    for (var h = WG / 2u; h > 0u; h >>= 1u) {
-        if lid < h {
-            attn_red_e[lid] = max(attn_red_e[lid], attn_red_e[lid + h]);
-        }
-        workgroupBarrier();
-    }
-    let r = workgroupUniformLoad(&attn_red_e[0]);
-    return r;
 }
 
 // Attention of query row i, head h (the workgroup's), into acc and gexp.
@@ -77,7 +64,7 @@ fn attend(h: u32, i: u32, lid: u32) {
         let j = lo + t / p.nbh;
         kk = max(kk, k_blk(j, g, t % p.nbh).x);
     }
-    let grid = kq_max + attn_max_e(lid, kk) - 8;
+    let grid = kq_max + max_e(lid, kk) - 8;
 
     // Scores, and their maximum.
     var smax = vec2<u32>(0u, 0x80000000u);
@@ -131,15 +118,7 @@ fn attend(h: u32, i: u32, lid: u32) {
         sc[scb + t] = vec2<u32>(pj, 0u);
         sum = i64_add(sum, vec2<u32>(pj, 0u));
     }
-    attn_red_m[lid] = sum;
-    workgroupBarrier();
-    for (var hh = WG / 2u; hh > 0u; hh >>= 1u) {
-        if lid < hh {
-            attn_red_m[lid] = i64_add(attn_red_m[lid], attn_red_m[lid + hh]);
-        }
-        workgroupBarrier();
-    }
-    let total = workgroupUniformLoad(&attn_red_m[0]);
+    let total = sum_s(lid, sum);
     // p <= 2^30 <= S, so inv <= 2^32 and p·inv <= 2^62; probabilities in Q24.
     let inv = u64_div(vec2<u32>(0u, 0x40000000u), total);
     for (var t = lid; t < nvis; t += WG) {
@@ -158,7 +137,7 @@ fn attend(h: u32, i: u32, lid: u32) {
         for (var t = lid; t < nvis; t += WG) {
             vm = max(vm, v_blk(lo + t, g, b).x);
         }
-        vmax[b] = attn_max_e(lid, vm);
+        vmax[b] = max_e(lid, vm);
         eh = max(eh, vmax[b] - 8 - 24);
     }
     for (var d = lid; d < hd; d += WG) {

@@ -3,7 +3,7 @@
 // decoder's products in one buffer. Writes the head's accumulators and exponent;
 // normalize.wgsl aligns the heads of a row and rounds it. The cache holds, per position, K
 // then V as packed int8 words and per-block (E, s, Σq, 0). Prepended: i64.wgsl, exp2.wgsl,
-// dot4, attend.wgsl.
+// dot4, reduce.wgsl, attend.wgsl.
 
 const WG: u32 = 64u;
 

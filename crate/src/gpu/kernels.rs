@@ -178,7 +178,7 @@ impl KernelKey {
                 include_str!("../../../shaders/gated_acc.wgsl"),
             ],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
-            Kernel::Attention => &[I64, EXP2, dot4, ATTEND, include_str!("../../../shaders/attention.wgsl")],
+            Kernel::Attention => &[I64, EXP2, dot4, REDUCE, ATTEND, include_str!("../../../shaders/attention.wgsl")],
             Kernel::AttnIn { .. } => &[
                 I64,
                 QUANT_BLOCK,
