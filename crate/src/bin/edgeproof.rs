@@ -173,6 +173,9 @@ enum Cmd {
         /// queries where the adapter has them, else the wall clock per dispatch).
         #[arg(long)]
         profile: bool,
+        /// Only this numerics in the CPU table (default: both).
+        #[arg(long, value_enum)]
+        numerics: Option<Numerics>,
         /// With an encoder's directory as `--model`: the texts to embed, one a line (their first
         /// 64); prints sentences/s at batch 1 and 32.
         #[arg(long)]
@@ -430,7 +433,14 @@ fn time_engine(engine: &mut dyn Engine, ids: &[u32], n_decode: usize) -> Result<
     Ok((pre, n_decode as f64 / t.elapsed().as_secs_f64()))
 }
 
-fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize, backend: Backend, profile: bool) -> Result<()> {
+fn bench(
+    model: &std::path::Path,
+    n_prefill: usize,
+    n_decode: usize,
+    backend: Backend,
+    profile: bool,
+    only: Option<Numerics>,
+) -> Result<()> {
     if profile && backend != Backend::Gpu {
         return Err(Error::InvalidArgument("--profile needs --backend gpu".into()));
     }
@@ -471,7 +481,7 @@ fn bench(model: &std::path::Path, n_prefill: usize, n_decode: usize, backend: Ba
     println!("machine read bandwidth: {bw:.1} GB/s ({threads} threads)");
     println!("| numerics | threads | prefill tok/s | decode tok/s | bytes read per decode step | decode bandwidth (of {bw:.1} GB/s) |");
     println!("| --- | --- | --- | --- | --- | --- |");
-    for numerics in [Numerics::Exact, Numerics::F32] {
+    for numerics in [Numerics::Exact, Numerics::F32].into_iter().filter(|n| only.is_none_or(|o| o == *n)) {
         let bytes = tensor_bytes(numerics == Numerics::F32);
         for n_threads in [1, threads] {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -924,13 +934,13 @@ fn run(cmd: Cmd) -> Result<bool> {
             }
             Ok(true)
         }
-        Cmd::Bench { model, prefill, decode, receipt, backend, profile, texts } => {
+        Cmd::Bench { model, prefill, decode, receipt, backend, profile, numerics, texts } => {
             if model.is_dir() {
                 let texts =
                     texts.ok_or_else(|| Error::InvalidArgument("an encoder's bench needs --texts FILE".into()))?;
                 return bench_embed(&model, &texts, backend).map(|_| true);
             }
-            bench(&model, prefill, decode, backend, profile)?;
+            bench(&model, prefill, decode, backend, profile, numerics)?;
             if receipt > 0 {
                 bench_receipt(&model, receipt)?;
             }
