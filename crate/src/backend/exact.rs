@@ -1349,10 +1349,6 @@ struct RowX<'a> {
 /// go through [`block_terms`]. Same terms either way. `V`: use the vector kernels where the
 /// target has them; `row_dot::<false>` is the portable path, the tests' reference.
 fn row_dot<const V: bool>(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(acc) = if V { avx2::row(ty, row, x) } else { None } {
-        return acc;
-    }
     let mut acc: i64;
     let xb = x.w.chunks_exact(32).map(x32).zip(x.sh.iter().zip(x.s));
     match ty {
@@ -1781,14 +1777,24 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
     acc_t
 }
 
-/// Weight rows `j0..j0 + out.len()` (of GGUF blocks `raw`) times one x row.
+/// Weight rows `j0..j0 + out.len()` (of GGUF blocks `raw`) times one x row: the AVX2 kernels
+/// where the CPU has them, else [`row_dot`] row by row.
 fn dot_rows(ty: TensorType, raw: &[u8], x: &XRows, j0: usize, out: &mut [i64]) {
-    let row_bytes = x.k / ty.block_len() * ty.block_bytes();
-    let mut terms = [Terms::default(); 8];
     let rx = RowX { q: &x.q.q, w: &x.w, sh: &x.sh, s: &x.q.s, sum: &x.q.sum, ssum: &x.ssum, f: &x.f, m: &x.m };
+    dot_rows_x(ty, raw, x.k, &rx, j0, out);
+}
+
+/// [`dot_rows`] for the `k`-wide x row `rx`.
+fn dot_rows_x(ty: TensorType, raw: &[u8], k: usize, rx: &RowX, j0: usize, out: &mut [i64]) {
+    let row_bytes = k / ty.block_len() * ty.block_bytes();
+    #[cfg(target_arch = "x86_64")]
+    if avx2::rows(ty, raw.get(j0 * row_bytes..).unwrap_or_default(), row_bytes, rx, out) {
+        return;
+    }
+    let mut terms = [Terms::default(); 8];
     for (jj, o) in out.iter_mut().enumerate() {
         let j = j0 + jj;
-        *o = row_dot::<true>(ty, &raw[j * row_bytes..(j + 1) * row_bytes], &rx, &mut terms);
+        *o = row_dot::<true>(ty, &raw[j * row_bytes..(j + 1) * row_bytes], rx, &mut terms);
     }
 }
 
@@ -1979,27 +1985,20 @@ fn attend_head(
     let p: Vec<i64> = p.iter().map(|&v| rshr(v * inv, 38)).collect();
     // Values: per block, on the grid of the largest visible exponent less 8 guard bits and the 24
     // of Q24. A term p·v·s is below 2^24 · 2^14 · 2^8; the p sum to at most 2^24 + n/2, so the
-    // accumulator stays below 2^47.
+    // accumulator stays below 2^47 ([`values_into`] sums in f64, exact below 2^53).
     let mut out = vec![0i64; hd];
     let mut bexp = vec![0i32; nbh];
     for (b, be) in bexp.iter_mut().enumerate() {
         let vmax = (lo..=pos).map(|j| c.ve[at(j, b)]).max().unwrap_or(0);
         *be = vmax - GUARD - 24;
-        for (pj, j) in p.iter().zip(lo..=pos) {
-            let sh = c.ve[at(j, b)] - vmax + GUARD;
-            let ps = pj * c.vs[at(j, b)] as i64;
-            let r = 32 * b..(32 * b + 32).min(hd);
-            let (o, vr) = (&mut out[r.clone()], &c.vq[j * kv_dim + kvo + r.start..j * kv_dim + kvo + r.end]);
-            // shl per term, the shift's sign decided once per block: a left shift is exact, so it
-            // can go on ps first (and the loop vectorizes).
-            if sh >= 0 {
-                let ps = ps << sh;
-                o.iter_mut().zip(vr).for_each(|(o, &v)| *o += ps * v as i64);
-            } else {
-                let s = sh.unsigned_abs();
-                o.iter_mut().zip(vr).for_each(|(o, &v)| *o += rshr(ps * v as i64, s));
-            }
-        }
+        let r = 32 * b..(32 * b + 32).min(hd);
+        let terms = p.iter().zip(lo..=pos).map(|(pj, j)| {
+            let v = &c.vq[j * kv_dim + kvo + r.start..j * kv_dim + kvo + r.end];
+            (pj * c.vs[at(j, b)] as i64, c.ve[at(j, b)] - vmax + GUARD, v)
+        });
+        let mut acc = [0.0; 32];
+        values_into(&mut acc[..r.len()], terms);
+        out[r].iter_mut().zip(acc).for_each(|(o, a)| *o = a as i64);
     }
     let eh = bexp.iter().copied().max().unwrap_or(0);
     for (b, &be) in bexp.iter().enumerate() {
@@ -2008,6 +2007,35 @@ fn attend_head(
         }
     }
     (out, eh)
+}
+
+/// `o[e] += shl(ps · v[e], sh)` for each `(ps, sh, v)` of `terms`, in f64: every term and
+/// partial sum is an integer below 2^53 in magnitude (attention's values bound them below 2^47),
+/// so each f64 operation is exact and the sum is the i64 one. A left shift is exact, so it goes
+/// on `ps` once per position (and the loop vectorizes); a right shift rounds each term.
+fn values_into<'a>(o: &mut [f64], terms: impl Iterator<Item = (i64, i32, &'a [i8])>) {
+    #[inline(always)]
+    fn body<'a>(o: &mut [f64], terms: impl Iterator<Item = (i64, i32, &'a [i8])>) {
+        for (ps, sh, v) in terms {
+            if sh >= 0 {
+                let c = (ps << sh) as f64;
+                o.iter_mut().zip(v).for_each(|(o, &v)| *o += c * v as f64);
+            } else {
+                let s = sh.unsigned_abs();
+                o.iter_mut().zip(v).for_each(|(o, &v)| *o += rshr(ps * v as i64, s) as f64);
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2::present() {
+        #[target_feature(enable = "avx2")]
+        fn wide<'a>(o: &mut [f64], terms: impl Iterator<Item = (i64, i32, &'a [i8])>) {
+            body(o, terms)
+        }
+        // SAFETY: AVX2 is present.
+        return unsafe { wide(o, terms) };
+    }
+    body(o, terms)
 }
 
 /// Each row of `q` attends, head by head, to the keys `lo..=hi` of `c` that `visible(row)` gives
@@ -2358,7 +2386,7 @@ mod tests {
         (raw, x)
     }
 
-    /// The one-row path ([`row_dot`]) with the vector kernels ([`grid4`] four blocks at a
+    /// The one-row path ([`dot_rows_x`], [`row_dot`]) with the vector kernels ([`grid4`] four blocks at a
     /// time, the vector dots in the tail) against the portable path, bit for bit, on every
     /// block type, with block counts that leave every remainder of the four-block loops.
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
@@ -2409,11 +2437,22 @@ mod tests {
                         m: &xr.m[b],
                     };
                     for row in raw.chunks_exact(row_bytes) {
-                        got.push(row_dot::<true>(ty, row, &rx, &mut terms));
                         want.push(row_dot::<false>(ty, row, &rx, &mut terms));
                     }
+                    // All rows in one call, then split: a row's last group reads past its end
+                    // into the next row, or (the matrix's last row) copies.
+                    for split in [m, 4, 1] {
+                        let mut out = vec![0; m];
+                        for (c, o) in out.chunks_mut(split).enumerate() {
+                            dot_rows_x(ty, &raw, k, &rx, c * split, o);
+                        }
+                        got.extend(out);
+                    }
+                    let n = want.len();
+                    want.extend_from_within(n - m..);
+                    want.extend_from_within(n - m..n);
                 }
-                assert_same(&format!("{} k={k}: [x row][weight row]", ty.name()), &got, &want);
+                assert_same(&format!("{} k={k}: [x row][split][weight row]", ty.name()), &got, &want);
             }
         }
     }

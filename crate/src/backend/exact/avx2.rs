@@ -18,23 +18,37 @@ pub fn present() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c")
 }
 
-/// One weight row of type `ty` (its GGUF blocks) times one quantized x row: the sum `row_dot`
-/// makes. `None` without AVX2 and F16C, for other types, or when the lengths do not match.
-pub fn row(ty: TensorType, row: &[u8], x: &RowX) -> Option<i64> {
-    if !present() {
-        return None;
+/// Weight rows of type `ty` (`w`: the first of them to the end of the matrix, rows of
+/// `row_bytes`) times one quantized x row: `out[r]` gets row r's sum, the one `row_dot` makes.
+/// `false` without AVX2 and F16C, for other types, or when the lengths do not match.
+pub fn rows(ty: TensorType, w: &[u8], row_bytes: usize, x: &RowX, out: &mut [i64]) -> bool {
+    if !present() || w.len() < row_bytes * out.len() || !row_bytes.is_multiple_of(ty.block_bytes()) {
+        return false;
     }
+    let nb = row_bytes / ty.block_bytes();
     // SAFETY: AVX2 and F16C are present.
     unsafe {
         match ty {
-            TensorType::Q8_0 => q8_0(row, x.q, x.f),
-            TensorType::Q4_1 => q4_1(row, x.q, x.f, x.m),
-            TensorType::Q5_0 => q5_0(row, x.q, x.f),
-            TensorType::Q4K => q4_k(row, x.q, x.f, x.m),
-            TensorType::Q6K => q6_k(row, x.q, x.f),
-            _ => None,
+            TensorType::Q8_0 => q8_0(w, nb, x.q, x.f, out),
+            TensorType::Q4_1 => q4_1(w, nb, x.q, x.f, x.m, out),
+            TensorType::Q5_0 => q5_0(w, nb, x.q, x.f, out),
+            TensorType::Q4K => each_row(w, row_bytes, out, |row| q4_k(row, x.q, x.f, x.m)),
+            TensorType::Q6K => each_row(w, row_bytes, out, |row| q6_k(row, x.q, x.f)),
+            _ => false,
         }
     }
+}
+
+/// `out[r] = f(row r)`; `false` as soon as `f` declines a row.
+#[inline]
+fn each_row(w: &[u8], row_bytes: usize, out: &mut [i64], f: impl Fn(&[u8]) -> Option<i64>) -> bool {
+    for (row, o) in w.chunks_exact(row_bytes).zip(out) {
+        match f(row) {
+            Some(v) => *o = v,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Lane r of the result: the sum of the eight i32 lanes of `d[r]`.
@@ -54,24 +68,30 @@ fn add_term(acc: __m256i, a: __m256d, b: &[f64; 4]) -> __m256i {
     _mm256_add_epi64(acc, _mm256_castpd_si256(_mm256_add_pd(v, _mm256_set1_pd(ROUND))))
 }
 
-/// One row of blocks of `B` bytes against one int8 x row with x factors `f` (and min factors
-/// `xm`), four blocks at a time: `dot` gives a block's eight i32 lanes, `scales` four blocks'
-/// `d` (and `m`) as f64; each block's terms are `dot · d · f` and, with `MIN`, `m · xm`, rounded
-/// onto the grid. The last group is padded with zero blocks, whose terms are exactly `ROUND`
-/// (counted and taken off like the others). `None` when the lengths do not match.
+/// Rows of `nb` blocks of `B` bytes (`w`: the first row's blocks to the end of the matrix)
+/// against one int8 x row with x factors `f` (and min factors `xm`), four blocks at a time:
+/// `dot` gives a block's eight i32 lanes, `scales` four blocks' `d` (and `m`) as f64; each
+/// block's terms are `dot · d · f` and, with `MIN`, `m · xm`, rounded onto the grid.
+///
+/// A row's last group, when `nb` is not a multiple of four, pairs its blocks with the x blocks
+/// and zero x blocks whose factors are zero, so the weight blocks read past the row's end (the
+/// next row's, or zeros after the matrix's last row) add terms of exactly `ROUND` (their scales
+/// are finite: validated at load), counted and taken off like the others. `false` when the
+/// lengths do not match.
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
-fn row4<const B: usize, const MIN: bool>(
-    row: &[u8],
+fn rows4<const B: usize, const MIN: bool>(
+    w: &[u8],
+    nb: usize,
     xq: &[i8],
     (f, xm): (&[f64], &[f64]),
+    out: &mut [i64],
     dot: impl Fn(&[u8; B], &[i8; 32]) -> __m256i,
     scales: impl Fn(&[[u8; B]; 4]) -> (__m256d, __m256d),
-) -> Option<i64> {
-    let (blocks, rest) = row.as_chunks::<B>();
-    let nb = blocks.len();
-    if !rest.is_empty() || xq.len() < 32 * nb || f.len() < nb || (MIN && xm.len() < nb) {
-        return None;
+) -> bool {
+    let blocks = w.as_chunks::<B>().0;
+    if blocks.len() < nb * out.len() || xq.len() < 32 * nb || f.len() < nb || (MIN && xm.len() < nb) {
+        return false;
     }
     let group = |acc: __m256i, bg: &[[u8; B]; 4], xg: &[[i8; 32]; 4], fg: &[f64; 4], mg: &[f64; 4]| {
         let (d, m) = scales(bg);
@@ -84,25 +104,34 @@ fn row4<const B: usize, const MIN: bool>(
             acc
         }
     };
-    let full = nb / 4;
-    let (bgs, xgs) = (blocks.as_chunks::<4>().0, xq.as_chunks::<32>().0.as_chunks::<4>().0);
-    let (fgs, mgs) = (f.as_chunks::<4>().0, xm.as_chunks::<4>().0);
-    let mut acc = _mm256_setzero_si256();
-    for g in 0..full {
-        acc = group(acc, &bgs[g], &xgs[g], &fgs[g], mgs.get(g).unwrap_or(&[0.0; 4]));
+    let (full, rest) = (nb / 4, nb % 4);
+    let (xgs, fgs, mgs) = (xq.as_chunks::<32>().0.as_chunks::<4>().0, f.as_chunks::<4>().0, xm.as_chunks::<4>().0);
+    let (mut xt, mut ft, mut mt) = ([[0i8; 32]; 4], [0.0; 4], [0.0; 4]);
+    for i in 0..rest {
+        let j = 4 * full + i;
+        xt[i].copy_from_slice(&xq[32 * j..32 * j + 32]);
+        ft[i] = f[j];
+        mt[i] = xm.get(j).copied().unwrap_or(0.0);
     }
-    if nb > 4 * full {
-        let (mut bg, mut xg, mut fg, mut mg) = ([[0u8; B]; 4], [[0i8; 32]; 4], [0.0; 4], [0.0; 4]);
-        for i in 0..nb - 4 * full {
-            let j = 4 * full + i;
-            bg[i] = blocks[j];
-            xg[i].copy_from_slice(&xq[32 * j..32 * j + 32]);
-            fg[i] = f[j];
-            mg[i] = xm.get(j).copied().unwrap_or(0.0);
+    let terms = nb.div_ceil(4) * 4 * if MIN { 2 } else { 1 };
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &blocks[r * nb..];
+        let bgs = row.as_chunks::<4>().0;
+        let mut acc = _mm256_setzero_si256();
+        for g in 0..full {
+            acc = group(acc, &bgs[g], &xgs[g], &fgs[g], mgs.get(g).unwrap_or(&[0.0; 4]));
         }
-        acc = group(acc, &bg, &xg, &fg, &mg);
+        if rest > 0 {
+            let tail = bgs.get(full).copied().unwrap_or_else(|| {
+                let mut bg = [[0u8; B]; 4];
+                bg[..rest].copy_from_slice(&row[4 * full..nb]);
+                bg
+            });
+            acc = group(acc, &tail, &xt, &ft, &mt);
+        }
+        *o = total(acc, terms);
     }
-    Some(total(acc, nb.div_ceil(4) * 4 * if MIN { 2 } else { 1 }))
+    true
 }
 
 /// Four f16 (the halves of `h`'s low 64 bits) as f64, exactly.
@@ -136,18 +165,18 @@ fn load_x(x: &[i8; 32]) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,f16c")]
-fn q8_0(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+fn q8_0(w: &[u8], nb: usize, xq: &[i8], f: &[f64], out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 34], x: &[i8; 32]| {
         // SAFETY: the 32 bytes after the block's f16 scale.
         let w = unsafe { _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i) };
         // |w| times x with w's sign: the same products, the first operand unsigned.
         maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(load_x(x), w))
     };
-    row4::<34, false>(row, xq, (f, &[]), dot, |b| leading_d(b))
+    rows4::<34, false>(w, nb, xq, (f, &[]), out, dot, |b| leading_d(b))
 }
 
 #[target_feature(enable = "avx2,f16c")]
-fn q4_1(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
+fn q4_1(w: &[u8], nb: usize, xq: &[i8], f: &[f64], xm: &[f64], out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 20], x: &[i8; 32]| {
         // SAFETY: the 16 bytes after the block's two f16.
         let v = unsafe { _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i) };
@@ -163,11 +192,11 @@ fn q4_1(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
         let v = _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
         (_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)))
     };
-    row4::<20, true>(row, xq, (f, xm), dot, scales)
+    rows4::<20, true>(w, nb, xq, (f, xm), out, dot, scales)
 }
 
 #[target_feature(enable = "avx2,f16c")]
-fn q5_0(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
+fn q5_0(w: &[u8], nb: usize, xq: &[i8], f: &[f64], out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 22], x: &[i8; 32]| {
         // SAFETY: the 16 bytes after the block's f16 and high bits.
         let v = unsafe { _mm_loadu_si128(b.as_ptr().add(6) as *const __m128i) };
@@ -189,7 +218,7 @@ fn q5_0(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
         );
         _mm256_madd_epi16(p, _mm256_set1_epi16(1))
     };
-    row4::<22, false>(row, xq, (f, &[]), dot, |b| leading_d(b))
+    rows4::<22, false>(w, nb, xq, (f, &[]), out, dot, |b| leading_d(b))
 }
 
 /// The sum of `terms` rounded terms in `acc`'s lanes.
