@@ -2496,6 +2496,42 @@ mod tests {
         }
     }
 
+    /// Attention's value sums in f64 ([`values_into`]) equal the i64 sums of the same shifted
+    /// terms, on random terms and on the largest attention allows (probabilities summing to 2^24,
+    /// spread over 4096 positions or all on one, a scale of 130 and a shift of 8, values ±127),
+    /// with 32 and an awkward 7 lanes.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn values_into_equals_i64_sums() {
+        let mut rng = crate::tiny::SplitMix64(17);
+        for (case, n) in [(0, 300), (1, 4096), (2, 4096)] {
+            for lanes in [32, 7] {
+                let terms: Vec<(i64, i32, Vec<i8>)> = (0..n)
+                    .map(|j| match case {
+                        0 => (
+                            (rng.next_u64() % (1 << 24)) as i64 * (1 + (rng.next_u64() % 130) as i64),
+                            (rng.next_u64() % 12) as i32 - 3,
+                            (0..lanes).map(|_| rng.next_u64() as i8).collect(),
+                        ),
+                        // Probabilities sum to about 2^24: spread evenly, or all on one position.
+                        _ => {
+                            let p = if case == 1 { (1i64 << 24) / n as i64 + 1 } else { ((j == 0) as i64) << 24 };
+                            (p * 130, 8, vec![if j % 3 == 0 { -127 } else { 127 }; lanes])
+                        }
+                    })
+                    .collect();
+                let mut got = vec![0.0; lanes];
+                values_into(&mut got, terms.iter().map(|(ps, sh, v)| (*ps, *sh, &v[..])));
+                let mut want = vec![0i64; lanes];
+                for (ps, sh, v) in &terms {
+                    want.iter_mut().zip(v).for_each(|(o, &v)| *o += shl(ps * v as i64, *sh));
+                }
+                let got: Vec<i64> = got.iter().map(|&v| v as i64).collect();
+                assert_same(&format!("case {case}, {lanes} lanes"), &got, &want);
+            }
+        }
+    }
+
     /// The batched kernel ([`dots4`], and on x86_64 and wasm32 with simd128 its 128-bit kernel
     /// directly) against the portable one, with and without min terms, on awkward block counts.
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

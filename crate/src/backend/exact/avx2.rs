@@ -263,7 +263,17 @@ fn q4_k(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
         let dd =
             f16x4(_mm_setr_epi16(i16::from_le_bytes([b[0], b[1]]), i16::from_le_bytes([b[2], b[3]]), 0, 0, 0, 0, 0, 0));
         let (d, dmin) = (_mm256_permute4x64_pd::<0>(dd), _mm256_permute4x64_pd::<0b0101_0101>(dd));
-        for j0 in [0, 4] {
+        // The eight 6-bit scales and mins (`scale_min_k4`), four to a word: sub-blocks 0..4 keep
+        // the low six bits of bytes 0..4 (scales) and 4..8 (mins); 4..8 take a low (scales) or
+        // high (mins) nibble of bytes 8..12 and, as bits 4 and 5, the top two bits of bytes 0..4
+        // (scales) or 4..8 (mins).
+        let u = |i: usize| u32::from_le_bytes([b[4 + 4 * i], b[5 + 4 * i], b[6 + 4 * i], b[7 + 4 * i]]);
+        let (u0, u1, u2) = (u(0), u(1), u(2));
+        let (low6, nib, top2) = (0x3F3F_3F3Fu32, 0x0F0F_0F0Fu32, 0x0303_0303u32);
+        let scs = [u0 & low6, (u2 & nib) | (((u0 >> 6) & top2) << 4)];
+        let mns = [u1 & low6, ((u2 >> 4) & nib) | (((u1 >> 6) & top2) << 4)];
+        let four_f64 = |w: u32| _mm256_cvtepi32_pd(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(w as i32)));
+        for (h, j0) in [0, 4].into_iter().enumerate() {
             let mut p = [_mm256_setzero_si256(); 4];
             for (i, pi) in p.iter_mut().enumerate() {
                 let j = j0 + i;
@@ -272,9 +282,7 @@ fn q4_k(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
                 let w = if j % 2 == 0 { v } else { _mm256_srli_epi16::<4>(v) };
                 *pi = maddubs(_mm256_and_si256(w, mask), x_at(xq, sb, j));
             }
-            let sm = [0, 1, 2, 3].map(|i| crate::quant::scale_min_k4(j0 + i, &b[4..16]));
-            let sc = _mm256_setr_pd(sm[0].0 as f64, sm[1].0 as f64, sm[2].0 as f64, sm[3].0 as f64);
-            let mn = _mm256_setr_pd(sm[0].1 as f64, sm[1].1 as f64, sm[2].1 as f64, sm[3].1 as f64);
+            let (sc, mn) = (four_f64(scs[h]), four_f64(mns[h]));
             let dots = _mm256_cvtepi32_pd(transpose_sum(p));
             acc = add_term(acc, _mm256_mul_pd(dots, _mm256_mul_pd(sc, d)), four(f, 8 * sb + j0));
             // −(dmin · mn): the negation is exact.
