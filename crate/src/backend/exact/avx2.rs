@@ -29,9 +29,9 @@ pub fn rows(ty: TensorType, w: &[u8], row_bytes: usize, x: &RowX, out: &mut [i64
     // SAFETY: AVX2 and F16C are present.
     unsafe {
         match ty {
-            TensorType::Q8_0 => q8_0(w, nb, x.q, x.f, out),
-            TensorType::Q4_1 => q4_1(w, nb, x.q, x.f, x.m, out),
-            TensorType::Q5_0 => q5_0(w, nb, x.q, x.f, out),
+            TensorType::Q8_0 => q8_0(w, nb, x, out),
+            TensorType::Q4_1 => q4_1(w, nb, x, out),
+            TensorType::Q5_0 => q5_0(w, nb, x, out),
             TensorType::Q4K => each_row(w, row_bytes, out, |row| q4_k(row, x.q, x.f, x.m)),
             TensorType::Q6K => each_row(w, row_bytes, out, |row| q6_k(row, x.q, x.f)),
             _ => false,
@@ -69,9 +69,10 @@ fn add_term(acc: __m256i, a: __m256d, b: &[f64; 4]) -> __m256i {
 }
 
 /// Rows of `nb` blocks of `B` bytes (`w`: the first row's blocks to the end of the matrix)
-/// against one int8 x row with x factors `f` (and min factors `xm`), four blocks at a time:
+/// against one int8 x row with x factors `f` (and min factors `xm`) from `x`, four blocks at a time:
 /// `dot` gives a block's eight i32 lanes, `scales` four blocks' `d` (and `m`) as f64; each
-/// block's terms are `dot · d · f` and, with `MIN`, `m · xm`, rounded onto the grid.
+/// block's terms are `(dot + k · xsum) · d · f` (`xsum`: the x block's sum, read when `k` is not
+/// 0) and, with `MIN`, `m · xm`, rounded onto the grid.
 ///
 /// A row's last group, when `nb` is not a multiple of four, pairs its blocks with the x blocks
 /// and zero x blocks whose factors are zero, so the weight blocks read past the row's end (the
@@ -83,20 +84,35 @@ fn add_term(acc: __m256i, a: __m256d, b: &[f64; 4]) -> __m256i {
 fn rows4<const B: usize, const MIN: bool>(
     w: &[u8],
     nb: usize,
-    xq: &[i8],
-    (f, xm): (&[f64], &[f64]),
+    x: &RowX,
+    k: i32,
     out: &mut [i64],
     dot: impl Fn(&[u8; B], &[i8; 32]) -> __m256i,
     scales: impl Fn(&[[u8; B]; 4]) -> (__m256d, __m256d),
 ) -> bool {
+    let (xq, f, xm, xsum) = (x.q, x.f, x.m, x.sum);
     let blocks = w.as_chunks::<B>().0;
-    if blocks.len() < nb * out.len() || xq.len() < 32 * nb || f.len() < nb || (MIN && xm.len() < nb) {
+    let short = |v: usize, used: bool| used && v < nb;
+    if blocks.len() < nb * out.len()
+        || xq.len() < 32 * nb
+        || short(f.len(), true)
+        || short(xm.len(), MIN)
+        || short(xsum.len(), k != 0)
+    {
         return false;
     }
-    let group = |acc: __m256i, bg: &[[u8; B]; 4], xg: &[[i8; 32]; 4], fg: &[f64; 4], mg: &[f64; 4]| {
+    let group = |acc: __m256i, bg: &[[u8; B]; 4], xg: &[[i8; 32]; 4], fg: &[f64; 4], mg: &[f64; 4], cg: &[i32; 4]| {
         let (d, m) = scales(bg);
         let p = [dot(&bg[0], &xg[0]), dot(&bg[1], &xg[1]), dot(&bg[2], &xg[2]), dot(&bg[3], &xg[3])];
-        let dots = _mm256_cvtepi32_pd(transpose_sum(p));
+        let sums = transpose_sum(p);
+        let sums = if k != 0 {
+            // SAFETY: `cg` holds four i32.
+            let c = unsafe { _mm_loadu_si128(cg.as_ptr() as *const __m128i) };
+            _mm_add_epi32(sums, _mm_mullo_epi32(c, _mm_set1_epi32(k)))
+        } else {
+            sums
+        };
+        let dots = _mm256_cvtepi32_pd(sums);
         let acc = add_term(acc, _mm256_mul_pd(dots, d), fg);
         if MIN {
             add_term(acc, m, mg)
@@ -106,12 +122,14 @@ fn rows4<const B: usize, const MIN: bool>(
     };
     let (full, rest) = (nb / 4, nb % 4);
     let (xgs, fgs, mgs) = (xq.as_chunks::<32>().0.as_chunks::<4>().0, f.as_chunks::<4>().0, xm.as_chunks::<4>().0);
-    let (mut xt, mut ft, mut mt) = ([[0i8; 32]; 4], [0.0; 4], [0.0; 4]);
+    let cgs = xsum.as_chunks::<4>().0;
+    let (mut xt, mut ft, mut mt, mut ct) = ([[0i8; 32]; 4], [0.0; 4], [0.0; 4], [0; 4]);
     for i in 0..rest {
         let j = 4 * full + i;
         xt[i].copy_from_slice(&xq[32 * j..32 * j + 32]);
         ft[i] = f[j];
         mt[i] = xm.get(j).copied().unwrap_or(0.0);
+        ct[i] = xsum.get(j).copied().unwrap_or(0);
     }
     let terms = nb.div_ceil(4) * 4 * if MIN { 2 } else { 1 };
     for (r, o) in out.iter_mut().enumerate() {
@@ -119,7 +137,7 @@ fn rows4<const B: usize, const MIN: bool>(
         let bgs = row.as_chunks::<4>().0;
         let mut acc = _mm256_setzero_si256();
         for g in 0..full {
-            acc = group(acc, &bgs[g], &xgs[g], &fgs[g], mgs.get(g).unwrap_or(&[0.0; 4]));
+            acc = group(acc, &bgs[g], &xgs[g], &fgs[g], mgs.get(g).unwrap_or(&[0.0; 4]), cgs.get(g).unwrap_or(&[0; 4]));
         }
         if rest > 0 {
             let tail = bgs.get(full).copied().unwrap_or_else(|| {
@@ -127,7 +145,7 @@ fn rows4<const B: usize, const MIN: bool>(
                 bg[..rest].copy_from_slice(&row[4 * full..nb]);
                 bg
             });
-            acc = group(acc, &tail, &xt, &ft, &mt);
+            acc = group(acc, &tail, &xt, &ft, &mt, &ct);
         }
         *o = total(acc, terms);
     }
@@ -165,18 +183,18 @@ fn load_x(x: &[i8; 32]) -> __m256i {
 }
 
 #[target_feature(enable = "avx2,f16c")]
-fn q8_0(w: &[u8], nb: usize, xq: &[i8], f: &[f64], out: &mut [i64]) -> bool {
+fn q8_0(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 34], x: &[i8; 32]| {
         // SAFETY: the 32 bytes after the block's f16 scale.
         let w = unsafe { _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i) };
         // |w| times x with w's sign: the same products, the first operand unsigned.
         maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(load_x(x), w))
     };
-    rows4::<34, false>(w, nb, xq, (f, &[]), out, dot, |b| leading_d(b))
+    rows4::<34, false>(w, nb, x, 0, out, dot, |b| leading_d(b))
 }
 
 #[target_feature(enable = "avx2,f16c")]
-fn q4_1(w: &[u8], nb: usize, xq: &[i8], f: &[f64], xm: &[f64], out: &mut [i64]) -> bool {
+fn q4_1(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 20], x: &[i8; 32]| {
         // SAFETY: the 16 bytes after the block's two f16.
         let v = unsafe { _mm_loadu_si128(b.as_ptr().add(4) as *const __m128i) };
@@ -192,11 +210,11 @@ fn q4_1(w: &[u8], nb: usize, xq: &[i8], f: &[f64], xm: &[f64], out: &mut [i64]) 
         let v = _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
         (_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)))
     };
-    rows4::<20, true>(w, nb, xq, (f, xm), out, dot, scales)
+    rows4::<20, true>(w, nb, x, 0, out, dot, scales)
 }
 
 #[target_feature(enable = "avx2,f16c")]
-fn q5_0(w: &[u8], nb: usize, xq: &[i8], f: &[f64], out: &mut [i64]) -> bool {
+fn q5_0(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 22], x: &[i8; 32]| {
         // SAFETY: the 16 bytes after the block's f16 and high bits.
         let v = unsafe { _mm_loadu_si128(b.as_ptr().add(6) as *const __m128i) };
@@ -210,15 +228,10 @@ fn q5_0(w: &[u8], nb: usize, xq: &[i8], f: &[f64], out: &mut [i64]) -> bool {
             _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe),
         );
         let hi = _mm256_and_si256(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(0x10));
-        let x = load_x(x);
-        // (q − 16)·x over adjacent pairs: below 2·16·127 in magnitude.
-        let p = _mm256_sub_epi16(
-            _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), x),
-            _mm256_maddubs_epi16(_mm256_set1_epi8(16), x),
-        );
-        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+        // q·x with q in 0..32: pairs below 2·31·127. The −16·Σx of (q − 16)·x comes per block.
+        maddubs(_mm256_or_si256(lo, hi), load_x(x))
     };
-    rows4::<22, false>(w, nb, xq, (f, &[]), out, dot, |b| leading_d(b))
+    rows4::<22, false>(w, nb, x, -16, out, dot, |b| leading_d(b))
 }
 
 /// The sum of `terms` rounded terms in `acc`'s lanes.
