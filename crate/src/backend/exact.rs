@@ -36,7 +36,7 @@ impl IMat {
     }
     /// The values as f64 (exact: mantissas have at most 31 bits), for measurements only.
     pub fn to_f64(&self) -> Vec<f64> {
-        (0..self.rows).flat_map(|i| self.row(i).iter().map(move |&m| libm::ldexp(m as f64, self.e[i]))).collect()
+        (0..self.rows).flat_map(|i| self.row(i).iter().map(move |&m| ldexp(m as f64, self.e[i]))).collect()
     }
     /// The values as f32: exact for 24-bit mantissas within f32's exponent range.
     pub fn to_f32(&self) -> Vec<f32> {
