@@ -1680,10 +1680,32 @@ fn products(w: &Matrix, xr: &XRows) -> Vec<i64> {
 fn normalized(xr: &XRows, m: usize, acc_t: &[i64]) -> IMat {
     let n = xr.n;
     let mut out = IMat::zeros(n, m);
-    each_row(&mut out, |i, om, oe| {
-        let row: Vec<i64> = (0..m).map(|j| acc_t[j * n + i]).collect();
-        *oe = normalize(&row, xr.grid[i], om);
-    });
+    if n == 1 {
+        out.e[0] = normalize(acc_t, xr.grid[0], &mut out.m);
+        return out;
+    }
+    // Eight x rows at a time: their sums gathered from `acc_t` in runs of eight (one cache
+    // line per weight row), then normalized.
+    const ROWS: usize = 8;
+    let rows = |c: usize, om: &mut [i32], oe: &mut [i32]| {
+        let (i0, k) = (ROWS * c, oe.len());
+        let mut acc = vec![0i64; k * m];
+        for j in 0..m {
+            for (r, &v) in acc_t[j * n + i0..j * n + i0 + k].iter().enumerate() {
+                acc[r * m + j] = v;
+            }
+        }
+        for (r, (om, oe)) in om.chunks_exact_mut(m).zip(oe).enumerate() {
+            *oe = normalize(&acc[r * m..(r + 1) * m], xr.grid[i0 + r], om);
+        }
+    };
+    if m > 0 {
+        out.m
+            .par_chunks_mut(ROWS * m)
+            .zip(out.e.par_chunks_mut(ROWS))
+            .enumerate()
+            .for_each(|(c, (om, oe))| rows(c, om, oe));
+    }
     out
 }
 
