@@ -314,30 +314,49 @@ fn q6_k(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
     for (sb, b) in sbs.iter().enumerate() {
         let dv = f16x4(_mm_setr_epi16(i16::from_le_bytes([b[208], b[209]]), 0, 0, 0, 0, 0, 0, 0));
         let d = _mm256_permute4x64_pd::<0>(dv);
-        for j0 in [0, 4] {
+        // The sixteen int8 scales as i16: the even ones (first halves of the sub-blocks) in the
+        // low lane, the odd ones in the high lane, so one in-lane shuffle gives sub-block j's pair.
+        // SAFETY: bytes 192..208 are the scales.
+        let raw = unsafe { _mm_loadu_si128(b.as_ptr().add(192) as *const __m128i) };
+        let halves = _mm_shuffle_epi8(raw, _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15));
+        let scales = _mm256_set_m128i(_mm_cvtepi8_epi16(_mm_srli_si128::<8>(halves)), _mm_cvtepi8_epi16(halves));
+        // Each half of the super-block (128 values) is four sub-blocks: the low nibbles of ql's
+        // two 32-byte rows, then their high nibbles; bits 2r..2r + 2 of qh's 32 bytes on top.
+        for h in 0..2 {
+            // SAFETY: ql's 64 bytes at 64h < 128 and qh's 32 at 128 + 32h < 192.
+            let (l0, l1, qh) = unsafe {
+                let p = b.as_ptr();
+                (
+                    _mm256_loadu_si256(p.add(64 * h) as *const __m256i),
+                    _mm256_loadu_si256(p.add(64 * h + 32) as *const __m256i),
+                    _mm256_loadu_si256(p.add(128 + 32 * h) as *const __m256i),
+                )
+            };
+            let lows = [
+                _mm256_and_si256(l0, m4),
+                _mm256_and_si256(l1, m4),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
+                _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
+            ];
+            // Bits 2r..2r + 2 of qh moved to bits 4..6 of each byte (they stay within it).
+            let highs = [
+                _mm256_slli_epi16::<4>(_mm256_and_si256(qh, m2)),
+                _mm256_slli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(0x0C))),
+                _mm256_and_si256(qh, _mm256_set1_epi8(0x30)),
+                _mm256_srli_epi16::<2>(_mm256_and_si256(qh, _mm256_set1_epi8(-64))),
+            ];
             let mut p = [_mm256_setzero_si256(); 4];
-            for (i, pi) in p.iter_mut().enumerate() {
-                let j = j0 + i;
-                let (h, r) = (j / 4, j % 4);
-                // SAFETY: 32 bytes of ql at 64h + 32(r % 2) < 128 and of qh at 128 + 32h < 192.
-                let (lo, hi) = unsafe {
-                    (
-                        _mm256_loadu_si256(b.as_ptr().add(64 * h + 32 * (r % 2)) as *const __m256i),
-                        _mm256_loadu_si256(b.as_ptr().add(128 + 32 * h) as *const __m256i),
-                    )
-                };
-                let lo = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(4 * (r / 2) as i32)), m4);
-                let hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * r as i32)), m2);
-                // Bytes of at most 3 shifted by 4 stay in their byte.
-                let q = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(hi));
-                let x = x_at(xq, sb, j);
+            for (r, pi) in p.iter_mut().enumerate() {
+                let j = 4 * h + r;
+                let (q, x) = (_mm256_or_si256(lows[r], highs[r]), x_at(xq, sb, j));
                 // (q − 32)·x over adjacent pairs (below 2·32·127), then times the scale of each half.
                 let pq = _mm256_sub_epi16(_mm256_maddubs_epi16(q, x), _mm256_maddubs_epi16(_mm256_set1_epi8(32), x));
-                let sc = |k: usize| _mm_set1_epi16(b[192 + 2 * j + k] as i8 as i16);
-                *pi = _mm256_madd_epi16(pq, _mm256_set_m128i(sc(1), sc(0)));
+                let at = (2 * j) as u8;
+                let pick = _mm256_shuffle_epi8(scales, _mm256_set1_epi16(i16::from_le_bytes([at, at + 1])));
+                *pi = _mm256_madd_epi16(pq, pick);
             }
             let dots = _mm256_cvtepi32_pd(transpose_sum(p));
-            acc = add_term(acc, _mm256_mul_pd(dots, d), four(f, 8 * sb + j0));
+            acc = add_term(acc, _mm256_mul_pd(dots, d), four(f, 8 * sb + 4 * h));
         }
     }
     Some(total(acc, 8 * sbs.len()))
