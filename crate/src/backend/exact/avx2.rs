@@ -140,12 +140,17 @@ fn rows4<const B: usize, const MIN: bool>(
             acc = group(acc, &bgs[g], &xgs[g], &fgs[g], mgs.get(g).unwrap_or(&[0.0; 4]), cgs.get(g).unwrap_or(&[0; 4]));
         }
         if rest > 0 {
-            let tail = bgs.get(full).copied().unwrap_or_else(|| {
-                let mut bg = [[0u8; B]; 4];
-                bg[..rest].copy_from_slice(&row[4 * full..nb]);
-                bg
-            });
-            acc = group(acc, &tail, &xt, &ft, &mt, &ct);
+            let pad;
+            let tail = match bgs.get(full) {
+                Some(t) => t,
+                None => {
+                    let mut bg = [[0u8; B]; 4];
+                    bg[..rest].copy_from_slice(&row[4 * full..nb]);
+                    pad = bg;
+                    &pad
+                }
+            };
+            acc = group(acc, tail, &xt, &ft, &mt, &ct);
         }
         *o = total(acc, terms);
     }
