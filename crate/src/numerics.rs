@@ -188,7 +188,7 @@ pub fn quantize_block_scaled(m: &[i32], q: &mut [i8]) -> (u32, i32) {
     }
     let t = bitlen(max as u64).saturating_sub(7);
     let unit = 127i64 << t;
-    let s = (128 * max + unit - 1) / unit;
+    let s = floor_div(128 * max + unit - 1, unit);
     // The rounded quotient through floor(floor(x / 2^t) / s), |floor(x / 2^t)| ≤ 2^14 as
     // |m| < 2^(t+7), and the exact remainder.
     let d = s << t;
