@@ -85,16 +85,12 @@ pub fn normalize_bits(acc: &[i64], exp: i32, bits: u32, out: &mut [i32]) -> i32 
             for i in 0..n {
                 out[i] = (acc[i] << l) as i32;
             }
-        } else if s < 64 {
-            // rshr with one shift for the row.
-            let s = s as u32;
-            let (mask, half) = ((1u64 << s) - 1, 1u64 << (s - 1));
-            for i in 0..n {
-                let (a, q) = (acc[i], acc[i] >> s);
-                out[i] = (q + (((a as u64) & mask) + (q & 1) as u64 > half) as i64) as i32;
-            }
         } else {
-            out[..n].fill(0);
+            // One shift for the whole row.
+            let s = s as u32;
+            for i in 0..n {
+                out[i] = rshr(acc[i], s) as i32;
+            }
         }
         exp + s
     }
