@@ -477,7 +477,7 @@ mod tests {
                 let acc: Vec<i64> = (0..n)
                     .map(|_| {
                         let v = (rng.next_u64() >> 1) as i64 >> (62 - top) >> (rng.next_u64() % 3);
-                        if rng.next_u64() % 2 == 0 {
+                        if rng.next_u64().is_multiple_of(2) {
                             -v
                         } else {
                             v
