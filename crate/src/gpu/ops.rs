@@ -976,27 +976,30 @@ impl GpuOps {
         let (kv_dim, q_cols, nbh) = (p.n_head_kv * hd, p.n_head * hd, hd.div_ceil(32));
         let kv_blocks = p.n_head_kv * nbh;
         let (pos_words, pos_blocks) = (kv_dim / 2, 2 * kv_blocks);
-        let q8 = self.ctx.storage("attn.q", (n * q_cols) as u64)?;
-        let qblk = self.ctx.storage("attn.qblk", (n * p.n_head * nbh * 16) as u64)?;
-        let emax = self.ctx.storage("attn.emax", (n * 4) as u64)?;
         let scores = self.ctx.storage("attn.scores", (n * p.n_head * npos * 8) as u64)?;
         let (acc, gexp) = self.acc(n, q_cols, p.n_head)?;
-        let exp2 = self.exp2.clone();
         let whole = if bounds.is_empty() { attn_in(q, k, v, hd) } else { None };
-        self.recorded(|s, enc| {
-            let window = p.window.unwrap_or(0);
-            let attn = [hd, nbh, p.n_head, p.n_head / p.n_head_kv, kv_dim, pos0, window, npos].map(|v| v as u32);
-            if let (Some((parts, stride, nacc, ngexp, rope)), 1) = (&whole, n) {
-                // A decode step: q, k, v into attention and the attention, one dispatch.
+        let window = p.window.unwrap_or(0);
+        let attn = [hd, nbh, p.n_head, p.n_head / p.n_head_kv, kv_dim, pos0, window, npos].map(|v| v as u32);
+        if let (Some((parts, stride, nacc, ngexp, rope)), 1) = (&whole, n) {
+            // A decode step: q, k, v into attention and the attention, one dispatch, which
+            // quantizes q into workgroup memory.
+            self.recorded(|s, enc| {
                 let mut prm = attn.to_vec();
                 prm.extend([sm as u32, se as u32, 0]);
                 let rest = [*stride, ROW_BITS as usize, q_cols, kv_dim, pos_words, pos_blocks, kv_blocks, 0, 0];
                 prm.extend(rest.map(|v| v as u32));
                 prm.extend(parts.iter().flatten());
                 let bufs = [nacc, ngexp, &rope.cs, cw, cb, &scores, &acc, &gexp, &s.exp2_u];
-                let groups = [p.n_head as u32, 1, 1];
-                return s.ctx.dispatch(enc, Kernel::AttnStep { neox: rope.neox }, &prm, &bufs, groups);
-            }
+                s.ctx.dispatch(enc, Kernel::AttnStep { neox: rope.neox }, &prm, &bufs, [p.n_head as u32, 1, 1])
+            })?;
+            return self.lazy(acc, Rc::new(gexp), n, q_cols, hd, 0);
+        }
+        let q8 = self.ctx.storage("attn.q", (n * q_cols) as u64)?;
+        let qblk = self.ctx.storage("attn.qblk", (n * p.n_head * nbh * 16) as u64)?;
+        let emax = self.ctx.storage("attn.emax", (n * 4) as u64)?;
+        let exp2 = self.exp2.clone();
+        self.recorded(|s, enc| {
             if let Some((parts, stride, nacc, ngexp, rope)) = &whole {
                 let mut prm = [*stride, ROW_BITS as usize, hd, nbh, q_cols, kv_dim, p.n_head, pos0, pos_words]
                     .into_iter()
