@@ -1426,11 +1426,32 @@ const ROUND: f64 = 6_755_399_441_055_744.0;
 /// sub-block, its scale `a · 2^ea` and min `b · 2^eb` as f64 (exact: small integers times
 /// powers of two). Q6_K's values carry their 16-element scale (|sc · q| ≤ 4096, so one i16
 /// dot gives `sc0·dot0 + sc1·dot1`) and `a` is the shared d: the same integer T1.
+///
+/// Where the AVX2 byte kernel takes the type ([`byte_offset`]), the values are kept as bytes
+/// `u` instead of `w`: half the memory, and one `vpmaddubsw` per 32 products.
 #[derive(Default)]
 struct Widened {
     w: Vec<i16>,
+    u: Vec<u8>,
     a: Vec<f64>,
     b: Vec<f64>,
+}
+
+/// The byte form of type `ty`'s values for the AVX2 batched kernel: `Some(c)` where each value
+/// q is kept as the unsigned byte `q + c` (Q8_0: its int8 as they are, c = 0); `None` where the
+/// i16 form serves (Q6_K, whose values carry their 16-element scales; CPUs without AVX2).
+fn byte_offset(ty: TensorType) -> Option<u8> {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::present() {
+        return match ty {
+            TensorType::Q4_0 => Some(8),
+            TensorType::Q5_0 => Some(16),
+            TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q8_0 | TensorType::Q4K | TensorType::Q5K => Some(0),
+            _ => None,
+        };
+    }
+    let _ = ty;
+    None
 }
 
 impl Widened {
@@ -1438,19 +1459,34 @@ impl Widened {
     fn fill(&mut self, ty: TensorType, rows: &[u8]) {
         let (bl, bb) = (ty.block_len(), ty.block_bytes());
         let nblk = rows.len() / bb;
-        self.w.resize(nblk * bl, 0);
+        let bytes = byte_offset(ty);
+        let (wn, un) = if bytes.is_some() { (0, nblk * bl) } else { (nblk * bl, 0) };
+        self.w.resize(wn, 0);
+        self.u.resize(un, 0);
         self.a.resize(nblk * bl / 32, 0.0);
         self.b.resize(nblk * bl / 32, 0.0);
         let mut sc = [BlockScale::default(); 8];
-        let blocks =
-            self.w.chunks_exact_mut(bl).zip(self.a.chunks_exact_mut(bl / 32)).zip(self.b.chunks_exact_mut(bl / 32));
-        for (blk, ((w, a), b)) in rows.chunks_exact(bb).zip(blocks) {
+        let mut q = [0i8; 256];
+        let blocks = self.a.chunks_exact_mut(bl / 32).zip(self.b.chunks_exact_mut(bl / 32));
+        for (i, (blk, (a, b))) in rows.chunks_exact(bb).zip(blocks).enumerate() {
+            let vals = i * bl..(i + 1) * bl;
             // Blocks were validated at load; a scale that fails to decode reads as zero.
-            if block_scales(ty, blk, &mut sc[..bl / 32]).is_some() {
-                block_values(ty, blk, w);
-            } else {
+            let ok = block_scales(ty, blk, &mut sc[..bl / 32]).is_some();
+            if !ok {
                 sc = [BlockScale::default(); 8];
-                w.fill(0);
+            }
+            match bytes {
+                Some(c) => {
+                    let q = &mut q[..bl];
+                    if ok {
+                        block_values(ty, blk, q);
+                    }
+                    for (u, &v) in self.u[vals.clone()].iter_mut().zip(q.iter()) {
+                        *u = (v as u8).wrapping_add(c);
+                    }
+                }
+                None if ok => block_values(ty, blk, &mut self.w[vals.clone()]),
+                None => self.w[vals.clone()].fill(0),
             }
             for ((a, b), s) in a.iter_mut().zip(b.iter_mut()).zip(&sc) {
                 *a = ldexp(s.a[0] as f64, s.ea);
@@ -1460,7 +1496,7 @@ impl Widened {
                 let (d, e) = f16_at(blk, 208);
                 a.fill(ldexp(d as f64, e));
                 // Element k of sub-block j has scale byte 2·j + k / 16 (see block_scales).
-                for (ws, &s) in w.chunks_exact_mut(16).zip(&blk[192..208]) {
+                for (ws, &s) in self.w[vals].chunks_exact_mut(16).zip(&blk[192..208]) {
                     ws.iter_mut().for_each(|wv| *wv *= s as i8 as i16);
                 }
             }
@@ -1469,10 +1505,13 @@ impl Widened {
 }
 
 /// x rows in groups of four for [`dots4`] (the last group padded with zero rows): per group
-/// and 32-element block, the four rows' i16 values, then per block and row
-/// `s_b · 2^sh` (`f`) and `s_b · Σq · 2^sh` (`m`).
+/// and 32-element block, the four rows' i16 values (or, for the byte form, their int8 values
+/// `q` and `c · Σq` per row), then per block and row `s_b · 2^sh` (`f`) and `s_b · Σq · 2^sh`
+/// (`m`).
 struct XGroups {
     w: Vec<i16>,
+    q: Vec<i8>,
+    c: Vec<i32>,
     f: Vec<f64>,
     m: Vec<f64>,
     /// Blocks per row.
@@ -1480,31 +1519,54 @@ struct XGroups {
 }
 
 impl XGroups {
-    fn new(x: &XRows) -> XGroups {
+    /// `bytes`: the weight's byte offset ([`byte_offset`]), for the byte form.
+    fn new(x: &XRows, bytes: Option<u8>) -> XGroups {
         let (n, nb) = (x.n, x.q.nb);
-        let groups = n.div_ceil(4);
-        let mut g =
-            XGroups { w: vec![0; groups * nb * 128], f: vec![0.0; groups * nb * 4], m: vec![0.0; groups * nb * 4], nb };
+        let slots = n.div_ceil(4) * nb;
+        let (wn, qn) = if bytes.is_some() { (0, slots * 128) } else { (slots * 128, 0) };
+        let mut g = XGroups {
+            w: vec![0; wn],
+            q: vec![0; qn],
+            c: vec![0; if bytes.is_some() { slots * 4 } else { 0 }],
+            f: vec![0.0; slots * 4],
+            m: vec![0.0; slots * 4],
+            nb,
+        };
         for i in 0..n {
             let (gi, r) = (i / 4, i % 4);
             for b in 0..nb {
-                let (ib, at) = (i * nb + b, (gi * nb + b) * 128 + 32 * r);
-                g.w[at..at + 32].copy_from_slice(&x.w[ib * 32..ib * 32 + 32]);
-                g.f[(gi * nb + b) * 4 + r] = x.f[ib];
-                g.m[(gi * nb + b) * 4 + r] = x.m[ib];
+                let (ib, slot) = (i * nb + b, gi * nb + b);
+                let (at, vals) = (slot * 128 + 32 * r, ib * 32..ib * 32 + 32);
+                match bytes {
+                    Some(c) => {
+                        g.q[at..at + 32].copy_from_slice(&x.q.q[vals]);
+                        g.c[slot * 4 + r] = c as i32 * x.q.sum[ib];
+                    }
+                    None => g.w[at..at + 32].copy_from_slice(&x.w[vals]),
+                }
+                g.f[slot * 4 + r] = x.f[ib];
+                g.m[slot * 4 + r] = x.m[ib];
             }
         }
         g
     }
 
-    /// Group `g`'s values and factors.
+    /// Group `g`'s i16 values and factors.
     fn group(&self, g: usize) -> (&[i16], &[f64], &[f64]) {
+        let (v, f) = self.at(g);
+        (&self.w[v], &self.f[f.clone()], &self.m[f])
+    }
+
+    /// Group `g`'s int8 values, `c · Σq` and factors (the byte form).
+    fn group_bytes(&self, g: usize) -> (&[i8], &[i32], &[f64], &[f64]) {
+        let (v, f) = self.at(g);
+        (&self.q[v], &self.c[f.clone()], &self.f[f.clone()], &self.m[f])
+    }
+
+    /// Group `g`'s range of values and of factors.
+    fn at(&self, g: usize) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
         let nb = self.nb;
-        (
-            &self.w[g * nb * 128..(g + 1) * nb * 128],
-            &self.f[g * nb * 4..(g + 1) * nb * 4],
-            &self.m[g * nb * 4..(g + 1) * nb * 4],
-        )
+        (g * nb * 128..(g + 1) * nb * 128, g * nb * 4..(g + 1) * nb * 4)
     }
 }
 
@@ -1530,8 +1592,7 @@ fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], x: (&[i16], &[f64], &
     dots4_v128::<MIN>(w, a, b, x, &mut acc);
     #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     dots4_scalar::<MIN>(w, a, b, x, &mut acc);
-    let terms = (nb * if MIN { 2 } else { 1 }) as i64;
-    acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
+    acc.map(|v| less_rounds::<MIN>(v, nb))
 }
 
 /// [`dots4`] for two weight rows at once (`w`, `a`, `b`: each row's): AVX2 loads each x block
@@ -1551,10 +1612,43 @@ fn dots4x2<const MIN: bool>(
         let mut acc = [[0i64; 4]; 2];
         // SAFETY: AVX2 is present; the lengths checked above keep every load in bounds.
         unsafe { avx2::dots4x2::<MIN>(w, a, b, x, &mut acc) };
-        let terms = (nb * if MIN { 2 } else { 1 }) as i64;
-        return acc.map(|r| r.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64))));
+        return acc.map(|r| r.map(|v| less_rounds::<MIN>(v, nb)));
     }
     [dots4::<MIN>(w[0], a[0], b[0], x), dots4::<MIN>(w[1], a[1], b[1], x)]
+}
+
+/// [`dots4x2`] on the byte form (`u`: values `q + c`, [`byte_offset`]; `x`: [`XGroups::group_bytes`]);
+/// `signed` for Q8_0. AVX2 only: [`byte_offset`] chooses the form only where AVX2 is present.
+#[cfg(target_arch = "x86_64")]
+fn dots4x2_bytes<const MIN: bool>(
+    signed: bool,
+    u: [&[u8]; 2],
+    a: [&[f64]; 2],
+    b: [&[f64]; 2],
+    x: (&[i8], &[i32], &[f64], &[f64]),
+) -> [[i64; 4]; 2] {
+    let (xq, xc, xf, xm) = x;
+    let nb = a[0].len();
+    assert!(avx2::present());
+    assert!((0..2).all(|r| u[r].len() == 32 * nb && a[r].len() == nb && b[r].len() == nb));
+    assert!(xq.len() == 128 * nb && xc.len() == 4 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
+    let mut acc = [[0i64; 4]; 2];
+    // SAFETY: AVX2 is present; the lengths checked above keep every load in bounds.
+    unsafe {
+        if signed {
+            avx2::dots4x2_bytes::<MIN, true>(u, a, b, x, &mut acc)
+        } else {
+            avx2::dots4x2_bytes::<MIN, false>(u, a, b, x, &mut acc)
+        }
+    };
+    acc.map(|r| r.map(|v| less_rounds::<MIN>(v, nb)))
+}
+
+/// A kernel's sum over `nb` blocks less the ROUND each of its terms added (two per block with
+/// `MIN`).
+fn less_rounds<const MIN: bool>(v: i64, nb: usize) -> i64 {
+    let terms = (nb * if MIN { 2 } else { 1 }) as i64;
+    v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64))
 }
 
 /// [`dots4`]'s portable kernel (on every target: the tests' reference).
@@ -1751,7 +1845,8 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
     let mut acc_t = vec![0i64; m * n];
     if n > 1 {
         // Batches decode each weight row once and dot it against every x row.
-        let xg = XGroups::new(x);
+        let bytes = byte_offset(ty);
+        let xg = XGroups::new(x, bytes);
         let min = matches!(ty, TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q4K | TensorType::Q5K);
         acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each_init(Widened::default, |own, (c, out)| {
             let rows = out.len() / n;
@@ -1762,33 +1857,37 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                     &*own
                 }
             };
-            let row = |jj: usize| {
-                let (wr, sr) = (jj * k..(jj + 1) * k, jj * nb..(jj + 1) * nb);
-                (&wd.w[wr], &wd.a[sr.clone()], &wd.b[sr])
+            // Weight rows j0 and j1 against x group g.
+            let pair = |g: usize, j0: usize, j1: usize| {
+                let (a, b) =
+                    ([j0, j1].map(|j| &wd.a[j * nb..(j + 1) * nb]), [j0, j1].map(|j| &wd.b[j * nb..(j + 1) * nb]));
+                #[cfg(target_arch = "x86_64")]
+                if bytes.is_some() {
+                    let (u, xv, signed) =
+                        ([j0, j1].map(|j| &wd.u[j * k..(j + 1) * k]), xg.group_bytes(g), ty == TensorType::Q8_0);
+                    return if min {
+                        dots4x2_bytes::<true>(signed, u, a, b, xv)
+                    } else {
+                        dots4x2_bytes::<false>(signed, u, a, b, xv)
+                    };
+                }
+                let (w, xv) = ([j0, j1].map(|j| &wd.w[j * k..(j + 1) * k]), xg.group(g));
+                if min {
+                    dots4x2::<true>(w, a, b, xv)
+                } else {
+                    dots4x2::<false>(w, a, b, xv)
+                }
             };
             // Groups outermost: a group's x values stay in cache across the chunk's rows, taken
-            // two at a time.
+            // two at a time (an odd last row paired with itself).
             for g in 0..n.div_ceil(4) {
-                let xv = xg.group(g);
-                let mut pairs = out.chunks_exact_mut(2 * n);
-                for (pi, oj) in pairs.by_ref().enumerate() {
-                    let ((w0, a0, b0), (w1, a1, b1)) = (row(2 * pi), row(2 * pi + 1));
-                    let d = if min {
-                        dots4x2::<true>([w0, w1], [a0, a1], [b0, b1], xv)
-                    } else {
-                        dots4x2::<false>([w0, w1], [a0, a1], [b0, b1], xv)
-                    };
-                    let (o0, o1) = oj.split_at_mut(n);
-                    for (o, v) in o0[4 * g..].iter_mut().zip(d[0]).chain(o1[4 * g..].iter_mut().zip(d[1])) {
-                        *o = v;
-                    }
-                }
-                let rest = pairs.into_remainder();
-                if !rest.is_empty() {
-                    let (wv, a, b) = row(rows - 1);
-                    let d = if min { dots4::<true>(wv, a, b, xv) } else { dots4::<false>(wv, a, b, xv) };
-                    for (o, v) in rest[4 * g..].iter_mut().zip(d) {
-                        *o = v;
+                for (pi, oj) in out.chunks_mut(2 * n).enumerate() {
+                    let j0 = 2 * pi;
+                    let d = pair(g, j0, (j0 + 1).min(rows - 1));
+                    for (oi, di) in oj.chunks_mut(n).zip(d) {
+                        for (o, v) in oi[4 * g..].iter_mut().zip(di) {
+                            *o = v;
+                        }
                     }
                 }
             }
@@ -2803,5 +2902,80 @@ mod tests {
         let want = |min| [scalar(&w0, &a0, &b0, min), scalar(&w1, &a1, &b1, min)];
         assert_eq!(dots4x2::<true>([&w0, &w1], [&a0, &a1], [&b0, &b1], x), want(true), "with min terms");
         assert_eq!(dots4x2::<false>([&w0, &w1], [&a0, &a1], [&b0, &b1], x), want(false), "without");
+    }
+
+    /// The byte kernel against the portable i16 one on the same values, for each offset the
+    /// byte form uses and Q8_0's signed bytes, at the extremes (every x at ±127, every weight
+    /// at its largest or smallest) and at random.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn dots4x2_bytes_equals_dots4_scalar() {
+        if !avx2::present() {
+            return;
+        }
+        let mut rng = crate::tiny::SplitMix64(7);
+        let nb = 13;
+        let f64s = |n: usize, rng: &mut crate::tiny::SplitMix64| {
+            (0..n)
+                .map(|_| libm::ldexp((rng.next_u64() % 4096) as f64 - 2048.0, (rng.next_u64() % 40) as i32 - 30))
+                .collect::<Vec<_>>()
+        };
+        // (offset c, the values' range: q in lo..=hi, signed for Q8_0)
+        for (c, lo, hi, signed) in [
+            (0u8, 0i16, 15i16, false),
+            (0, 0, 31, false),
+            (8, -8, 7, false),
+            (16, -16, 15, false),
+            (0, -128, 127, true),
+        ] {
+            for case in 0..3 {
+                let pick = |rng: &mut crate::tiny::SplitMix64, lo: i16, hi: i16| match case {
+                    0 => lo + (rng.next_u64() % (hi - lo + 1) as u64) as i16,
+                    1 => hi,
+                    _ => lo,
+                };
+                let q: Vec<Vec<i16>> = (0..2).map(|_| (0..32 * nb).map(|_| pick(&mut rng, lo, hi)).collect()).collect();
+                let xw: Vec<i16> = (0..128 * nb)
+                    .map(|i| {
+                        if case == 0 {
+                            pick(&mut rng, -127, 127)
+                        } else if i % 3 == 0 {
+                            -127
+                        } else {
+                            127
+                        }
+                    })
+                    .collect();
+                let u: Vec<Vec<u8>> =
+                    q.iter().map(|r| r.iter().map(|&v| (v as i8 as u8).wrapping_add(c)).collect()).collect();
+                let xq: Vec<i8> = xw.iter().map(|&v| v as i8).collect();
+                let xc: Vec<i32> = (0..4 * nb)
+                    .map(|s| c as i32 * xw[128 * (s / 4) + 32 * (s % 4)..][..32].iter().map(|&v| v as i32).sum::<i32>())
+                    .collect();
+                let (a, b) = ([f64s(nb, &mut rng), f64s(nb, &mut rng)], [f64s(nb, &mut rng), f64s(nb, &mut rng)]);
+                let (xf, xm) = (f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
+                let rows = |min: bool| {
+                    [0, 1].map(|r| {
+                        let mut acc = [0i64; 4];
+                        if min {
+                            dots4_scalar::<true>(&q[r], &a[r], &b[r], (&xw, &xf, &xm), &mut acc);
+                            acc.map(|v| less_rounds::<true>(v, nb))
+                        } else {
+                            dots4_scalar::<false>(&q[r], &a[r], &b[r], (&xw, &xf, &xm), &mut acc);
+                            acc.map(|v| less_rounds::<false>(v, nb))
+                        }
+                    })
+                };
+                let (ab, bb) = ([&a[0][..], &a[1][..]], [&b[0][..], &b[1][..]]);
+                let x = (&xq[..], &xc[..], &xf[..], &xm[..]);
+                let what = format!("c={c} q in {lo}..={hi} case {case}");
+                assert_eq!(
+                    dots4x2_bytes::<true>(signed, [&u[0], &u[1]], ab, bb, x),
+                    rows(true),
+                    "{what}, with min terms"
+                );
+                assert_eq!(dots4x2_bytes::<false>(signed, [&u[0], &u[1]], ab, bb, x), rows(false), "{what}, without");
+            }
+        }
     }
 }

@@ -416,7 +416,6 @@ pub unsafe fn dots4x2<const MIN: bool>(
     (xw, xf, xm): (&[i16], &[f64], &[f64]),
     acc: &mut [[i64; 4]; 2],
 ) {
-    let round = _mm256_set1_pd(ROUND);
     let mut sum = [_mm256_setzero_si256(); 2];
     for j in 0..a[0].len() {
         let xp = xw.as_ptr().add(128 * j) as *const __m256i;
@@ -428,15 +427,70 @@ pub unsafe fn dots4x2<const MIN: bool>(
             transpose_sum([d(0), d(1), d(2), d(3)])
         };
         let d = [half(0), half(1)];
-        let f = _mm256_loadu_pd(xf.as_ptr().add(4 * j));
-        for r in 0..2 {
-            let v = _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtepi32_pd(d[r]), _mm256_set1_pd(*a[r].get_unchecked(j))), f);
+        group_terms::<MIN>(&mut sum, d, a, b, xf, xm, j);
+    }
+    for r in 0..2 {
+        _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, sum[r]);
+    }
+}
+
+/// Block `j`'s terms of two weight rows against four x rows (`d[r]`: row r's four block dots):
+/// `dot · a · f` and, with `MIN`, `b · m`, each rounded onto the grid and added to `sum[r]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn group_terms<const MIN: bool>(
+    sum: &mut [__m256i; 2],
+    d: [__m128i; 2],
+    a: [&[f64]; 2],
+    b: [&[f64]; 2],
+    xf: &[f64],
+    xm: &[f64],
+    j: usize,
+) {
+    let round = _mm256_set1_pd(ROUND);
+    let f = _mm256_loadu_pd(xf.as_ptr().add(4 * j));
+    for r in 0..2 {
+        let v = _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtepi32_pd(d[r]), _mm256_set1_pd(*a[r].get_unchecked(j))), f);
+        sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(_mm256_add_pd(v, round)));
+        if MIN {
+            let v = _mm256_mul_pd(_mm256_set1_pd(*b[r].get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)));
             sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(_mm256_add_pd(v, round)));
-            if MIN {
-                let v = _mm256_mul_pd(_mm256_set1_pd(*b[r].get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)));
-                sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(_mm256_add_pd(v, round)));
-            }
         }
+    }
+}
+
+/// [`dots4x2`] on the byte form: each weight row's values as bytes `u = q + c` (32 per block;
+/// with `SIGNED` the int8 `q` themselves, c = 0) against the four x rows' int8 values (`xq`:
+/// 128 per block), `xc` holding `c · Σx` per block and x row. A block's dot is
+/// `vpmaddubsw` (|w| by ±x when `SIGNED`, as `q8_0`) then `vpmaddwd` by ones, less `c · Σx`:
+/// the same integers as the i16 products, so the same terms.
+#[target_feature(enable = "avx2")]
+pub unsafe fn dots4x2_bytes<const MIN: bool, const SIGNED: bool>(
+    u: [&[u8]; 2],
+    a: [&[f64]; 2],
+    b: [&[f64]; 2],
+    (xq, xc, xf, xm): (&[i8], &[i32], &[f64], &[f64]),
+    acc: &mut [[i64; 4]; 2],
+) {
+    let ones = _mm256_set1_epi16(1);
+    let mut sum = [_mm256_setzero_si256(); 2];
+    for j in 0..a[0].len() {
+        let xp = xq.as_ptr().add(128 * j) as *const __m256i;
+        let x: [__m256i; 4] = std::array::from_fn(|i| _mm256_loadu_si256(xp.add(i)));
+        let c = _mm_loadu_si128(xc.as_ptr().add(4 * j) as *const __m128i);
+        let half = |r: usize| {
+            let w = _mm256_loadu_si256(u[r].as_ptr().add(32 * j) as *const __m256i);
+            let d = |k: usize| {
+                let p = if SIGNED {
+                    _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x[k], w))
+                } else {
+                    _mm256_maddubs_epi16(w, x[k])
+                };
+                _mm256_madd_epi16(p, ones)
+            };
+            _mm_sub_epi32(transpose_sum([d(0), d(1), d(2), d(3)]), c)
+        };
+        group_terms::<MIN>(&mut sum, [half(0), half(1)], a, b, xf, xm, j);
     }
     for r in 0..2 {
         _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, sum[r]);
