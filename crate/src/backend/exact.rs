@@ -313,8 +313,8 @@ impl ExactWeight {
         Ok(ExactWeight::Matrix(mat))
     }
 
-    /// Keep a quantized matrix's rows widened for batches (i16 values and f64 scales, about 2.5
-    /// bytes per weight) instead of widening them again in every batched product: for small
+    /// Keep a quantized matrix's rows widened for batches (i16 or byte values and f64 scales,
+    /// about 2.5 or 1.5 bytes per weight) instead of widening them again in every batched product: for small
     /// models that embed short texts, where widening would cost more than the products.
     pub fn keep_widened(&mut self) {
         if let ExactWeight::Matrix(m) = self {
