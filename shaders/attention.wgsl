@@ -1,9 +1,8 @@
 // attend.wgsl over q quantized by quantize.wgsl (or attn_in.wgsl) and the cache, one
 // workgroup per (head, row): prefill, encoders, and decode steps whose q, k, v are not a
 // decoder's products in one buffer. Writes the head's accumulators and exponent;
-// normalize.wgsl aligns the heads of a row and rounds it. The cache holds, per position, K
-// then V as packed int8 words and per-block (E, s, Σq, 0). Prepended: i64.wgsl, exp2.wgsl,
-// dot4, reduce.wgsl, attend.wgsl.
+// normalize.wgsl aligns the heads of a row and rounds it. Prepended: i64.wgsl, exp2.wgsl,
+// dot4, reduce.wgsl, kv_cache.wgsl, attend.wgsl.
 
 const WG: u32 = 64u;
 
@@ -56,22 +55,20 @@ fn q_blk(i: u32, h: u32, b: u32) -> vec4<i32> {
     return qblk[(i * p.n_head + h) * p.nbh + b];
 }
 
-// Per position: K words, then V words; K blocks, then V blocks.
 fn k_word(j: u32, g: u32, w: u32) -> u32 {
-    return kvw[j * (p.kv_dim / 2u) + g * p.head_dim / 4u + w];
+    return kvw[cache_word(j, 0u, g) + w];
 }
 
 fn v_word(j: u32, g: u32, w: u32) -> u32 {
-    return kvw[j * (p.kv_dim / 2u) + p.kv_dim / 4u + g * p.head_dim / 4u + w];
+    return kvw[cache_word(j, 1u, g) + w];
 }
 
 fn k_blk(j: u32, g: u32, b: u32) -> vec4<i32> {
-    return kvblk[j * 2u * (p.kv_dim / p.head_dim * p.nbh) + g * p.nbh + b];
+    return kvblk[cache_blk(j, 0u, g) + b];
 }
 
 fn v_blk(j: u32, g: u32, b: u32) -> vec4<i32> {
-    let kv_blocks = p.kv_dim / p.head_dim * p.nbh;
-    return kvblk[j * 2u * kv_blocks + kv_blocks + g * p.nbh + b];
+    return kvblk[cache_blk(j, 1u, g) + b];
 }
 
 @compute @workgroup_size(WG)

@@ -3,7 +3,7 @@
 // the layer's KV cache at the row's position. Replaces two rope and three quantize dispatches
 // (prefill; a decode step runs attn_step.wgsl instead). One workgroup per row.
 // Prepended: i64.wgsl, quant_block.wgsl, reduce.wgsl, norm_row.wgsl, rope_pair.wgsl,
-// qkv_rows.wgsl.
+// qkv_rows.wgsl, kv_cache.wgsl.
 
 override NEOX: bool;
 const WG: u32 = 256u;
@@ -16,14 +16,9 @@ struct Params {
     // Blocks per head.
     nbh: u32,
     q_cols: u32,
-    kv_cols: u32,
+    kv_dim: u32,
     n_head: u32,
     pos0: u32,
-    // Per cache position: K then V words, and K then V blocks (kv_blocks of each).
-    pos_words: u32,
-    pos_blocks: u32,
-    kv_blocks: u32,
-    _pad: u32,
     q: Part,
     k: Part,
     v: Part,
@@ -70,14 +65,15 @@ fn emit(i: u32, lid: u32, cols: u32, e: i32, q_base: u32, q_stride: u32, b_base:
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let i = wid.x;
-    let kw = p.pos0 * p.pos_words;
-    let kb = p.pos0 * p.pos_blocks;
+    // One position's words and blocks in the cache.
+    let step_w = cache_word(1u, 0u, 0u);
+    let step_b = cache_blk(1u, 0u, 0u);
     dest = 0u;
     let eq = prepare(i, lid, p.q, p.q_cols, true);
     emit(i, lid, p.q_cols, eq, 0u, p.q_cols / 4u, 0u, p.n_head * p.nbh);
     dest = 1u;
-    let ek = prepare(i, lid, p.k, p.kv_cols, true);
-    emit(i, lid, p.kv_cols, ek, kw, p.pos_words, kb, p.pos_blocks);
-    let ev = prepare(i, lid, p.v, p.kv_cols, false);
-    emit(i, lid, p.kv_cols, ev, kw + p.kv_cols / 4u, p.pos_words, kb + p.kv_blocks, p.pos_blocks);
+    let ek = prepare(i, lid, p.k, p.kv_dim, true);
+    emit(i, lid, p.kv_dim, ek, cache_word(p.pos0, 0u, 0u), step_w, cache_blk(p.pos0, 0u, 0u), step_b);
+    let ev = prepare(i, lid, p.v, p.kv_dim, false);
+    emit(i, lid, p.kv_dim, ev, cache_word(p.pos0, 1u, 0u), step_w, cache_blk(p.pos0, 1u, 0u), step_b);
 }

@@ -6,7 +6,7 @@
 // which reads the new position from workgroup memory and the earlier ones from the cache.
 // The same bits as attn_in.wgsl then attention.wgsl. Eight storage buffers; the exp2 table is
 // a uniform buffer. Prepended: i64.wgsl, exp2.wgsl, dot4, quant_block.wgsl, reduce.wgsl,
-// norm_row.wgsl, rope_pair.wgsl, qkv_rows.wgsl, attend.wgsl.
+// norm_row.wgsl, rope_pair.wgsl, qkv_rows.wgsl, kv_cache.wgsl, attend.wgsl.
 
 override NEOX: bool;
 const WG: u32 = 64u;
@@ -33,11 +33,6 @@ struct Params {
     stride: u32,
     bits: u32,
     q_cols: u32,
-    kv_cols: u32,
-    // Per cache position: K then V words, and K then V blocks (kv_blocks of each).
-    pos_words: u32,
-    pos_blocks: u32,
-    kv_blocks: u32,
     _pad0: u32,
     _pad1: u32,
     q: Part,
@@ -65,8 +60,8 @@ var<workgroup> k_b: array<vec4<i32>, MAXH / 32u>;
 var<workgroup> v_w: array<u32, MAXH / 4u>;
 var<workgroup> v_b: array<vec4<i32>, MAXH / 32u>;
 
-// 0: q; 1: K; 2: V. The cache's word and block of the new position's KV head, where
-// `writer` (the KV head's first query head) stores K and V.
+// 0: q; 1: K; 2: V. The cache's word and block of the new position's KV head (K's or V's),
+// where `writer` (the KV head's first query head) stores them.
 var<private> dest: u32;
 var<private> writer: bool;
 var<private> cache_w: u32;
@@ -122,28 +117,28 @@ fn k_word(j: u32, g: u32, w: u32) -> u32 {
     if j == p.pos0 {
         return k_w[w];
     }
-    return cw[j * p.pos_words + g * p.head_dim / 4u + w];
+    return cw[cache_word(j, 0u, g) + w];
 }
 
 fn v_word(j: u32, g: u32, w: u32) -> u32 {
     if j == p.pos0 {
         return v_w[w];
     }
-    return cw[j * p.pos_words + p.kv_dim / 4u + g * p.head_dim / 4u + w];
+    return cw[cache_word(j, 1u, g) + w];
 }
 
 fn k_blk(j: u32, g: u32, b: u32) -> vec4<i32> {
     if j == p.pos0 {
         return k_b[b];
     }
-    return cb[j * p.pos_blocks + g * p.nbh + b];
+    return cb[cache_blk(j, 0u, g) + b];
 }
 
 fn v_blk(j: u32, g: u32, b: u32) -> vec4<i32> {
     if j == p.pos0 {
         return v_b[b];
     }
-    return cb[j * p.pos_blocks + p.kv_blocks + g * p.nbh + b];
+    return cb[cache_blk(j, 1u, g) + b];
 }
 
 @compute @workgroup_size(WG)
@@ -158,15 +153,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     // rot is read until every block is done.
     workgroupBarrier();
     dest = 1u;
-    cache_w = p.pos0 * p.pos_words + g * hd / 4u;
-    cache_b = p.pos0 * p.pos_blocks + g * p.nbh;
-    let ek = prepare(0u, lid, p.k, p.kv_cols, true);
+    cache_w = cache_word(p.pos0, 0u, g);
+    cache_b = cache_blk(p.pos0, 0u, g);
+    let ek = prepare(0u, lid, p.k, p.kv_dim, true);
     quantize_segments(lid, hd, hd, ek, g * hd, 0u, 0u);
     workgroupBarrier();
     dest = 2u;
-    cache_w += p.kv_cols / 4u;
-    cache_b += p.kv_blocks;
-    let ev = prepare(0u, lid, p.v, p.kv_cols, false);
+    cache_w = cache_word(p.pos0, 1u, g);
+    cache_b = cache_blk(p.pos0, 1u, g);
+    let ev = prepare(0u, lid, p.v, p.kv_dim, false);
     quantize_segments(lid, hd, hd, ev, g * hd, 0u, 0u);
     workgroupBarrier();
     attend(h, 0u, lid);

@@ -20,6 +20,7 @@ const ROPE_PAIR: &str = include_str!("../../../shaders/rope_pair.wgsl");
 const Q16: &str = include_str!("../../../shaders/q16.wgsl");
 const ATTEND: &str = include_str!("../../../shaders/attend.wgsl");
 const QKV_ROWS: &str = include_str!("../../../shaders/qkv_rows.wgsl");
+const KV_CACHE: &str = include_str!("../../../shaders/kv_cache.wgsl");
 const RSQRT: &str = include_str!("../../../shaders/rsqrt.wgsl");
 const RMS_GROUP: &str = include_str!("../../../shaders/rms_group.wgsl");
 const REDUCE: &str = include_str!("../../../shaders/reduce.wgsl");
@@ -178,7 +179,9 @@ impl KernelKey {
                 include_str!("../../../shaders/gated_acc.wgsl"),
             ],
             Kernel::Argmax => &[include_str!("../../../shaders/argmax.wgsl")],
-            Kernel::Attention => &[I64, EXP2, dot4, REDUCE, ATTEND, include_str!("../../../shaders/attention.wgsl")],
+            Kernel::Attention => {
+                &[I64, EXP2, dot4, REDUCE, KV_CACHE, ATTEND, include_str!("../../../shaders/attention.wgsl")]
+            }
             Kernel::AttnIn { .. } => &[
                 I64,
                 QUANT_BLOCK,
@@ -186,6 +189,7 @@ impl KernelKey {
                 NORM_ROW,
                 ROPE_PAIR,
                 QKV_ROWS,
+                KV_CACHE,
                 include_str!("../../../shaders/attn_in.wgsl"),
             ],
             Kernel::AttnStep { .. } => &[
@@ -197,6 +201,7 @@ impl KernelKey {
                 NORM_ROW,
                 ROPE_PAIR,
                 QKV_ROWS,
+                KV_CACHE,
                 ATTEND,
                 include_str!("../../../shaders/attn_step.wgsl"),
             ],

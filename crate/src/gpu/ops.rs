@@ -145,6 +145,11 @@ fn attention_checked(q: &GpuAct, k: &GpuAct, v: &GpuAct, p: &AttnParams) -> Resu
     attention_scale(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))
 }
 
+/// The KV cache's words and blocks per position (kv_cache.wgsl): K's then V's.
+fn cache_per_pos(p: &AttnParams) -> (usize, usize) {
+    (p.n_head_kv * p.head_dim / 2, 2 * p.n_head_kv * p.head_dim.div_ceil(32))
+}
+
 /// What attn_in.wgsl needs when `q` and `k` have their RoPE pending and `q`, `k`, `v` are still
 /// lazy in one shared buffer (a decoder's products): per product (col0, group, ng, bias), the
 /// buffer's row stride, the buffers and the RoPE. `None` otherwise (or rows past its 1 024).
@@ -949,8 +954,8 @@ impl GpuOps {
     pub fn try_attention(&mut self, q: &GpuAct, k: &GpuAct, v: &GpuAct, pos0: usize, p: AttnParams) -> Result<GpuAct> {
         let scale = attention_checked(q, k, v, &p)?;
         let n = q.rows;
-        let kv_blocks = p.n_head_kv * p.head_dim.div_ceil(32);
-        let (cw, cb) = self.cache_for(p.layer, pos0, n, p.n_head_kv * p.head_dim / 2, 2 * kv_blocks)?;
+        let (pos_words, pos_blocks) = cache_per_pos(&p);
+        let (cw, cb) = self.cache_for(p.layer, pos0, n, pos_words, pos_blocks)?;
         // Scores of every visible position, per row and head; sized for the cache's capacity,
         // so that decode steps until it grows reuse one buffer.
         let cap = self.caches[p.layer].as_ref().map_or(pos0 + n, |c| c.cap);
@@ -975,7 +980,7 @@ impl GpuOps {
         let (n, hd) = (q.rows, p.head_dim);
         let (kv_dim, q_cols, nbh) = (p.n_head_kv * hd, p.n_head * hd, hd.div_ceil(32));
         let kv_blocks = p.n_head_kv * nbh;
-        let (pos_words, pos_blocks) = (kv_dim / 2, 2 * kv_blocks);
+        let (pos_words, pos_blocks) = cache_per_pos(p);
         let scores = self.ctx.storage("attn.scores", (n * p.n_head * npos * 8) as u64)?;
         let (acc, gexp) = self.acc(n, q_cols, p.n_head)?;
         let whole = if bounds.is_empty() { attn_in(q, k, v, hd) } else { None };
@@ -987,7 +992,7 @@ impl GpuOps {
             self.recorded(|s, enc| {
                 let mut prm = attn.to_vec();
                 prm.extend([sm as u32, se as u32, 0]);
-                let rest = [*stride, ROW_BITS as usize, q_cols, kv_dim, pos_words, pos_blocks, kv_blocks, 0, 0];
+                let rest = [*stride, ROW_BITS as usize, q_cols, 0, 0];
                 prm.extend(rest.map(|v| v as u32));
                 prm.extend(parts.iter().flatten());
                 let bufs = [nacc, ngexp, &rope.cs, cw, cb, &scores, &acc, &gexp, &s.exp2_u];
@@ -1001,11 +1006,8 @@ impl GpuOps {
         let exp2 = self.exp2.clone();
         self.recorded(|s, enc| {
             if let Some((parts, stride, nacc, ngexp, rope)) = &whole {
-                let mut prm = [*stride, ROW_BITS as usize, hd, nbh, q_cols, kv_dim, p.n_head, pos0, pos_words]
-                    .into_iter()
-                    .chain([pos_blocks, kv_blocks, 0])
-                    .map(|v| v as u32)
-                    .collect::<Vec<_>>();
+                let mut prm =
+                    [*stride, ROW_BITS as usize, hd, nbh, q_cols, kv_dim, p.n_head, pos0].map(|v| v as u32).to_vec();
                 prm.extend(parts.iter().flatten());
                 let bufs = [nacc, ngexp, &rope.cs, cw, cb, &q8, &qblk];
                 s.ctx.dispatch(enc, Kernel::AttnIn { neox: rope.neox }, &prm, &bufs, [n as u32, 1, 1])?;

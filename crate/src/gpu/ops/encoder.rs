@@ -1,6 +1,6 @@
 //! The encoder ops ([`EncoderOps`]) on the GPU: the same bits as `backend/exact/encoder.rs`.
 
-use super::{attention_checked, segment_bounds, GpuAct, GpuOps, GpuWeight, Kernel, MAX_SEGMENTS};
+use super::{attention_checked, cache_per_pos, segment_bounds, GpuAct, GpuOps, GpuWeight, Kernel, MAX_SEGMENTS};
 use crate::error::{Error, Result};
 use crate::model::bert::{check_segments, EncoderOps};
 use crate::model::AttnParams;
@@ -71,9 +71,9 @@ impl GpuOps {
         let scale = attention_checked(q, k, v, &p)?;
         let b = bounds(segs, q.rows)?;
         // The batch's own k and v, one position per row.
-        let kv_blocks = p.n_head_kv * p.head_dim.div_ceil(32);
-        let cw = self.ctx.storage("enc.kv.words", (q.rows * p.n_head_kv * p.head_dim * 2) as u64)?;
-        let cb = self.ctx.storage("enc.kv.blocks", (q.rows * 2 * kv_blocks * 16) as u64)?;
+        let (pos_words, pos_blocks) = cache_per_pos(&p);
+        let cw = self.ctx.storage("enc.kv.words", (q.rows * pos_words * 4) as u64)?;
+        let cb = self.ctx.storage("enc.kv.blocks", (q.rows * pos_blocks * 16) as u64)?;
         let npos = segs.iter().map(|s| s.len()).max().unwrap_or(1);
         self.attend(q, k, v, (&cw, &cb, 0), npos, &p, scale, &b)
     }
