@@ -8,7 +8,7 @@
 //! past ±2^15, and no pair here comes near (Q4: 2·15·127; Q8_0 as |w| by ±x: 2·128·127 = 32 512,
 //! because the activations lie in [−127, 127], `numerics::quantize_block_scaled`).
 
-use super::{RowX, ROUND};
+use super::{batched::ROUND, rowdot::RowX};
 use crate::quant::TensorType;
 use std::arch::x86_64::*;
 

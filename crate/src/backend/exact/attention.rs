@@ -1,0 +1,297 @@
+//! Exact attention: the KV cache of a layer ([`LayerCache`]), one head for one query
+//! ([`attend_head`]: scores, softmax, values) and rows of queries over all heads ([`attend_rows`]).
+
+#[cfg(target_arch = "x86_64")]
+use super::avx2;
+use super::{quantize_rows, IMat};
+use crate::error::{Error, Result};
+use crate::model::AttnParams;
+use crate::numerics::{attention_scale, exp2_q20, normalize, rshr, shl, LOG2E_Q30};
+use rayon::prelude::*;
+
+/// Guard bits of the attention accumulators (scores and values) below their largest term exponent.
+const GUARD: i32 = 8;
+
+/// The KV cache of one layer: int8 values, one integer scale and one exponent per block (32 or
+/// fewer within a head).
+#[derive(Default)]
+pub(super) struct LayerCache {
+    pub(super) kq: Vec<i8>,
+    pub(super) ke: Vec<i32>,
+    pub(super) ks: Vec<i32>,
+    pub(super) vq: Vec<i8>,
+    pub(super) ve: Vec<i32>,
+    pub(super) vs: Vec<i32>,
+}
+
+impl LayerCache {
+    /// Quantize `k` and `v` per head and append them, one position per row.
+    pub(super) fn append(&mut self, k: &IMat, v: &IMat, hd: usize) {
+        let (kr, vr) = (quantize_rows(k, hd), quantize_rows(v, hd));
+        self.kq.extend_from_slice(&kr.q);
+        self.ke.extend_from_slice(&kr.e);
+        self.ks.extend_from_slice(&kr.s);
+        self.vq.extend_from_slice(&vr.q);
+        self.ve.extend_from_slice(&vr.e);
+        self.vs.extend_from_slice(&vr.s);
+    }
+}
+
+/// The attention geometry the exact mode supports, and its scale as `(m, e)`.
+pub(super) fn attention_checked(p: &AttnParams) -> Result<(i32, i32)> {
+    let hd = p.head_dim;
+    if hd > 256 || p.n_head_kv == 0 || !p.n_head.is_multiple_of(p.n_head_kv) {
+        return Err(Error::InvalidArgument(format!(
+            "exact attention: {} heads, {} KV heads of {hd}",
+            p.n_head, p.n_head_kv
+        )));
+    }
+    attention_scale(p.scale).ok_or_else(|| Error::InvalidArgument(format!("attention scale {}", p.scale)))
+}
+
+/// Query blocks of one head: int8 values, scales and exponents.
+struct QHead<'a> {
+    q: &'a [i8],
+    s: &'a [i32],
+    e: &'a [i32],
+}
+
+/// The keys one query head sees: positions `lo..=pos` of KV head `kb0 / nbh`'s cache.
+struct Keys<'a> {
+    c: &'a LayerCache,
+    lo: usize,
+    pos: usize,
+    kv_dim: usize,
+    /// The head's first element and first block within a cached row.
+    kvo: usize,
+    kv_blocks: usize,
+    kb0: usize,
+}
+
+/// Per visible position, the head's block dots times both scales, each shifted onto the grid
+/// `a` ([`shl`]), summed, times `sm`. Compiled for AVX2 too, where the dots vectorize wider.
+fn scores(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
+    #[inline(always)]
+    fn body(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
+        // Plain loops: closures here would be compiled once, outside the AVX2 copy.
+        let hd = qh.q.len();
+        let mut out = Vec::with_capacity(k.pos + 1 - k.lo);
+        for j in k.lo..=k.pos {
+            let kr = &k.c.kq[j * k.kv_dim + k.kvo..j * k.kv_dim + k.kvo + hd];
+            let kb = j * k.kv_blocks + k.kb0;
+            let mut s = 0i64;
+            for b in 0..qh.s.len() {
+                let r = 32 * b..(32 * b + 32).min(hd);
+                let (qv, kv) = (&qh.q[r.clone()], &kr[r]);
+                let mut dot = 0i32;
+                for t in 0..qv.len().min(kv.len()) {
+                    dot += qv[t] as i32 * kv[t] as i32;
+                }
+                s += shl(dot as i64 * (qh.s[b] * k.c.ks[kb + b]) as i64, qh.e[b] + k.c.ke[kb + b] - a);
+            }
+            out.push(s * sm as i64);
+        }
+        out
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2::present() {
+        #[target_feature(enable = "avx2")]
+        fn wide(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
+            body(qh, k, a, sm)
+        }
+        // SAFETY: AVX2 is present.
+        return unsafe { wide(qh, k, a, sm) };
+    }
+    body(qh, k, a, sm)
+}
+
+/// One head of attention for one query: returns the head's output accumulator and its exponent.
+/// Keys `lo..=pos` of kv head `g` are visible.
+#[allow(clippy::too_many_arguments)]
+fn attend_head(
+    qh: QHead,
+    c: &LayerCache,
+    kv_blocks: usize,
+    g: usize,
+    hd: usize,
+    lo: usize,
+    pos: usize,
+    (sm, se): (i32, i32),
+) -> (Vec<i64>, i32) {
+    let nbh = qh.e.len();
+    let kv_dim = kv_blocks / nbh * hd;
+    let kvo = g * hd;
+    let at = |j: usize, b: usize| j * kv_blocks + g * nbh + b;
+    // Scores on the grid A = (max q block exp) + (max visible k block exp) − 8, as in matmul.
+    let kq_max = qh.e.iter().copied().max().unwrap_or(0);
+    let kk_max = (lo..=pos).flat_map(|j| (0..nbh).map(move |b| c.ke[at(j, b)])).max().unwrap_or(0);
+    let a = kq_max + kk_max - GUARD;
+    // A block term is below 2^19 · 2^15 (dot, two scales ≤ 130), 2^42 after the shift; eight
+    // blocks (heads up to 256) 2^45; times |sm| < 2^16: below 2^61.
+    let keys = Keys { c, lo, pos, kv_dim, kvo, kv_blocks, kb0: g * nbh };
+    let scores = scores(&qh, &keys, a, sm);
+    let a = a + se;
+    let smax = scores.iter().copied().max().unwrap_or(0);
+    // Softmax: d = s − max <= 0 in Q20, clamped at −2^31 (−2048, where 2^z is 0 anyway),
+    // z = rshr(d·log2e, 30) in Q20, p = 2^z in Q30.
+    let p: Vec<i64> = scores
+        .iter()
+        .map(|&s| {
+            let d = s - smax;
+            let sh = a + 20;
+            let dq = if sh >= 0 {
+                if d != 0 && (sh >= 31 || d < -(1i64 << (31 - sh))) {
+                    -(1i64 << 31)
+                } else {
+                    d << sh
+                }
+            } else {
+                rshr(d, sh.unsigned_abs()).max(-(1i64 << 31))
+            };
+            exp2_q20(rshr(dq * LOG2E_Q30, 30))
+        })
+        .collect();
+    // p <= 2^30 and p <= S, so p·inv <= 2^62; probabilities in Q24.
+    let sum: i64 = p.iter().sum();
+    let inv = (1i64 << 62) / sum;
+    let p: Vec<i64> = p.iter().map(|&v| rshr(v * inv, 38)).collect();
+    // Values: per block, on the grid of the largest visible exponent less 8 guard bits and the 24
+    // of Q24. A term p·v·s is below 2^24 · 2^14 · 2^8; the p sum to at most 2^24 + n/2, so the
+    // accumulator stays below 2^47 ([`values_into`] sums in f64, exact below 2^53).
+    let mut out = vec![0i64; hd];
+    let mut bexp = vec![0i32; nbh];
+    for (b, be) in bexp.iter_mut().enumerate() {
+        let vmax = (lo..=pos).map(|j| c.ve[at(j, b)]).max().unwrap_or(0);
+        *be = vmax - GUARD - 24;
+        let r = 32 * b..(32 * b + 32).min(hd);
+        let terms = p.iter().zip(lo..=pos).map(|(pj, j)| {
+            let v = &c.vq[j * kv_dim + kvo + r.start..j * kv_dim + kvo + r.end];
+            (pj * c.vs[at(j, b)] as i64, c.ve[at(j, b)] - vmax + GUARD, v)
+        });
+        let mut acc = [0.0; 32];
+        values_into(&mut acc, terms);
+        out[r].iter_mut().zip(acc).for_each(|(o, a)| *o = a as i64);
+    }
+    let eh = bexp.iter().copied().max().unwrap_or(0);
+    for (b, &be) in bexp.iter().enumerate() {
+        for o in &mut out[32 * b..(32 * b + 32).min(hd)] {
+            *o = shl(*o, be - eh);
+        }
+    }
+    (out, eh)
+}
+
+/// `o[e] += shl(ps · v[e], sh)` for each `(ps, sh, v)` of `terms`, in f64: every term and
+/// partial sum is an integer below 2^53 in magnitude (attention's values bound them below 2^47),
+/// so each f64 operation is exact and the sum is the i64 one. A left shift is exact, so it goes
+/// on `ps` once per position (and the loop vectorizes); a right shift rounds each term.
+fn values_into<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = (i64, i32, &'a [i8])>) {
+    #[inline(always)]
+    fn body<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = (i64, i32, &'a [i8])>) {
+        // A local copy and plain loops, so the sums can stay in registers (a closure here would
+        // be compiled once, outside the AVX2 copy).
+        let mut acc = *o;
+        for (ps, sh, v) in terms {
+            let n = v.len().min(32);
+            if sh >= 0 {
+                let c = (ps << sh) as f64;
+                for t in 0..n {
+                    acc[t] += c * v[t] as f64;
+                }
+            } else {
+                let s = sh.unsigned_abs();
+                for t in 0..n {
+                    acc[t] += rshr(ps * v[t] as i64, s) as f64;
+                }
+            }
+        }
+        *o = acc;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2::present() {
+        #[target_feature(enable = "avx2")]
+        fn wide<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = (i64, i32, &'a [i8])>) {
+            body(o, terms)
+        }
+        // SAFETY: AVX2 is present.
+        return unsafe { wide(o, terms) };
+    }
+    body(o, terms)
+}
+
+/// Each row of `q` attends, head by head, to the keys `lo..=hi` of `c` that `visible(row)` gives
+/// ([`attend_head`]); the heads are brought to the row's largest exponent (rshr) and normalized.
+pub(super) fn attend_rows(
+    q: &IMat,
+    c: &LayerCache,
+    p: &AttnParams,
+    scale: (i32, i32),
+    visible: impl Fn(usize) -> (usize, usize) + Sync,
+) -> IMat {
+    let hd = p.head_dim;
+    let nbh = hd.div_ceil(32);
+    let kv_blocks = p.n_head_kv * nbh;
+    let qr = quantize_rows(q, hd);
+    let group = p.n_head / p.n_head_kv;
+    let heads: Vec<(Vec<i64>, i32)> = (0..q.rows * p.n_head)
+        .into_par_iter()
+        .map(|ih| {
+            let (i, h) = (ih / p.n_head, ih % p.n_head);
+            let (lo, hi) = visible(i);
+            let b = i * qr.nb + h * nbh..i * qr.nb + (h + 1) * nbh;
+            let qh =
+                QHead { q: &qr.q[i * q.cols + h * hd..i * q.cols + (h + 1) * hd], s: &qr.s[b.clone()], e: &qr.e[b] };
+            attend_head(qh, c, kv_blocks, h / group, hd, lo, hi, scale)
+        })
+        .collect();
+    let mut out = IMat::zeros(q.rows, p.n_head * hd);
+    let cols = out.cols;
+    for (i, row) in heads.chunks_exact(p.n_head).enumerate() {
+        let ec = row.iter().map(|h| h.1).max().unwrap_or(0);
+        let acc: Vec<i64> = row.iter().flat_map(|(a, e)| a.iter().map(move |&v| shl(v, e - ec))).collect();
+        out.e[i] = normalize(&acc, ec, &mut out.m[i * cols..(i + 1) * cols]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::exact::tests::assert_same;
+
+    /// Attention's value sums in f64 ([`values_into`]) equal the i64 sums of the same shifted
+    /// terms, on random terms and on the largest attention allows (probabilities summing to 2^24,
+    /// spread over 4096 positions or all on one, a scale of 130 and a shift of 8, values ±127),
+    /// with 32 and an awkward 7 lanes.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn values_into_equals_i64_sums() {
+        let mut rng = crate::tiny::SplitMix64(17);
+        for (case, n) in [(0, 300), (1, 4096), (2, 4096)] {
+            for lanes in [32, 7] {
+                let terms: Vec<(i64, i32, Vec<i8>)> = (0..n)
+                    .map(|j| match case {
+                        0 => (
+                            (rng.next_u64() % (1 << 24)) as i64 * (1 + (rng.next_u64() % 130) as i64),
+                            (rng.next_u64() % 12) as i32 - 3,
+                            (0..lanes).map(|_| rng.next_u64() as i8).collect(),
+                        ),
+                        // Probabilities sum to about 2^24: spread evenly, or all on one position.
+                        _ => {
+                            let p = if case == 1 { (1i64 << 24) / n as i64 + 1 } else { ((j == 0) as i64) << 24 };
+                            (p * 130, 8, vec![if j % 3 == 0 { -127 } else { 127 }; lanes])
+                        }
+                    })
+                    .collect();
+                let mut got = [0.0; 32];
+                values_into(&mut got, terms.iter().map(|(ps, sh, v)| (*ps, *sh, &v[..])));
+                let mut want = vec![0i64; lanes];
+                for (ps, sh, v) in &terms {
+                    want.iter_mut().zip(v).for_each(|(o, &v)| *o += shl(ps * v as i64, *sh));
+                }
+                let got: Vec<i64> = got[..lanes].iter().map(|&v| v as i64).collect();
+                assert_same(&format!("case {case}, {lanes} lanes"), &got, &want);
+            }
+        }
+    }
+}

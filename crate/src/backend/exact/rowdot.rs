@@ -1,0 +1,578 @@
+//! One weight row (its GGUF blocks) times one quantized x row ([`row_dot`]): the integer block
+//! dots ([`dots`]) and the four-blocks-at-a-time loops ([`grid4`]) in 128-bit vectors, with
+//! their portable versions.
+
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+use super::{batched::ROUND, v128};
+use super::{decode_block, f16_at, BlockScale};
+use crate::numerics::{dot_i8, shl};
+use crate::quant::{scale_min_k4, TensorType};
+
+/// One sub-block's terms: `t1` at the scale exponent `e1` and the min term `t2` at `e2`
+/// (both before adding the x block exponent).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Terms {
+    t1: i64,
+    e1: i32,
+    t2: i64,
+    e2: i32,
+}
+
+/// Integer dot products of weight bytes against int8 activations widened to i16. Integer
+/// sums are exact in any order, so the vector ([`v128`]) and the portable ([`dots::scalar`])
+/// versions give the same bits. `V` picks the vector version where there is one (x86_64,
+/// wasm32 with simd128); the tests compare the two.
+mod dots {
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    use super::v128::*;
+
+    /// Σ (qs[j] as i8)·x[j].
+    #[inline(always)]
+    pub fn q8<const V: bool>(qs: &[u8; 32], x: &[i16; 32]) -> i32 {
+        #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+        if V {
+            return hsum(q8_v(qs, x));
+        }
+        scalar::q8(qs, x)
+    }
+
+    /// Σ lo(qs[j])·x[j] + hi(qs[j])·x[16 + j].
+    #[inline(always)]
+    pub fn nibbles<const V: bool>(qs: &[u8; 16], x: &[i16; 32]) -> i32 {
+        #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+        if V {
+            return hsum(nibbles_v(qs, x));
+        }
+        scalar::nibbles(qs, x)
+    }
+
+    /// Σ nibble(qs[j])·x[j], taking the high nibbles when `hi`.
+    #[inline(always)]
+    pub fn half_nibbles<const V: bool>(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> i32 {
+        #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+        if V {
+            return hsum(half_nibbles_v(qs, x, hi));
+        }
+        scalar::half_nibbles(qs, x, hi)
+    }
+
+    /// Σ x[j] over the positions whose bit is set in `qh`.
+    #[inline(always)]
+    pub fn bits<const V: bool>(qh: u32, x: &[i16; 32]) -> i32 {
+        #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+        if V {
+            return hsum(bits_v(qh, x));
+        }
+        scalar::bits(qh, x)
+    }
+
+    /// The portable versions, on every target: the reference the vector ones are tested
+    /// against, and the kernels where there is no vector unit.
+    pub mod scalar {
+        pub fn q8(qs: &[u8; 32], x: &[i16; 32]) -> i32 {
+            (0..32).map(|j| qs[j] as i8 as i32 * x[j] as i32).sum()
+        }
+
+        pub fn nibbles(qs: &[u8; 16], x: &[i16; 32]) -> i32 {
+            (0..16).map(|j| (qs[j] & 0xF) as i32 * x[j] as i32 + (qs[j] >> 4) as i32 * x[16 + j] as i32).sum()
+        }
+
+        pub fn half_nibbles(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> i32 {
+            let sh = if hi { 4 } else { 0 };
+            (0..32).map(|j| ((qs[j] >> sh) & 0xF) as i32 * x[j] as i32).sum()
+        }
+
+        pub fn bits(qh: u32, x: &[i16; 32]) -> i32 {
+            (0..32).map(|j| ((qh >> j) & 1) as i32 * x[j] as i32).sum()
+        }
+
+        /// As [`super::q6k_v`], summed (the row paths decode Q6_K through `decode_block`
+        /// instead; this is the tests' reference).
+        #[cfg_attr(not(test), allow(dead_code))]
+        pub fn q6k(ql: &[u8; 128], qh: &[u8; 64], sc: &[u8; 16], j: usize, x: &[i16; 32]) -> i32 {
+            let (h, r) = ((j / 4) & 1, j % 4);
+            (0..32)
+                .map(|i| {
+                    let lo = (ql[64 * h + 32 * (r % 2) + i] >> (4 * (r / 2))) & 0xF;
+                    let hi = (qh[32 * h + i] >> (2 * r)) & 3;
+                    let q = (lo | hi << 4) as i32 - 32;
+                    sc[2 * j + i / 16] as i8 as i32 * q * x[i] as i32
+                })
+                .sum()
+        }
+    }
+
+    /// [`q8`] before its horizontal sum: four i32 lanes that sum to the dot.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    pub fn q8_v(qs: &[u8; 32], x: &[i16; 32]) -> I {
+        let ((w0, w1), (w2, w3)) = (widen_i8(load(qs, 0)), widen_i8(load(qs, 16)));
+        add32(add32(madd(w0, load(x, 0)), madd(w1, load(x, 8))), add32(madd(w2, load(x, 16)), madd(w3, load(x, 24))))
+    }
+
+    /// [`nibbles`] before its horizontal sum.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    pub fn nibbles_v(qs: &[u8; 16], x: &[i16; 32]) -> I {
+        let v = load(qs, 0);
+        let ((l0, l1), (h0, h1)) = (widen_u8(lo_nibbles(v)), widen_u8(hi_nibbles(v)));
+        add32(add32(madd(l0, load(x, 0)), madd(l1, load(x, 8))), add32(madd(h0, load(x, 16)), madd(h1, load(x, 24))))
+    }
+
+    /// [`half_nibbles`] before its horizontal sum.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    pub fn half_nibbles_v(qs: &[u8; 32], x: &[i16; 32], hi: bool) -> I {
+        let mut acc = zero();
+        for h in 0..2 {
+            let v = load(qs, 16 * h);
+            let (n0, n1) = widen_u8(if hi { hi_nibbles(v) } else { lo_nibbles(v) });
+            acc = add32(acc, madd(n0, load(x, 16 * h)));
+            acc = add32(acc, madd(n1, load(x, 16 * h + 8)));
+        }
+        acc
+    }
+
+    /// Σ sc[j / 16]·(q[j] − 32)·x[j] over Q6_K sub-block `j` of a block (`ql`, `qh` its low and
+    /// high bits, `sc` its 16 scale bytes), before the horizontal sum. |sc·q| ≤ 4096 fits i16.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    pub fn q6k_v(ql: &[u8; 128], qh: &[u8; 64], sc: &[u8; 16], j: usize, x: &[i16; 32]) -> I {
+        // Masked so that the loads stay inside the arrays whatever j (callers pass j < 8).
+        let (h, r) = ((j / 4) & 1, j % 4);
+        let (nib, hib) = (4 * (r / 2) as u32, 2 * r as u32);
+        let (m, c32) = (splat8(0x0F), splat16(32));
+        let mut acc = zero();
+        for half in 0..2 {
+            let lo = and(srl16(load(ql, 64 * h + 32 * (r % 2) + 16 * half), nib), m);
+            let hi = shl16::<4>(and(srl16(load(qh, 32 * h + 16 * half), hib), splat8(3)));
+            let (q0, q1) = widen_u8(or(lo, hi));
+            let s = splat16(sc[2 * j + half] as i8 as i16);
+            let (w0, w1) = (mul16(sub16(q0, c32), s), mul16(sub16(q1, c32), s));
+            acc = add32(acc, madd(w0, load(x, 16 * half)));
+            acc = add32(acc, madd(w1, load(x, 16 * half + 8)));
+        }
+        acc
+    }
+
+    /// [`bits`] before its horizontal sum.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    pub fn bits_v(qh: u32, x: &[i16; 32]) -> I {
+        let m0 = i16s([1, 2, 4, 8, 16, 32, 64, 128]);
+        let m1 = i16s([256, 512, 1024, 2048, 4096, 8192, 16384, i16::MIN]);
+        let one = splat16(1);
+        let mut acc = zero();
+        for (h, half) in [qh as u16, (qh >> 16) as u16].into_iter().enumerate() {
+            let v = splat16(half as i16);
+            for (k, m) in [m0, m1].into_iter().enumerate() {
+                let sel = eq16(and(v, m), m);
+                acc = add32(acc, madd(and(sel, load(x, 16 * h + 8 * k)), one));
+            }
+        }
+        acc
+    }
+}
+
+/// One x row times one weight row of a common type, four blocks at a time (x86_64, wasm32 with
+/// simd128): the four blocks' dots in one vector, each term `dot · d · f` (and `m · xm` for mins)
+/// rounded onto the grid in f64 as in `dots4`, the same terms as [`row_dot`]'s scalar loop.
+/// Returns the sum and the number of blocks done; the scalar loop takes the rest (every block
+/// without a vector unit).
+pub(super) mod grid4 {
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    use super::{b16, b32, dots, v128::*, x32, ROUND};
+
+    /// The f16 at `at`, `at + stride`, `at + 2·stride`, `at + 3·stride` as f64, exactly: its
+    /// magnitude bits in f64's exponent and fraction fields read 2^−1008 times its value
+    /// (subnormals included), so one multiply by 2^1008 rescales.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn f16x4<const N: usize>(b: &[u8; N], at: usize, stride: usize) -> (F, F) {
+        let f = |i: usize| {
+            let h = u16::from_le_bytes([b[at + i * stride], b[at + i * stride + 1]]) as u64;
+            ((h & 0x7FFF) << 42) | ((h & 0x8000) << 48)
+        };
+        let scale = splat_f(f64::from_bits((1008 + 1023) << 52));
+        (mul_f(from_bits(f(0), f(1)), scale), mul_f(from_bits(f(2), f(3)), scale))
+    }
+
+    /// Four blocks' dots (`dot`) times their scales (`d01`, `d23`) and the x factors `f`, rounded
+    /// and added to `acc`.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn add_terms(acc: &mut [I; 2], dot: I, (d01, d23): (F, F), f: &[f64; 4]) {
+        let round = splat_f(ROUND);
+        let v01 = mul_f(mul_f(cvt_lo(dot), d01), load_f(f, 0));
+        let v23 = mul_f(mul_f(cvt_hi(dot), d23), load_f(f, 2));
+        acc[0] = add64(acc[0], to_bits(add_f(v01, round)));
+        acc[1] = add64(acc[1], to_bits(add_f(v23, round)));
+    }
+
+    /// Four min terms: scales (`m01`, `m23`) times the x factors `xm`, rounded and added.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn add_mins(acc: &mut [I; 2], (m01, m23): (F, F), xm: &[f64; 4]) {
+        let round = splat_f(ROUND);
+        acc[0] = add64(acc[0], to_bits(add_f(mul_f(m01, load_f(xm, 0)), round)));
+        acc[1] = add64(acc[1], to_bits(add_f(mul_f(m23, load_f(xm, 2)), round)));
+    }
+
+    /// The integer sum of `terms` rounded terms.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn total(acc: [I; 2], terms: usize) -> i64 {
+        let ([l0, l1], [l2, l3]) = (i64s(acc[0]), i64s(acc[1]));
+        let sum = [l0, l1, l2, l3].iter().fold(0i64, |a, &v| a.wrapping_add(v));
+        sum.wrapping_sub((terms as i64).wrapping_mul(ROUND.to_bits() as i64))
+    }
+
+    /// Fixed-size views of four blocks (`B` bytes) and of their x values and factors: the
+    /// compiler then drops every bounds check inside a group.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[allow(clippy::type_complexity)]
+    fn groups<'a, const B: usize>(
+        row: &'a [u8],
+        x: &'a [i16],
+        f: &'a [f64],
+    ) -> impl Iterator<Item = (&'a [u8; B], &'a [i16; 128], &'a [f64; 4])> {
+        row.as_chunks::<B>().0.iter().zip(x.as_chunks::<128>().0).zip(f.as_chunks::<4>().0).map(|((r, x), f)| (r, x, f))
+    }
+
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    pub fn q8_0(row: &[u8], x: &[i16], f: &[f64]) -> (i64, usize) {
+        let mut done = 0;
+        let mut acc = [zero(); 2];
+        for (r, xg, fg) in groups::<136>(row, x, f) {
+            let dv = |i: usize| dots::q8_v(b32(&r[34 * i + 2..]), x32(&xg[32 * i..]));
+            let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+            add_terms(&mut acc, dot, f16x4(r, 0, 34), fg);
+            done += 4;
+        }
+        (total(acc, done), done)
+    }
+
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    pub fn q4_1(row: &[u8], x: &[i16], f: &[f64], m: &[f64]) -> (i64, usize) {
+        let mut done = 0;
+        let mut acc = [zero(); 2];
+        for ((r, xg, fg), mg) in groups::<80>(row, x, f).zip(m.as_chunks::<4>().0) {
+            let dv = |i: usize| dots::nibbles_v(b16(&r[20 * i + 4..]), x32(&xg[32 * i..]));
+            let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+            add_terms(&mut acc, dot, f16x4(r, 0, 20), fg);
+            add_mins(&mut acc, f16x4(r, 2, 20), mg);
+            done += 4;
+        }
+        (total(acc, 2 * done), done)
+    }
+
+    /// Q5_0: `sum` holds the x block sums (for the −16 offset).
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    pub fn q5_0(row: &[u8], x: &[i16], sum: &[i32], f: &[f64]) -> (i64, usize) {
+        let mut done = 0;
+        let mut acc = [zero(); 2];
+        for ((r, xg, fg), sg) in groups::<88>(row, x, f).zip(sum.as_chunks::<4>().0) {
+            let dv = |i: usize| {
+                let (b, xb) = (&r[22 * i..22 * i + 22], x32(&xg[32 * i..]));
+                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                add32(dots::nibbles_v(b16(&b[6..]), xb), shl32::<4>(dots::bits_v(qh, xb)))
+            };
+            let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+            let dot = sub32(dot, shl32::<4>(load(sg, 0)));
+            add_terms(&mut acc, dot, f16x4(r, 0, 22), fg);
+            done += 4;
+        }
+        (total(acc, done), done)
+    }
+
+    /// One f16 as f64, exactly (as in [`f16x4`]).
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn f16_f64(b: &[u8], at: usize) -> f64 {
+        let h = u16::from_le_bytes([b[at], b[at + 1]]) as u64;
+        f64::from_bits(((h & 0x7FFF) << 42) | ((h & 0x8000) << 48)) * f64::from_bits((1008 + 1023) << 52)
+    }
+
+    /// Super-blocks (of eight 32-element sub-blocks) that `row` and the x factors cover.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    fn super_blocks(row: &[u8], bb: usize, x: &[i16], f: &[f64], m: &[f64]) -> usize {
+        (row.len() / bb).min(x.len() / 256).min(f.len() / 8).min(m.len() / 8)
+    }
+
+    /// Q4_K: sub-block scales `d·sc`, mins `−dmin·mn`. Returns the sum and the super-blocks done.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    pub fn q4_k(row: &[u8], x: &[i16], f: &[f64], m: &[f64]) -> (i64, usize) {
+        let sbs = super_blocks(row, 144, x, f, m);
+        let mut acc = [zero(); 2];
+        for sb in 0..sbs {
+            let b = &row[144 * sb..144 * sb + 144];
+            let (d, dm) = (splat_f(f16_f64(b, 0)), splat_f(f16_f64(b, 2)));
+            for j0 in [0, 4] {
+                let sm = |i: usize| super::scale_min_k4(j0 + i, &b[4..16]);
+                let (s0, s1, s2, s3) = (sm(0), sm(1), sm(2), sm(3));
+                let dv = |i: usize| {
+                    let j = j0 + i;
+                    dots::half_nibbles_v(b32(&b[16 + 32 * (j / 2)..]), x32(&x[256 * sb + 32 * j..]), j % 2 == 1)
+                };
+                let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+                let pair = |a: u8, b: u8| pair_f(a as f64, b as f64);
+                let scales = (mul_f(pair(s0.0, s1.0), d), mul_f(pair(s2.0, s3.0), d));
+                add_terms(&mut acc, dot, scales, &f.as_chunks::<4>().0[2 * sb + j0 / 4]);
+                // −(dmin · mn): the negation is exact.
+                let mins = (sub_f(zero_f(), mul_f(pair(s0.1, s1.1), dm)), sub_f(zero_f(), mul_f(pair(s2.1, s3.1), dm)));
+                add_mins(&mut acc, mins, &m.as_chunks::<4>().0[2 * sb + j0 / 4]);
+            }
+        }
+        (total(acc, 16 * sbs), sbs)
+    }
+
+    /// Q6_K: the sub-block's two 16-element scales are in the i16 weights; the term scale is d.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    pub fn q6_k(row: &[u8], x: &[i16], f: &[f64], m: &[f64]) -> (i64, usize) {
+        let sbs = super_blocks(row, 210, x, f, m);
+        let mut acc = [zero(); 2];
+        for sb in 0..sbs {
+            let b = &row[210 * sb..210 * sb + 210];
+            let (ql, qh, sc) = (
+                b[..128].first_chunk().unwrap_or(&[0; 128]),
+                b[128..192].first_chunk().unwrap_or(&[0; 64]),
+                b[192..208].first_chunk().unwrap_or(&[0; 16]),
+            );
+            let d = splat_f(f16_f64(b, 208));
+            for j0 in [0, 4] {
+                let dv = |i: usize| dots::q6k_v(ql, qh, sc, j0 + i, x32(&x[256 * sb + 32 * (j0 + i)..]));
+                let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
+                add_terms(&mut acc, dot, (d, d), &f.as_chunks::<4>().0[2 * sb + j0 / 4]);
+            }
+        }
+        (total(acc, 8 * sbs), sbs)
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+    pub fn q8_0(_: &[u8], _: &[i16], _: &[f64]) -> (i64, usize) {
+        (0, 0)
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+    pub fn q4_1(_: &[u8], _: &[i16], _: &[f64], _: &[f64]) -> (i64, usize) {
+        (0, 0)
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+    pub fn q5_0(_: &[u8], _: &[i16], _: &[i32], _: &[f64]) -> (i64, usize) {
+        (0, 0)
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+    pub fn q4_k(_: &[u8], _: &[i16], _: &[f64], _: &[f64]) -> (i64, usize) {
+        (0, 0)
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+    pub fn q6_k(_: &[u8], _: &[i16], _: &[f64], _: &[f64]) -> (i64, usize) {
+        (0, 0)
+    }
+}
+
+/// Fixed-size views for the dot kernels, without copies (callers slice exact lengths, so the
+/// zero fallback never runs).
+#[inline(always)]
+fn b16(s: &[u8]) -> &[u8; 16] {
+    s.first_chunk().unwrap_or(&[0; 16])
+}
+
+#[inline(always)]
+fn b32(s: &[u8]) -> &[u8; 32] {
+    s.first_chunk().unwrap_or(&[0; 32])
+}
+
+#[inline(always)]
+fn x32(s: &[i16]) -> &[i16; 32] {
+    s.first_chunk().unwrap_or(&[0; 32])
+}
+
+/// The terms of one GGUF block against its int8 activations `x` (block length) with block
+/// sums `xsum` (one per 32), decoding on the fly; equal, term by term, to decoding with
+/// [`decode_block`] and taking `a·dot(q, x)` and `b·Σx` per 32 elements.
+fn block_terms<const V: bool>(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xsum: &[i32], out: &mut [Terms; 8]) {
+    let xj = |j: usize| x32(&xw[32 * j..]);
+    match ty {
+        TensorType::Q8_0 => {
+            let (d, e) = f16_at(b, 0);
+            let dot = dots::q8::<V>(b32(&b[2..]), xj(0));
+            out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
+        }
+        TensorType::Q4_0 => {
+            let (d, e) = f16_at(b, 0);
+            let dot = dots::nibbles::<V>(b16(&b[2..]), xj(0)) - 8 * xsum[0];
+            out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
+        }
+        TensorType::Q4_1 => {
+            let ((d, e), (m, me)) = (f16_at(b, 0), f16_at(b, 2));
+            let dot = dots::nibbles::<V>(b16(&b[4..]), xj(0));
+            out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: m as i64 * xsum[0] as i64, e2: me };
+        }
+        TensorType::Q5_0 => {
+            let (d, e) = f16_at(b, 0);
+            let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+            let xb = xj(0);
+            let dot = dots::nibbles::<V>(b16(&b[6..]), xb) + 16 * dots::bits::<V>(qh, xb) - 16 * xsum[0];
+            out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
+        }
+        TensorType::Q4K => {
+            let ((d, e), (dm, me)) = (f16_at(b, 0), f16_at(b, 2));
+            let (scales, qs) = (&b[4..16], &b[16..144]);
+            for (j, o) in out.iter_mut().enumerate() {
+                let (sc, mn) = scale_min_k4(j, scales);
+                let dot = dots::half_nibbles::<V>(b32(&qs[32 * (j / 2)..]), xj(j), j % 2 == 1);
+                *o = Terms {
+                    t1: (d * sc as i32) as i64 * dot as i64,
+                    e1: e,
+                    t2: -((dm * mn as i32) as i64) * xsum[j] as i64,
+                    e2: me,
+                };
+            }
+        }
+        _ => {
+            let (mut q, mut sc) = ([0i8; 256], [BlockScale::default(); 8]);
+            let bl = ty.block_len();
+            if decode_block(ty, b, &mut q[..bl], &mut sc[..bl / 32]).is_none() {
+                sc = [BlockScale::default(); 8];
+            }
+            for (j, (o, s)) in out.iter_mut().zip(&sc[..bl / 32]).enumerate() {
+                let (wb, xb) = (&q[32 * j..32 * j + 32], &x[32 * j..32 * j + 32]);
+                let t1 = s.a[0] as i64 * dot_i8(&wb[..16], &xb[..16]) as i64
+                    + s.a[1] as i64 * dot_i8(&wb[16..], &xb[16..]) as i64;
+                *o = Terms { t1, e1: s.ea, t2: s.b as i64 * xsum[j] as i64, e2: s.eb };
+            }
+        }
+    }
+}
+
+/// One x row, quantized: int8 values (and widened to i16) and, per block, the shift from its
+/// exponent to the accumulator grid, its scale, its sum and its sum times its scale.
+pub(super) struct RowX<'a> {
+    pub(super) q: &'a [i8],
+    pub(super) w: &'a [i16],
+    pub(super) sh: &'a [i32],
+    pub(super) s: &'a [i32],
+    pub(super) sum: &'a [i32],
+    pub(super) ssum: &'a [i32],
+    /// Per block, `s_b · 2^sh` and `s_b · Σq · 2^sh`: the x factors of the f64 terms.
+    pub(super) f: &'a [f64],
+    pub(super) m: &'a [f64],
+}
+
+/// One weight row (its GGUF blocks) times one x row, accumulated on the grid. The common
+/// types have their own loops (four blocks at a time in 128-bit vectors, [`grid4`]); the rest
+/// go through [`block_terms`]. Same terms either way. `V`: use the vector kernels where the
+/// target has them; `row_dot::<false>` is the portable path, the tests' reference.
+pub(super) fn row_dot<const V: bool>(ty: TensorType, row: &[u8], x: &RowX, terms: &mut [Terms; 8]) -> i64 {
+    let mut acc: i64;
+    let xb = x.w.chunks_exact(32).map(x32).zip(x.sh.iter().zip(x.s));
+    match ty {
+        TensorType::Q8_0 => {
+            let (a, done) = if V { grid4::q8_0(row, x.w, x.f) } else { (0, 0) };
+            acc = a;
+            for (blk, (xw, (&sh, &xs))) in row.chunks_exact(34).zip(xb).skip(done) {
+                let (d, e) = f16_at(blk, 0);
+                let dot = dots::q8::<V>(b32(&blk[2..]), xw) as i64 * xs as i64;
+                acc += shl(d as i64 * dot, e + sh);
+            }
+        }
+        TensorType::Q4_1 => {
+            let (a, done) = if V { grid4::q4_1(row, x.w, x.f, x.m) } else { (0, 0) };
+            acc = a;
+            for ((blk, (xw, (&sh, &xs))), &ss) in row.chunks_exact(20).zip(xb).zip(x.ssum).skip(done) {
+                let ((d, e), (m, me)) = (f16_at(blk, 0), f16_at(blk, 2));
+                let dot = dots::nibbles::<V>(b16(&blk[4..]), xw) as i64 * xs as i64;
+                acc += shl(d as i64 * dot, e + sh);
+                acc += shl(m as i64 * ss as i64, me + sh);
+            }
+        }
+        TensorType::Q5_0 => {
+            let (a, done) = if V { grid4::q5_0(row, x.w, x.sum, x.f) } else { (0, 0) };
+            acc = a;
+            for ((blk, (xw, (&sh, &xs))), &sum) in row.chunks_exact(22).zip(xb).zip(x.sum).skip(done) {
+                let (d, e) = f16_at(blk, 0);
+                let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
+                let dot = dots::nibbles::<V>(b16(&blk[6..]), xw) + 16 * dots::bits::<V>(qh, xw) - 16 * sum;
+                acc += shl(d as i64 * dot as i64 * xs as i64, e + sh);
+            }
+        }
+        _ => {
+            let (a, done) = match ty {
+                TensorType::Q4K if V => grid4::q4_k(row, x.w, x.f, x.m),
+                TensorType::Q6K if V => grid4::q6_k(row, x.w, x.f, x.m),
+                _ => (0, 0),
+            };
+            acc = a;
+            let (bl, bb) = (ty.block_len(), ty.block_bytes());
+            let nsub = bl / 32;
+            for (g, blk) in row.chunks_exact(bb).enumerate().skip(done) {
+                let (x0, x1) = (g * bl, (g + 1) * bl);
+                let (s0, s1) = (g * nsub, (g + 1) * nsub);
+                block_terms::<V>(ty, blk, &x.q[x0..x1], &x.w[x0..x1], &x.sum[s0..s1], terms);
+                for ((t, &sh), &xs) in terms[..nsub].iter().zip(&x.sh[s0..s1]).zip(&x.s[s0..s1]) {
+                    acc += shl(t.t1 * xs as i64, t.e1 + sh);
+                    if t.t2 != 0 {
+                        acc += shl(t.t2 * xs as i64, t.e2 + sh);
+                    }
+                }
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::exact::tests::{assert_same, i16s};
+
+    // The row paths ([`row_dot`], [`grid4`]) against the portable one: in `batched`'s tests,
+    // which quantize their x rows as the matmul does (`XRows`).
+
+    /// Every dot kernel ([`dots`]) against its portable version on seeded random blocks, with
+    /// int8 activations at their extremes included.
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn vector_dots_equal_scalar() {
+        let mut rng = crate::tiny::SplitMix64(11);
+        let trials = 300;
+        let (mut got, mut want) = (vec![], vec![]);
+        let mut x = [0i16; 32];
+        let mut blk = [0u8; 208];
+        for t in 0..trials {
+            rng.fill(&mut blk);
+            match t % 3 {
+                0 => x.copy_from_slice(&i16s(&mut rng, 32, 128)[..]),
+                1 => x.fill(if t % 2 == 0 { -128 } else { 127 }),
+                _ => x.copy_from_slice(&i16s(&mut rng, 32, 3)[..]),
+            }
+            x.iter_mut().for_each(|v| *v = (*v).clamp(-128, 127));
+            let qh = u32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);
+            got.push(dots::q8::<true>(b32(&blk), &x));
+            want.push(dots::scalar::q8(b32(&blk), &x));
+            got.push(dots::nibbles::<true>(b16(&blk), &x));
+            want.push(dots::scalar::nibbles(b16(&blk), &x));
+            for hi in [false, true] {
+                got.push(dots::half_nibbles::<true>(b32(&blk), &x, hi));
+                want.push(dots::scalar::half_nibbles(b32(&blk), &x, hi));
+            }
+            got.push(dots::bits::<true>(qh, &x));
+            want.push(dots::scalar::bits(qh, &x));
+            let ql = blk[..128].first_chunk().expect("128 bytes");
+            let (qh6, sc) = (blk[128..192].first_chunk().expect("64"), blk[192..208].first_chunk().expect("16"));
+            for j in 0..8 {
+                #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+                got.push(v128::hsum(dots::q6k_v(ql, qh6, sc, j, &x)));
+                #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+                got.push(dots::scalar::q6k(ql, qh6, sc, j, &x));
+                want.push(dots::scalar::q6k(ql, qh6, sc, j, &x));
+            }
+        }
+        // 13 results per trial: q8, nibbles, two half_nibbles, bits, eight Q6_K sub-blocks.
+        assert_same("dots (13 per trial: q8, nibbles, half lo/hi, bits, q6k j=0..8)", &got, &want);
+    }
+}
