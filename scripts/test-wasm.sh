@@ -4,7 +4,7 @@
 # golden tokens the native run checks, and the pinned MiniLM vectors (crate/tests/embed_golden.rs). Extra arguments go to the test runner
 # (e.g. --include-ignored for the Gemma 3 run past 600 positions). First the
 # library's wasm_bindgen_test unit tests (the simd128 matmul kernels against the
-# portable loops, crate/src/backend/exact.rs; the receipt test vectors, hashes and signatures,
+# portable loops, crate/src/backend/exact/batched.rs and rowdot.rs; the receipt test vectors, hashes and signatures,
 # crate/src/receipt/mod.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,5 @@
 // numerics v2 attention of one (query row i, query head h) over the KV cache of one layer
-// (backend/exact.rs, attend_head), shared by attention.wgsl and attn_step.wgsl, which define
+// (backend/exact/attention.rs, attend_head), shared by attention.wgsl and attn_step.wgsl, which define
 // where q and the cache are read (q_word, q_blk, k_word, k_blk, v_word, v_blk: words and
 // blocks of a head, position j, KV head g) and bound(k) (segment bounds), and bind p, sc, acc,
 // gexp. Keys lo..=pos are visible

@@ -154,6 +154,7 @@ impl XGroups {
     }
 
     /// Group `g`'s int8 values, `c · Σq` and factors (the byte form).
+    #[cfg(target_arch = "x86_64")]
     fn group_bytes(&self, g: usize) -> (&[i8], &[i32], &[f64], &[f64]) {
         let (v, f) = self.at(g);
         (&self.q[v], &self.c[f.clone()], &self.f[f.clone()], &self.m[f])
