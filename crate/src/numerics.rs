@@ -94,16 +94,7 @@ pub fn normalize_bits(acc: &[i64], exp: i32, bits: u32, out: &mut [i32]) -> i32 
         }
         exp + s
     }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        #[target_feature(enable = "avx2")]
-        fn wide(acc: &[i64], exp: i32, bits: u32, out: &mut [i32]) -> i32 {
-            body(acc, exp, bits, out)
-        }
-        // SAFETY: AVX2 is present.
-        return unsafe { wide(acc, exp, bits, out) };
-    }
-    body(acc, exp, bits, out)
+    with_avx2!(body(acc: &[i64], exp: i32, bits: u32, out: &mut [i32]) -> i32)
 }
 
 /// [`normalize_bits`] to [`ROW_BITS`]: what every op ends with.

@@ -1,8 +1,6 @@
 //! Exact attention: the KV cache of a layer ([`LayerCache`]), one head for one query
 //! ([`attend_head`]: scores, softmax, values) and rows of queries over all heads ([`attend_rows`]).
 
-#[cfg(target_arch = "x86_64")]
-use super::avx2;
 use super::{quantize_rows, IMat};
 use crate::error::{Error, Result};
 use crate::model::AttnParams;
@@ -93,16 +91,7 @@ fn scores(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
         }
         out
     }
-    #[cfg(target_arch = "x86_64")]
-    if avx2::present() {
-        #[target_feature(enable = "avx2")]
-        fn wide(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
-            body(qh, k, a, sm)
-        }
-        // SAFETY: AVX2 is present.
-        return unsafe { wide(qh, k, a, sm) };
-    }
-    body(qh, k, a, sm)
+    with_avx2!(body(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64>)
 }
 
 /// One head of attention for one query: returns the head's output accumulator and its exponent.
@@ -207,16 +196,7 @@ fn values_into<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = (i64, i32, &'a
         }
         *o = acc;
     }
-    #[cfg(target_arch = "x86_64")]
-    if avx2::present() {
-        #[target_feature(enable = "avx2")]
-        fn wide<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = (i64, i32, &'a [i8])>) {
-            body(o, terms)
-        }
-        // SAFETY: AVX2 is present.
-        return unsafe { wide(o, terms) };
-    }
-    body(o, terms)
+    with_avx2!(body<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = (i64, i32, &'a [i8])>))
 }
 
 /// Each row of `q` attends, head by head, to the keys `lo..=hi` of `c` that `visible(row)` gives
