@@ -137,17 +137,46 @@ fn block_scales(ty: TensorType, b: &[u8], sc: &mut [BlockScale]) -> Option<()> {
     Some(())
 }
 
-/// One GGUF block's values (`q`: `ty.block_len()` of them) as int8, or widened (the batched
-/// matmul's i16): one loop per type over fixed-size views, which the compiler vectorizes.
-fn block_values<T: From<i8> + Copy>(ty: TensorType, b: &[u8], q: &mut [T]) {
-    let v = |x: u8| T::from(x as i8);
+/// A decoded value's type: `i8` and `i16` (the batched matmul's widened form) take the value q,
+/// the stored bits less the type's offset; `u8` takes the stored bits, q plus the offset (the
+/// batched matmul's byte form).
+trait Quant: Copy {
+    fn of(stored: u8, off: u8) -> Self;
+}
+
+impl Quant for i8 {
+    #[inline(always)]
+    fn of(stored: u8, off: u8) -> i8 {
+        stored.wrapping_sub(off) as i8
+    }
+}
+
+impl Quant for i16 {
+    #[inline(always)]
+    fn of(stored: u8, off: u8) -> i16 {
+        stored.wrapping_sub(off) as i8 as i16
+    }
+}
+
+impl Quant for u8 {
+    #[inline(always)]
+    fn of(stored: u8, _: u8) -> u8 {
+        stored
+    }
+}
+
+/// One GGUF block's values (`q`: `ty.block_len()` of them) as int8, widened to i16, or as
+/// stored ([`Quant`]): one loop per type over fixed-size views, which the compiler vectorizes.
+/// The offsets: Q4_0 8, Q5_0 16, Q6_K 32, the others 0 (Q8_0 stores int8).
+fn block_values<T: Quant>(ty: TensorType, b: &[u8], q: &mut [T]) {
+    let v = |x: u8, off: u8| T::of(x, off);
     match ty {
         TensorType::Q4_0 | TensorType::Q4_1 => {
             let (off, at) = if ty == TensorType::Q4_0 { (8, 2) } else { (0, 4) };
             let (Some(qs), Some(q)) = (b[at..].first_chunk::<16>(), q.first_chunk_mut::<32>()) else { return };
             for j in 0..16 {
-                q[j] = v((qs[j] & 0xF).wrapping_sub(off));
-                q[j + 16] = v((qs[j] >> 4).wrapping_sub(off));
+                q[j] = v(qs[j] & 0xF, off);
+                q[j + 16] = v(qs[j] >> 4, off);
             }
         }
         TensorType::Q5_0 | TensorType::Q5_1 => {
@@ -159,14 +188,14 @@ fn block_values<T: From<i8> + Copy>(ty: TensorType, b: &[u8], q: &mut [T]) {
             for j in 0..16 {
                 let h0 = (((qh >> j) << 4) & 0x10) as u8;
                 let h1 = ((qh >> (j + 12)) & 0x10) as u8;
-                q[j] = v(((qs[j] & 0xF) | h0).wrapping_sub(off));
-                q[j + 16] = v(((qs[j] >> 4) | h1).wrapping_sub(off));
+                q[j] = v((qs[j] & 0xF) | h0, off);
+                q[j + 16] = v((qs[j] >> 4) | h1, off);
             }
         }
         TensorType::Q8_0 => {
             let (Some(qs), Some(q)) = (b[2..].first_chunk::<32>(), q.first_chunk_mut::<32>()) else { return };
             for j in 0..32 {
-                q[j] = v(qs[j]);
+                q[j] = v(qs[j], 0);
             }
         }
         TensorType::Q4K | TensorType::Q5K => {
@@ -182,8 +211,8 @@ fn block_values<T: From<i8> + Copy>(ty: TensorType, b: &[u8], q: &mut [T]) {
                         lo |= ((qh[l] >> (2 * g)) & 1) << 4;
                         hi |= ((qh[l] >> (2 * g + 1)) & 1) << 4;
                     }
-                    q[64 * g + l] = v(lo);
-                    q[64 * g + 32 + l] = v(hi);
+                    q[64 * g + l] = v(lo, 0);
+                    q[64 * g + 32 + l] = v(hi, 0);
                 }
             }
         }
@@ -199,7 +228,7 @@ fn block_values<T: From<i8> + Copy>(ty: TensorType, b: &[u8], q: &mut [T]) {
                     let lo = ql[64 * h + l + 32 * (r % 2)];
                     let lo = if r >= 2 { lo >> 4 } else { lo & 0xF };
                     let hi = (qh[32 * h + l] >> (2 * r)) & 3;
-                    q[32 * j + l] = v((lo | (hi << 4)).wrapping_sub(32));
+                    q[32 * j + l] = v(lo | (hi << 4), 32);
                 }
             }
         }

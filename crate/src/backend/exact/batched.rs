@@ -34,8 +34,9 @@ pub(super) struct Widened {
 }
 
 /// The byte form of type `ty`'s values for the AVX2 batched kernel: `Some(c)` where each value
-/// q is kept as the unsigned byte `q + c` (Q8_0: its int8 as they are, c = 0); `None` where the
-/// i16 form serves (Q6_K, whose values carry their 16-element scales; CPUs without AVX2).
+/// q is kept as its stored bits, the unsigned byte `q + c` (c: the offset `block_values` takes
+/// off; Q8_0: its int8 as they are, c = 0); `None` where the i16 form serves (Q6_K, whose
+/// values carry their 16-element scales; CPUs without AVX2).
 fn byte_offset(ty: TensorType) -> Option<u8> {
     #[cfg(target_arch = "x86_64")]
     if avx2::present() {
@@ -62,7 +63,6 @@ impl Widened {
         self.a.resize(nblk * bl / 32, 0.0);
         self.b.resize(nblk * bl / 32, 0.0);
         let mut sc = [BlockScale::default(); 8];
-        let mut q = [0i8; 256];
         let blocks = self.a.chunks_exact_mut(bl / 32).zip(self.b.chunks_exact_mut(bl / 32));
         for (i, (blk, (a, b))) in rows.chunks_exact(bb).zip(blocks).enumerate() {
             let vals = i * bl..(i + 1) * bl;
@@ -72,15 +72,7 @@ impl Widened {
                 sc = [BlockScale::default(); 8];
             }
             match bytes {
-                Some(c) => {
-                    let q = &mut q[..bl];
-                    if ok {
-                        block_values(ty, blk, q);
-                    }
-                    for (u, &v) in self.u[vals.clone()].iter_mut().zip(q.iter()) {
-                        *u = (v as u8).wrapping_add(c);
-                    }
-                }
+                Some(_) => block_values(ty, blk, &mut self.u[vals.clone()]),
                 None if ok => block_values(ty, blk, &mut self.w[vals.clone()]),
                 None => self.w[vals.clone()].fill(0),
             }
