@@ -730,30 +730,8 @@ mod tests {
         for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K] {
             // 18 blocks of 32 where the type allows: the row path's four-block loops leave two.
             let k = if ty.block_len() == 32 { 576 } else { 512 };
-            let bb = ty.block_bytes();
-            let mut raw = vec![0u8; m * k / ty.block_len() * bb];
-            rng.fill(&mut raw);
-            let f16s: &[usize] = match ty {
-                Q4_1 | Q5_1 | Q4K | Q5K => &[0, 2],
-                Q6K => &[208],
-                _ => &[0],
-            };
-            for blk in raw.chunks_exact_mut(bb) {
-                for &at in f16s {
-                    // Exponent field below 31: finite.
-                    blk[at + 1] &= 0xBF;
-                }
-            }
+            let (raw, x) = random_case(&mut rng, ty, m, n, k);
             let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
-            let mut x = IMat::zeros(n, k);
-            for i in 0..n {
-                x.e[i] = (rng.next_u64() % 40) as i32 - 30;
-                for blk in x.m[i * k..(i + 1) * k].chunks_mut(32) {
-                    let shift = rng.next_u64() % 24;
-                    blk.iter_mut().for_each(|v| *v = (rng.next_u64() as i32 >> 8) >> shift);
-                }
-                x.m[i * k + 64..i * k + 96].fill(0);
-            }
             let xr = XRows::new(Arc::new(quantize_rows(&x, k)), &x, max_exp);
             let all = block_products(ty, &raw, None, m, &xr);
             // The same from rows kept widened (ExactWeight::keep_widened).
