@@ -66,19 +66,35 @@ impl Widened {
         let blocks = self.a.chunks_exact_mut(bl / 32).zip(self.b.chunks_exact_mut(bl / 32));
         for (i, (blk, (a, b))) in rows.chunks_exact(bb).zip(blocks).enumerate() {
             let vals = i * bl..(i + 1) * bl;
-            // Blocks were validated at load; a scale that fails to decode reads as zero.
-            let ok = block_scales(ty, blk, &mut sc[..bl / 32]).is_some();
-            if !ok {
-                sc = [BlockScale::default(); 8];
-            }
+            // Blocks were validated at load; a scale that fails to decode reads as zero. The
+            // one-block types read their f16 scale (and min) in place: block_scales' dispatch
+            // per block cost more than the rest of the widening.
+            let scale = match ty {
+                TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => Some(f16_value(blk, 0).zip(Some(0.0))),
+                TensorType::Q4_1 | TensorType::Q5_1 => Some(f16_value(blk, 0).zip(f16_value(blk, 2))),
+                _ => None,
+            };
+            let ok = match scale {
+                Some(s) => {
+                    (a[0], b[0]) = s.unwrap_or((0.0, 0.0));
+                    s.is_some()
+                }
+                None => {
+                    let ok = block_scales(ty, blk, &mut sc[..bl / 32]).is_some();
+                    if !ok {
+                        sc = [BlockScale::default(); 8];
+                    }
+                    for ((a, b), s) in a.iter_mut().zip(b.iter_mut()).zip(&sc) {
+                        *a = ldexp(s.a[0] as f64, s.ea);
+                        *b = ldexp(s.b as f64, s.eb);
+                    }
+                    ok
+                }
+            };
             match bytes {
                 Some(_) => block_values(ty, blk, &mut self.u[vals.clone()]),
                 None if ok => block_values(ty, blk, &mut self.w[vals.clone()]),
                 None => self.w[vals.clone()].fill(0),
-            }
-            for ((a, b), s) in a.iter_mut().zip(b.iter_mut()).zip(&sc) {
-                *a = ldexp(s.a[0] as f64, s.ea);
-                *b = ldexp(s.b as f64, s.eb);
             }
             if ty == TensorType::Q6K {
                 let (d, e) = f16_at(blk, 208);
@@ -90,6 +106,15 @@ impl Widened {
             }
         }
     }
+}
+
+/// The f16 at `b[at..at + 2]` as f64 (exact), `None` for Inf and NaN.
+fn f16_value(b: &[u8], at: usize) -> Option<f64> {
+    let bits = u16::from_le_bytes([b[at], b[at + 1]]);
+    (bits & 0x7C00 != 0x7C00).then(|| {
+        let (m, e) = f16_at(b, at);
+        ldexp(m as f64, e)
+    })
 }
 
 /// x rows in groups of four for [`dots4`] (the last group padded with zero rows): per group
