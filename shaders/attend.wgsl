@@ -1,10 +1,9 @@
 // numerics v2 attention of one (query row i, query head h) over the KV cache of one layer
-// (backend/exact/attention.rs, attend_head), shared by attention.wgsl and attn_step.wgsl, which define
-// where q and the cache are read (q_word, q_blk, k_word, k_blk, v_word, v_blk: words and
-// blocks of a head, position j, KV head g) and bound(k) (segment bounds), and bind p, sc, acc,
-// gexp. Keys lo..=pos are visible
-// (causal, optionally a sliding window; or, for encoders, the row's segment); head h reads KV
-// head h / group.
+// (backend/exact/attention.rs, attend_head), shared by attention.wgsl and attn_step.wgsl,
+// which define where q and the cache are read (q_word, q_blk, k_word, k_blk, v_word, v_blk:
+// words and blocks of a head, position j, KV head g) and bound(k) (segment bounds), and bind
+// p, sc, acc, gexp. Keys lo..=pos are visible (causal, optionally a sliding window; or, for
+// encoders, the row's segment); head h reads KV head h / group.
 // - scores on the grid A = max E_q + max visible E_k − 8: s_j = Σ_b shl(dot(q_b, k_jb) ·
 //   s_qb·s_kjb, E_qb + E_kjb − A), times the scale's mantissa (exponent se);
 // - softmax: d = s − max to Q20 (clamped at −2^31), z = rshr(d·log2e, 30), p = exp2_q20(z),

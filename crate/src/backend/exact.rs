@@ -349,8 +349,9 @@ impl ExactWeight {
     }
 
     /// Keep a quantized matrix's rows widened for batches (i16 or byte values and f64 scales,
-    /// about 2.5 or 1.5 bytes per weight) instead of widening them again in every batched product: for small
-    /// models that embed short texts, where widening would cost more than the products.
+    /// about 2.5 or 1.5 bytes per weight) instead of widening them again in every batched
+    /// product: for small models that embed short texts, where widening would cost more than
+    /// the products.
     pub fn keep_widened(&mut self) {
         if let ExactWeight::Matrix(m) = self {
             if let MatrixData::Blocks { ty, raw } = &m.data {

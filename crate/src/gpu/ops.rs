@@ -150,6 +150,13 @@ fn cache_per_pos(p: &AttnParams) -> (usize, usize) {
     (p.n_head_kv * p.head_dim / 2, 2 * p.n_head_kv * p.head_dim.div_ceil(32))
 }
 
+/// Where position `j`'s K (`kv` 0) or V (`kv` 1) words and blocks start in the cache
+/// (kv_cache.wgsl's `cache_word`, `cache_blk` for KV head 0).
+fn cache_at(p: &AttnParams, j: usize, kv: usize) -> (usize, usize) {
+    let (w, b) = cache_per_pos(p);
+    ((2 * j + kv) * w / 2, (2 * j + kv) * b / 2)
+}
+
 /// What attn_in.wgsl needs when `q` and `k` have their RoPE pending and `q`, `k`, `v` are still
 /// lazy in one shared buffer (a decoder's products): per product (col0, group, ng, bias), the
 /// buffer's row stride, the buffers and the RoPE. `None` otherwise (or rows past its 1 024).
@@ -954,8 +961,7 @@ impl GpuOps {
     pub fn try_attention(&mut self, q: &GpuAct, k: &GpuAct, v: &GpuAct, pos0: usize, p: AttnParams) -> Result<GpuAct> {
         let scale = attention_checked(q, k, v, &p)?;
         let n = q.rows;
-        let (pos_words, pos_blocks) = cache_per_pos(&p);
-        let (cw, cb) = self.cache_for(p.layer, pos0, n, pos_words, pos_blocks)?;
+        let (cw, cb) = self.cache_for(&p, pos0, n)?;
         // Scores of every visible position, per row and head; sized for the cache's capacity,
         // so that decode steps until it grows reuse one buffer.
         let cap = self.caches[p.layer].as_ref().map_or(pos0 + n, |c| c.cap);
@@ -979,7 +985,6 @@ impl GpuOps {
     ) -> Result<GpuAct> {
         let (n, hd) = (q.rows, p.head_dim);
         let (kv_dim, q_cols, nbh) = (p.n_head_kv * hd, p.n_head * hd, hd.div_ceil(32));
-        let kv_blocks = p.n_head_kv * nbh;
         let (pos_words, pos_blocks) = cache_per_pos(p);
         let scores = self.ctx.storage("attn.scores", (n * p.n_head * npos * 8) as u64)?;
         let (acc, gexp) = self.acc(n, q_cols, p.n_head)?;
@@ -1012,9 +1017,10 @@ impl GpuOps {
                 let bufs = [nacc, ngexp, &rope.cs, cw, cb, &q8, &qblk];
                 s.ctx.dispatch(enc, Kernel::AttnIn { neox: rope.neox }, &prm, &bufs, [n as u32, 1, 1])?;
             } else {
-                let (kw, kb) = (pos0 * pos_words, pos0 * pos_blocks);
-                s.quantize(enc, k, hd, (cw, pos_words, kw), (cb, pos_blocks, kb), &emax)?;
-                s.quantize(enc, v, hd, (cw, pos_words, kw + kv_dim / 4), (cb, pos_blocks, kb + kv_blocks), &emax)?;
+                for (kv, x) in [k, v].into_iter().enumerate() {
+                    let (w0, b0) = cache_at(p, pos0, kv);
+                    s.quantize(enc, x, hd, (cw, pos_words, w0), (cb, pos_blocks, b0), &emax)?;
+                }
                 s.quantize(enc, q, hd, (&q8, q_cols / 4, 0), (&qblk, p.n_head * nbh, 0), &emax)?;
             }
             let mut prm = attn.to_vec();
@@ -1026,16 +1032,10 @@ impl GpuOps {
         self.lazy(acc, Rc::new(gexp), n, q_cols, hd, 0)
     }
 
-    /// The cache of `layer`, holding `pos0 + n` positions (growing by doubling, copying the
+    /// The cache of `p.layer`, holding `pos0 + n` positions (growing by doubling, copying the
     /// `pos0` positions kept; re-evaluation drops the rest): its word and block buffers.
-    fn cache_for(
-        &mut self,
-        layer: usize,
-        pos0: usize,
-        n: usize,
-        pos_words: usize,
-        pos_blocks: usize,
-    ) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    fn cache_for(&mut self, p: &AttnParams, pos0: usize, n: usize) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+        let (layer, (pos_words, pos_blocks)) = (p.layer, cache_per_pos(p));
         let slot =
             self.caches.get(layer).ok_or_else(|| Error::InvalidArgument(format!("layer {layer} has no cache")))?;
         let cached = slot.as_ref().map_or(0, |c| c.len);

@@ -3,10 +3,11 @@
 //! f64 multiplies in the same order (no fused multiply-add), rounded onto the grid by adding
 //! `ROUND`, summed as i64. Integer sums are exact in any order, so the bits are the same.
 //!
-//! The one-row kernels (a decode step) multiply the weights' bytes by the int8 activations with
-//! `vpmaddubsw` (unsigned by signed bytes, adjacent products added into i16): it saturates only
-//! past ±2^15, and no pair here comes near (Q4: 2·15·127; Q8_0 as |w| by ±x: 2·128·127 = 32 512,
-//! because the activations lie in [−127, 127], `numerics::quantize_block_scaled`).
+//! The one-row kernels (a decode step) and the batched byte kernel (`dots4x2_bytes`) multiply the
+//! weights' bytes by the int8 activations with `vpmaddubsw` (unsigned by signed bytes, adjacent
+//! products added into i16): it saturates only past ±2^15, and no pair here comes near (Q4:
+//! 2·15·127; Q5: 2·31·127; Q8_0 as |w| by ±x: 2·128·127 = 32 512, because the activations lie
+//! in [−127, 127], `numerics::quantize_block_scaled`).
 
 use super::{batched::ROUND, rowdot::RowX};
 use crate::quant::TensorType;
@@ -472,7 +473,6 @@ pub unsafe fn dots4x2_bytes<const MIN: bool, const SIGNED: bool>(
     (xq, xc, xf, xm): (&[i8], &[i32], &[f64], &[f64]),
     acc: &mut [[i64; 4]; 2],
 ) {
-    let ones = _mm256_set1_epi16(1);
     let mut sum = [_mm256_setzero_si256(); 2];
     for j in 0..a[0].len() {
         let xp = xq.as_ptr().add(128 * j) as *const __m256i;
@@ -481,12 +481,11 @@ pub unsafe fn dots4x2_bytes<const MIN: bool, const SIGNED: bool>(
         let half = |r: usize| {
             let w = _mm256_loadu_si256(u[r].as_ptr().add(32 * j) as *const __m256i);
             let d = |k: usize| {
-                let p = if SIGNED {
-                    _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x[k], w))
+                if SIGNED {
+                    maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(x[k], w))
                 } else {
-                    _mm256_maddubs_epi16(w, x[k])
-                };
-                _mm256_madd_epi16(p, ones)
+                    maddubs(w, x[k])
+                }
             };
             _mm_sub_epi32(transpose_sum([d(0), d(1), d(2), d(3)]), c)
         };

@@ -37,6 +37,7 @@ pub(super) struct Widened {
 /// q is kept as its stored bits, the unsigned byte `q + c` (c: the offset `block_values` takes
 /// off; Q8_0: its int8 as they are, c = 0); `None` where the i16 form serves (Q6_K, whose
 /// values carry their 16-element scales; CPUs without AVX2).
+#[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn byte_offset(ty: TensorType) -> Option<u8> {
     #[cfg(target_arch = "x86_64")]
     if avx2::present() {
@@ -47,7 +48,6 @@ fn byte_offset(ty: TensorType) -> Option<u8> {
             _ => None,
         };
     }
-    let _ = ty;
     None
 }
 
@@ -62,35 +62,10 @@ impl Widened {
         self.u.resize(un, 0);
         self.a.resize(nblk * bl / 32, 0.0);
         self.b.resize(nblk * bl / 32, 0.0);
-        let mut sc = [BlockScale::default(); 8];
         let blocks = self.a.chunks_exact_mut(bl / 32).zip(self.b.chunks_exact_mut(bl / 32));
         for (i, (blk, (a, b))) in rows.chunks_exact(bb).zip(blocks).enumerate() {
             let vals = i * bl..(i + 1) * bl;
-            // Blocks were validated at load; a scale that fails to decode reads as zero. The
-            // one-block types read their f16 scale (and min) in place: block_scales' dispatch
-            // per block cost more than the rest of the widening.
-            let scale = match ty {
-                TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => Some(f16_value(blk, 0).zip(Some(0.0))),
-                TensorType::Q4_1 | TensorType::Q5_1 => Some(f16_value(blk, 0).zip(f16_value(blk, 2))),
-                _ => None,
-            };
-            let ok = match scale {
-                Some(s) => {
-                    (a[0], b[0]) = s.unwrap_or((0.0, 0.0));
-                    s.is_some()
-                }
-                None => {
-                    let ok = block_scales(ty, blk, &mut sc[..bl / 32]).is_some();
-                    if !ok {
-                        sc = [BlockScale::default(); 8];
-                    }
-                    for ((a, b), s) in a.iter_mut().zip(b.iter_mut()).zip(&sc) {
-                        *a = ldexp(s.a[0] as f64, s.ea);
-                        *b = ldexp(s.b as f64, s.eb);
-                    }
-                    ok
-                }
-            };
+            let ok = block_factors(ty, blk, a, b);
             match bytes {
                 Some(_) => block_values(ty, blk, &mut self.u[vals.clone()]),
                 None if ok => block_values(ty, blk, &mut self.w[vals.clone()]),
@@ -106,6 +81,28 @@ impl Widened {
             }
         }
     }
+}
+
+/// A block's scale `a` and min `b` per 32 elements as f64; `false`, and zeros, where a scale is
+/// Inf or NaN (blocks were validated at load: there is none).
+fn block_factors(ty: TensorType, blk: &[u8], a: &mut [f64], b: &mut [f64]) -> bool {
+    // The one-block types read their f16 in place: block_scales' dispatch per block cost more
+    // than the rest of the widening.
+    let one = match ty {
+        TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => Some(f16_value(blk, 0).zip(Some(0.0))),
+        TensorType::Q4_1 | TensorType::Q5_1 => Some(f16_value(blk, 0).zip(f16_value(blk, 2))),
+        _ => None,
+    };
+    if let Some(s) = one {
+        (a[0], b[0]) = s.unwrap_or_default();
+        return s.is_some();
+    }
+    let mut sc = [BlockScale::default(); 8];
+    let ok = block_scales(ty, blk, &mut sc[..a.len()]).is_some();
+    for ((a, b), s) in a.iter_mut().zip(b).zip(&sc) {
+        (*a, *b) = if ok { (ldexp(s.a[0] as f64, s.ea), ldexp(s.b as f64, s.eb)) } else { (0.0, 0.0) };
+    }
+    ok
 }
 
 /// The f16 at `b[at..at + 2]` as f64 (exact), `None` for Inf and NaN.
@@ -561,6 +558,13 @@ mod tests {
     use crate::backend::exact::rowdot::grid4;
     use crate::backend::exact::tests::{assert_same, i16s};
 
+    /// `n` random f64 factors: integers below 2^11 in magnitude times powers of two from 2^-30.
+    fn f64s(n: usize, rng: &mut crate::tiny::SplitMix64) -> Vec<f64> {
+        (0..n)
+            .map(|_| libm::ldexp((rng.next_u64() % 4096) as f64 - 2048.0, (rng.next_u64() % 40) as i32 - 30))
+            .collect()
+    }
+
     /// Random weight rows of `ty` (finite f16 scales) and `n` random x rows of `k` values (block
     /// magnitudes spread over 24 bits, one zero block).
     fn random_case(rng: &mut crate::tiny::SplitMix64, ty: TensorType, m: usize, n: usize, k: usize) -> (Vec<u8>, IMat) {
@@ -709,11 +713,6 @@ mod tests {
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn vector_dots4_equals_scalar() {
         let mut rng = crate::tiny::SplitMix64(13);
-        let f64s = |n: usize, rng: &mut crate::tiny::SplitMix64| {
-            (0..n)
-                .map(|_| libm::ldexp((rng.next_u64() % 4096) as f64 - 2048.0, (rng.next_u64() % 40) as i32 - 30))
-                .collect::<Vec<_>>()
-        };
         for nb in [1, 2, 3, 5, 9, 17, 40] {
             let (w, xw) = (i16s(&mut rng, 32 * nb, 4096), i16s(&mut rng, 128 * nb, 127));
             let (a, b, xf, xm) =
@@ -824,15 +823,7 @@ mod tests {
         }
         let mut rng = crate::tiny::SplitMix64(5);
         let nb = 9;
-        let mut i16s = |n: usize, lim: u64| {
-            (0..n).map(|_| (rng.next_u64() % (2 * lim + 1)) as i16 - lim as i16).collect::<Vec<_>>()
-        };
-        let (w, xw) = (i16s(32 * nb, 4096), i16s(128 * nb, 127));
-        let f64s = |n: usize, rng: &mut crate::tiny::SplitMix64| {
-            (0..n)
-                .map(|_| libm::ldexp((rng.next_u64() % 4096) as f64 - 2048.0, (rng.next_u64() % 40) as i32 - 30))
-                .collect::<Vec<_>>()
-        };
+        let (w, xw) = (i16s(&mut rng, 32 * nb, 4096), i16s(&mut rng, 128 * nb, 127));
         let (a, b, xf, xm) = (f64s(nb, &mut rng), f64s(nb, &mut rng), f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
         let (mut s, mut v) = ([0i64; 4], [0i64; 4]);
         dots4_v128::<true>(&w, &a, &b, (&xw, &xf, &xm), &mut s);
@@ -848,15 +839,7 @@ mod tests {
     fn dots4x2_equals_dots4_scalar() {
         let mut rng = crate::tiny::SplitMix64(6);
         let nb = 11;
-        let mut i16s = |n: usize, lim: u64| {
-            (0..n).map(|_| (rng.next_u64() % (2 * lim + 1)) as i16 - lim as i16).collect::<Vec<_>>()
-        };
-        let (w0, w1, xw) = (i16s(32 * nb, 4096), i16s(32 * nb, 15), i16s(128 * nb, 127));
-        let f64s = |n: usize, rng: &mut crate::tiny::SplitMix64| {
-            (0..n)
-                .map(|_| libm::ldexp((rng.next_u64() % 4096) as f64 - 2048.0, (rng.next_u64() % 40) as i32 - 30))
-                .collect::<Vec<_>>()
-        };
+        let (w0, w1, xw) = (i16s(&mut rng, 32 * nb, 4096), i16s(&mut rng, 32 * nb, 15), i16s(&mut rng, 128 * nb, 127));
         let (a0, b0, a1, b1) = (f64s(nb, &mut rng), f64s(nb, &mut rng), f64s(nb, &mut rng), f64s(nb, &mut rng));
         let (xf, xm) = (f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
         let x = (&xw[..], &xf[..], &xm[..]);
@@ -886,11 +869,6 @@ mod tests {
         }
         let mut rng = crate::tiny::SplitMix64(7);
         let nb = 13;
-        let f64s = |n: usize, rng: &mut crate::tiny::SplitMix64| {
-            (0..n)
-                .map(|_| libm::ldexp((rng.next_u64() % 4096) as f64 - 2048.0, (rng.next_u64() % 40) as i32 - 30))
-                .collect::<Vec<_>>()
-        };
         // (offset c, the values' range: q in lo..=hi, signed for Q8_0)
         for (c, lo, hi, signed) in [
             (0u8, 0i16, 15i16, false),
