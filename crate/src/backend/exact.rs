@@ -165,18 +165,28 @@ impl Quant for u8 {
     }
 }
 
+/// What type `ty` stores for a value q: `q + value_offset(ty)` (Q8_0 stores int8).
+fn value_offset(ty: TensorType) -> u8 {
+    match ty {
+        TensorType::Q4_0 => 8,
+        TensorType::Q5_0 => 16,
+        TensorType::Q6K => 32,
+        _ => 0,
+    }
+}
+
 /// One GGUF block's values (`q`: `ty.block_len()` of them) as int8, widened to i16, or as
 /// stored ([`Quant`]): one loop per type over fixed-size views, which the compiler vectorizes.
-/// The offsets: Q4_0 8, Q5_0 16, Q6_K 32, the others 0 (Q8_0 stores int8).
 fn block_values<T: Quant>(ty: TensorType, b: &[u8], q: &mut [T]) {
-    let v = |x: u8, off: u8| T::of(x, off);
+    let off = value_offset(ty);
+    let v = |x: u8| T::of(x, off);
     match ty {
         TensorType::Q4_0 | TensorType::Q4_1 => {
-            let (off, at) = if ty == TensorType::Q4_0 { (8, 2) } else { (0, 4) };
+            let at = if ty == TensorType::Q4_0 { 2 } else { 4 };
             let (Some(qs), Some(q)) = (b[at..].first_chunk::<16>(), q.first_chunk_mut::<32>()) else { return };
             for j in 0..16 {
-                q[j] = v(qs[j] & 0xF, off);
-                q[j + 16] = v(qs[j] >> 4, off);
+                q[j] = v(qs[j] & 0xF);
+                q[j + 16] = v(qs[j] >> 4);
             }
         }
         TensorType::Q5_0 | TensorType::Q5_1 => {
@@ -184,18 +194,17 @@ fn block_values<T: Quant>(ty: TensorType, b: &[u8], q: &mut [T]) {
             let at = if min { 4 } else { 2 };
             let qh = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
             let (Some(qs), Some(q)) = (b[at + 4..].first_chunk::<16>(), q.first_chunk_mut::<32>()) else { return };
-            let off = if min { 0 } else { 16 };
             for j in 0..16 {
                 let h0 = (((qh >> j) << 4) & 0x10) as u8;
                 let h1 = ((qh >> (j + 12)) & 0x10) as u8;
-                q[j] = v((qs[j] & 0xF) | h0, off);
-                q[j + 16] = v((qs[j] >> 4) | h1, off);
+                q[j] = v((qs[j] & 0xF) | h0);
+                q[j + 16] = v((qs[j] >> 4) | h1);
             }
         }
         TensorType::Q8_0 => {
             let (Some(qs), Some(q)) = (b[2..].first_chunk::<32>(), q.first_chunk_mut::<32>()) else { return };
             for j in 0..32 {
-                q[j] = v(qs[j], 0);
+                q[j] = v(qs[j]);
             }
         }
         TensorType::Q4K | TensorType::Q5K => {
@@ -211,8 +220,8 @@ fn block_values<T: Quant>(ty: TensorType, b: &[u8], q: &mut [T]) {
                         lo |= ((qh[l] >> (2 * g)) & 1) << 4;
                         hi |= ((qh[l] >> (2 * g + 1)) & 1) << 4;
                     }
-                    q[64 * g + l] = v(lo, 0);
-                    q[64 * g + 32 + l] = v(hi, 0);
+                    q[64 * g + l] = v(lo);
+                    q[64 * g + 32 + l] = v(hi);
                 }
             }
         }
@@ -228,7 +237,7 @@ fn block_values<T: Quant>(ty: TensorType, b: &[u8], q: &mut [T]) {
                     let lo = ql[64 * h + l + 32 * (r % 2)];
                     let lo = if r >= 2 { lo >> 4 } else { lo & 0xF };
                     let hi = (qh[32 * h + l] >> (2 * r)) & 3;
-                    q[32 * j + l] = v(lo | (hi << 4), 32);
+                    q[32 * j + l] = v(lo | (hi << 4));
                 }
             }
         }

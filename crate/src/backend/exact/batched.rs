@@ -34,17 +34,21 @@ pub(super) struct Widened {
 }
 
 /// The byte form of type `ty`'s values for the AVX2 batched kernel: `Some(c)` where each value
-/// q is kept as its stored bits, the unsigned byte `q + c` (c: the offset `block_values` takes
-/// off; Q8_0: its int8 as they are, c = 0); `None` where the i16 form serves (Q6_K, whose
-/// values carry their 16-element scales; CPUs without AVX2).
+/// q is kept as its stored bits, the unsigned byte `q + c` (c: [`super::value_offset`]; Q8_0: its int8
+/// as they are, c = 0); `None` where the i16 form serves (Q6_K, whose values carry their
+/// 16-element scales; CPUs without AVX2).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn byte_offset(ty: TensorType) -> Option<u8> {
     #[cfg(target_arch = "x86_64")]
     if avx2::present() {
         return match ty {
-            TensorType::Q4_0 => Some(8),
-            TensorType::Q5_0 => Some(16),
-            TensorType::Q4_1 | TensorType::Q5_1 | TensorType::Q8_0 | TensorType::Q4K | TensorType::Q5K => Some(0),
+            TensorType::Q4_0
+            | TensorType::Q4_1
+            | TensorType::Q5_0
+            | TensorType::Q5_1
+            | TensorType::Q8_0
+            | TensorType::Q4K
+            | TensorType::Q5K => Some(super::value_offset(ty)),
             _ => None,
         };
     }
@@ -203,7 +207,7 @@ fn dots4<const MIN: bool>(w: &[i16], a: &[f64], b: &[f64], x: (&[i16], &[f64], &
     dots4_v128::<MIN>(w, a, b, x, &mut acc);
     #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     dots4_scalar::<MIN>(w, a, b, x, &mut acc);
-    acc.map(|v| less_rounds::<MIN>(v, nb))
+    acc.map(|v| less_rounds(v, nb, MIN))
 }
 
 /// [`dots4`] for two weight rows at once (`w`, `a`, `b`: each row's): AVX2 loads each x block
@@ -223,7 +227,7 @@ fn dots4x2<const MIN: bool>(
         let mut acc = [[0i64; 4]; 2];
         // SAFETY: AVX2 is present; the lengths checked above keep every load in bounds.
         unsafe { avx2::dots4x2::<MIN>(w, a, b, x, &mut acc) };
-        return acc.map(|r| r.map(|v| less_rounds::<MIN>(v, nb)));
+        return acc.map(|r| r.map(|v| less_rounds(v, nb, MIN)));
     }
     [dots4::<MIN>(w[0], a[0], b[0], x), dots4::<MIN>(w[1], a[1], b[1], x)]
 }
@@ -252,13 +256,13 @@ fn dots4x2_bytes<const MIN: bool>(
             avx2::dots4x2_bytes::<MIN, false>(u, a, b, x, &mut acc)
         }
     };
-    acc.map(|r| r.map(|v| less_rounds::<MIN>(v, nb)))
+    acc.map(|r| r.map(|v| less_rounds(v, nb, MIN)))
 }
 
 /// A kernel's sum over `nb` blocks less the ROUND each of its terms added (two per block with
 /// `MIN`).
-fn less_rounds<const MIN: bool>(v: i64, nb: usize) -> i64 {
-    let terms = (nb * if MIN { 2 } else { 1 }) as i64;
+fn less_rounds(v: i64, nb: usize, min: bool) -> i64 {
+    let terms = (nb * if min { 2 } else { 1 }) as i64;
     v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64))
 }
 
@@ -721,8 +725,7 @@ mod tests {
             let run = |min: bool, f: &dyn Fn(&mut [i64; 4])| {
                 let mut acc = [0i64; 4];
                 f(&mut acc);
-                let terms = (nb * if min { 2 } else { 1 }) as i64;
-                acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
+                acc.map(|v| less_rounds(v, nb, min))
             };
             let want = [
                 run(false, &|o| dots4_scalar::<false>(&w, &a, &b, x, o)),
@@ -850,8 +853,7 @@ mod tests {
             } else {
                 dots4_scalar::<false>(w, a, b, x, &mut acc);
             }
-            let terms = (nb * if min { 2 } else { 1 }) as i64;
-            acc.map(|v| v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64)))
+            acc.map(|v| less_rounds(v, nb, min))
         };
         let want = |min| [scalar(&w0, &a0, &b0, min), scalar(&w1, &a1, &b1, min)];
         assert_eq!(dots4x2::<true>([&w0, &w1], [&a0, &a1], [&b0, &b1], x), want(true), "with min terms");
@@ -908,11 +910,10 @@ mod tests {
                         let mut acc = [0i64; 4];
                         if min {
                             dots4_scalar::<true>(&q[r], &a[r], &b[r], (&xw, &xf, &xm), &mut acc);
-                            acc.map(|v| less_rounds::<true>(v, nb))
                         } else {
                             dots4_scalar::<false>(&q[r], &a[r], &b[r], (&xw, &xf, &xm), &mut acc);
-                            acc.map(|v| less_rounds::<false>(v, nb))
                         }
+                        acc.map(|v| less_rounds(v, nb, min))
                     })
                 };
                 let (ab, bb) = ([&a[0][..], &a[1][..]], [&b[0][..], &b[1][..]]);
