@@ -60,6 +60,18 @@ fn transpose_sum(d: [__m256i; 4]) -> __m128i {
     _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
 }
 
+/// Lane r of the result: the sum of the sixteen i16 lanes of `v[r]` (`vpmaddubsw` products of
+/// weight bytes below 32 by x in [−127, 127]). Two `vphaddw` add them in i16 up to eight
+/// products (at most 8·31·127 = 31 496 < 2^15, so nothing wraps), and one `vpmaddwd` by ones
+/// widens: one multiply per four x rows instead of four.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn transpose_sum16(v: [__m256i; 4]) -> __m128i {
+    let h = _mm256_hadd_epi16(_mm256_hadd_epi16(v[0], v[1]), _mm256_hadd_epi16(v[2], v[3]));
+    let s = _mm256_madd_epi16(h, _mm256_set1_epi16(1));
+    _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
+}
+
 /// `acc + bits(a · b + ROUND)` per lane.
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -71,7 +83,8 @@ fn add_term(acc: __m256i, a: __m256d, b: &[f64; 4]) -> __m256i {
 
 /// Rows of `nb` blocks of `B` bytes (`w`: the first row's blocks to the end of the matrix)
 /// against one int8 x row with x factors `f` (and min factors `xm`) from `x`, four blocks at a time:
-/// `dot` gives a block's eight i32 lanes, `scales` four blocks' `d` (and `m`) as f64; each
+/// `dot` gives a block's eight i32 lanes (with `SMALL`, its sixteen i16 `vpmaddubsw` pairs of
+/// weights below 32, for [`transpose_sum16`]), `scales` four blocks' `d` (and `m`) as f64; each
 /// block's terms are `(dot + k · xsum) · d · f` (`xsum`: the x block's sum, read when `k` is not
 /// 0) and, with `MIN`, `m · xm`, rounded onto the grid.
 ///
@@ -82,7 +95,7 @@ fn add_term(acc: __m256i, a: __m256d, b: &[f64; 4]) -> __m256i {
 /// lengths do not match.
 #[target_feature(enable = "avx2,f16c")]
 #[inline]
-fn rows4<const B: usize, const MIN: bool>(
+fn rows4<const B: usize, const MIN: bool, const SMALL: bool>(
     w: &[u8],
     nb: usize,
     x: &RowX,
@@ -105,7 +118,7 @@ fn rows4<const B: usize, const MIN: bool>(
     let group = |acc: __m256i, bg: &[[u8; B]; 4], xg: &[[i8; 32]; 4], fg: &[f64; 4], mg: &[f64; 4], cg: &[i32; 4]| {
         let (d, m) = scales(bg);
         let p = [dot(&bg[0], &xg[0]), dot(&bg[1], &xg[1]), dot(&bg[2], &xg[2]), dot(&bg[3], &xg[3])];
-        let sums = transpose_sum(p);
+        let sums = if SMALL { transpose_sum16(p) } else { transpose_sum(p) };
         let sums = if k != 0 {
             // SAFETY: `cg` holds four i32.
             let c = unsafe { _mm_loadu_si128(cg.as_ptr() as *const __m128i) };
@@ -196,7 +209,7 @@ fn q8_0(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
         // |w| times x with w's sign: the same products, the first operand unsigned.
         maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(load_x(x), w))
     };
-    rows4::<34, false>(w, nb, x, 0, out, dot, |b| leading_d(b))
+    rows4::<34, false, false>(w, nb, x, 0, out, dot, |b| leading_d(b))
 }
 
 #[target_feature(enable = "avx2,f16c")]
@@ -207,7 +220,7 @@ fn q4_1(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
         let m = _mm_set1_epi8(0x0F);
         // Low nibbles are elements 0..16, high ones 16..32.
         let w = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16::<4>(v), m), _mm_and_si128(v, m));
-        maddubs(w, load_x(x))
+        _mm256_maddubs_epi16(w, load_x(x))
     };
     let scales = |b: &[[u8; 20]; 4]| {
         // Each block starts with d then m: d0 m0 d1 m1 … as f32, then the d's and the m's.
@@ -216,7 +229,7 @@ fn q4_1(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
         let v = _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
         (_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(v)))
     };
-    rows4::<20, true>(w, nb, x, 0, out, dot, scales)
+    rows4::<20, true, true>(w, nb, x, 0, out, dot, scales)
 }
 
 #[target_feature(enable = "avx2,f16c")]
@@ -235,9 +248,10 @@ fn q5_0(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
         );
         let hi = _mm256_and_si256(_mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(0x10));
         // q·x with q in 0..32: pairs below 2·31·127. The −16·Σx of (q − 16)·x comes per block.
-        maddubs(_mm256_or_si256(lo, hi), load_x(x))
+        _mm256_maddubs_epi16(_mm256_or_si256(lo, hi), load_x(x))
     };
-    rows4::<22, false>(w, nb, x, -16, out, dot, |b| leading_d(b))
+    let k = -i32::from(super::value_offset(TensorType::Q5_0));
+    rows4::<22, false, true>(w, nb, x, k, out, dot, |b| leading_d(b))
 }
 
 /// The sum of `terms` rounded terms in `acc`'s lanes.
@@ -299,10 +313,10 @@ fn q4_k(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
                 // SAFETY: the 32 bytes of quants sub-blocks 2k and 2k + 1 share, k = j / 2.
                 let v = unsafe { _mm256_loadu_si256(b.as_ptr().add(16 + 32 * (j / 2)) as *const __m256i) };
                 let w = if j % 2 == 0 { v } else { _mm256_srli_epi16::<4>(v) };
-                *pi = maddubs(_mm256_and_si256(w, mask), x_at(xq, sb, j));
+                *pi = _mm256_maddubs_epi16(_mm256_and_si256(w, mask), x_at(xq, sb, j));
             }
             let (sc, mn) = (four_f64(scs[h]), four_f64(mns[h]));
-            let dots = _mm256_cvtepi32_pd(transpose_sum(p));
+            let dots = _mm256_cvtepi32_pd(transpose_sum16(p));
             acc = add_term(acc, _mm256_mul_pd(dots, _mm256_mul_pd(sc, d)), four(f, 8 * sb + j0));
             // −(dmin · mn): the negation is exact.
             let mins = _mm256_sub_pd(_mm256_setzero_pd(), _mm256_mul_pd(mn, dmin));
@@ -480,14 +494,13 @@ pub unsafe fn dots4x2_bytes<const MIN: bool, const SIGNED: bool>(
         let c = _mm_loadu_si128(xc.as_ptr().add(4 * j) as *const __m128i);
         let half = |r: usize| {
             let w = _mm256_loadu_si256(u[r].as_ptr().add(32 * j) as *const __m256i);
-            let d = |k: usize| {
-                if SIGNED {
-                    maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(x[k], w))
-                } else {
-                    maddubs(w, x[k])
-                }
+            let dots = if SIGNED {
+                let d = |k: usize| maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(x[k], w));
+                transpose_sum([d(0), d(1), d(2), d(3)])
+            } else {
+                transpose_sum16(std::array::from_fn(|k| _mm256_maddubs_epi16(w, x[k])))
             };
-            _mm_sub_epi32(transpose_sum([d(0), d(1), d(2), d(3)]), c)
+            _mm_sub_epi32(dots, c)
         };
         group_terms::<MIN>(&mut sum, [half(0), half(1)], a, b, xf, xm, j);
     }

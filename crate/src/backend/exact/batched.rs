@@ -879,22 +879,22 @@ mod tests {
             (16, -16, 15, false),
             (0, -128, 127, true),
         ] {
-            for case in 0..3 {
+            // Cases: at random; the largest weight by every x at 127, then at −127 (the largest
+            // sums of one sign, which the i16 reduction must hold); the smallest by mixed signs.
+            for case in 0..4 {
                 let pick = |rng: &mut crate::tiny::SplitMix64, lo: i16, hi: i16| match case {
                     0 => lo + (rng.next_u64() % (hi - lo + 1) as u64) as i16,
-                    1 => hi,
+                    1 | 2 => hi,
                     _ => lo,
                 };
                 let q: Vec<Vec<i16>> = (0..2).map(|_| (0..32 * nb).map(|_| pick(&mut rng, lo, hi)).collect()).collect();
                 let xw: Vec<i16> = (0..128 * nb)
-                    .map(|i| {
-                        if case == 0 {
-                            pick(&mut rng, -127, 127)
-                        } else if i % 3 == 0 {
-                            -127
-                        } else {
-                            127
-                        }
+                    .map(|i| match case {
+                        0 => pick(&mut rng, -127, 127),
+                        1 => 127,
+                        2 => -127,
+                        _ if i % 3 == 0 => -127,
+                        _ => 127,
                     })
                     .collect();
                 let u: Vec<Vec<u8>> =
