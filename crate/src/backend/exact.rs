@@ -369,7 +369,7 @@ impl ExactWeight {
                     .chunks(CHUNK * row_bytes)
                     .map(|rows| {
                         let mut w = Widened::default();
-                        w.fill(*ty, rows);
+                        w.fill(*ty, rows, row_bytes);
                         w
                     })
                     .collect();

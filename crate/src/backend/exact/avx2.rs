@@ -3,11 +3,12 @@
 //! f64 multiplies in the same order (no fused multiply-add), rounded onto the grid by adding
 //! `ROUND`, summed as i64. Integer sums are exact in any order, so the bits are the same.
 //!
-//! The one-row kernels (a decode step) and the batched byte kernel (`dots4x2_bytes`) multiply the
+//! The one-row kernels (a decode step) and the batched byte kernel (`dots8x4_bytes`) multiply the
 //! weights' bytes by the int8 activations with `vpmaddubsw` (unsigned by signed bytes, adjacent
 //! products added into i16): it saturates only past ±2^15, and no pair here comes near (Q4:
 //! 2·15·127; Q5: 2·31·127; Q8_0 as |w| by ±x: 2·128·127 = 32 512, because the activations lie
-//! in [−127, 127], `numerics::quantize_block_scaled`).
+//! in [−127, 127], `numerics::quantize_block_scaled`). Where the weights are below 32, up to
+//! four pairs are added in i16 before widening (8·31·127 = 31 496 < 2^15).
 
 use super::{batched::ROUND, rowdot::RowX};
 use crate::quant::TensorType;
@@ -474,37 +475,66 @@ unsafe fn group_terms<const MIN: bool>(
     }
 }
 
-/// [`dots4x2`] on the byte form: each weight row's values as bytes `u = q + c` (32 per block;
-/// with `SIGNED` the int8 `q` themselves, c = 0) against the four x rows' int8 values (`xq`:
-/// 128 per block), `xc` holding `c · Σx` per block and x row. A block's dot is
-/// `vpmaddubsw` (|w| by ±x when `SIGNED`, as `q8_0`) then `vpmaddwd` by ones, less `c · Σx`:
-/// the same integers as the i16 products, so the same terms.
+/// Eight weight rows on the byte form against four x rows: `u` holds the rows' values as bytes
+/// `q + c` (with `SIGNED` the int8 `q` themselves, c = 0) interleaved by four (per block, eight
+/// steps of 32 bytes: each row's next four values, row after row), `a` and `b` the eight rows'
+/// factors per block; `xq` the x rows' int8 values (128 per block), `xc` their `c · Σx` per
+/// block and row. Each step multiplies the eight rows' four values by four x values broadcast
+/// (`vpmaddubsw`; |w| by ±x when `SIGNED`, as `q8_0`), so lane r of a sum is row r's: no
+/// horizontal adds. Unsigned pairs (below 2·31·127) add in i16 for four steps (at most
+/// 8·31·127 = 31 496 < 2^15), then one `vpmaddwd` by ones widens them; signed pairs (up to
+/// 2·128·127) widen every step. Less `c · Σx`, the same integer dots as the i16 products, so
+/// the same terms; `acc[k][r]`: x row k, weight row r.
 #[target_feature(enable = "avx2")]
-pub unsafe fn dots4x2_bytes<const MIN: bool, const SIGNED: bool>(
-    u: [&[u8]; 2],
-    a: [&[f64]; 2],
-    b: [&[f64]; 2],
+pub unsafe fn dots8x4_bytes<const MIN: bool, const SIGNED: bool>(
+    u: &[u8],
+    a: &[f64],
+    b: &[f64],
     (xq, xc, xf, xm): (&[i8], &[i32], &[f64], &[f64]),
-    acc: &mut [[i64; 4]; 2],
+    acc: &mut [[i64; 8]; 4],
 ) {
-    let mut sum = [_mm256_setzero_si256(); 2];
-    for j in 0..a[0].len() {
-        let xp = xq.as_ptr().add(128 * j) as *const __m256i;
-        let x: [__m256i; 4] = std::array::from_fn(|i| _mm256_loadu_si256(xp.add(i)));
-        let c = _mm_loadu_si128(xc.as_ptr().add(4 * j) as *const __m128i);
-        let half = |r: usize| {
-            let w = _mm256_loadu_si256(u[r].as_ptr().add(32 * j) as *const __m256i);
-            let dots = if SIGNED {
-                let d = |k: usize| maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(x[k], w));
-                transpose_sum([d(0), d(1), d(2), d(3)])
-            } else {
-                transpose_sum16(std::array::from_fn(|k| _mm256_maddubs_epi16(w, x[k])))
-            };
-            _mm_sub_epi32(dots, c)
-        };
-        group_terms::<MIN>(&mut sum, [half(0), half(1)], a, b, xf, xm, j);
+    let (ones, round) = (_mm256_set1_epi16(1), _mm256_set1_pd(ROUND));
+    let mut sum = [[_mm256_setzero_si256(); 2]; 4];
+    for j in 0..a.len() / 8 {
+        let (wp, xp) = (u.as_ptr().add(256 * j) as *const __m256i, xq.as_ptr().add(128 * j));
+        let mut d = [_mm256_setzero_si256(); 4];
+        for h in 0..2 {
+            let mut p = [_mm256_setzero_si256(); 4];
+            for t in 4 * h..4 * h + 4 {
+                let w = _mm256_loadu_si256(wp.add(t));
+                for (k, pk) in p.iter_mut().enumerate() {
+                    let xv = _mm256_set1_epi32((xp.add(32 * k + 4 * t) as *const i32).read_unaligned());
+                    *pk = if SIGNED {
+                        let v = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xv, w));
+                        _mm256_add_epi32(*pk, _mm256_madd_epi16(v, ones))
+                    } else {
+                        _mm256_add_epi16(*pk, _mm256_maddubs_epi16(w, xv))
+                    };
+                }
+            }
+            for (dk, pk) in d.iter_mut().zip(p) {
+                *dk = _mm256_add_epi32(*dk, if SIGNED { pk } else { _mm256_madd_epi16(pk, ones) });
+            }
+        }
+        let wa = [_mm256_loadu_pd(a.as_ptr().add(8 * j)), _mm256_loadu_pd(a.as_ptr().add(8 * j + 4))];
+        let wb = [_mm256_loadu_pd(b.as_ptr().add(8 * j)), _mm256_loadu_pd(b.as_ptr().add(8 * j + 4))];
+        for (k, dk) in d.into_iter().enumerate() {
+            let dk = _mm256_sub_epi32(dk, _mm256_set1_epi32(*xc.get_unchecked(4 * j + k)));
+            let dots = [_mm256_castsi256_si128(dk), _mm256_extracti128_si256::<1>(dk)].map(|v| _mm256_cvtepi32_pd(v));
+            let (f, m) = (_mm256_set1_pd(*xf.get_unchecked(4 * j + k)), _mm256_set1_pd(*xm.get_unchecked(4 * j + k)));
+            for h in 0..2 {
+                let v = _mm256_mul_pd(_mm256_mul_pd(dots[h], wa[h]), f);
+                sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(_mm256_add_pd(v, round)));
+                if MIN {
+                    let v = _mm256_mul_pd(wb[h], m);
+                    sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(_mm256_add_pd(v, round)));
+                }
+            }
+        }
     }
-    for r in 0..2 {
-        _mm256_storeu_si256(acc[r].as_mut_ptr() as *mut __m256i, sum[r]);
+    for (o, s) in acc.iter_mut().zip(sum) {
+        for (h, sh) in s.into_iter().enumerate() {
+            _mm256_storeu_si256(o.as_mut_ptr().add(4 * h) as *mut __m256i, sh);
+        }
     }
 }

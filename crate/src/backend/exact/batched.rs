@@ -24,7 +24,10 @@ pub(super) const ROUND: f64 = 6_755_399_441_055_744.0;
 /// dot gives `sc0·dot0 + sc1·dot1`) and `a` is the shared d: the same integer T1.
 ///
 /// Where the AVX2 byte kernel takes the type ([`byte_offset`]), the values are kept as bytes
-/// `u` instead of `w`: half the memory, and one `vpmaddubsw` per 32 products.
+/// `u` instead of `w`: half the memory, and one `vpmaddubsw` per 32 products. The byte form
+/// keeps rows in eights ([`Widened::slot`]; the last eight padded with zero rows): per eight
+/// and block, the factors row after row and the values four at a time, row after row, as
+/// [`avx2::dots8x4_bytes`] reads them.
 #[derive(Default)]
 pub(super) struct Widened {
     w: Vec<i16>,
@@ -56,33 +59,65 @@ fn byte_offset(ty: TensorType) -> Option<u8> {
 }
 
 impl Widened {
-    /// Decode weight rows (whole GGUF blocks) into `self`, replacing its contents.
-    pub(super) fn fill(&mut self, ty: TensorType, rows: &[u8]) {
+    /// Decode weight rows of `row_bytes` (whole GGUF blocks) into `self`, replacing its contents.
+    pub(super) fn fill(&mut self, ty: TensorType, rows: &[u8], row_bytes: usize) {
         let (bl, bb) = (ty.block_len(), ty.block_bytes());
-        let nblk = rows.len() / bb;
+        let (subs, per_row) = (bl / 32, row_bytes / bb);
+        let (n_rows, nb) = (rows.len() / row_bytes, per_row * subs);
         let bytes = byte_offset(ty);
-        let (wn, un) = if bytes.is_some() { (0, nblk * bl) } else { (nblk * bl, 0) };
+        let slots = if bytes.is_some() { n_rows.next_multiple_of(8) * nb } else { n_rows * nb };
+        let (wn, un) = if bytes.is_some() { (0, 32 * slots) } else { (32 * slots, 0) };
+        // The padding rows' zeros too: resize keeps what a larger fill left.
+        self.w.clear();
+        self.u.clear();
         self.w.resize(wn, 0);
         self.u.resize(un, 0);
-        self.a.resize(nblk * bl / 32, 0.0);
-        self.b.resize(nblk * bl / 32, 0.0);
-        let blocks = self.a.chunks_exact_mut(bl / 32).zip(self.b.chunks_exact_mut(bl / 32));
-        for (i, (blk, (a, b))) in rows.chunks_exact(bb).zip(blocks).enumerate() {
-            let vals = i * bl..(i + 1) * bl;
-            let ok = block_factors(ty, blk, a, b);
-            match bytes {
-                Some(_) => block_values(ty, blk, &mut self.u[vals.clone()]),
-                None if ok => block_values(ty, blk, &mut self.w[vals.clone()]),
-                None => self.w[vals.clone()].fill(0),
-            }
+        self.a.resize(slots, 0.0);
+        self.b.resize(slots, 0.0);
+        let (mut a, mut b, mut vals) = ([0.0; 8], [0.0; 8], [0u8; 256]);
+        for (i, blk) in rows.chunks_exact(bb).enumerate() {
+            let (row, first) = (i / per_row, i % per_row * subs);
+            let ok = block_factors(ty, blk, &mut a[..subs], &mut b[..subs]);
             if ty == TensorType::Q6K {
                 let (d, e) = f16_at(blk, 208);
-                a.fill(ldexp(d as f64, e));
+                a[..subs].fill(ldexp(d as f64, e));
+            }
+            for s in 0..subs {
+                let at = Self::slot(bytes.is_some(), nb, row, first + s);
+                (self.a[at], self.b[at]) = (a[s], b[s]);
+            }
+            let w = i * bl..(i + 1) * bl;
+            match bytes {
+                Some(_) => {
+                    block_values(ty, blk, &mut vals[..bl]);
+                    for (s, v) in vals[..bl].chunks_exact(32).enumerate() {
+                        // Four values of this row per 32-byte step of its eight.
+                        let base = 32 * (Self::slot(true, nb, row, first + s) - row % 8) + 4 * (row % 8);
+                        for (t, four) in v.chunks_exact(4).enumerate() {
+                            self.u[base + 32 * t..base + 32 * t + 4].copy_from_slice(four);
+                        }
+                    }
+                }
+                None if ok => block_values(ty, blk, &mut self.w[w.clone()]),
+                None => self.w[w.clone()].fill(0),
+            }
+            if ty == TensorType::Q6K {
                 // Element k of sub-block j has scale byte 2·j + k / 16 (see block_scales).
-                for (ws, &s) in self.w[vals].chunks_exact_mut(16).zip(&blk[192..208]) {
+                for (ws, &s) in self.w[w].chunks_exact_mut(16).zip(&blk[192..208]) {
                     ws.iter_mut().for_each(|wv| *wv *= s as i8 as i16);
                 }
             }
+        }
+    }
+
+    /// The index of block `j` of `row` (rows of `nb` blocks) in `a` and `b`: row after row in the
+    /// i16 form; in the byte form, per eight rows and block, the eight rows' factors together
+    /// (and its values at 32 times that, less the row's place in its eight).
+    fn slot(bytes: bool, nb: usize, row: usize, j: usize) -> usize {
+        if bytes {
+            (row / 8 * nb + j) * 8 + row % 8
+        } else {
+            row * nb + j
         }
     }
 }
@@ -232,28 +267,30 @@ fn dots4x2<const MIN: bool>(
     [dots4::<MIN>(w[0], a[0], b[0], x), dots4::<MIN>(w[1], a[1], b[1], x)]
 }
 
-/// [`dots4x2`] on the byte form (`u`: values `q + c`, [`byte_offset`]; `x`: [`XGroups::group_bytes`]);
-/// `signed` for Q8_0. AVX2 only: [`byte_offset`] chooses the form only where AVX2 is present.
+/// Eight weight rows of the byte form (`u`, `a`, `b`: one eight of [`Widened`]; values `q + c`,
+/// [`byte_offset`]) times one group of four x rows ([`XGroups::group_bytes`]), as
+/// `[x row][weight row]`; `signed` for Q8_0. AVX2 only: [`byte_offset`] chooses the form only
+/// where AVX2 is present.
 #[cfg(target_arch = "x86_64")]
-fn dots4x2_bytes<const MIN: bool>(
+fn dots8x4_bytes<const MIN: bool>(
     signed: bool,
-    u: [&[u8]; 2],
-    a: [&[f64]; 2],
-    b: [&[f64]; 2],
+    u: &[u8],
+    a: &[f64],
+    b: &[f64],
     x: (&[i8], &[i32], &[f64], &[f64]),
-) -> [[i64; 4]; 2] {
+) -> [[i64; 8]; 4] {
     let (xq, xc, xf, xm) = x;
-    let nb = a[0].len();
+    let nb = a.len() / 8;
     assert!(avx2::present());
-    assert!((0..2).all(|r| u[r].len() == 32 * nb && a[r].len() == nb && b[r].len() == nb));
+    assert!(u.len() == 256 * nb && a.len() == 8 * nb && b.len() == 8 * nb);
     assert!(xq.len() == 128 * nb && xc.len() == 4 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
-    let mut acc = [[0i64; 4]; 2];
+    let mut acc = [[0i64; 8]; 4];
     // SAFETY: AVX2 is present; the lengths checked above keep every load in bounds.
     unsafe {
         if signed {
-            avx2::dots4x2_bytes::<MIN, true>(u, a, b, x, &mut acc)
+            avx2::dots8x4_bytes::<MIN, true>(u, a, b, x, &mut acc)
         } else {
-            avx2::dots4x2_bytes::<MIN, false>(u, a, b, x, &mut acc)
+            avx2::dots8x4_bytes::<MIN, false>(u, a, b, x, &mut acc)
         }
     };
     acc.map(|r| r.map(|v| less_rounds(v, nb, MIN)))
@@ -468,24 +505,38 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
             let wd = match widened {
                 Some(w) => &w[c],
                 None => {
-                    own.fill(ty, &raw[c * CHUNK * row_bytes..(c * CHUNK + rows) * row_bytes]);
+                    own.fill(ty, &raw[c * CHUNK * row_bytes..(c * CHUNK + rows) * row_bytes], row_bytes);
                     &*own
                 }
             };
+            #[cfg(target_arch = "x86_64")]
+            if bytes.is_some() {
+                // Groups outermost: a group's x values stay in cache across the chunk's rows,
+                // taken eight at a time (the eights' padding rows are left out).
+                let (signed, eights) = (ty == TensorType::Q8_0, rows.div_ceil(8));
+                for g in 0..n.div_ceil(4) {
+                    let xv = xg.group_bytes(g);
+                    for e in 0..eights {
+                        let (u, f) = (&wd.u[256 * nb * e..256 * nb * (e + 1)], 8 * nb * e..8 * nb * (e + 1));
+                        let (a, b) = (&wd.a[f.clone()], &wd.b[f]);
+                        let d = if min {
+                            dots8x4_bytes::<true>(signed, u, a, b, xv)
+                        } else {
+                            dots8x4_bytes::<false>(signed, u, a, b, xv)
+                        };
+                        for (k, dk) in d.iter().enumerate().take(n - 4 * g) {
+                            for (r, &v) in dk.iter().enumerate().take(rows - 8 * e) {
+                                out[(8 * e + r) * n + 4 * g + k] = v;
+                            }
+                        }
+                    }
+                }
+                return;
+            }
             // Weight rows j0 and j1 against x group g.
             let pair = |g: usize, j0: usize, j1: usize| {
                 let (a, b) =
                     ([j0, j1].map(|j| &wd.a[j * nb..(j + 1) * nb]), [j0, j1].map(|j| &wd.b[j * nb..(j + 1) * nb]));
-                #[cfg(target_arch = "x86_64")]
-                if bytes.is_some() {
-                    let (u, xv, signed) =
-                        ([j0, j1].map(|j| &wd.u[j * k..(j + 1) * k]), xg.group_bytes(g), ty == TensorType::Q8_0);
-                    return if min {
-                        dots4x2_bytes::<true>(signed, u, a, b, xv)
-                    } else {
-                        dots4x2_bytes::<false>(signed, u, a, b, xv)
-                    };
-                }
                 let (w, xv) = ([j0, j1].map(|j| &wd.w[j * k..(j + 1) * k]), xg.group(g));
                 if min {
                     dots4x2::<true>(w, a, b, xv)
@@ -493,8 +544,7 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                     dots4x2::<false>(w, a, b, xv)
                 }
             };
-            // Groups outermost: a group's x values stay in cache across the chunk's rows, taken
-            // two at a time (an odd last row paired with itself).
+            // As above, two rows at a time (an odd last row paired with itself).
             for g in 0..n.div_ceil(4) {
                 for (pi, oj) in out.chunks_mut(2 * n).enumerate() {
                     let j0 = 2 * pi;
@@ -767,7 +817,7 @@ mod tests {
                 .chunks(CHUNK * row_bytes)
                 .map(|rows| {
                     let mut w = Widened::default();
-                    w.fill(ty, rows);
+                    w.fill(ty, rows, row_bytes);
                     w
                 })
                 .collect();
@@ -865,7 +915,7 @@ mod tests {
     /// at its largest or smallest) and at random.
     #[cfg(target_arch = "x86_64")]
     #[test]
-    fn dots4x2_bytes_equals_dots4_scalar() {
+    fn dots8x4_bytes_equals_dots4_scalar() {
         if !avx2::present() {
             return;
         }
@@ -887,7 +937,7 @@ mod tests {
                     1 | 2 => hi,
                     _ => lo,
                 };
-                let q: Vec<Vec<i16>> = (0..2).map(|_| (0..32 * nb).map(|_| pick(&mut rng, lo, hi)).collect()).collect();
+                let q: Vec<Vec<i16>> = (0..8).map(|_| (0..32 * nb).map(|_| pick(&mut rng, lo, hi)).collect()).collect();
                 let xw: Vec<i16> = (0..128 * nb)
                     .map(|i| match case {
                         0 => pick(&mut rng, -127, 127),
@@ -897,34 +947,40 @@ mod tests {
                         _ => 127,
                     })
                     .collect();
-                let u: Vec<Vec<u8>> =
-                    q.iter().map(|r| r.iter().map(|&v| (v as i8 as u8).wrapping_add(c)).collect()).collect();
+                // The eight rows interleaved four values at a time, as Widened keeps them.
+                let mut u = vec![0u8; 256 * nb];
+                for (r, qr) in q.iter().enumerate() {
+                    for (i, &v) in qr.iter().enumerate() {
+                        u[256 * (i / 32) + 32 * (i % 32 / 4) + 4 * r + i % 4] = (v as i8 as u8).wrapping_add(c);
+                    }
+                }
                 let xq: Vec<i8> = xw.iter().map(|&v| v as i8).collect();
                 let xc: Vec<i32> = (0..4 * nb)
                     .map(|s| c as i32 * xw[128 * (s / 4) + 32 * (s % 4)..][..32].iter().map(|&v| v as i32).sum::<i32>())
                     .collect();
-                let (a, b) = ([f64s(nb, &mut rng), f64s(nb, &mut rng)], [f64s(nb, &mut rng), f64s(nb, &mut rng)]);
+                let (a, b): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
+                    (0..8).map(|_| (f64s(nb, &mut rng), f64s(nb, &mut rng))).unzip();
+                let eights = |v: &[Vec<f64>]| (0..8 * nb).map(|i| v[i % 8][i / 8]).collect::<Vec<f64>>();
                 let (xf, xm) = (f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
-                let rows = |min: bool| {
-                    [0, 1].map(|r| {
+                // [x row][weight row], as the kernel gives them.
+                let want = |min: bool| {
+                    let mut out = [[0i64; 8]; 4];
+                    for r in 0..8 {
                         let mut acc = [0i64; 4];
                         if min {
                             dots4_scalar::<true>(&q[r], &a[r], &b[r], (&xw, &xf, &xm), &mut acc);
                         } else {
                             dots4_scalar::<false>(&q[r], &a[r], &b[r], (&xw, &xf, &xm), &mut acc);
                         }
-                        acc.map(|v| less_rounds(v, nb, min))
-                    })
+                        (0..4).for_each(|k| out[k][r] = less_rounds(acc[k], nb, min));
+                    }
+                    out
                 };
-                let (ab, bb) = ([&a[0][..], &a[1][..]], [&b[0][..], &b[1][..]]);
+                let (a8, b8) = (eights(&a), eights(&b));
                 let x = (&xq[..], &xc[..], &xf[..], &xm[..]);
                 let what = format!("c={c} q in {lo}..={hi} case {case}");
-                assert_eq!(
-                    dots4x2_bytes::<true>(signed, [&u[0], &u[1]], ab, bb, x),
-                    rows(true),
-                    "{what}, with min terms"
-                );
-                assert_eq!(dots4x2_bytes::<false>(signed, [&u[0], &u[1]], ab, bb, x), rows(false), "{what}, without");
+                assert_eq!(dots8x4_bytes::<true>(signed, &u, &a8, &b8, x), want(true), "{what}, with min terms");
+                assert_eq!(dots8x4_bytes::<false>(signed, &u, &a8, &b8, x), want(false), "{what}, without");
             }
         }
     }
