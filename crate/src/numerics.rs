@@ -325,20 +325,33 @@ pub fn to_q16_sat(m: i32, e: i32, sat: i64) -> i64 {
 
 /// silu(g) for g = m·2^e, in units of 2^e: `rshr(m · sigmoid_q16(g), 30)`.
 pub fn silu_mant(m: i32, e: i32) -> i64 {
-    let sig = sigmoid_q16(to_q16_sat(m, e, SIGMOID_SAT_Q16));
-    rshr(m as i64 * sig, 30)
+    gated_mant(m, sigmoid_q16(silu_arg(m, e)))
 }
 
-/// gelu_tanh(g) = g·sigmoid(2c·(g + k·g³)) for g = m·2^e, in units of 2^e. The cubic in
-/// Q16 on g saturated at ±[`GELU_SAT_Q16`]: g² = rshr(g·g, 16), p = 2^16 + rshr(k·g², 30),
-/// inner = rshr(g·p, 16), y = rshr(2c·inner, 30).
+/// silu's sigmoid argument: g in Q16, saturated at ±[`SIGMOID_SAT_Q16`].
+pub fn silu_arg(m: i32, e: i32) -> i64 {
+    to_q16_sat(m, e, SIGMOID_SAT_Q16)
+}
+
+/// gelu_tanh(g) = g·sigmoid(2c·(g + k·g³)) for g = m·2^e, in units of 2^e.
 pub fn gelu_mant(m: i32, e: i32) -> i64 {
+    gated_mant(m, sigmoid_q16(gelu_arg(m, e)))
+}
+
+/// gelu's sigmoid argument: the cubic in Q16 on g saturated at ±[`GELU_SAT_Q16`]: g² =
+/// rshr(g·g, 16), p = 2^16 + rshr(k·g², 30), inner = rshr(g·p, 16), y = rshr(2c·inner, 30).
+pub fn gelu_arg(m: i32, e: i32) -> i64 {
     let g = to_q16_sat(m, e, GELU_SAT_Q16);
     let g2 = rshr(g * g, 16);
     let p = (1i64 << 16) + rshr(GELU_K_Q30 * g2, 30);
     let inner = rshr(g * p, 16);
-    let y = rshr(GELU_2C_Q30 * inner, 30);
-    rshr(m as i64 * sigmoid_q16(y), 30)
+    rshr(GELU_2C_Q30 * inner, 30)
+}
+
+/// A gate's value from its mantissa and its sigmoid (Q30): `rshr(m · sig, 30)`.
+#[inline]
+pub fn gated_mant(m: i32, sig: i64) -> i64 {
+    rshr(m as i64 * sig, 30)
 }
 
 /// RoPE frequency of pair `i` of a head of `d`: `libm::pow(base, -2i/d)`.

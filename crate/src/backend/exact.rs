@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::gguf::{SharedBytes, TensorView};
 use crate::model::{AttnParams, Config, Ops, RopeKind};
 use crate::numerics::{
-    align_terms, bitlen, f16_parts, f32_const, f32_parts, gelu_mant, normalize, quantize_block_scaled, rope_cos_sin,
-    rshr, rsqrt, shl, silu_mant,
+    align_terms, bitlen, f16_parts, f32_const, f32_parts, gated_mant, gelu_arg, normalize, quantize_block_scaled,
+    rope_cos_sin, rshr, rsqrt, shl, sigmoid_q16, silu_arg,
 };
 use crate::quant::{scale_min_k4, TensorType};
 use attention::{attend_rows, attention_checked, LayerCache};
@@ -673,11 +673,11 @@ impl Ops for ExactOps {
 
     /// silu(g) (mantissa units of g) times u's mantissa, at exponent e_g + e_u, normalized.
     fn swiglu(&mut self, gate: &IMat, up: &IMat) -> IMat {
-        gated(gate, up, silu_mant)
+        gated(gate, up, silu_arg)
     }
 
     fn geglu(&mut self, gate: &IMat, up: &IMat) -> IMat {
-        gated(gate, up, gelu_mant)
+        gated(gate, up, gelu_arg)
     }
 
     /// Both rows on the grid 32 bits below the larger exponent (exact unless the exponents differ
@@ -764,14 +764,26 @@ fn add_on_grid(xr: &mut [i32], xe: &mut i32, yr: &[i32], ye: i32) {
     *xe = normalize(&acc, g, xr);
 }
 
-fn gated(gate: &IMat, up: &IMat, f: fn(i32, i32) -> i64) -> IMat {
+fn gated(gate: &IMat, up: &IMat, arg: impl Fn(i32, i32) -> i64 + Sync + Send) -> IMat {
     let mut out = IMat::zeros(gate.rows, gate.cols);
     each_row(&mut out, |i, om, oe| {
         let eg = gate.e[i];
-        let acc: Vec<i64> = gate.row(i).iter().zip(up.row(i)).map(|(&g, &u)| f(g, eg) * u as i64).collect();
+        // The sigmoids' arguments, then the sigmoids in place (four at a time with AVX2).
+        let mut acc: Vec<i64> = gate.row(i).iter().map(|&g| arg(g, eg)).collect();
+        sigmoids(&mut acc);
+        for ((a, &g), &u) in acc.iter_mut().zip(gate.row(i)).zip(up.row(i)) {
+            *a = gated_mant(g, *a) * u as i64;
+        }
         *oe = normalize(&acc, eg + up.e[i], om);
     });
     out
+}
+
+/// `v[i] = sigmoid_q16(v[i])`: the AVX2 kernel where the CPU has it (the same integers).
+fn sigmoids(v: &mut [i64]) {
+    #[cfg(target_arch = "x86_64")]
+    let v = avx2::sigmoids(v);
+    v.iter_mut().for_each(|y| *y = sigmoid_q16(*y));
 }
 
 #[cfg(test)]
@@ -792,6 +804,23 @@ mod tests {
     /// Seeded random i16 values in `-lim..=lim`.
     pub(super) fn i16s(rng: &mut crate::tiny::SplitMix64, n: usize, lim: i16) -> Vec<i16> {
         (0..n).map(|_| (rng.next_u64() % (2 * lim as u64 + 1)) as i16 - lim).collect()
+    }
+
+    /// [`sigmoids`] (four lanes at a time with AVX2) equals [`sigmoid_q16`] on every argument
+    /// inside the saturation and on random ones beyond it, in slices that leave each remainder.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn sigmoids_equal_sigmoid_q16_on_the_whole_domain() {
+        use crate::numerics::SIGMOID_SAT_Q16;
+        let mut rng = crate::tiny::SplitMix64(9);
+        let far = (0..4096).map(|_| (rng.next_u64() as i64) >> (rng.next_u64() % 40 + 20));
+        let ys: Vec<i64> = (-SIGMOID_SAT_Q16 - 64..=SIGMOID_SAT_Q16 + 64).chain(far).collect();
+        let want: Vec<i64> = ys.iter().map(|&y| sigmoid_q16(y)).collect();
+        for cut in [0, 1, 2, 3] {
+            let mut got = ys[cut..].to_vec();
+            sigmoids(&mut got);
+            assert_same(&format!("sigmoids from {cut}"), &got, &want[cut..]);
+        }
     }
 
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]

@@ -538,3 +538,75 @@ pub unsafe fn dots8x4_bytes<const MIN: bool, const SIGNED: bool>(
         }
     }
 }
+
+/// `sigmoid_q16` four lanes at a time over `v`'s leading multiple of four, in place (each lane
+/// the same integers: the same clamp, roundings, table reads and floor division); returns
+/// what is left (all of `v` without AVX2).
+pub fn sigmoids(v: &mut [i64]) -> &mut [i64] {
+    if !present() {
+        return v;
+    }
+    let (fours, rest) = v.as_chunks_mut::<4>();
+    let t = crate::numerics::exp2_table();
+    for y in fours {
+        // SAFETY: AVX2 is present.
+        *y = unsafe { sigmoid4(*y, t) };
+    }
+    rest
+}
+
+/// `rshr(x, s)` per lane for `0 <= x < 2^63` and `1 <= s <= 63` (and for s = 0 where x is
+/// even): the quotient, plus one when the remainder plus the quotient's lowest bit passes half.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn rshr_pos(x: __m256i, s: __m256i) -> __m256i {
+    let one = _mm256_set1_epi64x(1);
+    let q = _mm256_srlv_epi64(x, s);
+    let r = _mm256_and_si256(x, _mm256_sub_epi64(_mm256_sllv_epi64(one, s), one));
+    let half = _mm256_sllv_epi64(one, _mm256_sub_epi64(s, one));
+    let up = _mm256_cmpgt_epi64(_mm256_add_epi64(r, _mm256_and_si256(q, one)), half);
+    _mm256_sub_epi64(q, up)
+}
+
+/// Four `sigmoid_q16` (`t`: the exp2 table). The bounds that let 32-bit multiplies serve:
+/// |y| ≤ 2^23 after the clamp, log2e < 2^31, the table's steps below 2^21 times r < 2^10, the
+/// quotient ≤ 2^30 and the divisor 2^30 + t ≤ 2^31.
+#[target_feature(enable = "avx2")]
+unsafe fn sigmoid4(y: [i64; 4], t: &[i64; crate::numerics::EXP2_TABLE_LEN]) -> [i64; 4] {
+    use crate::numerics::{LOG2E_Q30, SIGMOID_SAT_Q16};
+    let set = _mm256_set1_epi64x;
+    let y = _mm256_loadu_si256(y.as_ptr() as *const __m256i);
+    let (sat, nsat) = (set(SIGMOID_SAT_Q16), set(-SIGMOID_SAT_Q16));
+    let ys = _mm256_blendv_epi8(y, sat, _mm256_cmpgt_epi64(y, sat));
+    let ys = _mm256_blendv_epi8(ys, nsat, _mm256_cmpgt_epi64(nsat, ys));
+    // |ys| < 2^31 sits in each lane's low half, which is all vpmuludq reads.
+    let z = rshr_pos(_mm256_mul_epu32(_mm256_abs_epi32(ys), set(LOG2E_Q30)), set(26));
+    // exp2_q20(−z): the integer part's magnitude sh = ceil(z / 2^20), the fraction (−z) mod 2^20.
+    let frac = _mm256_and_si256(_mm256_sub_epi64(_mm256_setzero_si256(), z), set(0xF_FFFF));
+    let sh = _mm256_srli_epi64::<20>(_mm256_add_epi64(z, set(0xF_FFFF)));
+    let (k, r) = (_mm256_srli_epi64::<10>(frac), _mm256_and_si256(frac, set(1023)));
+    let t0 = _mm256_i64gather_epi64::<8>(t.as_ptr(), k);
+    let t1 = _mm256_i64gather_epi64::<8>(t.as_ptr().add(1), k);
+    let v = _mm256_add_epi64(t0, rshr_pos(_mm256_mul_epu32(_mm256_sub_epi64(t1, t0), r), set(10)));
+    // sh = 0 only where z = 0: then v = T[0] = 2^30, even, which rshr_pos by 0 keeps; 0
+    // beyond 62.
+    let tv = _mm256_andnot_si256(_mm256_cmpgt_epi64(sh, set(62)), rshr_pos(v, sh));
+    // floor(n / (2^30 + t)), n = 2^60 (y ≥ 0) or t·2^30: in f64 (exact operands), then the
+    // integer remainder corrects the quotient by one either way, as floor_div.
+    let low = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(tv, _mm256_setr_epi32(0, 2, 4, 6, 0, 0, 0, 0)));
+    let tf = _mm256_cvtepi32_pd(low);
+    let q30 = _mm256_set1_pd((1u64 << 30) as f64);
+    let neg = _mm256_cmpgt_epi64(_mm256_setzero_si256(), ys);
+    let nf = _mm256_blendv_pd(_mm256_set1_pd((1u64 << 60) as f64), _mm256_mul_pd(tf, q30), _mm256_castsi256_pd(neg));
+    let qf = _mm256_floor_pd(_mm256_div_pd(nf, _mm256_add_pd(tf, q30)));
+    let q = _mm256_cvtepi32_epi64(_mm256_cvttpd_epi32(qf));
+    let den = _mm256_add_epi64(tv, set(1 << 30));
+    let n = _mm256_blendv_epi8(set(1 << 60), _mm256_slli_epi64::<30>(tv), neg);
+    let rem = _mm256_sub_epi64(n, _mm256_mul_epu32(q, den));
+    // q − 1 where the remainder is negative, q + 1 where it reaches the divisor.
+    let q = _mm256_add_epi64(q, _mm256_cmpgt_epi64(_mm256_setzero_si256(), rem));
+    let q = _mm256_sub_epi64(q, _mm256_cmpgt_epi64(rem, _mm256_sub_epi64(den, set(1))));
+    let mut out = [0i64; 4];
+    _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, q);
+    out
+}
