@@ -67,13 +67,15 @@ impl Widened {
         let bytes = byte_offset(ty);
         let slots = if bytes.is_some() { n_rows.next_multiple_of(8) * nb } else { n_rows * nb };
         let (wn, un) = if bytes.is_some() { (0, 32 * slots) } else { (32 * slots, 0) };
-        // The padding rows' zeros too: resize keeps what a larger fill left.
-        self.w.clear();
-        self.u.clear();
+        // Every value of `w` is written below; the byte form's padding rows are zeros, which
+        // `resize` alone would leave holding what a larger fill wrote.
         self.w.resize(wn, 0);
+        for v in [&mut self.a, &mut self.b] {
+            v.clear();
+            v.resize(slots, 0.0);
+        }
+        self.u.clear();
         self.u.resize(un, 0);
-        self.a.resize(slots, 0.0);
-        self.b.resize(slots, 0.0);
         let (mut a, mut b, mut vals) = ([0.0; 8], [0.0; 8], [0u8; 256]);
         for (i, blk) in rows.chunks_exact(bb).enumerate() {
             let (row, first) = (i / per_row, i % per_row * subs);
