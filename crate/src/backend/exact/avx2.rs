@@ -64,7 +64,7 @@ fn transpose_sum(d: [__m256i; 4]) -> __m128i {
 /// Lane r of the result: the sum of the sixteen i16 lanes of `v[r]` (`vpmaddubsw` products of
 /// weight bytes below 32 by x in [−127, 127]). Two `vphaddw` add them in i16 up to eight
 /// products (at most 8·31·127 = 31 496 < 2^15, so nothing wraps), and one `vpmaddwd` by ones
-/// widens: one multiply per four x rows instead of four.
+/// widens: one multiply for the four vectors instead of four.
 #[target_feature(enable = "avx2")]
 #[inline]
 fn transpose_sum16(v: [__m256i; 4]) -> __m128i {
@@ -210,6 +210,7 @@ fn q8_0(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
         // |w| times x with w's sign: the same products, the first operand unsigned.
         maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(load_x(x), w))
     };
+    // Signed pairs reach 2·128·127: `dot` widens them itself (SMALL false).
     rows4::<34, false, false>(w, nb, x, 0, out, dot, |b| leading_d(b))
 }
 
@@ -547,12 +548,18 @@ pub fn sigmoids(v: &mut [i64]) -> &mut [i64] {
         return v;
     }
     let (fours, rest) = v.as_chunks_mut::<4>();
-    let t = crate::numerics::exp2_table();
+    // SAFETY: AVX2 is present.
+    unsafe { sigmoid_fours(fours, crate::numerics::exp2_table()) };
+    rest
+}
+
+/// [`sigmoid4`] over `fours`, in one AVX2 function so that it inlines.
+#[target_feature(enable = "avx2")]
+fn sigmoid_fours(fours: &mut [[i64; 4]], t: &[i64; crate::numerics::EXP2_TABLE_LEN]) {
     for y in fours {
-        // SAFETY: AVX2 is present.
+        // SAFETY: the caller's AVX2; sigmoid4 reads the table at indices up to 1024.
         *y = unsafe { sigmoid4(*y, t) };
     }
-    rest
 }
 
 /// `rshr(x, s)` per lane for `0 <= x < 2^63` and `1 <= s <= 63` (and for s = 0 where x is
@@ -572,6 +579,7 @@ fn rshr_pos(x: __m256i, s: __m256i) -> __m256i {
 /// |y| ≤ 2^23 after the clamp, log2e < 2^31, the table's steps below 2^21 times r < 2^10, the
 /// quotient ≤ 2^30 and the divisor 2^30 + t ≤ 2^31.
 #[target_feature(enable = "avx2")]
+#[inline]
 unsafe fn sigmoid4(y: [i64; 4], t: &[i64; crate::numerics::EXP2_TABLE_LEN]) -> [i64; 4] {
     use crate::numerics::{LOG2E_Q30, SIGMOID_SAT_Q16};
     let set = _mm256_set1_epi64x;

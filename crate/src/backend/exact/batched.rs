@@ -67,8 +67,9 @@ impl Widened {
         let bytes = byte_offset(ty);
         let slots = if bytes.is_some() { n_rows.next_multiple_of(8) * nb } else { n_rows * nb };
         let (wn, un) = if bytes.is_some() { (0, 32 * slots) } else { (32 * slots, 0) };
-        // Every value of `w` is written below; the byte form's padding rows are zeros, which
-        // `resize` alone would leave holding what a larger fill wrote.
+        // Every value of `w` is written below. The byte form's padding rows give lanes that are
+        // dropped; zeroing them (`resize` alone would keep what a larger fill wrote) keeps
+        // their terms exactly ROUND, as the padding of the row kernels.
         self.w.resize(wn, 0);
         for v in [&mut self.a, &mut self.b] {
             v.clear();
@@ -113,8 +114,8 @@ impl Widened {
     }
 
     /// The index of block `j` of `row` (rows of `nb` blocks) in `a` and `b`: row after row in the
-    /// i16 form; in the byte form, per eight rows and block, the eight rows' factors together
-    /// (and its values at 32 times that, less the row's place in its eight).
+    /// i16 form; in the byte form, per eight rows and block, the eight rows' factors together.
+    /// The byte form's values of that eight and block start at `32 · (slot − row % 8)`.
     fn slot(bytes: bool, nb: usize, row: usize, j: usize) -> usize {
         if bytes {
             (row / 8 * nb + j) * 8 + row % 8
@@ -546,7 +547,8 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                     dots4x2::<false>(w, a, b, xv)
                 }
             };
-            // As above, two rows at a time (an odd last row paired with itself).
+            // Groups outermost here too; weight rows two at a time (an odd last row paired with
+            // itself).
             for g in 0..n.div_ceil(4) {
                 for (pi, oj) in out.chunks_mut(2 * n).enumerate() {
                     let j0 = 2 * pi;
