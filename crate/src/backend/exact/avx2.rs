@@ -194,6 +194,14 @@ fn maddubs(w: __m256i, x: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1))
 }
 
+/// Signed int8 weights `w` times `x`: |w| by x with w's sign, the same products with the first
+/// operand unsigned, as [`maddubs`] (eight i32 lanes).
+#[target_feature(enable = "avx2")]
+#[inline]
+fn signed_maddubs(w: __m256i, x: __m256i) -> __m256i {
+    maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w))
+}
+
 /// The 32 int8 of `x`.
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -207,8 +215,7 @@ fn q8_0(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 34], x: &[i8; 32]| {
         // SAFETY: the 32 bytes after the block's f16 scale.
         let w = unsafe { _mm256_loadu_si256(b.as_ptr().add(2) as *const __m256i) };
-        // |w| times x with w's sign: the same products, the first operand unsigned.
-        maddubs(_mm256_abs_epi8(w), _mm256_sign_epi8(load_x(x), w))
+        signed_maddubs(w, load_x(x))
     };
     // Signed pairs reach 2·128·127: `dot` widens them itself (SMALL false).
     rows4::<34, false, false>(w, nb, x, 0, out, dot, |b| leading_d(b))
@@ -506,8 +513,7 @@ pub unsafe fn dots8x4_bytes<const MIN: bool, const SIGNED: bool>(
                 for (k, pk) in p.iter_mut().enumerate() {
                     let xv = _mm256_set1_epi32((xp.add(32 * k + 4 * t) as *const i32).read_unaligned());
                     *pk = if SIGNED {
-                        let v = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(xv, w));
-                        _mm256_add_epi32(*pk, _mm256_madd_epi16(v, ones))
+                        _mm256_add_epi32(*pk, signed_maddubs(w, xv))
                     } else {
                         _mm256_add_epi16(*pk, _mm256_maddubs_epi16(w, xv))
                     };
