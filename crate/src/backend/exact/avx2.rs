@@ -20,6 +20,13 @@ pub fn present() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c")
 }
 
+/// Whether this CPU also has AVX-512 VNNI on 256-bit vectors (`vpdpbusd`), for
+/// [`dots8x4_vnni`].
+#[inline(always)]
+pub fn vnni() -> bool {
+    present() && std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl")
+}
+
 /// Weight rows of type `ty` (`w`: the first of them to the end of the matrix, rows of
 /// `row_bytes`) times one quantized x row: `out[r]` gets row r's sum, the one `row_dot` makes.
 /// `false` without AVX2 and F16C, for other types, or when the lengths do not match.
@@ -498,20 +505,20 @@ pub unsafe fn dots8x4_bytes<const MIN: bool, const SIGNED: bool>(
     u: &[u8],
     a: &[f64],
     b: &[f64],
-    (xq, xc, xf, xm): (&[i8], &[i32], &[f64], &[f64]),
+    x: (&[i8], &[i32], &[f64], &[f64]),
     acc: &mut [[i64; 8]; 4],
 ) {
-    let (ones, round) = (_mm256_set1_epi16(1), _mm256_set1_pd(ROUND));
+    let ones = _mm256_set1_epi16(1);
     let mut sum = [[_mm256_setzero_si256(); 2]; 4];
     for j in 0..a.len() / 8 {
-        let (wp, xp) = (u.as_ptr().add(256 * j) as *const __m256i, xq.as_ptr().add(128 * j));
+        let (wp, xp) = (u.as_ptr().add(256 * j) as *const __m256i, x.0.as_ptr().add(128 * j));
         let mut d = [_mm256_setzero_si256(); 4];
         for h in 0..2 {
             let mut p = [_mm256_setzero_si256(); 4];
             for t in 4 * h..4 * h + 4 {
                 let w = _mm256_loadu_si256(wp.add(t));
                 for (k, pk) in p.iter_mut().enumerate() {
-                    let xv = _mm256_set1_epi32((xp.add(32 * k + 4 * t) as *const i32).read_unaligned());
+                    let xv = broadcast4(xp.add(32 * k + 4 * t));
                     *pk = if SIGNED {
                         _mm256_add_epi32(*pk, signed_maddubs(w, xv))
                     } else {
@@ -523,22 +530,82 @@ pub unsafe fn dots8x4_bytes<const MIN: bool, const SIGNED: bool>(
                 *dk = _mm256_add_epi32(*dk, if SIGNED { pk } else { _mm256_madd_epi16(pk, ones) });
             }
         }
-        let wa = [_mm256_loadu_pd(a.as_ptr().add(8 * j)), _mm256_loadu_pd(a.as_ptr().add(8 * j + 4))];
-        let wb = [_mm256_loadu_pd(b.as_ptr().add(8 * j)), _mm256_loadu_pd(b.as_ptr().add(8 * j + 4))];
-        for (k, dk) in d.into_iter().enumerate() {
-            let dk = _mm256_sub_epi32(dk, _mm256_set1_epi32(*xc.get_unchecked(4 * j + k)));
-            let dots = [_mm256_castsi256_si128(dk), _mm256_extracti128_si256::<1>(dk)].map(|v| _mm256_cvtepi32_pd(v));
-            let (f, m) = (_mm256_set1_pd(*xf.get_unchecked(4 * j + k)), _mm256_set1_pd(*xm.get_unchecked(4 * j + k)));
-            for h in 0..2 {
-                let v = _mm256_mul_pd(_mm256_mul_pd(dots[h], wa[h]), f);
+        block_terms8x4::<MIN>(&mut sum, d, a, b, x, j);
+    }
+    store8x4(sum, acc);
+}
+
+/// [`dots8x4_bytes`] with `vpdpbusd` (AVX-512 VNNI on 256-bit vectors): each step's four
+/// products per lane go straight into i32 lanes (no i16 stage, nothing near saturation), one
+/// instruction where AVX2 takes two or three. The same integer dots, so the same terms.
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+pub unsafe fn dots8x4_vnni<const MIN: bool, const SIGNED: bool>(
+    u: &[u8],
+    a: &[f64],
+    b: &[f64],
+    x: (&[i8], &[i32], &[f64], &[f64]),
+    acc: &mut [[i64; 8]; 4],
+) {
+    let mut sum = [[_mm256_setzero_si256(); 2]; 4];
+    for j in 0..a.len() / 8 {
+        let (wp, xp) = (u.as_ptr().add(256 * j) as *const __m256i, x.0.as_ptr().add(128 * j));
+        let mut d = [_mm256_setzero_si256(); 4];
+        for t in 0..8 {
+            let w = _mm256_loadu_si256(wp.add(t));
+            // Q8_0: |w| by x with w's sign, as `signed_maddubs`.
+            let wu = if SIGNED { _mm256_abs_epi8(w) } else { w };
+            for (k, dk) in d.iter_mut().enumerate() {
+                let xv = broadcast4(xp.add(32 * k + 4 * t));
+                *dk = _mm256_dpbusd_epi32(*dk, wu, if SIGNED { _mm256_sign_epi8(xv, w) } else { xv });
+            }
+        }
+        block_terms8x4::<MIN>(&mut sum, d, a, b, x, j);
+    }
+    store8x4(sum, acc);
+}
+
+/// The four bytes at `p` in every 32-bit lane.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn broadcast4(p: *const i8) -> __m256i {
+    _mm256_set1_epi32((p as *const i32).read_unaligned())
+}
+
+/// Block `j`'s terms of the byte kernels: `d[k]`, x row k's dots with the eight weight rows,
+/// less `c · Σx`, times `a` and the x factor, and with `MIN` `b` times the x min factor, each
+/// rounded onto the grid and added to `sum[k]` (rows 0..4, 4..8).
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn block_terms8x4<const MIN: bool>(
+    sum: &mut [[__m256i; 2]; 4],
+    d: [__m256i; 4],
+    a: &[f64],
+    b: &[f64],
+    (_, xc, xf, xm): (&[i8], &[i32], &[f64], &[f64]),
+    j: usize,
+) {
+    let round = _mm256_set1_pd(ROUND);
+    let wa = [_mm256_loadu_pd(a.as_ptr().add(8 * j)), _mm256_loadu_pd(a.as_ptr().add(8 * j + 4))];
+    let wb = [_mm256_loadu_pd(b.as_ptr().add(8 * j)), _mm256_loadu_pd(b.as_ptr().add(8 * j + 4))];
+    for (k, dk) in d.into_iter().enumerate() {
+        let dk = _mm256_sub_epi32(dk, _mm256_set1_epi32(*xc.get_unchecked(4 * j + k)));
+        let dots = [_mm256_castsi256_si128(dk), _mm256_extracti128_si256::<1>(dk)].map(|v| _mm256_cvtepi32_pd(v));
+        let (f, m) = (_mm256_set1_pd(*xf.get_unchecked(4 * j + k)), _mm256_set1_pd(*xm.get_unchecked(4 * j + k)));
+        for h in 0..2 {
+            let v = _mm256_mul_pd(_mm256_mul_pd(dots[h], wa[h]), f);
+            sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(_mm256_add_pd(v, round)));
+            if MIN {
+                let v = _mm256_mul_pd(wb[h], m);
                 sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(_mm256_add_pd(v, round)));
-                if MIN {
-                    let v = _mm256_mul_pd(wb[h], m);
-                    sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(_mm256_add_pd(v, round)));
-                }
             }
         }
     }
+}
+
+/// The byte kernels' sums into `acc[x row][weight row]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store8x4(sum: [[__m256i; 2]; 4], acc: &mut [[i64; 8]; 4]) {
     for (o, s) in acc.iter_mut().zip(sum) {
         for (h, sh) in s.into_iter().enumerate() {
             _mm256_storeu_si256(o.as_mut_ptr().add(4 * h) as *mut __m256i, sh);

@@ -273,7 +273,7 @@ fn dots4x2<const MIN: bool>(
 /// Eight weight rows of the byte form (`u`, `a`, `b`: one eight of [`Widened`]; values `q + c`,
 /// [`byte_offset`]) times one group of four x rows ([`XGroups::group_bytes`]), as
 /// `[x row][weight row]`; `signed` for Q8_0. AVX2 only: [`byte_offset`] chooses the form only
-/// where AVX2 is present.
+/// where AVX2 is present. With AVX-512 VNNI, [`avx2::dots8x4_vnni`].
 #[cfg(target_arch = "x86_64")]
 fn dots8x4_bytes<const MIN: bool>(
     signed: bool,
@@ -282,18 +282,33 @@ fn dots8x4_bytes<const MIN: bool>(
     b: &[f64],
     x: (&[i8], &[i32], &[f64], &[f64]),
 ) -> [[i64; 8]; 4] {
+    dots8x4_with::<MIN>(avx2::vnni(), signed, u, a, b, x)
+}
+
+/// [`dots8x4_bytes`] with the VNNI kernel (`vnni`, where present) or the AVX2 one.
+#[cfg(target_arch = "x86_64")]
+fn dots8x4_with<const MIN: bool>(
+    vnni: bool,
+    signed: bool,
+    u: &[u8],
+    a: &[f64],
+    b: &[f64],
+    x: (&[i8], &[i32], &[f64], &[f64]),
+) -> [[i64; 8]; 4] {
     let (xq, xc, xf, xm) = x;
     let nb = a.len() / 8;
-    assert!(avx2::present());
+    assert!(avx2::present() && (!vnni || avx2::vnni()));
     assert!(u.len() == 256 * nb && a.len() == 8 * nb && b.len() == 8 * nb);
     assert!(xq.len() == 128 * nb && xc.len() == 4 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
     let mut acc = [[0i64; 8]; 4];
-    // SAFETY: AVX2 is present; the lengths checked above keep every load in bounds.
+    // SAFETY: AVX2 (and for the VNNI kernel, AVX-512 VNNI and VL) is present; the lengths
+    // checked above keep every load in bounds.
     unsafe {
-        if signed {
-            avx2::dots8x4_bytes::<MIN, true>(u, a, b, x, &mut acc)
-        } else {
-            avx2::dots8x4_bytes::<MIN, false>(u, a, b, x, &mut acc)
+        match (vnni, signed) {
+            (true, true) => avx2::dots8x4_vnni::<MIN, true>(u, a, b, x, &mut acc),
+            (true, false) => avx2::dots8x4_vnni::<MIN, false>(u, a, b, x, &mut acc),
+            (false, true) => avx2::dots8x4_bytes::<MIN, true>(u, a, b, x, &mut acc),
+            (false, false) => avx2::dots8x4_bytes::<MIN, false>(u, a, b, x, &mut acc),
         }
     };
     acc.map(|r| r.map(|v| less_rounds(v, nb, MIN)))
@@ -923,6 +938,11 @@ mod tests {
         if !avx2::present() {
             return;
         }
+        // Both kernels where the CPU has AVX-512 VNNI; said when it has not.
+        let kernels: &[bool] = if avx2::vnni() { &[false, true] } else { &[false] };
+        if !avx2::vnni() {
+            eprintln!("no AVX-512 VNNI on this CPU: dots8x4_vnni is not run here, only the AVX2 kernel");
+        }
         let mut rng = crate::tiny::SplitMix64(7);
         let nb = 13;
         // (offset c, the values' range: q in lo..=hi, signed for Q8_0)
@@ -982,9 +1002,12 @@ mod tests {
                 };
                 let (a8, b8) = (eights(&a), eights(&b));
                 let x = (&xq[..], &xc[..], &xf[..], &xm[..]);
-                let what = format!("c={c} q in {lo}..={hi} case {case}");
-                assert_eq!(dots8x4_bytes::<true>(signed, &u, &a8, &b8, x), want(true), "{what}, with min terms");
-                assert_eq!(dots8x4_bytes::<false>(signed, &u, &a8, &b8, x), want(false), "{what}, without");
+                for &vnni in kernels {
+                    let what = format!("c={c} q in {lo}..={hi} case {case}, vnni {vnni}");
+                    let (with, without) = (want(true), want(false));
+                    assert_eq!(dots8x4_with::<true>(vnni, signed, &u, &a8, &b8, x), with, "{what}, with min terms");
+                    assert_eq!(dots8x4_with::<false>(vnni, signed, &u, &a8, &b8, x), without, "{what}, without");
+                }
             }
         }
     }
