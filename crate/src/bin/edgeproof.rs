@@ -223,6 +223,15 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Each matmul's sums and outputs are megabytes, made and freed per call: glibc would map
+    // them fresh each time (mmap above its threshold, trimmed back on free), and the kernel
+    // zeroes every page on its first touch, a tenth of a prefill's time. Keep them in the heap.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes thresholds; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
     let cli = Cli::parse();
     // Run inside the thread pool: each parallel matmul then starts on this thread, a worker,
     // instead of handing the work to the pool and sleeping until it is done (two context
