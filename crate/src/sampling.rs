@@ -115,9 +115,30 @@ pub fn sample(logits: &[f32], p: &SamplingParams, step: u64) -> Result<u32> {
     if logits.iter().any(|x| !x.is_finite()) {
         return Err(nan());
     }
-    let q16: Vec<i64> = logits.iter().map(|&x| (x as f64 * 65536.0).round_ties_even() as i64).collect();
-    // Candidates by logit, descending, ties to the lower id.
-    let mut idx: Vec<u32> = (0..q16.len() as u32).collect();
+    let q16 = logits_q16(logits);
+    let top = q16.iter().copied().max().ok_or_else(nan)?;
+    // Weights exp((l - l_max) / T) in Q24: z in Q16 (division truncates toward zero),
+    // times log2(e) to Q20, through the exp2 table.
+    let t = p.temperature_q16 as i64;
+    let weight = |q: i64| {
+        let z = ((q - top) << 16) / t;
+        let z = z.max(-(100 << 16)); // exp(-100) is 0 at Q30 anyway; keeps the product in range
+        rshr(exp2_q20(rshr(z * LOG2E_Q30, 26)), 6) as u64
+    };
+    // Candidates by logit, descending, ties to the lower id. Weights fall with the logit, so
+    // those of weight 0 are the order's tail: leaving them out before sorting (most of a large
+    // vocabulary) changes neither the top-k prefix, the top-p prefix nor the draw. `cut`: the
+    // least logit of weight above 0 (bisection: weight(top) = 2^24).
+    let (mut lo, mut cut) = (q16.iter().copied().min().unwrap_or(top), top);
+    while lo < cut {
+        let mid = lo + (cut - lo) / 2;
+        if weight(mid) > 0 {
+            cut = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let mut idx: Vec<u32> = (0..q16.len() as u32).filter(|&i| q16[i as usize] >= cut).collect();
     let order = |a: &u32, b: &u32| q16[*b as usize].cmp(&q16[*a as usize]).then(a.cmp(b));
     let k = if p.top_k == 0 { idx.len() } else { (p.top_k as usize).min(idx.len()) };
     if k == 0 {
@@ -128,18 +149,7 @@ pub fn sample(logits: &[f32], p: &SamplingParams, step: u64) -> Result<u32> {
         idx.truncate(k);
     }
     idx.sort_unstable_by(order);
-    // Weights exp((l - l_max) / T) in Q24: z in Q16 (division truncates toward zero),
-    // times log2(e) to Q20, through the exp2 table.
-    let top = q16[idx[0] as usize];
-    let t = p.temperature_q16 as i64;
-    let weights: Vec<u64> = idx
-        .iter()
-        .map(|&i| {
-            let z = ((q16[i as usize] - top) << 16) / t;
-            let z = z.max(-(100 << 16)); // exp(-100) is 0 at Q30 anyway; keeps the product in range
-            rshr(exp2_q20(rshr(z * LOG2E_Q30, 26)), 6) as u64
-        })
-        .collect();
+    let weights: Vec<u64> = idx.iter().map(|&i| weight(q16[i as usize])).collect();
     // Top-p: the shortest prefix whose weight reaches top_p of the total (sums < 2^42).
     let total: u64 = weights.iter().sum();
     let mut kept = 0u64;
@@ -161,6 +171,17 @@ pub fn sample(logits: &[f32], p: &SamplingParams, step: u64) -> Result<u32> {
         }
     }
     Ok(idx[0])
+}
+
+/// Logits in Q16, rounded to nearest, ties to even. The AVX2 copy rounds with one instruction
+/// (`vroundpd`); baseline x86_64 calls a library function per value (a vocabulary of 262 144
+/// made this most of a sampled step's time outside the model).
+fn logits_q16(logits: &[f32]) -> Vec<i64> {
+    #[inline(always)]
+    fn body(logits: &[f32]) -> Vec<i64> {
+        logits.iter().map(|&x| (x as f64 * 65536.0).round_ties_even() as i64).collect()
+    }
+    with_avx2!(body(logits: &[f32]) -> Vec<i64>)
 }
 
 /// Stops a stream of text at the first occurrence of any stop string. Text that
@@ -219,6 +240,65 @@ mod tests {
             philox4x32([0x243f_6a88, 0x85a3_08d3, 0x1319_8a2e, 0x0370_7344], [0xa409_3822, 0x299f_31d0]),
             [0xd16c_fe09, 0x94fd_cceb, 0x5001_e420, 0x2412_6ea1]
         );
+    }
+
+    /// `sample` as it was before it left out the zero weights: every candidate sorted.
+    fn sample_all_sorted(logits: &[f32], p: &SamplingParams, step: u64) -> u32 {
+        let q16: Vec<i64> = logits.iter().map(|&x| (x as f64 * 65536.0).round_ties_even() as i64).collect();
+        let mut idx: Vec<u32> = (0..q16.len() as u32).collect();
+        idx.sort_unstable_by(|a, b| q16[*b as usize].cmp(&q16[*a as usize]).then(a.cmp(b)));
+        if p.top_k > 0 {
+            idx.truncate(p.top_k as usize);
+        }
+        let top = q16[idx[0] as usize];
+        let weights: Vec<u64> = idx
+            .iter()
+            .map(|&i| {
+                let z = (((q16[i as usize] - top) << 16) / p.temperature_q16 as i64).max(-(100 << 16));
+                rshr(exp2_q20(rshr(z * LOG2E_Q30, 26)), 6) as u64
+            })
+            .collect();
+        let total: u64 = weights.iter().sum();
+        let (mut kept, mut n) = (0u64, 0);
+        for w in &weights {
+            kept += w;
+            n += 1;
+            if kept * ONE_Q16 as u64 >= p.top_p_q16 as u64 * total {
+                break;
+            }
+        }
+        let r = ((kept as u128 * random_u64(p.seed, step) as u128) >> 64) as u64;
+        let mut cum = 0u64;
+        for (w, &i) in weights[..n].iter().zip(&idx) {
+            cum += w;
+            if cum > r {
+                return i;
+            }
+        }
+        idx[0]
+    }
+
+    /// Leaving out the candidates of weight 0 draws the same tokens as sorting them all: wide
+    /// and narrow logit spreads (most weights 0, or none), ties, top-k below and above the
+    /// candidates with a weight, top-p, low and high temperatures.
+    #[test]
+    fn zero_weights_left_out_draw_the_same_tokens() {
+        let mut rng = crate::tiny::SplitMix64(23);
+        for case in 0..64u64 {
+            let spread = [0.01f64, 1.0, 8.0, 40.0][case as usize % 4];
+            let logits: Vec<f32> = (0..1000)
+                .map(|_| ((rng.next_u64() % 2001) as f64 / 1000.0 - 1.0) * spread)
+                .map(|v| if case % 8 == 7 { v.round() as f32 } else { v as f32 })
+                .collect();
+            let temperature = [0.1f32, 0.7, 1.0, 3.0][(case / 4) as usize % 4];
+            let top_k = [0u32, 1, 5, 900][(case / 16) as usize % 4];
+            let top_p = [1.0f32, 0.9, 0.5][case as usize % 3];
+            let p = SamplingParams::new(temperature, top_k, top_p, case).expect("params");
+            for step in 0..8 {
+                let want = sample_all_sorted(&logits, &p, step);
+                assert_eq!(sample(&logits, &p, step).ok(), Some(want), "case {case} step {step}");
+            }
+        }
     }
 
     #[test]

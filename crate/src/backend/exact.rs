@@ -46,7 +46,8 @@ impl IMat {
     }
     /// The values as f32: exact for 24-bit mantissas within f32's exponent range.
     pub fn to_f32(&self) -> Vec<f32> {
-        self.to_f64().into_iter().map(|v| v as f32).collect()
+        // Each value through its exact f64, without a Vec of them (logits are 10^7 values).
+        (0..self.rows).flat_map(|i| self.row(i).iter().map(move |&m| ldexp(m as f64, self.e[i]) as f32)).collect()
     }
     /// Index of the largest value of row `i` (one exponent per row: compares mantissas); ties to the lowest.
     pub fn argmax_row(&self, i: usize) -> Option<u32> {
