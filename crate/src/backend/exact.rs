@@ -178,6 +178,7 @@ fn value_offset(ty: TensorType) -> u8 {
 
 /// One GGUF block's values (`q`: `ty.block_len()` of them) as int8, widened to i16, or as
 /// stored ([`Quant`]): one loop per type over fixed-size views, which the compiler vectorizes.
+#[inline(always)]
 fn block_values<T: Quant>(ty: TensorType, b: &[u8], q: &mut [T]) {
     let off = value_offset(ty);
     let v = |x: u8| T::of(x, off);

@@ -61,56 +61,9 @@ fn byte_offset(ty: TensorType) -> Option<u8> {
 impl Widened {
     /// Decode weight rows of `row_bytes` (whole GGUF blocks) into `self`, replacing its contents.
     pub(super) fn fill(&mut self, ty: TensorType, rows: &[u8], row_bytes: usize) {
-        let (bl, bb) = (ty.block_len(), ty.block_bytes());
-        let (subs, per_row) = (bl / 32, row_bytes / bb);
-        let (n_rows, nb) = (rows.len() / row_bytes, per_row * subs);
-        let bytes = byte_offset(ty);
-        let slots = if bytes.is_some() { n_rows.next_multiple_of(8) * nb } else { n_rows * nb };
-        let (wn, un) = if bytes.is_some() { (0, 32 * slots) } else { (32 * slots, 0) };
-        // Every value of `w` is written below. The byte form's padding rows give lanes that are
-        // dropped; zeroing them (`resize` alone would keep what a larger fill wrote) keeps
-        // their terms exactly ROUND, as the padding of the row kernels.
-        self.w.resize(wn, 0);
-        for v in [&mut self.a, &mut self.b] {
-            v.clear();
-            v.resize(slots, 0.0);
-        }
-        self.u.clear();
-        self.u.resize(un, 0);
-        let (mut a, mut b, mut vals) = ([0.0; 8], [0.0; 8], [0u8; 256]);
-        for (i, blk) in rows.chunks_exact(bb).enumerate() {
-            let (row, first) = (i / per_row, i % per_row * subs);
-            let ok = block_factors(ty, blk, &mut a[..subs], &mut b[..subs]);
-            if ty == TensorType::Q6K {
-                let (d, e) = f16_at(blk, 208);
-                a[..subs].fill(ldexp(d as f64, e));
-            }
-            for s in 0..subs {
-                let at = Self::slot(bytes.is_some(), nb, row, first + s);
-                (self.a[at], self.b[at]) = (a[s], b[s]);
-            }
-            let w = i * bl..(i + 1) * bl;
-            match bytes {
-                Some(_) => {
-                    block_values(ty, blk, &mut vals[..bl]);
-                    for (s, v) in vals[..bl].chunks_exact(32).enumerate() {
-                        // Four values of this row per 32-byte step of its eight.
-                        let base = 32 * (Self::slot(true, nb, row, first + s) - row % 8) + 4 * (row % 8);
-                        for (t, four) in v.chunks_exact(4).enumerate() {
-                            self.u[base + 32 * t..base + 32 * t + 4].copy_from_slice(four);
-                        }
-                    }
-                }
-                None if ok => block_values(ty, blk, &mut self.w[w.clone()]),
-                None => self.w[w.clone()].fill(0),
-            }
-            if ty == TensorType::Q6K {
-                // Element k of sub-block j has scale byte 2·j + k / 16 (see block_scales).
-                for (ws, &s) in self.w[w].chunks_exact_mut(16).zip(&blk[192..208]) {
-                    ws.iter_mut().for_each(|wv| *wv *= s as i8 as i16);
-                }
-            }
-        }
+        // Compiled for AVX2 too, where the decoding loops (inlined) vectorize wider.
+        let this = self;
+        with_avx2!(fill_body(this: &mut Widened, ty: TensorType, rows: &[u8], row_bytes: usize))
     }
 
     /// The index of block `j` of `row` (rows of `nb` blocks) in `a` and `b`: row after row in the
@@ -121,6 +74,61 @@ impl Widened {
             (row / 8 * nb + j) * 8 + row % 8
         } else {
             row * nb + j
+        }
+    }
+}
+
+/// [`Widened::fill`]'s body.
+#[inline(always)]
+fn fill_body(this: &mut Widened, ty: TensorType, rows: &[u8], row_bytes: usize) {
+    let (bl, bb) = (ty.block_len(), ty.block_bytes());
+    let (subs, per_row) = (bl / 32, row_bytes / bb);
+    let (n_rows, nb) = (rows.len() / row_bytes, per_row * subs);
+    let bytes = byte_offset(ty);
+    let slots = if bytes.is_some() { n_rows.next_multiple_of(8) * nb } else { n_rows * nb };
+    let (wn, un) = if bytes.is_some() { (0, 32 * slots) } else { (32 * slots, 0) };
+    // Every value of `w` is written below. The byte form's padding rows give lanes that are
+    // dropped; zeroing them (`resize` alone would keep what a larger fill wrote) keeps
+    // their terms exactly ROUND, as the padding of the row kernels.
+    this.w.resize(wn, 0);
+    for v in [&mut this.a, &mut this.b] {
+        v.clear();
+        v.resize(slots, 0.0);
+    }
+    this.u.clear();
+    this.u.resize(un, 0);
+    let (mut a, mut b, mut vals) = ([0.0; 8], [0.0; 8], [0u8; 256]);
+    for (i, blk) in rows.chunks_exact(bb).enumerate() {
+        let (row, first) = (i / per_row, i % per_row * subs);
+        let ok = block_factors(ty, blk, &mut a[..subs], &mut b[..subs]);
+        if ty == TensorType::Q6K {
+            let (d, e) = f16_at(blk, 208);
+            a[..subs].fill(ldexp(d as f64, e));
+        }
+        for s in 0..subs {
+            let at = Widened::slot(bytes.is_some(), nb, row, first + s);
+            (this.a[at], this.b[at]) = (a[s], b[s]);
+        }
+        let w = i * bl..(i + 1) * bl;
+        match bytes {
+            Some(_) => {
+                block_values(ty, blk, &mut vals[..bl]);
+                for (s, v) in vals[..bl].chunks_exact(32).enumerate() {
+                    // Four values of this row per 32-byte step of its eight.
+                    let base = 32 * (Widened::slot(true, nb, row, first + s) - row % 8) + 4 * (row % 8);
+                    for (t, four) in v.chunks_exact(4).enumerate() {
+                        this.u[base + 32 * t..base + 32 * t + 4].copy_from_slice(four);
+                    }
+                }
+            }
+            None if ok => block_values(ty, blk, &mut this.w[w.clone()]),
+            None => this.w[w.clone()].fill(0),
+        }
+        if ty == TensorType::Q6K {
+            // Element k of sub-block j has scale byte 2·j + k / 16 (see block_scales).
+            for (ws, &s) in this.w[w].chunks_exact_mut(16).zip(&blk[192..208]) {
+                ws.iter_mut().for_each(|wv| *wv *= s as i8 as i16);
+            }
         }
     }
 }
