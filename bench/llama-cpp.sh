@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build llama.cpp's llama-bench from a registry package: the llama-cpp-python 0.3.36 sdist
 # from PyPI carries llama.cpp's tree in vendor/llama.cpp; cmake comes as a PyPI wheel.
-# AVX-512 and AMX are off (llama.cpp's AMX kernels fault in some VMs). Cached in
+# Built for this CPU (GGML_NATIVE: -march=native, so AVX-512 and VNNI where the CPU has them;
+# GGML_AVX512=OFF only matters without GGML_NATIVE); AMX off (llama.cpp's AMX kernels fault
+# in some VMs). Cached in
 # $EDGEPROOF_CACHE/llama-cpp; prints the path of llama-bench.
 set -euo pipefail
 cache="${EDGEPROOF_CACHE:-$HOME/.cache/edgeproof}/llama-cpp"

@@ -27,7 +27,8 @@ node bench/native.mjs --edgeproof target/release/edgeproof --llama-bench "$llama
   echo
   echo "**Machine:** $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; $(chromium --version 2>/dev/null);"
   echo "edgeproof $(git rev-parse --short HEAD); wllama $(node -p "require('./bench/node_modules/@wllama/wllama/package.json').version");"
-  echo "llama.cpp from llama-cpp-python 0.3.36 (AVX-512 and AMX off). Medians; ratios measured in the same run."
+  echo "llama.cpp from llama-cpp-python 0.3.36, built for this CPU (-march=native; AMX off)$(grep -qw avx512_vnni /proc/cpuinfo && echo ', so with AVX-512 VNNI')."
+  echo "Medians; ratios measured in the same run."
   echo
   echo "In Chromium (prompt of about 128 tokens, then 128 greedy tokens; wllama ignores end-of-generation):"
   echo
