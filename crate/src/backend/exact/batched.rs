@@ -38,8 +38,9 @@ pub(super) struct Widened {
 
 /// The byte form of type `ty`'s values for the AVX2 batched kernel: `Some(c)` where each value
 /// q is kept as its stored bits, the unsigned byte `q + c` (c: [`super::value_offset`]; Q8_0: its int8
-/// as they are, c = 0); `None` where the i16 form serves (Q6_K, whose values carry their
-/// 16-element scales; CPUs without AVX2).
+/// as they are, c = 0, or with AVX-512 VNNI `q + 128`, whose four-product sums `vpdpbusd` takes
+/// whole); `None` where the i16 form serves (Q6_K, whose values carry their 16-element scales;
+/// CPUs without AVX2).
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 fn byte_offset(ty: TensorType) -> Option<u8> {
     #[cfg(target_arch = "x86_64")]
@@ -49,9 +50,10 @@ fn byte_offset(ty: TensorType) -> Option<u8> {
             | TensorType::Q4_1
             | TensorType::Q5_0
             | TensorType::Q5_1
-            | TensorType::Q8_0
             | TensorType::Q4K
             | TensorType::Q5K => Some(super::value_offset(ty)),
+            TensorType::Q8_0 if avx2::vnni() => Some(128),
+            TensorType::Q8_0 => Some(0),
             _ => None,
         };
     }
@@ -111,8 +113,12 @@ fn fill_body(this: &mut Widened, ty: TensorType, rows: &[u8], row_bytes: usize) 
         }
         let w = i * bl..(i + 1) * bl;
         match bytes {
-            Some(_) => {
+            Some(c) => {
                 block_values(ty, blk, &mut vals[..bl]);
+                if ty == TensorType::Q8_0 && c == 128 {
+                    // int8 q to the byte q + 128.
+                    vals[..bl].iter_mut().for_each(|v| *v ^= 0x80);
+                }
                 for (s, v) in vals[..bl].chunks_exact(32).enumerate() {
                     // Four values of this row per 32-byte step of its eight.
                     let base = 32 * (Widened::slot(true, nb, row, first + s) - row % 8) + 4 * (row % 8);
@@ -539,7 +545,7 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
             if bytes.is_some() {
                 // Groups outermost: a group's x values stay in cache across the chunk's rows,
                 // taken eight at a time (the eights' padding rows are left out).
-                let (signed, eights) = (ty == TensorType::Q8_0, rows.div_ceil(8));
+                let (signed, eights) = (bytes == Some(0) && ty == TensorType::Q8_0, rows.div_ceil(8));
                 for g in 0..n.div_ceil(4) {
                     let xv = xg.group_bytes(g);
                     for e in 0..eights {
@@ -937,8 +943,8 @@ mod tests {
         assert_eq!(dots4x2::<false>([&w0, &w1], [&a0, &a1], [&b0, &b1], x), want(false), "without");
     }
 
-    /// The byte kernel against the portable i16 one on the same values, for each offset the
-    /// byte form uses and Q8_0's signed bytes, at the extremes (every x at ±127, every weight
+    /// The byte kernels against the portable i16 one on the same values, for each offset the
+    /// byte form uses and Q8_0's signed bytes (AVX2) or bytes q + 128 (VNNI), at the extremes (every x at ±127, every weight
     /// at its largest or smallest) and at random.
     #[cfg(target_arch = "x86_64")]
     #[test]
@@ -960,6 +966,7 @@ mod tests {
             (8, -8, 7, false),
             (16, -16, 15, false),
             (0, -128, 127, true),
+            (128, -128, 127, false),
         ] {
             // Cases: at random; the largest weight by every x at 127, then at −127 (the largest
             // sums of one sign, which the i16 reduction must hold); the smallest by mixed signs.
@@ -1010,7 +1017,8 @@ mod tests {
                 };
                 let (a8, b8) = (eights(&a), eights(&b));
                 let x = (&xq[..], &xc[..], &xf[..], &xm[..]);
-                for &vnni in kernels {
+                // q + 128 by x would saturate `vpmaddubsw`'s pairs: VNNI only.
+                for &vnni in kernels.iter().filter(|&&v| v || c != 128) {
                     let what = format!("c={c} q in {lo}..={hi} case {case}, vnni {vnni}");
                     let (with, without) = (want(true), want(false));
                     assert_eq!(dots8x4_with::<true>(vnni, signed, &u, &a8, &b8, x), with, "{what}, with min terms");
