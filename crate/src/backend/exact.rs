@@ -46,8 +46,25 @@ impl IMat {
     }
     /// The values as f32: exact for 24-bit mantissas within f32's exponent range.
     pub fn to_f32(&self) -> Vec<f32> {
-        // Each value through its exact f64, without a Vec of them (logits are 10^7 values).
-        (0..self.rows).flat_map(|i| self.row(i).iter().map(move |&m| ldexp(m as f64, self.e[i]) as f32)).collect()
+        // Each value through its exact f64 (logits are up to 10^7 values): one scale per row,
+        // in a loop compiled for AVX2 too.
+        #[inline(always)]
+        fn body(x: &IMat) -> Vec<f32> {
+            let mut out = Vec::with_capacity(x.m.len());
+            for i in 0..x.rows {
+                let e = x.e[i];
+                if (-1022..=1023).contains(&e) {
+                    // ldexp's own multiply for this range.
+                    let s = f64::from_bits(((e + 1023) as u64) << 52);
+                    out.extend(x.row(i).iter().map(|&m| (m as f64 * s) as f32));
+                } else {
+                    out.extend(x.row(i).iter().map(|&m| ldexp(m as f64, e) as f32));
+                }
+            }
+            out
+        }
+        let x = self;
+        with_avx2!(body(x: &IMat) -> Vec<f32>)
     }
     /// Index of the largest value of row `i` (one exponent per row: compares mantissas); ties to the lowest.
     pub fn argmax_row(&self, i: usize) -> Option<u32> {
@@ -811,6 +828,22 @@ mod tests {
     /// [`sigmoids`] (four lanes at a time with AVX2) equals [`sigmoid_q16`] on every argument
     /// inside the saturation and on random ones beyond it, in slices that leave each remainder.
     #[cfg(not(target_arch = "wasm32"))]
+    /// `to_f32`'s row scale gives each value's `ldexp(m, e) as f32`, bit for bit, from the
+    /// subnormal and overflowing ends of f32 (and past f64's normal range) to ordinary rows.
+    #[test]
+    fn to_f32_equals_ldexp_per_value() {
+        let mut rng = crate::tiny::SplitMix64(29);
+        let es = [-1100, -1060, -1022, -200, -170, -150, -40, 0, 90, 100, 1023, 1030];
+        let mut x = IMat::zeros(es.len(), 37);
+        x.e.copy_from_slice(&es);
+        x.m.iter_mut().for_each(|m| *m = (rng.next_u64() as i32) >> (rng.next_u64() % 31));
+        let want: Vec<u32> = (0..x.rows)
+            .flat_map(|i| x.row(i).iter().map(move |&m| (ldexp(m as f64, es[i]) as f32).to_bits()))
+            .collect();
+        let got: Vec<u32> = x.to_f32().iter().map(|v| v.to_bits()).collect();
+        assert_same("to_f32", &got, &want);
+    }
+
     #[test]
     fn sigmoids_equal_sigmoid_q16_on_the_whole_domain() {
         use crate::numerics::SIGMOID_SAT_Q16;
