@@ -446,7 +446,7 @@ pub(super) fn matmuls<const N: usize>(x: &IMat, ws: [&Matrix; N]) -> [IMat; N] {
     std::array::from_fn(|i| normalized(&xrs[i], ws[i].rows, &accs[i]))
 }
 
-/// The grid sums of `w`'s rows times the x rows, as `[weight row][x row]`.
+/// The grid sums of `w`'s rows times the x rows, in tiles ([`tile_at`]).
 fn products(w: &Matrix, xr: &XRows) -> Vec<i64> {
     match &w.data {
         MatrixData::Blocks { ty, raw } => block_products(*ty, raw, w.widened.as_deref(), w.rows, xr),
@@ -454,7 +454,15 @@ fn products(w: &Matrix, xr: &XRows) -> Vec<i64> {
     }
 }
 
-/// The products' rows (`[weight row][x row]` sums, `m` weight rows), each normalized on its grid.
+/// Where the products keep weight row `j`'s sum with x row `i` (`m` weight rows, `n` x rows):
+/// in tiles of [`CHUNK`] weight rows (one parallel task's), each `[x row][weight row]`, so
+/// that one x row's sums lie in runs of `CHUNK` (the last tile's rows: `m % CHUNK`).
+fn tile_at(m: usize, n: usize, j: usize, i: usize) -> usize {
+    let (c, r) = (j / CHUNK, j % CHUNK);
+    c * CHUNK * n + i * CHUNK.min(m - c * CHUNK) + r
+}
+
+/// The products' rows (`m` weight rows in tiles, [`tile_at`]), each normalized on its grid.
 fn normalized(xr: &XRows, m: usize, acc_t: &[i64]) -> IMat {
     let n = xr.n;
     let mut out = IMat::zeros(n, m);
@@ -462,27 +470,18 @@ fn normalized(xr: &XRows, m: usize, acc_t: &[i64]) -> IMat {
         out.e[0] = normalize(acc_t, xr.grid[0], &mut out.m);
         return out;
     }
-    // Eight x rows at a time: their sums gathered from `acc_t` in runs of eight (one cache
-    // line per weight row), then normalized.
-    const ROWS: usize = 8;
-    let rows = |c: usize, om: &mut [i32], oe: &mut [i32]| {
-        let (i0, k) = (ROWS * c, oe.len());
-        let mut acc = vec![0i64; k * m];
-        for j in 0..m {
-            for (r, &v) in acc_t[j * n + i0..j * n + i0 + k].iter().enumerate() {
-                acc[r * m + j] = v;
-            }
-        }
-        for (r, (om, oe)) in om.chunks_exact_mut(m).zip(oe).enumerate() {
-            *oe = normalize(&acc[r * m..(r + 1) * m], xr.grid[i0 + r], om);
-        }
-    };
     if m > 0 {
-        out.m
-            .par_chunks_mut(ROWS * m)
-            .zip(out.e.par_chunks_mut(ROWS))
-            .enumerate()
-            .for_each(|(c, (om, oe))| rows(c, om, oe));
+        // Each x row gathered from the tiles in runs of CHUNK, then normalized.
+        out.m.par_chunks_mut(m).zip(out.e.par_iter_mut()).enumerate().for_each_init(
+            || vec![0i64; m],
+            |acc, (i, (om, oe))| {
+                for (c, run) in acc.chunks_mut(CHUNK).enumerate() {
+                    let at = tile_at(m, n, c * CHUNK, i);
+                    run.copy_from_slice(&acc_t[at..at + run.len()]);
+                }
+                *oe = normalize(acc, xr.grid[i], om);
+            },
+        );
     }
     out
 }
@@ -522,7 +521,7 @@ impl XRows {
 pub(super) const CHUNK: usize = 16;
 
 /// The grid sums of `m` quantized weight rows (`raw`, or its rows already widened) times the x
-/// rows, as `[weight row][x row]`.
+/// rows, in tiles ([`tile_at`]).
 fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: usize, x: &XRows) -> Vec<i64> {
     let (n, k, nb) = (x.n, x.k, x.q.nb);
     let row_bytes = k / ty.block_len() * ty.block_bytes();
@@ -557,9 +556,9 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                             dots8x4_bytes::<false>(signed, u, a, b, xv)
                         };
                         for (k, dk) in d.iter().enumerate().take(n - 4 * g) {
-                            for (r, &v) in dk.iter().enumerate().take(rows - 8 * e) {
-                                out[(8 * e + r) * n + 4 * g + k] = v;
-                            }
+                            let o = (4 * g + k) * rows + 8 * e;
+                            let r = (rows - 8 * e).min(8);
+                            out[o..o + r].copy_from_slice(&dk[..r]);
                         }
                     }
                 }
@@ -579,12 +578,11 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
             // Groups outermost here too; weight rows two at a time (an odd last row paired with
             // itself).
             for g in 0..n.div_ceil(4) {
-                for (pi, oj) in out.chunks_mut(2 * n).enumerate() {
-                    let j0 = 2 * pi;
+                for j0 in (0..rows).step_by(2) {
                     let d = pair(g, j0, (j0 + 1).min(rows - 1));
-                    for (oi, di) in oj.chunks_mut(n).zip(d) {
-                        for (o, v) in oi[4 * g..].iter_mut().zip(di) {
-                            *o = v;
+                    for (j, dj) in (j0..rows).zip(d) {
+                        for (i, v) in (4 * g..n).zip(dj) {
+                            out[i * rows + j] = v;
                         }
                     }
                 }
@@ -622,9 +620,11 @@ fn elem_products(wm: &[i32], we: &[i32], m: usize, x: &XRows) -> Vec<i64> {
     let (n, k, nb) = (x.n, x.k, x.q.nb);
     let mut acc_t = vec![0i64; m * n];
     acc_t.par_chunks_mut(CHUNK * n).enumerate().for_each(|(c, out)| {
-        for (jj, oj) in out.chunks_exact_mut(n).enumerate() {
+        let rows = out.len() / n;
+        for jj in 0..rows {
             let j = c * CHUNK + jj;
-            for (i, o) in oj.iter_mut().enumerate() {
+            for i in 0..n {
+                let o = &mut out[i * rows + jj];
                 let (xs, xsh) = (&x.q.q[i * k..(i + 1) * k], &x.sh[i * nb..(i + 1) * nb]);
                 let sc = &x.q.s[i * nb..(i + 1) * nb];
                 for t in 0..k {
@@ -859,7 +859,7 @@ mod tests {
                 let xi = IMat { rows: 1, cols: k, m: x.row(i).to_vec(), e: vec![x.e[i]] };
                 let one = block_products(ty, &raw, None, m, &XRows::new(Arc::new(quantize_rows(&xi, k)), &xi, max_exp));
                 for (j, &v) in one.iter().enumerate() {
-                    assert_eq!(all[j * n + i], v, "{}: weight row {j}, x row {i}", ty.name());
+                    assert_eq!(all[tile_at(m, n, j, i)], v, "{}: weight row {j}, x row {i}", ty.name());
                 }
             }
         }
