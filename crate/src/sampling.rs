@@ -120,7 +120,9 @@ pub fn sample(logits: &[f32], p: &SamplingParams, step: u64) -> Result<u32> {
     // times log2(e) to Q20, through the exp2 table.
     let t = p.temperature_q16 as i64;
     let weight = |q: i64| {
-        let z = ((q - top) << 16) / t;
+        // Below −2^40 the quotient is past the clamp anyway (t < 2^32); the bound keeps the
+        // shift from wrapping on absurd logit spreads.
+        let z = (q.saturating_sub(top).max(-(1 << 40)) << 16) / t;
         let z = z.max(-(100 << 16)); // exp(-100) is 0 at Q30 anyway; keeps the product in range
         rshr(exp2_q20(rshr(z * LOG2E_Q30, 26)), 6) as u64
     };
@@ -130,7 +132,7 @@ pub fn sample(logits: &[f32], p: &SamplingParams, step: u64) -> Result<u32> {
     // least logit of weight above 0 (bisection: weight(top) = 2^24).
     let (mut lo, mut cut) = (least, top);
     while lo < cut {
-        let mid = lo + (cut - lo) / 2;
+        let mid = lo.wrapping_add((cut.wrapping_sub(lo) as u64 / 2) as i64);
         if weight(mid) > 0 {
             cut = mid;
         } else {

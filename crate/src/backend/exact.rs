@@ -53,12 +53,10 @@ impl IMat {
             let mut out = Vec::with_capacity(x.m.len());
             for i in 0..x.rows {
                 let e = x.e[i];
-                if (-1022..=1023).contains(&e) {
-                    // ldexp's own multiply for this range.
-                    let s = f64::from_bits(((e + 1023) as u64) << 52);
-                    out.extend(x.row(i).iter().map(|&m| (m as f64 * s) as f32));
-                } else {
-                    out.extend(x.row(i).iter().map(|&m| ldexp(m as f64, e) as f32));
+                match pow2(e) {
+                    // ldexp's own multiply.
+                    Some(s) => out.extend(x.row(i).iter().map(|&m| (m as f64 * s) as f32)),
+                    None => out.extend(x.row(i).iter().map(|&m| ldexp(m as f64, e) as f32)),
                 }
             }
             out
@@ -506,11 +504,16 @@ fn f16_at(b: &[u8], i: usize) -> (i32, i32) {
 /// bits (the same result, one rounding of m·2^e), else the call.
 #[inline(always)]
 fn ldexp(m: f64, e: i32) -> f64 {
-    if (-1022..=1023).contains(&e) {
-        m * f64::from_bits(((e + 1023) as u64) << 52)
-    } else {
-        libm::ldexp(m, e)
+    match pow2(e) {
+        Some(s) => m * s,
+        None => libm::ldexp(m, e),
     }
+}
+
+/// 2^e as a normal f64, from its bits; `None` outside f64's normal exponents.
+#[inline(always)]
+fn pow2(e: i32) -> Option<f64> {
+    (-1022..=1023).contains(&e).then(|| f64::from_bits(((e + 1023) as u64) << 52))
 }
 
 /// Per position, (cos, sin) in Q30 of each pair.
@@ -825,12 +828,10 @@ mod tests {
         (0..n).map(|_| (rng.next_u64() % (2 * lim as u64 + 1)) as i16 - lim).collect()
     }
 
-    /// [`sigmoids`] (four lanes at a time with AVX2) equals [`sigmoid_q16`] on every argument
-    /// inside the saturation and on random ones beyond it, in slices that leave each remainder.
-    #[cfg(not(target_arch = "wasm32"))]
     /// `to_f32`'s row scale gives each value's `ldexp(m, e) as f32`, bit for bit, from the
     /// subnormal and overflowing ends of f32 (and past f64's normal range) to ordinary rows.
-    #[test]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn to_f32_equals_ldexp_per_value() {
         let mut rng = crate::tiny::SplitMix64(29);
         let es = [-1100, -1060, -1022, -200, -170, -150, -40, 0, 90, 100, 1023, 1030];
@@ -844,6 +845,9 @@ mod tests {
         assert_same("to_f32", &got, &want);
     }
 
+    /// [`sigmoids`] (four lanes at a time with AVX2) equals [`sigmoid_q16`] on every argument
+    /// inside the saturation and on random ones beyond it, in slices that leave each remainder.
+    #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn sigmoids_equal_sigmoid_q16_on_the_whole_domain() {
         use crate::numerics::SIGMOID_SAT_Q16;

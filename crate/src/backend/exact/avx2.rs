@@ -535,11 +535,12 @@ pub unsafe fn dots8x4_bytes<const MIN: bool, const SIGNED: bool>(
     store8x4(sum, acc);
 }
 
-/// [`dots8x4_bytes`] with `vpdpbusd` (AVX-512 VNNI on 256-bit vectors): each step's four
-/// products per lane go straight into i32 lanes (no i16 stage, nothing near saturation), one
-/// instruction where AVX2 takes two or three. The same integer dots, so the same terms.
+/// [`dots8x4_bytes`] for unsigned bytes with `vpdpbusd` (AVX-512 VNNI on 256-bit vectors):
+/// each step's four products per lane go straight into i32 lanes (no i16 stage, nothing near
+/// saturation even for Q8_0's q + 128), one instruction where AVX2 takes two or three. The
+/// same integer dots, so the same terms.
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-pub unsafe fn dots8x4_vnni<const MIN: bool, const SIGNED: bool>(
+pub unsafe fn dots8x4_vnni<const MIN: bool>(
     u: &[u8],
     a: &[f64],
     b: &[f64],
@@ -552,11 +553,8 @@ pub unsafe fn dots8x4_vnni<const MIN: bool, const SIGNED: bool>(
         let mut d = [_mm256_setzero_si256(); 4];
         for t in 0..8 {
             let w = _mm256_loadu_si256(wp.add(t));
-            // Q8_0: |w| by x with w's sign, as `signed_maddubs`.
-            let wu = if SIGNED { _mm256_abs_epi8(w) } else { w };
             for (k, dk) in d.iter_mut().enumerate() {
-                let xv = broadcast4(xp.add(32 * k + 4 * t));
-                *dk = _mm256_dpbusd_epi32(*dk, wu, if SIGNED { _mm256_sign_epi8(xv, w) } else { xv });
+                *dk = _mm256_dpbusd_epi32(*dk, w, broadcast4(xp.add(32 * k + 4 * t)));
             }
         }
         block_terms8x4::<MIN>(&mut sum, d, a, b, x, j);

@@ -24,7 +24,8 @@ pub(super) const ROUND: f64 = 6_755_399_441_055_744.0;
 /// dot gives `sc0·dot0 + sc1·dot1`) and `a` is the shared d: the same integer T1.
 ///
 /// Where the AVX2 byte kernel takes the type ([`byte_offset`]), the values are kept as bytes
-/// `u` instead of `w`: half the memory, and one `vpmaddubsw` per 32 products. The byte form
+/// `u` instead of `w`: half the memory, and one `vpmaddubsw` per 32 products (with AVX-512
+/// VNNI, one `vpdpbusd`: [`avx2::dots8x4_vnni`]). The byte form
 /// keeps rows in eights ([`Widened::slot`]; the last eight padded with zero rows): per eight
 /// and block, the factors row after row and the values four at a time, row after row, as
 /// [`avx2::dots8x4_bytes`] reads them.
@@ -296,10 +297,11 @@ fn dots8x4_bytes<const MIN: bool>(
     b: &[f64],
     x: (&[i8], &[i32], &[f64], &[f64]),
 ) -> [[i64; 8]; 4] {
-    dots8x4_with::<MIN>(avx2::vnni(), signed, u, a, b, x)
+    dots8x4_with::<MIN>(avx2::vnni() && !signed, signed, u, a, b, x)
 }
 
-/// [`dots8x4_bytes`] with the VNNI kernel (`vnni`, where present) or the AVX2 one.
+/// [`dots8x4_bytes`] with the VNNI kernel (`vnni`, where present; unsigned bytes only) or the
+/// AVX2 one.
 #[cfg(target_arch = "x86_64")]
 fn dots8x4_with<const MIN: bool>(
     vnni: bool,
@@ -311,7 +313,7 @@ fn dots8x4_with<const MIN: bool>(
 ) -> [[i64; 8]; 4] {
     let (xq, xc, xf, xm) = x;
     let nb = a.len() / 8;
-    assert!(avx2::present() && (!vnni || avx2::vnni()));
+    assert!(avx2::present() && (!vnni || avx2::vnni() && !signed));
     assert!(u.len() == 256 * nb && a.len() == 8 * nb && b.len() == 8 * nb);
     assert!(xq.len() == 128 * nb && xc.len() == 4 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
     let mut acc = [[0i64; 8]; 4];
@@ -319,8 +321,7 @@ fn dots8x4_with<const MIN: bool>(
     // checked above keep every load in bounds.
     unsafe {
         match (vnni, signed) {
-            (true, true) => avx2::dots8x4_vnni::<MIN, true>(u, a, b, x, &mut acc),
-            (true, false) => avx2::dots8x4_vnni::<MIN, false>(u, a, b, x, &mut acc),
+            (true, _) => avx2::dots8x4_vnni::<MIN>(u, a, b, x, &mut acc),
             (false, true) => avx2::dots8x4_bytes::<MIN, true>(u, a, b, x, &mut acc),
             (false, false) => avx2::dots8x4_bytes::<MIN, false>(u, a, b, x, &mut acc),
         }
@@ -1017,8 +1018,9 @@ mod tests {
                 };
                 let (a8, b8) = (eights(&a), eights(&b));
                 let x = (&xq[..], &xc[..], &xf[..], &xm[..]);
-                // q + 128 by x would saturate `vpmaddubsw`'s pairs: VNNI only.
-                for &vnni in kernels.iter().filter(|&&v| v || c != 128) {
+                // q + 128 by x would saturate `vpmaddubsw`'s pairs: VNNI only; signed bytes:
+                // AVX2 only (VNNI takes Q8_0 as q + 128).
+                for &vnni in kernels.iter().filter(|&&v| if v { !signed } else { c != 128 }) {
                     let what = format!("c={c} q in {lo}..={hi} case {case}, vnni {vnni}");
                     let (with, without) = (want(true), want(false));
                     assert_eq!(dots8x4_with::<true>(vnni, signed, &u, &a8, &b8, x), with, "{what}, with min terms");
