@@ -562,6 +562,79 @@ pub unsafe fn dots8x4_vnni<const MIN: bool>(
     store8x4(sum, acc);
 }
 
+/// `dst[32·t + 4·r + i] = src[r][4·t + i] ^ (0x80 if flip)`: eight rows' 32 values, four at a
+/// time row after row (an 8×8 transpose of u32), as the batched byte kernels read them.
+pub fn interleave8(src: [&[u8; 32]; 8], flip: bool, dst: &mut [u8; 256]) {
+    if !present() {
+        return interleave8_scalar(src, flip, dst);
+    }
+    // SAFETY: AVX2 is present; the arrays' sizes keep the loads and stores in range.
+    unsafe { interleave8_avx2(src, flip, dst) }
+}
+
+/// [`interleave8`] a value at a time.
+pub fn interleave8_scalar(src: [&[u8; 32]; 8], flip: bool, dst: &mut [u8; 256]) {
+    for (i, d) in dst.iter_mut().enumerate() {
+        let (t, r, k) = (i / 32, i % 32 / 4, i % 4);
+        *d = src[r][4 * t + k] ^ if flip { 0x80 } else { 0 };
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn interleave8_avx2(src: [&[u8; 32]; 8], flip: bool, dst: &mut [u8; 256]) {
+    let mask = _mm256_set1_epi8(if flip { 0x80u8 as i8 } else { 0 });
+    let r = src.map(|v| _mm256_xor_si256(_mm256_loadu_si256(v.as_ptr() as *const __m256i), mask));
+    // Pairs of rows, then fours: lane t of each 128-bit half holds step t (or t + 4).
+    let lo32 = |a, b| _mm256_unpacklo_epi32(a, b);
+    let hi32 = |a, b| _mm256_unpackhi_epi32(a, b);
+    let t = [lo32(r[0], r[1]), hi32(r[0], r[1]), lo32(r[2], r[3]), hi32(r[2], r[3])];
+    let u = [lo32(r[4], r[5]), hi32(r[4], r[5]), lo32(r[6], r[7]), hi32(r[6], r[7])];
+    // Rows 0..4 of steps 0, 1, 2, 3 (low halves) and 4, 5, 6, 7 (high halves); then rows 4..8.
+    let fours = |t: [__m256i; 4]| {
+        [
+            _mm256_unpacklo_epi64(t[0], t[2]),
+            _mm256_unpackhi_epi64(t[0], t[2]),
+            _mm256_unpacklo_epi64(t[1], t[3]),
+            _mm256_unpackhi_epi64(t[1], t[3]),
+        ]
+    };
+    let (f, g) = (fours(t), fours(u));
+    let out = dst.as_mut_ptr() as *mut __m256i;
+    for step in 0..4 {
+        _mm256_storeu_si256(out.add(step), _mm256_permute2x128_si256::<0x20>(f[step], g[step]));
+        _mm256_storeu_si256(out.add(step + 4), _mm256_permute2x128_si256::<0x31>(f[step], g[step]));
+    }
+}
+
+/// Asks for every cache line of `b` ahead of its use: the widening reads eight rows at a time,
+/// across the lines, where the hardware's stream prefetch does not see the order.
+pub fn prefetch(b: &[u8]) {
+    for line in b.chunks(64) {
+        // SAFETY: SSE is part of x86_64; a prefetch does not fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr() as *const i8) };
+    }
+}
+
+/// Eight f16 values (`bits`) as f64, exactly (F16C; −0 as +0, as `f16_at` makes it); `None`
+/// where one is Inf or NaN.
+pub fn f16x8(bits: [u16; 8]) -> Option<[f64; 8]> {
+    if !present() || bits.iter().any(|&b| b & 0x7C00 == 0x7C00) {
+        return None;
+    }
+    // SAFETY: AVX2 and F16C are present.
+    Some(unsafe { f16x8_f16c(bits) })
+}
+
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn f16x8_f16c(bits: [u16; 8]) -> [f64; 8] {
+    let f = _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i));
+    let zero = _mm256_setzero_pd();
+    let mut out = [0.0; 8];
+    _mm256_storeu_pd(out.as_mut_ptr(), _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f)), zero));
+    _mm256_storeu_pd(out.as_mut_ptr().add(4), _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps::<1>(f)), zero));
+    out
+}
+
 /// The four bytes at `p` in every 32-bit lane.
 #[target_feature(enable = "avx2")]
 #[inline]

@@ -100,7 +100,12 @@ fn fill_body(this: &mut Widened, ty: TensorType, rows: &[u8], row_bytes: usize) 
     }
     this.u.clear();
     this.u.resize(un, 0);
-    let (mut a, mut b, mut vals) = ([0.0; 8], [0.0; 8], [0u8; 256]);
+    #[cfg(target_arch = "x86_64")]
+    if let Some(c) = bytes {
+        fill_bytes(this, ty, c == 128 && ty == TensorType::Q8_0, rows, row_bytes);
+        return;
+    }
+    let (mut a, mut b) = ([0.0; 8], [0.0; 8]);
     for (i, blk) in rows.chunks_exact(bb).enumerate() {
         let (row, first) = (i / per_row, i % per_row * subs);
         let ok = block_factors(ty, blk, &mut a[..subs], &mut b[..subs]);
@@ -109,32 +114,94 @@ fn fill_body(this: &mut Widened, ty: TensorType, rows: &[u8], row_bytes: usize) 
             a[..subs].fill(ldexp(d as f64, e));
         }
         for s in 0..subs {
-            let at = Widened::slot(bytes.is_some(), nb, row, first + s);
+            let at = Widened::slot(false, nb, row, first + s);
             (this.a[at], this.b[at]) = (a[s], b[s]);
         }
         let w = i * bl..(i + 1) * bl;
-        match bytes {
-            Some(c) => {
-                block_values(ty, blk, &mut vals[..bl]);
-                if ty == TensorType::Q8_0 && c == 128 {
-                    // int8 q to the byte q + 128.
-                    vals[..bl].iter_mut().for_each(|v| *v ^= 0x80);
-                }
-                for (s, v) in vals[..bl].chunks_exact(32).enumerate() {
-                    // Four values of this row per 32-byte step of its eight.
-                    let base = 32 * (Widened::slot(true, nb, row, first + s) - row % 8) + 4 * (row % 8);
-                    for (t, four) in v.chunks_exact(4).enumerate() {
-                        this.u[base + 32 * t..base + 32 * t + 4].copy_from_slice(four);
-                    }
-                }
-            }
-            None if ok => block_values(ty, blk, &mut this.w[w.clone()]),
-            None => this.w[w.clone()].fill(0),
+        if ok {
+            block_values(ty, blk, &mut this.w[w.clone()]);
+        } else {
+            this.w[w.clone()].fill(0);
         }
         if ty == TensorType::Q6K {
             // Element k of sub-block j has scale byte 2·j + k / 16 (see block_scales).
             for (ws, &s) in this.w[w].chunks_exact_mut(16).zip(&blk[192..208]) {
                 ws.iter_mut().for_each(|wv| *wv *= s as i8 as i16);
+            }
+        }
+    }
+}
+
+/// The byte form of [`fill_body`] (AVX2 only, as [`byte_offset`]): per eight rows and GGUF
+/// block, the eight rows' factors (the one-block types' f16s eight at a time) and values
+/// (Q8_0's straight from the block, `flip`ped to q + 128; others decoded side by side), each
+/// 32-value sub-block interleaved four values at a time ([`avx2::interleave8`]). Padding rows
+/// are zero, with zero factors.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn fill_bytes(this: &mut Widened, ty: TensorType, flip: bool, rows: &[u8], row_bytes: usize) {
+    const ZERO: [u8; 32] = [0; 32];
+    const FLIPPED_ZERO: [u8; 32] = [0x80; 32];
+    let (bl, bb) = (ty.block_len(), ty.block_bytes());
+    let (subs, per_row) = (bl / 32, row_bytes / bb);
+    let (n_rows, nb) = (rows.len() / row_bytes, per_row * subs);
+    // Where the one-block types keep their f16 scale and min.
+    let f16s: &[usize] = match ty {
+        TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => &[0],
+        TensorType::Q4_1 | TensorType::Q5_1 => &[0, 2],
+        _ => &[],
+    };
+    let (mut a, mut b, mut vals) = ([0.0; 8], [0.0; 8], [[0u8; 256]; 8]);
+    let mut blocks: [&[u8]; 8] = [&[]; 8];
+    avx2::prefetch(rows);
+    for e in 0..n_rows.div_ceil(8) {
+        let live = (n_rows - 8 * e).min(8);
+        for blk in 0..per_row {
+            let first = blk * subs;
+            for (r, v) in blocks.iter_mut().enumerate().take(live) {
+                let at = (8 * e + r) * row_bytes + blk * bb;
+                *v = &rows[at..at + bb];
+            }
+            // The factors of one-block types, eight rows at once where they are finite.
+            let f16x8 = |at: usize| {
+                let mut bits = [0u16; 8];
+                for (v, blk) in bits.iter_mut().zip(&blocks[..live]) {
+                    *v = u16::from_le_bytes([blk[at], blk[at + 1]]);
+                }
+                avx2::f16x8(bits)
+            };
+            let fast = match f16s {
+                [] => None,
+                [sa] => f16x8(*sa).map(|fa| (fa, [0.0; 8])),
+                [sa, sb, ..] => f16x8(*sa).zip(f16x8(*sb)),
+            };
+            let slot = Widened::slot(true, nb, 8 * e, first);
+            if let Some((fa, fb)) = fast {
+                this.a[slot..slot + 8].copy_from_slice(&fa);
+                this.b[slot..slot + 8].copy_from_slice(&fb);
+            }
+            for (r, (v, blk)) in vals.iter_mut().zip(blocks).enumerate().take(live) {
+                if fast.is_none() {
+                    block_factors(ty, blk, &mut a[..subs], &mut b[..subs]);
+                    for s in 0..subs {
+                        let at = Widened::slot(true, nb, 8 * e + r, first + s);
+                        (this.a[at], this.b[at]) = (a[s], b[s]);
+                    }
+                }
+                if ty != TensorType::Q8_0 {
+                    block_values(ty, blk, &mut v[..bl]);
+                }
+            }
+            for s in 0..subs {
+                let mut src: [&[u8; 32]; 8] = [if flip { &FLIPPED_ZERO } else { &ZERO }; 8];
+                for (r, d) in src.iter_mut().enumerate().take(live) {
+                    let v = if ty == TensorType::Q8_0 { &blocks[r][2..] } else { &vals[r][32 * s..] };
+                    *d = v.first_chunk().unwrap_or(&ZERO);
+                }
+                let at = 256 * (e * nb + first + s);
+                if let Some(dst) = this.u[at..at + 256].first_chunk_mut() {
+                    avx2::interleave8(src, flip, dst);
+                }
             }
         }
     }
@@ -478,7 +545,12 @@ fn normalized(xr: &XRows, m: usize, acc_t: &[i64]) -> IMat {
             |acc, (i, (om, oe))| {
                 for (c, run) in acc.chunks_mut(CHUNK).enumerate() {
                     let at = tile_at(m, n, c * CHUNK, i);
-                    run.copy_from_slice(&acc_t[at..at + run.len()]);
+                    // Whole runs as fixed-size copies (inlined; a call per run cost more).
+                    let len = run.len();
+                    match (run.first_chunk_mut::<CHUNK>(), acc_t[at..].first_chunk::<CHUNK>()) {
+                        (Some(d), Some(s)) => *d = *s,
+                        _ => run.copy_from_slice(&acc_t[at..at + len]),
+                    }
                 }
                 *oe = normalize(acc, xr.grid[i], om);
             },
@@ -559,7 +631,10 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                         for (k, dk) in d.iter().enumerate().take(n - 4 * g) {
                             let o = (4 * g + k) * rows + 8 * e;
                             let r = (rows - 8 * e).min(8);
-                            out[o..o + r].copy_from_slice(&dk[..r]);
+                            match out[o..o + r].first_chunk_mut::<8>() {
+                                Some(dst) => *dst = *dk,
+                                None => out[o..o + r].copy_from_slice(&dk[..r]),
+                            }
                         }
                     }
                 }
@@ -1027,6 +1102,29 @@ mod tests {
                     assert_eq!(dots8x4_with::<false>(vnni, signed, &u, &a8, &b8, x), without, "{what}, without");
                 }
             }
+        }
+    }
+
+    /// The byte form's interleaving in AVX2 equals the value-at-a-time loop, flipped or not; the
+    /// F16C factors equal `f16_at`'s on every f16 bit pattern (Inf and NaN: none).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn interleave8_and_f16x8_equal_scalar() {
+        let mut rng = crate::tiny::SplitMix64(19);
+        let mut rows = [[0u8; 32]; 8];
+        rows.iter_mut().flatten().for_each(|v| *v = rng.next_u64() as u8);
+        for flip in [false, true] {
+            let (mut got, mut want) = ([0u8; 256], [0u8; 256]);
+            avx2::interleave8(rows.each_ref(), flip, &mut got);
+            avx2::interleave8_scalar(rows.each_ref(), flip, &mut want);
+            assert_same(&format!("interleave8 flip {flip}"), &got, &want);
+        }
+        for first in (0..=u16::MAX).step_by(8) {
+            let bits: [u16; 8] = std::array::from_fn(|i| first + i as u16);
+            let want: Option<Vec<u64>> =
+                bits.iter().map(|b| f16_value(&b.to_le_bytes(), 0).map(|v| v.to_bits())).collect();
+            let got = avx2::f16x8(bits).map(|v| v.map(f64::to_bits).to_vec());
+            assert_eq!(got, want, "f16 bits {first:#06x}..");
         }
     }
 }
