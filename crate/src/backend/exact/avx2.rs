@@ -27,6 +27,12 @@ pub fn vnni() -> bool {
     present() && std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
+/// Whether [`vnni`] holds on 512-bit vectors too (AVX-512 F), for [`dots16x4_avx512`].
+#[inline(always)]
+pub fn avx512() -> bool {
+    vnni() && std::arch::is_x86_feature_detected!("avx512f")
+}
+
 /// Weight rows of type `ty` (`w`: the first of them to the end of the matrix, rows of
 /// `row_bytes`) times one quantized x row: `out[r]` gets row r's sum, the one `row_dot` makes.
 /// `false` without AVX2 and F16C, for other types, or when the lengths do not match.
@@ -633,6 +639,60 @@ unsafe fn f16x8_f16c(bits: [u16; 8]) -> [f64; 8] {
     _mm256_storeu_pd(out.as_mut_ptr(), _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f)), zero));
     _mm256_storeu_pd(out.as_mut_ptr().add(4), _mm256_add_pd(_mm256_cvtps_pd(_mm256_extractf128_ps::<1>(f)), zero));
     out
+}
+
+/// [`dots8x4_vnni`] for two eights at once (`u`, `a`, `b`: each eight's, as there) in 512-bit
+/// vectors: lanes 0..8 the first eight's rows, 8..16 the second's; the same integer dots and
+/// the same f64 terms, eight at a time. `acc[x row][weight row]`, weight rows 0..16.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, VNNI and VL ([`avx512`]); each `u` must hold `256 · nb` bytes,
+/// each `a` and `b` `8 · nb` factors, and `x` four rows' `nb` blocks.
+#[target_feature(enable = "avx2,avx512f,avx512vnni,avx512vl")]
+pub unsafe fn dots16x4_avx512<const MIN: bool>(
+    u: [&[u8]; 2],
+    a: [&[f64]; 2],
+    b: [&[f64]; 2],
+    (xq, xc, xf, xm): (&[i8], &[i32], &[f64], &[f64]),
+    acc: &mut [[i64; 16]; 4],
+) {
+    let round = _mm512_set1_pd(ROUND);
+    let mut sum = [[_mm512_setzero_si512(); 2]; 4];
+    for j in 0..a[0].len() / 8 {
+        let (w0, w1) = (u[0].as_ptr().add(256 * j) as *const __m256i, u[1].as_ptr().add(256 * j) as *const __m256i);
+        let xp = xq.as_ptr().add(128 * j);
+        let mut d = [_mm512_setzero_si512(); 4];
+        for t in 0..8 {
+            let w = _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_loadu_si256(w0.add(t))),
+                _mm256_loadu_si256(w1.add(t)),
+            );
+            for (k, dk) in d.iter_mut().enumerate() {
+                let x4 = (xp.add(32 * k + 4 * t) as *const i32).read_unaligned();
+                *dk = _mm512_dpbusd_epi32(*dk, w, _mm512_set1_epi32(x4));
+            }
+        }
+        let wa = [_mm512_loadu_pd(a[0].as_ptr().add(8 * j)), _mm512_loadu_pd(a[1].as_ptr().add(8 * j))];
+        let wb = [_mm512_loadu_pd(b[0].as_ptr().add(8 * j)), _mm512_loadu_pd(b[1].as_ptr().add(8 * j))];
+        for (k, dk) in d.into_iter().enumerate() {
+            let dk = _mm512_sub_epi32(dk, _mm512_set1_epi32(*xc.get_unchecked(4 * j + k)));
+            let dots = [_mm512_castsi512_si256(dk), _mm512_extracti64x4_epi64::<1>(dk)].map(|v| _mm512_cvtepi32_pd(v));
+            let (f, m) = (_mm512_set1_pd(*xf.get_unchecked(4 * j + k)), _mm512_set1_pd(*xm.get_unchecked(4 * j + k)));
+            for h in 0..2 {
+                let v = _mm512_mul_pd(_mm512_mul_pd(dots[h], wa[h]), f);
+                sum[k][h] = _mm512_add_epi64(sum[k][h], _mm512_castpd_si512(_mm512_add_pd(v, round)));
+                if MIN {
+                    let v = _mm512_mul_pd(wb[h], m);
+                    sum[k][h] = _mm512_add_epi64(sum[k][h], _mm512_castpd_si512(_mm512_add_pd(v, round)));
+                }
+            }
+        }
+    }
+    for (o, s) in acc.iter_mut().zip(sum) {
+        for (h, sh) in s.into_iter().enumerate() {
+            _mm512_storeu_si512(o.as_mut_ptr().add(8 * h) as *mut _, sh);
+        }
+    }
 }
 
 /// The four bytes at `p` in every 32-bit lane.

@@ -396,6 +396,28 @@ fn dots8x4_with<const MIN: bool>(
     acc.map(|r| r.map(|v| less_rounds(v, nb, MIN)))
 }
 
+/// Sixteen weight rows of the byte form (two eights: `u`, `a`, `b` each eight's) times one
+/// group of four x rows, as `[x row][weight row]`, in 512-bit vectors
+/// ([`avx2::dots16x4_avx512`]; unsigned bytes only, where [`avx2::avx512`] holds).
+#[cfg(target_arch = "x86_64")]
+fn dots16x4_bytes<const MIN: bool>(
+    u: [&[u8]; 2],
+    a: [&[f64]; 2],
+    b: [&[f64]; 2],
+    x: (&[i8], &[i32], &[f64], &[f64]),
+) -> [[i64; 16]; 4] {
+    let (xq, xc, xf, xm) = x;
+    let nb = a[0].len() / 8;
+    assert!(avx2::avx512());
+    assert!((0..2).all(|h| u[h].len() == 256 * nb && a[h].len() == 8 * nb && b[h].len() == 8 * nb));
+    assert!(xq.len() == 128 * nb && xc.len() == 4 * nb && xf.len() == 4 * nb && xm.len() == 4 * nb);
+    let mut acc = [[0i64; 16]; 4];
+    // SAFETY: AVX-512 F, VNNI and VL are present; the lengths checked above keep every load in
+    // bounds.
+    unsafe { avx2::dots16x4_avx512::<MIN>(u, a, b, x, &mut acc) };
+    acc.map(|r| r.map(|v| less_rounds(v, nb, MIN)))
+}
+
 /// A kernel's sum over `nb` blocks less the ROUND each of its terms added (two per block with
 /// `MIN`).
 fn less_rounds(v: i64, nb: usize, min: bool) -> i64 {
@@ -618,11 +640,32 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                 // Groups outermost: a group's x values stay in cache across the chunk's rows,
                 // taken eight at a time (the eights' padding rows are left out).
                 let (signed, eights) = (bytes == Some(0) && ty == TensorType::Q8_0, rows.div_ceil(8));
+                // Two eights at a time in 512-bit vectors where the CPU has them.
+                let pairs = if !signed && avx2::avx512() { eights / 2 } else { 0 };
+                let eight = |e: usize| {
+                    let f = 8 * nb * e..8 * nb * (e + 1);
+                    (&wd.u[256 * nb * e..256 * nb * (e + 1)], &wd.a[f.clone()], &wd.b[f])
+                };
                 for g in 0..n.div_ceil(4) {
                     let xv = xg.group_bytes(g);
-                    for e in 0..eights {
-                        let (u, f) = (&wd.u[256 * nb * e..256 * nb * (e + 1)], 8 * nb * e..8 * nb * (e + 1));
-                        let (a, b) = (&wd.a[f.clone()], &wd.b[f]);
+                    for pair in 0..pairs {
+                        let ((u0, a0, b0), (u1, a1, b1)) = (eight(2 * pair), eight(2 * pair + 1));
+                        let d = if min {
+                            dots16x4_bytes::<true>([u0, u1], [a0, a1], [b0, b1], xv)
+                        } else {
+                            dots16x4_bytes::<false>([u0, u1], [a0, a1], [b0, b1], xv)
+                        };
+                        for (k, dk) in d.iter().enumerate().take(n - 4 * g) {
+                            let o = (4 * g + k) * rows + 16 * pair;
+                            let r = (rows - 16 * pair).min(16);
+                            match out[o..o + r].first_chunk_mut::<16>() {
+                                Some(dst) => *dst = *dk,
+                                None => out[o..o + r].copy_from_slice(&dk[..r]),
+                            }
+                        }
+                    }
+                    for e in 2 * pairs..eights {
+                        let (u, a, b) = eight(e);
                         let d = if min {
                             dots8x4_bytes::<true>(signed, u, a, b, xv)
                         } else {
@@ -1125,6 +1168,53 @@ mod tests {
                 bits.iter().map(|b| f16_value(&b.to_le_bytes(), 0).map(|v| v.to_bits())).collect();
             let got = avx2::f16x8(bits).map(|v| v.map(f64::to_bits).to_vec());
             assert_eq!(got, want, "f16 bits {first:#06x}..");
+        }
+    }
+
+    /// The 512-bit kernel (two eights) against the 256-bit VNNI kernel on each eight, at random
+    /// and at the extremes (every byte 0xFF by every x at ±127), with and without min terms.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn dots16x4_avx512_equals_two_dots8x4() {
+        if !avx2::avx512() {
+            eprintln!("no AVX-512 F and VNNI on this CPU: dots16x4_avx512 is not run here");
+            return;
+        }
+        let mut rng = crate::tiny::SplitMix64(23);
+        let nb = 11;
+        for case in 0..3 {
+            let byte = |rng: &mut crate::tiny::SplitMix64| if case == 0 { rng.next_u64() as u8 } else { 0xFF };
+            let u: Vec<Vec<u8>> = (0..2).map(|_| (0..256 * nb).map(|_| byte(&mut rng)).collect()).collect();
+            let xq: Vec<i8> = (0..128 * nb)
+                .map(|_| match case {
+                    0 => ((rng.next_u64() % 255) as i16 - 127) as i8,
+                    1 => 127,
+                    _ => -127,
+                })
+                .collect();
+            let xc: Vec<i32> =
+                (0..4 * nb).map(|s| 128 * xq[32 * s..32 * s + 32].iter().map(|&v| v as i32).sum::<i32>()).collect();
+            let (a, b): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
+                (0..2).map(|_| (f64s(8 * nb, &mut rng), f64s(8 * nb, &mut rng))).unzip();
+            let (xf, xm) = (f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
+            let x = (&xq[..], &xc[..], &xf[..], &xm[..]);
+            for min in [false, true] {
+                let run16 =
+                    |f: fn([&[u8]; 2], [&[f64]; 2], [&[f64]; 2], (&[i8], &[i32], &[f64], &[f64])) -> [[i64; 16]; 4]| {
+                        f([&u[0], &u[1]], [&a[0], &a[1]], [&b[0], &b[1]], x)
+                    };
+                let got = if min { run16(dots16x4_bytes::<true>) } else { run16(dots16x4_bytes::<false>) };
+                for h in 0..2 {
+                    let want = if min {
+                        dots8x4_with::<true>(true, false, &u[h], &a[h], &b[h], x)
+                    } else {
+                        dots8x4_with::<false>(true, false, &u[h], &a[h], &b[h], x)
+                    };
+                    for k in 0..4 {
+                        assert_eq!(got[k][8 * h..8 * h + 8], want[k], "case {case}, min {min}: x row {k}, eight {h}");
+                    }
+                }
+            }
         }
     }
 }
