@@ -1199,11 +1199,9 @@ mod tests {
             let (xf, xm) = (f64s(4 * nb, &mut rng), f64s(4 * nb, &mut rng));
             let x = (&xq[..], &xc[..], &xf[..], &xm[..]);
             for min in [false, true] {
-                let run16 =
-                    |f: fn([&[u8]; 2], [&[f64]; 2], [&[f64]; 2], (&[i8], &[i32], &[f64], &[f64])) -> [[i64; 16]; 4]| {
-                        f([&u[0], &u[1]], [&a[0], &a[1]], [&b[0], &b[1]], x)
-                    };
-                let got = if min { run16(dots16x4_bytes::<true>) } else { run16(dots16x4_bytes::<false>) };
+                let (u2, a2, b2) = ([&u[0][..], &u[1][..]], [&a[0][..], &a[1][..]], [&b[0][..], &b[1][..]]);
+                let got =
+                    if min { dots16x4_bytes::<true>(u2, a2, b2, x) } else { dots16x4_bytes::<false>(u2, a2, b2, x) };
                 for h in 0..2 {
                     let want = if min {
                         dots8x4_with::<true>(true, false, &u[h], &a[h], &b[h], x)
