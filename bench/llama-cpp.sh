@@ -12,7 +12,9 @@ cache="${EDGEPROOF_CACHE:-$HOME/.cache/edgeproof}/llama-cpp"
 bin="$cache/build/bin/llama-bench"
 mkdir -p "$cache"
 noamx="-U__AMX_TILE__ -U__AMX_INT8__ -U__AMX_BF16__ -U__AMX_FP16__"
-if [ ! -x "$bin" ]; then
+# A build made with other flags (an older script's, with the AMX kernels) is built again.
+stamp="$cache/build/edgeproof-flags"
+if [ ! -x "$bin" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$noamx" ]; then
   PY="${PYTHON:-python3}"
   "$PY" -m pip download --quiet --no-deps --no-binary llama-cpp-python llama-cpp-python==0.3.36 -d "$cache" >&2
   src="$cache/llama_cpp_python-0.3.36"
@@ -22,5 +24,6 @@ if [ ! -x "$bin" ]; then
     -DGGML_NATIVE=ON -DGGML_AVX512=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DCMAKE_C_FLAGS="$noamx" -DCMAKE_CXX_FLAGS="$noamx" >&2
   cmake --build "$cache/build" --target llama-bench -j "$(nproc)" >&2
+  echo "$noamx" > "$stamp"
 fi
 echo "$bin"

@@ -612,8 +612,9 @@ unsafe fn interleave8_avx2(src: [&[u8; 32]; 8], flip: bool, dst: &mut [u8; 256])
     }
 }
 
-/// Asks for every cache line of `b` ahead of its use: the widening reads eight rows at a time,
-/// across the lines, where the hardware's stream prefetch does not see the order.
+/// Asks for the cache lines of `b` ahead of their use (one address per 64 bytes): the widening
+/// reads eight rows at a time, across the lines, where the hardware's stream prefetch does not
+/// see the order.
 pub fn prefetch(b: &[u8]) {
     for line in b.chunks(64) {
         // SAFETY: SSE is part of x86_64; a prefetch does not fault.

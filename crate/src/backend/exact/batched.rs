@@ -25,7 +25,8 @@ pub(super) const ROUND: f64 = 6_755_399_441_055_744.0;
 ///
 /// Where the AVX2 byte kernel takes the type ([`byte_offset`]), the values are kept as bytes
 /// `u` instead of `w`: half the memory, and one `vpmaddubsw` per 32 products (with AVX-512
-/// VNNI, one `vpdpbusd`: [`avx2::dots8x4_vnni`]). The byte form
+/// VNNI, one `vpdpbusd`: [`avx2::dots8x4_vnni`], two eights at once on 512-bit vectors:
+/// [`avx2::dots16x4_avx512`]). The byte form
 /// keeps rows in eights ([`Widened::slot`]; the last eight padded with zero rows): per eight
 /// and block, the factors row after row and the values four at a time, row after row, as
 /// [`avx2::dots8x4_bytes`] reads them.
@@ -90,15 +91,14 @@ fn fill_body(this: &mut Widened, ty: TensorType, rows: &[u8], row_bytes: usize) 
     let bytes = byte_offset(ty);
     let slots = if bytes.is_some() { n_rows.next_multiple_of(8) * nb } else { n_rows * nb };
     let (wn, un) = if bytes.is_some() { (0, 32 * slots) } else { (32 * slots, 0) };
-    // Every value of `w` is written below. The byte form's padding rows give lanes that are
-    // dropped; zeroing them (`resize` alone would keep what a larger fill wrote) keeps
-    // their terms exactly ROUND, as the padding of the row kernels.
+    // Every value of `w` and `u` is written below (the byte form's padding rows as zeros).
+    // Their lanes are dropped; zero factors (`resize` alone would keep what a larger fill
+    // wrote) keep their terms exactly ROUND, as the padding of the row kernels.
     this.w.resize(wn, 0);
     for v in [&mut this.a, &mut this.b] {
         v.clear();
         v.resize(slots, 0.0);
     }
-    this.u.clear();
     this.u.resize(un, 0);
     #[cfg(target_arch = "x86_64")]
     if let Some(c) = bytes {
@@ -638,7 +638,7 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
             #[cfg(target_arch = "x86_64")]
             if bytes.is_some() {
                 // Groups outermost: a group's x values stay in cache across the chunk's rows,
-                // taken eight at a time (the eights' padding rows are left out).
+                // taken eight (or with AVX-512 sixteen) at a time (the padding rows are left out).
                 let (signed, eights) = (bytes == Some(0) && ty == TensorType::Q8_0, rows.div_ceil(8));
                 // Two eights at a time in 512-bit vectors where the CPU has them.
                 let pairs = if !signed && avx2::avx512() { eights / 2 } else { 0 };
@@ -656,12 +656,7 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                             dots16x4_bytes::<false>([u0, u1], [a0, a1], [b0, b1], xv)
                         };
                         for (k, dk) in d.iter().enumerate().take(n - 4 * g) {
-                            let o = (4 * g + k) * rows + 16 * pair;
-                            let r = (rows - 16 * pair).min(16);
-                            match out[o..o + r].first_chunk_mut::<16>() {
-                                Some(dst) => *dst = *dk,
-                                None => out[o..o + r].copy_from_slice(&dk[..r]),
-                            }
+                            put(&mut out[(4 * g + k) * rows + 16 * pair..], dk, rows - 16 * pair);
                         }
                     }
                     for e in 2 * pairs..eights {
@@ -672,12 +667,7 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                             dots8x4_bytes::<false>(signed, u, a, b, xv)
                         };
                         for (k, dk) in d.iter().enumerate().take(n - 4 * g) {
-                            let o = (4 * g + k) * rows + 8 * e;
-                            let r = (rows - 8 * e).min(8);
-                            match out[o..o + r].first_chunk_mut::<8>() {
-                                Some(dst) => *dst = *dk,
-                                None => out[o..o + r].copy_from_slice(&dk[..r]),
-                            }
+                            put(&mut out[(4 * g + k) * rows + 8 * e..], dk, rows - 8 * e);
                         }
                     }
                 }
@@ -711,6 +701,16 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
     }
     acc_t.par_chunks_mut(CHUNK).enumerate().for_each(|(c, out)| dot_rows(ty, raw, x, c * CHUNK, out));
     acc_t
+}
+
+/// A kernel's sums for `W` weight rows into `out`, the first `left` of them where fewer than
+/// `W` rows are left (the padding rows' sums dropped); whole runs as fixed-size copies.
+#[cfg(target_arch = "x86_64")]
+fn put<const W: usize>(out: &mut [i64], sums: &[i64; W], left: usize) {
+    match out.first_chunk_mut::<W>() {
+        Some(dst) if left >= W => *dst = *sums,
+        _ => out[..left].copy_from_slice(&sums[..left]),
+    }
 }
 
 /// Weight rows `j0..j0 + out.len()` (of GGUF blocks `raw`) times one x row: the AVX2 kernels
@@ -955,8 +955,12 @@ mod tests {
         use crate::tiny::SplitMix64;
         use TensorType::*;
         let mut rng = SplitMix64(3);
-        let (m, n) = (19, 7);
-        for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K] {
+        // 19 weight rows: chunks of 16 (two eights) and 3 (one, padded); 29: 16 and 13 (two
+        // eights, the second padded).
+        let n = 7;
+        for (m, ty) in
+            [19, 29].into_iter().flat_map(|m| [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4K, Q5K, Q6K].map(|ty| (m, ty)))
+        {
             // 18 blocks of 32 where the type allows: the row path's four-block loops leave two.
             let k = if ty.block_len() == 32 { 576 } else { 512 };
             let (raw, x) = random_case(&mut rng, ty, m, n, k);
@@ -978,7 +982,7 @@ mod tests {
                 let xi = IMat { rows: 1, cols: k, m: x.row(i).to_vec(), e: vec![x.e[i]] };
                 let one = block_products(ty, &raw, None, m, &XRows::new(Arc::new(quantize_rows(&xi, k)), &xi, max_exp));
                 for (j, &v) in one.iter().enumerate() {
-                    assert_eq!(all[tile_at(m, n, j, i)], v, "{}: weight row {j}, x row {i}", ty.name());
+                    assert_eq!(all[tile_at(m, n, j, i)], v, "{} m={m}: weight row {j}, x row {i}", ty.name());
                 }
             }
         }
@@ -1153,6 +1157,10 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn interleave8_and_f16x8_equal_scalar() {
+        if !avx2::present() {
+            eprintln!("no AVX2 and F16C on this CPU: interleave8 and f16x8 are not used here, and not tested");
+            return;
+        }
         let mut rng = crate::tiny::SplitMix64(19);
         let mut rows = [[0u8; 32]; 8];
         rows.iter_mut().flatten().for_each(|v| *v = rng.next_u64() as u8);
