@@ -11,9 +11,10 @@ use crate::numerics::{
 };
 use crate::quant::{scale_min_k4, TensorType};
 use attention::{attend_rows, attention_checked, LayerCache};
-use batched::{matmul, matmuls, Widened, CHUNK};
+use batched::{matmul, matmuls, CHUNK};
 use rayon::prelude::*;
 use std::collections::HashMap;
+use widen::Widened;
 
 mod attention;
 #[cfg(target_arch = "x86_64")]
@@ -23,6 +24,7 @@ mod encoder;
 mod rowdot;
 #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
 mod v128;
+mod widen;
 
 /// Activations: each row is i32 mantissas and one exponent, value = m · 2^e.
 #[derive(Clone, Debug, PartialEq, Eq)]
