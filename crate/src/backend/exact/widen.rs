@@ -133,12 +133,7 @@ fn fill_bytes(this: &mut Widened, ty: TensorType, flip: bool, rows: &[u8], row_b
     let (bl, bb) = (ty.block_len(), ty.block_bytes());
     let (subs, per_row) = (bl / 32, row_bytes / bb);
     let (n_rows, nb) = (rows.len() / row_bytes, per_row * subs);
-    // Where the one-block types keep their f16 scale and min.
-    let f16s: &[usize] = match ty {
-        TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => &[0],
-        TensorType::Q4_1 | TensorType::Q5_1 => &[0, 2],
-        _ => &[],
-    };
+    let f16s = one_block_f16s(ty);
     let (mut a, mut b, mut vals) = ([0.0; 8], [0.0; 8], [[0u8; 256]; 8]);
     let mut blocks: [&[u8]; 8] = [&[]; 8];
     avx2::prefetch(rows);
@@ -200,10 +195,10 @@ fn fill_bytes(this: &mut Widened, ty: TensorType, flip: bool, rows: &[u8], row_b
 fn block_factors(ty: TensorType, blk: &[u8], a: &mut [f64], b: &mut [f64]) -> bool {
     // The one-block types read their f16 in place: block_scales' dispatch per block cost more
     // than the rest of the widening.
-    let one = match ty {
-        TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => Some(f16_value(blk, 0).zip(Some(0.0))),
-        TensorType::Q4_1 | TensorType::Q5_1 => Some(f16_value(blk, 0).zip(f16_value(blk, 2))),
-        _ => None,
+    let one = match one_block_f16s(ty) {
+        [sa] => Some(f16_value(blk, *sa).zip(Some(0.0))),
+        [sa, sb, ..] => Some(f16_value(blk, *sa).zip(f16_value(blk, *sb))),
+        [] => None,
     };
     if let Some(s) = one {
         (a[0], b[0]) = s.unwrap_or_default();
@@ -215,6 +210,15 @@ fn block_factors(ty: TensorType, blk: &[u8], a: &mut [f64], b: &mut [f64]) -> bo
         (*a, *b) = if ok { (ldexp(s.a[0] as f64, s.ea), ldexp(s.b as f64, s.eb)) } else { (0.0, 0.0) };
     }
     ok
+}
+
+/// Where a one-block type keeps its f16 scale (and min) in a block; empty for the others.
+fn one_block_f16s(ty: TensorType) -> &'static [usize] {
+    match ty {
+        TensorType::Q4_0 | TensorType::Q5_0 | TensorType::Q8_0 => &[0],
+        TensorType::Q4_1 | TensorType::Q5_1 => &[0, 2],
+        _ => &[],
+    }
 }
 
 /// The f16 at `b[at..at + 2]` as f64 (exact), `None` for Inf and NaN.
