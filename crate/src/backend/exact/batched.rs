@@ -348,12 +348,8 @@ fn normalized(xr: &XRows, m: usize, acc_t: &[i64]) -> IMat {
             |acc, (i, (om, oe))| {
                 for (c, run) in acc.chunks_mut(CHUNK).enumerate() {
                     let at = tile_at(m, n, c * CHUNK, i);
-                    // Whole runs as fixed-size copies (inlined; a call per run cost more).
                     let len = run.len();
-                    match (run.first_chunk_mut::<CHUNK>(), acc_t[at..].first_chunk::<CHUNK>()) {
-                        (Some(d), Some(s)) => *d = *s,
-                        _ => run.copy_from_slice(&acc_t[at..at + len]),
-                    }
+                    put::<CHUNK>(run, &acc_t[at..], len);
                 }
                 *oe = normalize(acc, xr.grid[i], om);
             },
@@ -437,7 +433,7 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                             dots16x4_bytes::<false>([u0, u1], [a0, a1], [b0, b1], xv)
                         };
                         for (k, dk) in d.iter().enumerate().take(n - 4 * g) {
-                            put(&mut out[(4 * g + k) * rows + 16 * pair..], dk, rows - 16 * pair);
+                            put::<16>(&mut out[(4 * g + k) * rows + 16 * pair..], dk, rows - 16 * pair);
                         }
                     }
                     for e in 2 * pairs..eights {
@@ -448,7 +444,7 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
                             dots8x4_bytes::<false>(signed, u, a, b, xv)
                         };
                         for (k, dk) in d.iter().enumerate().take(n - 4 * g) {
-                            put(&mut out[(4 * g + k) * rows + 8 * e..], dk, rows - 8 * e);
+                            put::<8>(&mut out[(4 * g + k) * rows + 8 * e..], dk, rows - 8 * e);
                         }
                     }
                 }
@@ -484,13 +480,13 @@ fn block_products(ty: TensorType, raw: &[u8], widened: Option<&[Widened]>, m: us
     acc_t
 }
 
-/// A kernel's sums for `W` weight rows into `out`, the first `left` of them where fewer than
-/// `W` rows are left (the padding rows' sums dropped); whole runs as fixed-size copies.
-#[cfg(target_arch = "x86_64")]
-fn put<const W: usize>(out: &mut [i64], sums: &[i64; W], left: usize) {
-    match out.first_chunk_mut::<W>() {
-        Some(dst) if left >= W => *dst = *sums,
-        _ => out[..left].copy_from_slice(&sums[..left]),
+/// The first `min(left, W)` sums of `sums` into `out` (a kernel's `W` weight rows, of which
+/// `left` are real; a tile's run): a whole run as one fixed-size copy (inlined; a `memmove`
+/// call per run cost more).
+fn put<const W: usize>(out: &mut [i64], sums: &[i64], left: usize) {
+    match (out.first_chunk_mut::<W>(), sums.first_chunk::<W>()) {
+        (Some(dst), Some(src)) if left >= W => *dst = *src,
+        _ => out[..left.min(W)].copy_from_slice(&sums[..left.min(W)]),
     }
 }
 
