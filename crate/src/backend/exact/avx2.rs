@@ -10,7 +10,10 @@
 //! in [−127, 127], `numerics::quantize_block_scaled`). Where the weights are below 32, up to
 //! four pairs are added in i16 before widening (8·31·127 = 31 496 < 2^15).
 
-use super::{batched::ROUND, rowdot::RowX};
+use super::{
+    batched::{fetch_ahead, ROUND},
+    rowdot::RowX,
+};
 use crate::quant::TensorType;
 use std::arch::x86_64::*;
 
@@ -57,7 +60,8 @@ pub fn rows(ty: TensorType, w: &[u8], row_bytes: usize, x: &RowX, out: &mut [i64
 /// `out[r] = f(row r)`; `false` as soon as `f` declines a row.
 #[inline]
 fn each_row(w: &[u8], row_bytes: usize, out: &mut [i64], f: impl Fn(&[u8]) -> Option<i64>) -> bool {
-    for (row, o) in w.chunks_exact(row_bytes).zip(out) {
+    for (r, (row, o)) in w.chunks_exact(row_bytes).zip(out).enumerate() {
+        fetch_ahead(w, r * row_bytes, row_bytes);
         match f(row) {
             Some(v) => *o = v,
             None => return false,
@@ -161,6 +165,7 @@ fn rows4<const B: usize, const MIN: bool, const SMALL: bool>(
     }
     let terms = nb.div_ceil(4) * 4 * if MIN { 2 } else { 1 };
     for (r, o) in out.iter_mut().enumerate() {
+        fetch_ahead(w, r * nb * B, nb * B);
         let row = &blocks[r * nb..];
         let bgs = row.as_chunks::<4>().0;
         let mut acc = _mm256_setzero_si256();

@@ -507,7 +507,26 @@ fn dot_rows_x(ty: TensorType, raw: &[u8], k: usize, rx: &RowX, j0: usize, out: &
     let mut terms = [Terms::default(); 8];
     for (jj, o) in out.iter_mut().enumerate() {
         let j = j0 + jj;
+        fetch_ahead(raw, j * row_bytes, row_bytes);
         *o = row_dot::<true>(ty, &raw[j * row_bytes..(j + 1) * row_bytes], rx, &mut terms);
+    }
+}
+
+/// How far ahead of the weight row being read the one-row paths ask for its lines. The
+/// hardware's stream prefetch alone left them waiting on memory at every new line (wasm32 most:
+/// SmolLM2's decode under Node ran 15–20% faster with it).
+pub(super) const AHEAD: usize = 2048;
+
+/// Asks for the lines of `w[at + AHEAD..][..len]` (what is there of it) before they are read:
+/// a prefetch on x86_64, a load whose value is kept (`black_box`) where there is no prefetch.
+pub(super) fn fetch_ahead(w: &[u8], at: usize, len: usize) {
+    let b = w.get(at + AHEAD..).unwrap_or_default();
+    let b = &b[..len.min(b.len())];
+    #[cfg(target_arch = "x86_64")]
+    avx2::prefetch(b);
+    #[cfg(not(target_arch = "x86_64"))]
+    for line in b.chunks(64) {
+        std::hint::black_box(line[0]);
     }
 }
 
