@@ -56,14 +56,14 @@ mod dots {
         scalar::half_nibbles(qs, x, hi)
     }
 
-    /// Σ x[j] over the positions whose bit is set in `qh`.
+    /// Σ q[j]·x[j] over Q5_0's values q = lo | 16·hi in 0..32 (nibbles of `qs`, bits of `qh`).
     #[inline(always)]
-    pub fn bits<const V: bool>(qh: u32, x: &[i16; 32]) -> i32 {
+    pub fn q5<const V: bool>(qs: &[u8; 16], qh: u32, x: &[i16; 32]) -> i32 {
         #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
         if V {
-            return hsum(bits_v(qh, x));
+            return hsum(q5_v(qs, qh, x));
         }
-        scalar::bits(qh, x)
+        scalar::nibbles(qs, x) + 16 * scalar::bits(qh, x)
     }
 
     /// The portable versions, on every target: the reference the vector ones are tested
@@ -155,22 +155,16 @@ mod dots {
         acc
     }
 
-    /// [`bits`] before its horizontal sum.
+    /// Q5_0's values `q = lo | 16·hi` (0..32: the nibbles of `qs`, the bits of `qh`) against
+    /// x, before the horizontal sum: `scalar::nibbles` + 16·`scalar::bits` in one pass, the high bits
+    /// spread to bytes ([`bit_bytes`]) and or-ed into the nibbles.
     #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
-    pub fn bits_v(qh: u32, x: &[i16; 32]) -> I {
-        let m0 = i16s([1, 2, 4, 8, 16, 32, 64, 128]);
-        let m1 = i16s([256, 512, 1024, 2048, 4096, 8192, 16384, i16::MIN]);
-        let one = splat16(1);
-        let mut acc = zero();
-        for (h, half) in [qh as u16, (qh >> 16) as u16].into_iter().enumerate() {
-            let v = splat16(half as i16);
-            for (k, m) in [m0, m1].into_iter().enumerate() {
-                let sel = eq16(and(v, m), m);
-                acc = add32(acc, madd(and(sel, load(x, 16 * h + 8 * k)), one));
-            }
-        }
-        acc
+    pub fn q5_v(qs: &[u8; 16], qh: u32, x: &[i16; 32]) -> I {
+        let (b0, b1) = bit_bytes(qh, 0x10);
+        let v = load(qs, 0);
+        let ((l0, l1), (h0, h1)) = (widen_u8(or(lo_nibbles(v), b0)), widen_u8(or(hi_nibbles(v), b1)));
+        add32(add32(madd(l0, load(x, 0)), madd(l1, load(x, 8))), add32(madd(h0, load(x, 16)), madd(h1, load(x, 24))))
     }
 }
 
@@ -274,8 +268,7 @@ pub(super) mod grid4 {
         for ((r, xg, fg), sg) in groups::<88>(row, x, f).zip(sum.as_chunks::<4>().0) {
             let dv = |i: usize| {
                 let (b, xb) = (&r[22 * i..22 * i + 22], x32(&xg[32 * i..]));
-                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
-                add32(dots::nibbles_v(b16(&b[6..]), xb), shl32::<4>(dots::bits_v(qh, xb)))
+                dots::q5_v(b16(&b[6..]), u32::from_le_bytes([b[2], b[3], b[4], b[5]]), xb)
             };
             let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
             let dot = sub32(dot, shl32::<4>(load(sg, 0)));
@@ -416,7 +409,7 @@ fn block_terms<const V: bool>(ty: TensorType, b: &[u8], x: &[i8], xw: &[i16], xs
             let (d, e) = f16_at(b, 0);
             let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
             let xb = xj(0);
-            let dot = dots::nibbles::<V>(b16(&b[6..]), xb) + 16 * dots::bits::<V>(qh, xb) - 16 * xsum[0];
+            let dot = dots::q5::<V>(b16(&b[6..]), qh, xb) - 16 * xsum[0];
             out[0] = Terms { t1: d as i64 * dot as i64, e1: e, t2: 0, e2: e };
         }
         TensorType::Q4K => {
@@ -496,7 +489,7 @@ pub(super) fn row_dot<const V: bool>(ty: TensorType, row: &[u8], x: &RowX, terms
             for ((blk, (xw, (&sh, &xs))), &sum) in row.chunks_exact(22).zip(xb).zip(x.sum).skip(done) {
                 let (d, e) = f16_at(blk, 0);
                 let qh = u32::from_le_bytes([blk[2], blk[3], blk[4], blk[5]]);
-                let dot = dots::nibbles::<V>(b16(&blk[6..]), xw) + 16 * dots::bits::<V>(qh, xw) - 16 * sum;
+                let dot = dots::q5::<V>(b16(&blk[6..]), qh, xw) - 16 * sum;
                 acc += shl(d as i64 * dot as i64 * xs as i64, e + sh);
             }
         }
@@ -560,8 +553,8 @@ mod tests {
                 got.push(dots::half_nibbles::<true>(b32(&blk), &x, hi));
                 want.push(dots::scalar::half_nibbles(b32(&blk), &x, hi));
             }
-            got.push(dots::bits::<true>(qh, &x));
-            want.push(dots::scalar::bits(qh, &x));
+            got.push(dots::q5::<true>(b16(&blk[4..]), qh, &x));
+            want.push(dots::scalar::nibbles(b16(&blk[4..]), &x) + 16 * dots::scalar::bits(qh, &x));
             let ql = blk[..128].first_chunk().expect("128 bytes");
             let (qh6, sc) = (blk[128..192].first_chunk().expect("64"), blk[192..208].first_chunk().expect("16"));
             for j in 0..8 {
@@ -572,7 +565,7 @@ mod tests {
                 want.push(dots::scalar::q6k(ql, qh6, sc, j, &x));
             }
         }
-        // 13 results per trial: q8, nibbles, two half_nibbles, bits, eight Q6_K sub-blocks.
-        assert_same("dots (13 per trial: q8, nibbles, half lo/hi, bits, q6k j=0..8)", &got, &want);
+        // 13 results per trial: q8, nibbles, two half_nibbles, Q5_0, eight Q6_K sub-blocks.
+        assert_same("dots (13 per trial: q8, nibbles, half lo/hi, q5, q6k j=0..8)", &got, &want);
     }
 }

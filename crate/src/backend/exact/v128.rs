@@ -55,12 +55,6 @@ mod sse2 {
     }
 
     #[inline(always)]
-    pub fn i16s(a: [i16; 8]) -> I {
-        // SAFETY: SSE2 is part of x86_64.
-        unsafe { _mm_setr_epi16(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]) }
-    }
-
-    #[inline(always)]
     pub fn and(a: I, b: I) -> I {
         // SAFETY: SSE2 is part of x86_64.
         unsafe { _mm_and_si128(a, b) }
@@ -83,13 +77,6 @@ mod sse2 {
     pub fn mul16(a: I, b: I) -> I {
         // SAFETY: SSE2 is part of x86_64.
         unsafe { _mm_mullo_epi16(a, b) }
-    }
-
-    /// All ones in the i16 lanes where `a == b`.
-    #[inline(always)]
-    pub fn eq16(a: I, b: I) -> I {
-        // SAFETY: SSE2 is part of x86_64.
-        unsafe { _mm_cmpeq_epi16(a, b) }
     }
 
     #[inline(always)]
@@ -166,6 +153,21 @@ mod sse2 {
     pub fn hi_nibbles(v: I) -> I {
         // SAFETY: SSE2 is part of x86_64.
         unsafe { _mm_and_si128(_mm_srli_epi16::<4>(v), _mm_set1_epi8(0x0F)) }
+    }
+
+    /// Byte lane j of the pair (0..32) is `v` where bit j of `bits` is set, else 0: each byte of
+    /// `bits` spread over eight lanes, each lane testing its own bit.
+    #[inline(always)]
+    pub fn bit_bytes(bits: u32, v: i8) -> (I, I) {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe {
+            let b = _mm_cvtsi32_si128(bits as i32);
+            let b = _mm_unpacklo_epi8(b, b);
+            let b = _mm_unpacklo_epi16(b, b);
+            let m = _mm_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+            let sel = |w: I| _mm_and_si128(_mm_cmpeq_epi8(_mm_and_si128(w, m), m), _mm_set1_epi8(v));
+            (sel(_mm_unpacklo_epi32(b, b)), sel(_mm_unpackhi_epi32(b, b)))
+        }
     }
 
     /// The sum of the i32 lanes.
@@ -305,11 +307,6 @@ mod simd128 {
     }
 
     #[inline(always)]
-    pub fn i16s(a: [i16; 8]) -> I {
-        i16x8(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7])
-    }
-
-    #[inline(always)]
     pub fn and(a: I, b: I) -> I {
         v128_and(a, b)
     }
@@ -327,11 +324,6 @@ mod simd128 {
     #[inline(always)]
     pub fn mul16(a: I, b: I) -> I {
         i16x8_mul(a, b)
-    }
-
-    #[inline(always)]
-    pub fn eq16(a: I, b: I) -> I {
-        i16x8_eq(a, b)
     }
 
     #[inline(always)]
@@ -388,6 +380,17 @@ mod simd128 {
     #[inline(always)]
     pub fn hi_nibbles(v: I) -> I {
         u8x16_shr(v, 4)
+    }
+
+    #[inline(always)]
+    pub fn bit_bytes(bits: u32, v: i8) -> (I, I) {
+        let s = u32x4_splat(bits);
+        let m = u64x2_splat(0x8040_2010_0804_0201);
+        let sel = |w: I| v128_and(i8x16_eq(v128_and(w, m), m), i8x16_splat(v));
+        (
+            sel(i8x16_shuffle::<0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1>(s, s)),
+            sel(i8x16_shuffle::<2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3>(s, s)),
+        )
     }
 
     #[inline(always)]
