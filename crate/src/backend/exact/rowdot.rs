@@ -233,6 +233,40 @@ pub(super) mod grid4 {
         row.as_chunks::<B>().0.iter().zip(x.as_chunks::<128>().0).zip(f.as_chunks::<4>().0).map(|((r, x), f)| (r, x, f))
     }
 
+    /// The two blocks after the first `done` (`B2` bytes: two blocks), their x values and
+    /// factors, when there are two: SmolLM2's 576-wide rows end with two blocks after four
+    /// groups, which half a group (lanes 0 and 1) takes instead of the scalar loop.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[allow(clippy::type_complexity)]
+    fn two<'a, const B2: usize>(
+        row: &'a [u8],
+        x: &'a [i16],
+        f: &'a [f64],
+        done: usize,
+    ) -> Option<(&'a [u8; B2], &'a [i16; 64], &'a [f64; 2])> {
+        let r = row.get(B2 / 2 * done..)?.first_chunk()?;
+        Some((r, x.get(32 * done..)?.first_chunk()?, f.get(done..)?.first_chunk()?))
+    }
+
+    /// Two blocks' dots (lanes 0 and 1 of `dot`) times their scales `d` and x factors `f`,
+    /// rounded and added to `acc` as [`add_terms`] does.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn add_two(acc: &mut [I; 2], dot: I, d: F, f: &[f64; 2]) {
+        acc[0] = add64(acc[0], to_bits(add_f(mul_f(mul_f(cvt_lo(dot), d), load_f(f, 0)), splat_f(ROUND))));
+    }
+
+    /// The f16 at `at` and `at + stride` as f64, exactly (as in [`f16x4`]).
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn f16x2<const N: usize>(b: &[u8; N], at: usize, stride: usize) -> F {
+        let f = |i: usize| {
+            let h = u16::from_le_bytes([b[at + i * stride], b[at + i * stride + 1]]) as u64;
+            ((h & 0x7FFF) << 42) | ((h & 0x8000) << 48)
+        };
+        mul_f(from_bits(f(0), f(1)), splat_f(f64::from_bits((1008 + 1023) << 52)))
+    }
+
     #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     pub fn q8_0(row: &[u8], x: &[i16], f: &[f64]) -> (i64, usize) {
         let mut done = 0;
@@ -242,6 +276,11 @@ pub(super) mod grid4 {
             let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
             add_terms(&mut acc, dot, f16x4(r, 0, 34), fg);
             done += 4;
+        }
+        if let Some((r, xg, fg)) = two::<68>(row, x, f, done) {
+            let dv = |i: usize| dots::q8_v(b32(&r[34 * i + 2..]), x32(&xg[32 * i..]));
+            add_two(&mut acc, transpose_sum(dv(0), dv(1), zero(), zero()), f16x2(r, 0, 34), fg);
+            done += 2;
         }
         (total(acc, done), done)
     }
@@ -256,6 +295,14 @@ pub(super) mod grid4 {
             add_terms(&mut acc, dot, f16x4(r, 0, 20), fg);
             add_mins(&mut acc, f16x4(r, 2, 20), mg);
             done += 4;
+        }
+        if let (Some((r, xg, fg)), Some(mg)) =
+            (two::<40>(row, x, f, done), m.get(done..).and_then(|m| m.first_chunk::<2>()))
+        {
+            let dv = |i: usize| dots::nibbles_v(b16(&r[20 * i + 4..]), x32(&xg[32 * i..]));
+            add_two(&mut acc, transpose_sum(dv(0), dv(1), zero(), zero()), f16x2(r, 0, 20), fg);
+            acc[0] = add64(acc[0], to_bits(add_f(mul_f(f16x2(r, 2, 20), load_f(mg, 0)), splat_f(ROUND))));
+            done += 2;
         }
         (total(acc, 2 * done), done)
     }
@@ -274,6 +321,16 @@ pub(super) mod grid4 {
             let dot = sub32(dot, shl32::<4>(load(sg, 0)));
             add_terms(&mut acc, dot, f16x4(r, 0, 22), fg);
             done += 4;
+        }
+        if let (Some((r, xg, fg)), Some(sg)) = (two::<44>(row, x, f, done), sum.get(done..done + 2)) {
+            let dv = |i: usize| {
+                let (b, xb) = (&r[22 * i..22 * i + 22], x32(&xg[32 * i..]));
+                dots::q5_v(b16(&b[6..]), u32::from_le_bytes([b[2], b[3], b[4], b[5]]), xb)
+            };
+            let dot = transpose_sum(dv(0), dv(1), zero(), zero());
+            let dot = sub32(dot, shl32::<4>(load(&[sg[0], sg[1], 0, 0], 0)));
+            add_two(&mut acc, dot, f16x2(r, 0, 22), fg);
+            done += 2;
         }
         (total(acc, done), done)
     }
