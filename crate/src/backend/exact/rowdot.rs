@@ -177,18 +177,24 @@ pub(super) mod grid4 {
     #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     use super::{b16, b32, dots, v128::*, x32, ROUND};
 
-    /// The f16 at `at`, `at + stride`, `at + 2·stride`, `at + 3·stride` as f64, exactly: its
-    /// magnitude bits in f64's exponent and fraction fields read 2^−1008 times its value
-    /// (subnormals included), so one multiply by 2^1008 rescales.
+    /// The f16 at `at`, `at + stride`, `at + 2·stride`, `at + 3·stride` as f64, exactly
+    /// ([`f16_f64x8`]).
     #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
     fn f16x4<const N: usize>(b: &[u8; N], at: usize, stride: usize) -> (F, F) {
-        let f = |i: usize| {
-            let h = u16::from_le_bytes([b[at + i * stride], b[at + i * stride + 1]]) as u64;
-            ((h & 0x7FFF) << 42) | ((h & 0x8000) << 48)
-        };
-        let scale = splat_f(f64::from_bits((1008 + 1023) << 52));
-        (mul_f(from_bits(f(0), f(1)), scale), mul_f(from_bits(f(2), f(3)), scale))
+        let h = |i: usize| u16::from_le_bytes([b[at + i * stride], b[at + i * stride + 1]]);
+        let [f01, f23, _, _] = f16_f64x8(u16s([h(0), h(1), h(2), h(3)]));
+        (f01, f23)
+    }
+
+    /// Four blocks' d and m (the f16 pair each block starts with, `stride` bytes apart) as f64,
+    /// exactly: `((d01, d23), (m01, m23))`.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn dm_x4<const N: usize>(b: &[u8; N], stride: usize) -> ((F, F), (F, F)) {
+        let w = |i: usize| u32::from_le_bytes([b[i * stride], b[i * stride + 1], b[i * stride + 2], b[i * stride + 3]]);
+        let [d01, d23, m01, m23] = f16_f64x8(evens_odds16(u32s([w(0), w(1), w(2), w(3)])));
+        ((d01, d23), (m01, m23))
     }
 
     /// Four blocks' dots (`dot`) times their scales (`d01`, `d23`) and the x factors `f`, rounded
@@ -256,15 +262,12 @@ pub(super) mod grid4 {
         acc[0] = add64(acc[0], to_bits(add_f(mul_f(mul_f(cvt_lo(dot), d), load_f(f, 0)), splat_f(ROUND))));
     }
 
-    /// The f16 at `at` and `at + stride` as f64, exactly (as in [`f16x4`]).
+    /// The f16 at `at` and `at + stride` as f64, exactly ([`f16_f64x8`]).
     #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
     fn f16x2<const N: usize>(b: &[u8; N], at: usize, stride: usize) -> F {
-        let f = |i: usize| {
-            let h = u16::from_le_bytes([b[at + i * stride], b[at + i * stride + 1]]) as u64;
-            ((h & 0x7FFF) << 42) | ((h & 0x8000) << 48)
-        };
-        mul_f(from_bits(f(0), f(1)), splat_f(f64::from_bits((1008 + 1023) << 52)))
+        let h = |i: usize| u16::from_le_bytes([b[at + i * stride], b[at + i * stride + 1]]);
+        f16_f64x8(u16s([h(0), h(1), 0, 0]))[0]
     }
 
     #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
@@ -292,8 +295,9 @@ pub(super) mod grid4 {
         for ((r, xg, fg), mg) in groups::<80>(row, x, f).zip(m.as_chunks::<4>().0) {
             let dv = |i: usize| dots::nibbles_v(b16(&r[20 * i + 4..]), x32(&xg[32 * i..]));
             let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
-            add_terms(&mut acc, dot, f16x4(r, 0, 20), fg);
-            add_mins(&mut acc, f16x4(r, 2, 20), mg);
+            let (d, m) = dm_x4(r, 20);
+            add_terms(&mut acc, dot, d, fg);
+            add_mins(&mut acc, m, mg);
             done += 4;
         }
         if let (Some((r, xg, fg)), Some(mg)) =
@@ -582,6 +586,39 @@ mod tests {
 
     // The row paths ([`row_dot`], [`grid4`]) against the portable one: in `batched`'s tests,
     // which quantize their x rows as the matmul does (`XRows`).
+
+    /// The vector f16 conversion ([`v128::f16_f64x8`]) against the value `±m · 2^e` of every
+    /// finite f16 bit pattern, −0 included, bit for bit.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn f16_f64x8_equals_every_finite_f16() {
+        let value = |h: u16| {
+            let (e, frac) = ((h >> 10) & 31, (h & 1023) as f64);
+            let v = if e == 0 { frac * 2f64.powi(-24) } else { (1024.0 + frac) * 2f64.powi(e as i32 - 25) };
+            if h & 0x8000 != 0 {
+                -v
+            } else {
+                v
+            }
+        };
+        let finite: Vec<u16> = (0..=u16::MAX).filter(|h| h & 0x7C00 != 0x7C00).collect();
+        let (mut got, mut want) = (vec![], vec![]);
+        for c in finite.chunks_exact(8) {
+            let lanes = [[c[0], c[1], c[2], c[3]], [c[4], c[5], c[6], c[7]]];
+            let v = v128::evens_odds16(v128::u32s(std::array::from_fn(|i| {
+                lanes[0][i] as u32 | (lanes[1][i] as u32) << 16
+            })));
+            let f = v128::f16_f64x8(v);
+            for (k, fk) in f.iter().enumerate() {
+                let [a, b] = v128::i64s(v128::to_bits(*fk));
+                got.extend([a, b]);
+                let h = |i: usize| lanes[k / 2][2 * (k % 2) + i];
+                want.extend([value(h(0)).to_bits() as i64, value(h(1)).to_bits() as i64]);
+            }
+        }
+        assert_same("f16 bits as f64 (8 per step: d0..d3 then m0..m3)", &got, &want);
+    }
 
     /// Every dot kernel ([`dots`]) against its portable version on seeded random blocks, with
     /// int8 activations at their extremes included.

@@ -170,6 +170,53 @@ mod sse2 {
         }
     }
 
+    /// u16 lanes 0..4 (the rest 0).
+    #[inline(always)]
+    pub fn u16s(a: [u16; 4]) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_setr_epi16(a[0] as i16, a[1] as i16, a[2] as i16, a[3] as i16, 0, 0, 0, 0) }
+    }
+
+    #[inline(always)]
+    pub fn u32s(a: [u32; 4]) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe { _mm_setr_epi32(a[0] as i32, a[1] as i32, a[2] as i32, a[3] as i32) }
+    }
+
+    /// The even u16 lanes, then the odd ones.
+    #[inline(always)]
+    pub fn evens_odds16(v: I) -> I {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe {
+            let v = _mm_shufflehi_epi16::<0b11_01_10_00>(_mm_shufflelo_epi16::<0b11_01_10_00>(v));
+            _mm_shuffle_epi32::<0b11_01_10_00>(v)
+        }
+    }
+
+    /// The f16 in the u16 lanes as f64, exactly, lanes (0, 1), (2, 3), (4, 5), (6, 7): each
+    /// f16's magnitude bits in f64's exponent and fraction fields read 2^−1008 times its value
+    /// (subnormals included), so one multiply by 2^1008 rescales; the sign goes to bit 63.
+    #[inline(always)]
+    pub fn f16_f64x8(h: I) -> [F; 4] {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe {
+            let z = _mm_setzero_si128();
+            let bits = |v: I| {
+                let mag = _mm_slli_epi32::<10>(_mm_and_si128(v, _mm_set1_epi32(0x7FFF)));
+                _mm_or_si128(mag, _mm_slli_epi32::<16>(_mm_and_si128(v, _mm_set1_epi32(0x8000))))
+            };
+            let (lo, hi) = (bits(_mm_unpacklo_epi16(h, z)), bits(_mm_unpackhi_epi16(h, z)));
+            let s = _mm_set1_pd(f64::from_bits((1008 + 1023) << 52));
+            let f = |v: I| _mm_mul_pd(_mm_castsi128_pd(v), s);
+            [
+                f(_mm_unpacklo_epi32(z, lo)),
+                f(_mm_unpackhi_epi32(z, lo)),
+                f(_mm_unpacklo_epi32(z, hi)),
+                f(_mm_unpackhi_epi32(z, hi)),
+            ]
+        }
+    }
+
     /// The sum of the i32 lanes.
     #[inline(always)]
     pub fn hsum(v: I) -> i32 {
@@ -217,13 +264,6 @@ mod sse2 {
     pub fn pair_f(lo: f64, hi: f64) -> F {
         // SAFETY: SSE2 is part of x86_64.
         unsafe { _mm_set_pd(hi, lo) }
-    }
-
-    /// The f64 with bits `lo`, `hi`.
-    #[inline(always)]
-    pub fn from_bits(lo: u64, hi: u64) -> F {
-        // SAFETY: SSE2 is part of x86_64.
-        unsafe { _mm_castsi128_pd(_mm_set_epi64x(hi as i64, lo as i64)) }
     }
 
     /// The f64 lanes' bits as i64 lanes.
@@ -394,6 +434,38 @@ mod simd128 {
     }
 
     #[inline(always)]
+    pub fn u16s(a: [u16; 4]) -> I {
+        u16x8(a[0], a[1], a[2], a[3], 0, 0, 0, 0)
+    }
+
+    #[inline(always)]
+    pub fn u32s(a: [u32; 4]) -> I {
+        u32x4(a[0], a[1], a[2], a[3])
+    }
+
+    #[inline(always)]
+    pub fn evens_odds16(v: I) -> I {
+        i16x8_shuffle::<0, 2, 4, 6, 1, 3, 5, 7>(v, v)
+    }
+
+    #[inline(always)]
+    pub fn f16_f64x8(h: I) -> [F; 4] {
+        let z = u32x4_splat(0);
+        let bits = |v: I| {
+            let mag = i32x4_shl(v128_and(v, u32x4_splat(0x7FFF)), 10);
+            v128_or(mag, i32x4_shl(v128_and(v, u32x4_splat(0x8000)), 16))
+        };
+        let (lo, hi) = (bits(u32x4_extend_low_u16x8(h)), bits(u32x4_extend_high_u16x8(h)));
+        let s = f64x2_splat(f64::from_bits((1008 + 1023) << 52));
+        [
+            f64x2_mul(i32x4_shuffle::<0, 4, 1, 5>(z, lo), s),
+            f64x2_mul(i32x4_shuffle::<2, 6, 3, 7>(z, lo), s),
+            f64x2_mul(i32x4_shuffle::<0, 4, 1, 5>(z, hi), s),
+            f64x2_mul(i32x4_shuffle::<2, 6, 3, 7>(z, hi), s),
+        ]
+    }
+
+    #[inline(always)]
     pub fn hsum(v: I) -> i32 {
         let s = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
         i32x4_extract_lane::<0>(i32x4_add(s, i32x4_shuffle::<1, 0, 3, 2>(s, s)))
@@ -424,11 +496,6 @@ mod simd128 {
     #[inline(always)]
     pub fn pair_f(lo: f64, hi: f64) -> F {
         f64x2(lo, hi)
-    }
-
-    #[inline(always)]
-    pub fn from_bits(lo: u64, hi: u64) -> F {
-        u64x2(lo, hi)
     }
 
     #[inline(always)]
