@@ -3,6 +3,7 @@
 //! come back), and one generation loop ([`Generation`], [`StopState`]) shared by the CLI,
 //! the receipts, the verifier and the JavaScript API.
 
+use crate::backend::busy::Busy;
 use crate::backend::exact::{ExactOps, ExactWeight, IMat};
 use crate::backend::f32::{F32Weight, RefF32};
 use crate::error::{Error, Result};
@@ -35,6 +36,8 @@ pub trait Backend: Ops + Sized {
     type Device: Clone;
     /// Whether this is the exact mode (receipts need it).
     const EXACT: bool;
+    /// Whether the forward pass runs on rayon's threads (the CPU backends).
+    const THREADS: bool = true;
     fn weight(dev: &Self::Device, t: TensorView) -> Result<Self::W>;
     /// Rearrange the loaded weights for this backend (the GPU stacks products of one input).
     fn prepare(_dev: &Self::Device, _w: &mut Weights<Self::W>) -> Result<()> {
@@ -134,6 +137,7 @@ impl ExactBackend for ExactOps {
 impl Backend for crate::gpu::GpuOps {
     type Device = Rc<crate::gpu::GpuContext>;
     const EXACT: bool = true;
+    const THREADS: bool = false;
     fn weight(dev: &Self::Device, t: TensorView) -> Result<crate::gpu::GpuWeight> {
         crate::gpu::GpuWeight::from_view(dev, t)
     }
@@ -258,6 +262,7 @@ impl<B: Backend> Session<B> {
     }
 
     fn forward(&mut self, ids: &[u32], pos0: usize, out_rows: std::ops::Range<usize>) -> Result<B::Act> {
+        let _busy = if B::THREADS { Busy::start() } else { None };
         let m = &*self.model;
         forward(&mut self.ops, &m.cfg, &m.weights, ids, pos0, out_rows)
     }
