@@ -505,11 +505,13 @@ fn dot_rows_x(ty: TensorType, raw: &[u8], k: usize, rx: &RowX, j0: usize, out: &
         return;
     }
     let mut terms = [Terms::default(); 8];
+    let mut ahead = 0;
     for (jj, o) in out.iter_mut().enumerate() {
         let j = j0 + jj;
-        fetch_ahead(raw, j * row_bytes, row_bytes);
+        ahead ^= fetch_ahead(raw, j * row_bytes, row_bytes);
         *o = row_dot::<true>(ty, &raw[j * row_bytes..(j + 1) * row_bytes], rx, &mut terms);
     }
+    std::hint::black_box(ahead);
 }
 
 /// How far ahead of the weight row being read the one-row paths ask for its lines. The
@@ -518,16 +520,19 @@ fn dot_rows_x(ty: TensorType, raw: &[u8], k: usize, rx: &RowX, j0: usize, out: &
 pub(super) const AHEAD: usize = 2048;
 
 /// Asks for the lines of `w[at + AHEAD..][..len]` (what is there of it) before they are read:
-/// a prefetch on x86_64, a load whose value is kept (`black_box`) where there is no prefetch.
-pub(super) fn fetch_ahead(w: &[u8], at: usize, len: usize) {
+/// a prefetch on x86_64; where there is none (wasm32), one load per line, whose bytes it
+/// returns xor-ed, for the caller to keep (`black_box`) once its rows are done: the loads then
+/// wait in the background, where keeping each byte at once made the thread wait for it.
+pub(super) fn fetch_ahead(w: &[u8], at: usize, len: usize) -> u8 {
     let b = w.get(at + AHEAD..).unwrap_or_default();
     let b = &b[..len.min(b.len())];
     #[cfg(target_arch = "x86_64")]
-    avx2::prefetch(b);
-    #[cfg(not(target_arch = "x86_64"))]
-    for line in b.chunks(64) {
-        std::hint::black_box(line[0]);
+    {
+        avx2::prefetch(b);
+        0
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    b.chunks(64).fold(0, |a, line| a ^ line[0])
 }
 
 /// As [`block_products`] for F16 / F32 weights: one term per element.
