@@ -100,6 +100,7 @@ fn scores(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
 fn attend_head(
     qh: QHead,
     c: &LayerCache,
+    vf: Option<&[f64]>,
     kv_blocks: usize,
     g: usize,
     hd: usize,
@@ -153,12 +154,13 @@ fn attend_head(
         let vmax = (lo..=pos).map(|j| c.ve[at(j, b)]).max().unwrap_or(0);
         *be = vmax - GUARD - 24;
         let r = 32 * b..(32 * b + 32).min(hd);
-        let terms = p.iter().zip(lo..=pos).map(|(pj, j)| {
-            let v = &c.vq[j * kv_dim + kvo + r.start..j * kv_dim + kvo + r.end];
-            (pj * c.vs[at(j, b)] as i64, c.ve[at(j, b)] - vmax + GUARD, v)
-        });
+        let term = |(pj, j): (&i64, usize)| (pj * c.vs[at(j, b)] as i64, c.ve[at(j, b)] - vmax + GUARD);
+        let span = |j: usize| j * kv_dim + kvo + r.start..j * kv_dim + kvo + r.end;
         let mut acc = [0.0; 32];
-        values_into(&mut acc, terms);
+        match vf {
+            Some(vf) => values_into_f64(&mut acc, p.iter().zip(lo..=pos).map(|t| (term(t), &vf[span(t.1)]))),
+            None => values_into(&mut acc, p.iter().zip(lo..=pos).map(|t| (term(t), &c.vq[span(t.1)]))),
+        }
         out[r].iter_mut().zip(acc).for_each(|(o, a)| *o = a as i64);
     }
     let eh = bexp.iter().copied().max().unwrap_or(0);
@@ -170,33 +172,59 @@ fn attend_head(
     (out, eh)
 }
 
-/// `o[e] += shl(ps · v[e], sh)` for each `(ps, sh, v)` of `terms`, in f64: every term and
+/// A cached value as [`values_into`] reads it: the int8 itself, or already as f64 (exact).
+trait Value: Copy {
+    fn f64(self) -> f64;
+}
+
+impl Value for i8 {
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Value for f64 {
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self
+    }
+}
+
+/// `o[e] += shl(ps · v[e], sh)` for each `((ps, sh), v)` of `terms`, in f64: every term and
 /// partial sum is an integer below 2^53 in magnitude (attention's values bound them below 2^47),
 /// so each f64 operation is exact and the sum is the i64 one. A left shift is exact, so it goes
 /// on `ps` once per position (and the loop vectorizes); a right shift rounds each term.
-fn values_into<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = (i64, i32, &'a [i8])>) {
-    #[inline(always)]
-    fn body<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = (i64, i32, &'a [i8])>) {
-        // A local copy and plain loops, so the sums can stay in registers (a closure here would
-        // be compiled once, outside the AVX2 copy).
-        let mut acc = *o;
-        for (ps, sh, v) in terms {
-            let n = v.len().min(32);
-            if sh >= 0 {
-                let c = (ps << sh) as f64;
-                for t in 0..n {
-                    acc[t] += c * v[t] as f64;
-                }
-            } else {
-                let s = sh.unsigned_abs();
-                for t in 0..n {
-                    acc[t] += rshr(ps * v[t] as i64, s) as f64;
-                }
+#[inline(always)]
+fn values_body<'a, V: Value + 'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [V])>) {
+    // A local copy and plain loops, so the sums can stay in registers (a closure here would be
+    // compiled once, outside the AVX2 copy).
+    let mut acc = *o;
+    for ((ps, sh), v) in terms {
+        let n = v.len().min(32);
+        if sh >= 0 {
+            let c = (ps << sh) as f64;
+            for t in 0..n {
+                acc[t] += c * v[t].f64();
+            }
+        } else {
+            let s = sh.unsigned_abs();
+            for t in 0..n {
+                acc[t] += rshr(ps * v[t].f64() as i64, s) as f64;
             }
         }
-        *o = acc;
     }
-    with_avx2!(body<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = (i64, i32, &'a [i8])>))
+    *o = acc;
+}
+
+/// [`values_body`] on the cache's int8 values.
+fn values_into<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [i8])>) {
+    with_avx2!(values_body<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [i8])>))
+}
+
+/// [`values_body`] on values already converted to f64 (a batch's, [`attend_rows`]).
+fn values_into_f64<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [f64])>) {
+    with_avx2!(values_body<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [f64])>))
 }
 
 /// Each row of `q` attends, head by head, to the keys `lo..=hi` of `c` that `visible(row)` gives
@@ -213,6 +241,9 @@ pub(super) fn attend_rows(
     let kv_blocks = p.n_head_kv * nbh;
     let qr = quantize_rows(q, hd);
     let group = p.n_head / p.n_head_kv;
+    // A batch reads each cached value once per query row and head of its group: converted to
+    // f64 once here, not at every read.
+    let vf: Option<Vec<f64>> = (q.rows >= 8).then(|| c.vq.iter().map(|&v| v as f64).collect());
     let heads: Vec<(Vec<i64>, i32)> = (0..q.rows * p.n_head)
         .into_par_iter()
         .map(|ih| {
@@ -221,7 +252,7 @@ pub(super) fn attend_rows(
             let b = i * qr.nb + h * nbh..i * qr.nb + (h + 1) * nbh;
             let qh =
                 QHead { q: &qr.q[i * q.cols + h * hd..i * q.cols + (h + 1) * hd], s: &qr.s[b.clone()], e: &qr.e[b] };
-            attend_head(qh, c, kv_blocks, h / group, hd, lo, hi, scale)
+            attend_head(qh, c, vf.as_deref(), kv_blocks, h / group, hd, lo, hi, scale)
         })
         .collect();
     let mut out = IMat::zeros(q.rows, p.n_head * hd);
@@ -264,7 +295,15 @@ mod tests {
                     })
                     .collect();
                 let mut got = [0.0; 32];
-                values_into(&mut got, terms.iter().map(|(ps, sh, v)| (*ps, *sh, &v[..])));
+                values_into(&mut got, terms.iter().map(|(ps, sh, v)| ((*ps, *sh), &v[..])));
+                let vf: Vec<Vec<f64>> = terms.iter().map(|t| t.2.iter().map(|&v| v as f64).collect()).collect();
+                let mut got_f = [0.0; 32];
+                values_into_f64(&mut got_f, terms.iter().zip(&vf).map(|((ps, sh, _), v)| ((*ps, *sh), &v[..])));
+                assert_eq!(
+                    got.map(f64::to_bits),
+                    got_f.map(f64::to_bits),
+                    "case {case}, {lanes} lanes: int8 and f64 values"
+                );
                 let mut want = vec![0i64; lanes];
                 for (ps, sh, v) in &terms {
                     want.iter_mut().zip(v).for_each(|(o, &v)| *o += shl(ps * v as i64, *sh));
