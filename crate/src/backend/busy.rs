@@ -56,15 +56,15 @@ impl Drop for Busy {
     }
 }
 
-#[cfg(test)]
+/// Native only: the tests' wasm32 build has no threads to make a pool of.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
     use rayon::prelude::*;
 
     /// Passes of nested parallel work inside a two-thread pool, each under a [`Busy`], finish
     /// (a spinner that rayon runs inside a wait gives up) and sum as on one thread.
-    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    #[test]
     fn passes_under_busy_finish_with_the_same_sums() {
         let work = |i: u64| (0..2000u64).fold(i, |a, k| a.wrapping_mul(6364136223846793005).wrapping_add(k));
         let pass = |p: u64| -> u64 {
