@@ -202,20 +202,24 @@ pub(super) mod grid4 {
     #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
     fn add_terms(acc: &mut [I; 2], dot: I, (d01, d23): (F, F), f: &[f64; 4]) {
-        let round = splat_f(ROUND);
-        let v01 = mul_f(mul_f(cvt_lo(dot), d01), load_f(f, 0));
-        let v23 = mul_f(mul_f(cvt_hi(dot), d23), load_f(f, 2));
-        acc[0] = add64(acc[0], to_bits(add_f(v01, round)));
-        acc[1] = add64(acc[1], to_bits(add_f(v23, round)));
+        add_rounded(&mut acc[0], mul_f(mul_f(cvt_lo(dot), d01), load_f(f, 0)));
+        add_rounded(&mut acc[1], mul_f(mul_f(cvt_hi(dot), d23), load_f(f, 2)));
+    }
+
+    /// Two terms `v`, rounded onto the grid (adding [`ROUND`], taken off in [`total`]) and added
+    /// to `acc` as i64 bit patterns.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn add_rounded(acc: &mut I, v: F) {
+        *acc = add64(*acc, to_bits(add_f(v, splat_f(ROUND))));
     }
 
     /// Four min terms: scales (`m01`, `m23`) times the x factors `xm`, rounded and added.
     #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
     fn add_mins(acc: &mut [I; 2], (m01, m23): (F, F), xm: &[f64; 4]) {
-        let round = splat_f(ROUND);
-        acc[0] = add64(acc[0], to_bits(add_f(mul_f(m01, load_f(xm, 0)), round)));
-        acc[1] = add64(acc[1], to_bits(add_f(mul_f(m23, load_f(xm, 2)), round)));
+        add_rounded(&mut acc[0], mul_f(m01, load_f(xm, 0)));
+        add_rounded(&mut acc[1], mul_f(m23, load_f(xm, 2)));
     }
 
     /// The integer sum of `terms` rounded terms.
@@ -259,7 +263,7 @@ pub(super) mod grid4 {
     #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
     #[inline(always)]
     fn add_two(acc: &mut [I; 2], dot: I, d: F, f: &[f64; 2]) {
-        acc[0] = add64(acc[0], to_bits(add_f(mul_f(mul_f(cvt_lo(dot), d), load_f(f, 0)), splat_f(ROUND))));
+        add_rounded(&mut acc[0], mul_f(mul_f(cvt_lo(dot), d), load_f(f, 0)));
     }
 
     /// The f16 at `at` and `at + stride` as f64, exactly ([`f16_f64x8`]).
@@ -305,10 +309,18 @@ pub(super) mod grid4 {
         {
             let dv = |i: usize| dots::nibbles_v(b16(&r[20 * i + 4..]), x32(&xg[32 * i..]));
             add_two(&mut acc, transpose_sum(dv(0), dv(1), zero(), zero()), f16x2(r, 0, 20), fg);
-            acc[0] = add64(acc[0], to_bits(add_f(mul_f(f16x2(r, 2, 20), load_f(mg, 0)), splat_f(ROUND))));
+            add_rounded(&mut acc[0], mul_f(f16x2(r, 2, 20), load_f(mg, 0)));
             done += 2;
         }
         (total(acc, 2 * done), done)
+    }
+
+    /// The Q5_0 block at the start of `b` (d, the high bits, the nibbles) against the 32 x
+    /// values at the start of `x`, before the horizontal sum.
+    #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[inline(always)]
+    fn q5_block(b: &[u8], x: &[i16]) -> I {
+        dots::q5_v(b16(&b[6..]), u32::from_le_bytes([b[2], b[3], b[4], b[5]]), x32(x))
     }
 
     /// Q5_0: `sum` holds the x block sums (for the −16 offset).
@@ -317,20 +329,14 @@ pub(super) mod grid4 {
         let mut done = 0;
         let mut acc = [zero(); 2];
         for ((r, xg, fg), sg) in groups::<88>(row, x, f).zip(sum.as_chunks::<4>().0) {
-            let dv = |i: usize| {
-                let (b, xb) = (&r[22 * i..22 * i + 22], x32(&xg[32 * i..]));
-                dots::q5_v(b16(&b[6..]), u32::from_le_bytes([b[2], b[3], b[4], b[5]]), xb)
-            };
+            let dv = |i: usize| q5_block(&r[22 * i..], &xg[32 * i..]);
             let dot = transpose_sum(dv(0), dv(1), dv(2), dv(3));
             let dot = sub32(dot, shl32::<4>(load(sg, 0)));
             add_terms(&mut acc, dot, f16x4(r, 0, 22), fg);
             done += 4;
         }
         if let (Some((r, xg, fg)), Some(sg)) = (two::<44>(row, x, f, done), sum.get(done..done + 2)) {
-            let dv = |i: usize| {
-                let (b, xb) = (&r[22 * i..22 * i + 22], x32(&xg[32 * i..]));
-                dots::q5_v(b16(&b[6..]), u32::from_le_bytes([b[2], b[3], b[4], b[5]]), xb)
-            };
+            let dv = |i: usize| q5_block(&r[22 * i..], &xg[32 * i..]);
             let dot = transpose_sum(dv(0), dv(1), zero(), zero());
             let dot = sub32(dot, shl32::<4>(load(&[sg[0], sg[1], 0, 0], 0)));
             add_two(&mut acc, dot, f16x2(r, 0, 22), fg);
