@@ -167,40 +167,47 @@ pub fn strip_zeros((m, e): (i32, i32)) -> (i32, i32) {
 /// `q = 128·m / (s·2^t)` rounded to nearest, ties to even, so |q| <= 127 and the block's values are `q · s · 2^(t − 7)`.
 /// The max lands on ±127 (up to rounding of s), a finer grid than a power-of-two scale.
 /// Returns `(t, s)`; an all-zero block gives `(0, 1)`.
+#[inline(always)]
 pub fn quantize_block_scaled(m: &[i32], q: &mut [i8]) -> (u32, i32) {
-    let max = m.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as i64;
+    let mut max = 0u32;
+    for v in m {
+        max = max.max(v.unsigned_abs());
+    }
     if max == 0 {
         q.iter_mut().for_each(|v| *v = 0);
         return (0, 1);
     }
+    let max = max as i64;
     let t = bitlen(max as u64).saturating_sub(7);
     let unit = 127i64 << t;
     let s = floor_div(128 * max + unit - 1, unit);
-    // The rounded quotient through floor(floor(x / 2^t) / s), |floor(x / 2^t)| ≤ 2^14 as
-    // |m| < 2^(t+7), and the exact remainder.
-    let d = s << t;
-    let recip = small_recip(s);
+    // The rounded quotient through floor(floor(x / 2^t) / s) and the exact remainder, in 32-bit
+    // lanes where they fit (the loop vectorizes): floor(128·m / 2^t) is m shifted (|m| <
+    // 2^(t+7), so below 2^14), floor · s below 2^22.
+    let (d, si) = (s << t, s as i32);
+    let (up, down) = (7u32.saturating_sub(t), t.saturating_sub(7));
+    let recip = small_recip(si);
     for (o, &v) in q.iter_mut().zip(m) {
-        let x = 128 * v as i64;
-        let fl = floor_div_small(x >> t, s, recip);
-        let r = x - fl * d;
-        *o = (fl + (2 * r > d || (2 * r == d && fl & 1 == 1)) as i64) as i8;
+        let fl = floor_div_small((v << up) >> down, si, recip);
+        let r = ((v as i64) << 7) - (((fl * si) as i64) << t);
+        *o = (fl + (2 * r > d || (2 * r == d && fl & 1 == 1)) as i32) as i8;
     }
-    (t, s as i32)
+    (t, si)
 }
 
-/// [`floor_div_small`]'s multiplier for `s`: floor(2^32 / s) + 1.
-fn small_recip(s: i64) -> u64 {
-    (1u64 << 32) / s as u64 + 1
+/// [`floor_div_small`]'s multiplier for `s`: floor(2^32 / s) + 1 (below 2^32: a block's scale
+/// is at least 2, as 128·M > 127·2^t).
+fn small_recip(s: i32) -> u32 {
+    ((1u64 << 32) / s as u64 + 1) as u32
 }
 
-/// floor(n / s) for |n| ≤ 2^14 and 1 ≤ s ≤ 130 by a multiply (a division per element cost a
+/// floor(n / s) for |n| ≤ 2^14 and 2 ≤ s ≤ 130 by a multiply (a division per element cost a
 /// fifth of a batch's activation quantization): n' = n + s·2^14 is in [0, 2^22), and
 /// floor(n'·R / 2^32) = floor(n' / s) exactly, as the excess n'·(R − 2^32/s) / 2^32 is below
 /// n'/2^32 < 1/s (n'·s < 2^30), too small to reach the next multiple of 1/s.
 #[inline(always)]
-fn floor_div_small(n: i64, s: i64, recip: u64) -> i64 {
-    ((((n + (s << 14)) as u64) * recip) >> 32) as i64 - (1 << 14)
+fn floor_div_small(n: i32, s: i32, recip: u32) -> i32 {
+    (((n + (s << 14)) as u32 as u64 * recip as u64) >> 32) as i32 - (1 << 14)
 }
 
 /// The integer dot product of two int8 vectors (on the GPU: `dot4I8Packed` over packed words).
@@ -526,9 +533,9 @@ mod tests {
     #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
     #[cfg_attr(not(target_arch = "wasm32"), test)]
     fn floor_div_small_is_floor_division_on_its_whole_domain() {
-        for s in 1..=130i64 {
+        for s in 2..=130 {
             let recip = small_recip(s);
-            for n in -(1i64 << 14)..=1 << 14 {
+            for n in -(1 << 14)..=1 << 14 {
                 assert_eq!(floor_div_small(n, s, recip), n.div_euclid(s), "{n} / {s}");
             }
         }

@@ -458,17 +458,7 @@ fn quantize_rows(x: &IMat, seg: usize) -> QRows {
         return r;
     }
     let row = |i: usize, (q, e, s, sum, emax): (&mut [i8], &mut [i32], &mut [i32], &mut [i32], &mut i32)| {
-        let mut b = 0;
-        for (ms, qs) in x.row(i).chunks(seg).zip(q.chunks_mut(seg)) {
-            for (mb, qb) in ms.chunks(32).zip(qs.chunks_mut(32)) {
-                let (t, sc) = quantize_block_scaled(mb, qb);
-                s[b] = sc;
-                e[b] = x.e[i] + t as i32 - 7;
-                sum[b] = qb.iter().map(|&v| v as i32).sum();
-                b += 1;
-            }
-        }
-        *emax = e.iter().copied().max().unwrap_or(x.e[i]);
+        quantize_row(x.row(i), x.e[i], seg, q, e, s, sum, emax)
     };
     let cols = x.cols;
     if x.rows > 1 {
@@ -489,6 +479,55 @@ fn quantize_rows(x: &IMat, seg: usize) -> QRows {
         }
     }
     r
+}
+
+/// One row of [`quantize_rows`] (mantissas `xm` at exponent `xe`), compiled for AVX2 too,
+/// where a block's quantization vectorizes.
+#[allow(clippy::too_many_arguments)]
+fn quantize_row(
+    xm: &[i32],
+    xe: i32,
+    seg: usize,
+    q: &mut [i8],
+    e: &mut [i32],
+    s: &mut [i32],
+    sum: &mut [i32],
+    emax: &mut i32,
+) {
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn body(
+        xm: &[i32],
+        xe: i32,
+        seg: usize,
+        q: &mut [i8],
+        e: &mut [i32],
+        s: &mut [i32],
+        sum: &mut [i32],
+        emax: &mut i32,
+    ) {
+        let mut b = 0;
+        for (ms, qs) in xm.chunks(seg).zip(q.chunks_mut(seg)) {
+            for (mb, qb) in ms.chunks(32).zip(qs.chunks_mut(32)) {
+                let (t, sc) = quantize_block_scaled(mb, qb);
+                s[b] = sc;
+                e[b] = xe + t as i32 - 7;
+                sum[b] = qb.iter().map(|&v| v as i32).sum();
+                b += 1;
+            }
+        }
+        *emax = e.iter().copied().max().unwrap_or(xe);
+    }
+    with_avx2!(body(
+        xm: &[i32],
+        xe: i32,
+        seg: usize,
+        q: &mut [i8],
+        e: &mut [i32],
+        s: &mut [i32],
+        sum: &mut [i32],
+        emax: &mut i32
+    ))
 }
 
 /// f16 bits to (mantissa, exponent) as [`f16_parts`], without branches: blocks were validated
@@ -566,11 +605,14 @@ pub fn residual_digest(layer: usize, pos: usize, x: &IMat, rows: std::ops::Range
     for v in [layer, pos, rows.len(), x.cols] {
         h.update((v as u32).to_le_bytes());
     }
+    // Each row's bytes in one update: four bytes at a time cost more in the hasher's buffering
+    // than in its compression.
+    let mut bytes = Vec::with_capacity(4 * (x.cols + 1));
     for i in rows {
-        h.update(x.e[i].to_le_bytes());
-        for m in x.row(i) {
-            h.update(m.to_le_bytes());
-        }
+        bytes.clear();
+        bytes.extend_from_slice(&x.e[i].to_le_bytes());
+        bytes.extend(x.row(i).iter().flat_map(|m| m.to_le_bytes()));
+        h.update(&bytes);
     }
     h.finalize().into()
 }
