@@ -13,6 +13,7 @@ use crate::gguf::{Gguf, Metadata};
 use crate::numerics::numerics_digest;
 use crate::sampling::sample;
 use crate::tokenizer::Tokenizer;
+use rayon::prelude::*;
 
 /// The first thing that does not check out, by kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -328,13 +329,24 @@ async fn reexecute(
         } else {
             (0..b - a).map(|i| i..i + 1).collect()
         };
-        for rr in rows {
-            let pos = a + rr.start;
-            let mut digests: Vec<Hash> =
-                res.iter().enumerate().map(|(l, x)| residual_digest(l, pos, x, rr.clone())).collect();
-            if let Some(salt) = &salt {
-                digests = keyed_digests(salt, &digests);
-            }
+        // Each row's digests and sampled token, rows in parallel (independent; the token of a
+        // step past the receipt's is not needed); then checked in order.
+        let per_row: Vec<(Vec<Hash>, Result<u32>)> = rows
+            .par_iter()
+            .enumerate()
+            .filter(|(k, _)| step + k < n_run)
+            .map(|(k, rr)| {
+                let pos = a + rr.start;
+                let mut digests: Vec<Hash> =
+                    res.iter().enumerate().map(|(l, x)| residual_digest(l, pos, x, rr.clone())).collect();
+                if let Some(salt) = &salt {
+                    digests = keyed_digests(salt, &digests);
+                }
+                let row = rr.end - 1 - first;
+                (digests, sample(&logits[row * n_vocab..(row + 1) * n_vocab], &params, (step + k) as u64))
+            })
+            .collect();
+        for (digests, got) in per_row {
             if r.steps.get(step) != Some(&merkle_root(&digests)) {
                 // The trace names the layer where it is the receipt's (its digests give the
                 // committed step value).
@@ -348,8 +360,7 @@ async fn reexecute(
                     None => Divergence::Step { step: step + 1 },
                 });
             }
-            let row = rr.end - 1 - first;
-            let got = sample(&logits[row * n_vocab..(row + 1) * n_vocab], &params, step as u64)?;
+            let got = got?;
             if got != tokens[step] {
                 rep.findings.push(Divergence::Token { step: step + 1, committed: tokens[step], recomputed: got });
             }
