@@ -81,10 +81,11 @@ fn scores(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
             for b in 0..qh.s.len() {
                 let r = 32 * b..(32 * b + 32).min(hd);
                 let (qv, kv) = (&qh.q[r.clone()], &kr[r]);
-                let mut dot = 0i32;
-                for t in 0..qv.len().min(kv.len()) {
-                    dot += qv[t] as i32 * kv[t] as i32;
-                }
+                // Whole blocks as arrays, so the dot vectorizes.
+                let dot = match (<&[i8; 32]>::try_from(qv), <&[i8; 32]>::try_from(kv)) {
+                    (Ok(qv), Ok(kv)) => dot32(qv, kv),
+                    _ => qv.iter().zip(kv).map(|(&x, &y)| x as i32 * y as i32).sum(),
+                };
                 s += shl(dot as i64 * (qh.s[b] * k.c.ks[kb + b]) as i64, qh.e[b] + k.c.ke[kb + b] - a);
             }
             out.push(s * sm as i64);
@@ -92,6 +93,16 @@ fn scores(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
         out
     }
     with_avx2!(body(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64>)
+}
+
+/// The dot of two int8 blocks (inlined into its caller's AVX2 copy).
+#[inline(always)]
+fn dot32(q: &[i8; 32], k: &[i8; 32]) -> i32 {
+    let mut dot = 0i32;
+    for t in 0..32 {
+        dot += q[t] as i32 * k[t] as i32;
+    }
+    dot
 }
 
 /// One head of attention for one query: returns the head's output accumulator and its exponent.
@@ -198,9 +209,25 @@ impl Value for f64 {
 #[inline(always)]
 fn values_body<'a, V: Value + 'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [V])>) {
     // A local copy and plain loops, so the sums can stay in registers (a closure here would be
-    // compiled once, outside the AVX2 copy).
+    // compiled once, outside the AVX2 copy). Whole 32-value blocks at a left shift (every term
+    // in practice: the shift is the position's exponent less the largest, plus 8) take a loop
+    // of fixed length, which keeps the sums in registers.
     let mut acc = *o;
-    for ((ps, sh), v) in terms {
+    let mut terms = terms.peekable();
+    while let Some(((ps, sh), v)) = terms.next() {
+        if let (true, Ok(v)) = (sh >= 0, <&[V; 32]>::try_from(v)) {
+            let mut a32 = acc;
+            add_scaled(&mut a32, (ps << sh) as f64, v);
+            while let Some(&((ps, sh), v)) = terms.peek() {
+                match (sh >= 0, <&[V; 32]>::try_from(v)) {
+                    (true, Ok(v)) => add_scaled(&mut a32, (ps << sh) as f64, v),
+                    _ => break,
+                }
+                terms.next();
+            }
+            acc = a32;
+            continue;
+        }
         let n = v.len().min(32);
         if sh >= 0 {
             let c = (ps << sh) as f64;
@@ -215,6 +242,14 @@ fn values_body<'a, V: Value + 'a>(o: &mut [f64; 32], terms: impl Iterator<Item =
         }
     }
     *o = acc;
+}
+
+/// `acc[t] += c · v[t]` over a whole block.
+#[inline(always)]
+fn add_scaled<V: Value>(acc: &mut [f64; 32], c: f64, v: &[V; 32]) {
+    for t in 0..32 {
+        acc[t] += c * v[t].f64();
+    }
 }
 
 /// [`values_body`] on the cache's int8 values.
