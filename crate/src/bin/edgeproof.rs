@@ -225,8 +225,11 @@ fn main() {
     }
     // Each matmul's sums and outputs are megabytes, made and freed per call: glibc would map
     // them fresh each time (mmap above its threshold, trimmed back on free), and the kernel
-    // zeroes every page on its first touch, a tenth of a prefill's time. Keep them in the heap,
-    // one arena: a thread's own arena maps anything above 64 MiB (a batch of Gemma 3's logits).
+    // zeroes every page on its first touch, a tenth of a prefill's time. Keep them in the heap.
+    // Each thread keeps its own arena (glibc's default): with one for all, the threads waited
+    // on its lock for the small buffers of every task (SmolLM2's two-thread prefill and decode
+    // 20–30% slower), more than a thread's arena costs by mapping what exceeds its 64 MiB
+    // heaps (a batch of Gemma 3's logits).
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes thresholds; called before any other thread exists.
     unsafe {
@@ -235,7 +238,6 @@ fn main() {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         }
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
     let cli = Cli::parse();
     // Run inside the thread pool: each parallel matmul then starts on this thread, a worker,
