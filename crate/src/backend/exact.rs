@@ -457,9 +457,7 @@ fn quantize_rows(x: &IMat, seg: usize) -> QRows {
     if x.cols == 0 || nb == 0 {
         return r;
     }
-    let row = |i: usize, (q, e, s, sum, emax): (&mut [i8], &mut [i32], &mut [i32], &mut [i32], &mut i32)| {
-        quantize_row(x.row(i), x.e[i], seg, q, e, s, sum, emax)
-    };
+    let row = |i: usize, out: QRow| quantize_row(x.row(i), x.e[i], seg, out);
     let cols = x.cols;
     if x.rows > 1 {
         (
@@ -481,31 +479,14 @@ fn quantize_rows(x: &IMat, seg: usize) -> QRows {
     r
 }
 
+/// One row's share of a [`QRows`]: values, block exponents, scales and sums, largest exponent.
+type QRow<'a> = (&'a mut [i8], &'a mut [i32], &'a mut [i32], &'a mut [i32], &'a mut i32);
+
 /// One row of [`quantize_rows`] (mantissas `xm` at exponent `xe`), compiled for AVX2 too,
 /// where a block's quantization vectorizes.
-#[allow(clippy::too_many_arguments)]
-fn quantize_row(
-    xm: &[i32],
-    xe: i32,
-    seg: usize,
-    q: &mut [i8],
-    e: &mut [i32],
-    s: &mut [i32],
-    sum: &mut [i32],
-    emax: &mut i32,
-) {
+fn quantize_row(xm: &[i32], xe: i32, seg: usize, out: QRow) {
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn body(
-        xm: &[i32],
-        xe: i32,
-        seg: usize,
-        q: &mut [i8],
-        e: &mut [i32],
-        s: &mut [i32],
-        sum: &mut [i32],
-        emax: &mut i32,
-    ) {
+    fn body(xm: &[i32], xe: i32, seg: usize, (q, e, s, sum, emax): QRow) {
         let mut b = 0;
         for (ms, qs) in xm.chunks(seg).zip(q.chunks_mut(seg)) {
             for (mb, qb) in ms.chunks(32).zip(qs.chunks_mut(32)) {
@@ -518,16 +499,7 @@ fn quantize_row(
         }
         *emax = e.iter().copied().max().unwrap_or(xe);
     }
-    with_avx2!(body(
-        xm: &[i32],
-        xe: i32,
-        seg: usize,
-        q: &mut [i8],
-        e: &mut [i32],
-        s: &mut [i32],
-        sum: &mut [i32],
-        emax: &mut i32
-    ))
+    with_avx2!(body(xm: &[i32], xe: i32, seg: usize, out: QRow))
 }
 
 /// f16 bits to (mantissa, exponent) as [`f16_parts`], without branches: blocks were validated
