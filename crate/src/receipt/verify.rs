@@ -329,12 +329,11 @@ async fn reexecute(
         } else {
             (0..b - a).map(|i| i..i + 1).collect()
         };
-        // Each row's digests and sampled token, rows in parallel (independent; the token of a
-        // step past the receipt's is not needed); then checked in order.
+        // Each row's digests and sampled token, rows in parallel (they are independent), then
+        // checked in order.
         let per_row: Vec<(Vec<Hash>, Result<u32>)> = rows
             .par_iter()
             .enumerate()
-            .filter(|(k, _)| step + k < n_run)
             .map(|(k, rr)| {
                 let pos = a + rr.start;
                 let mut digests: Vec<Hash> =

@@ -4,7 +4,7 @@
 use super::{quantize_rows, IMat};
 use crate::error::{Error, Result};
 use crate::model::AttnParams;
-use crate::numerics::{attention_scale, exp2_q20, normalize, rshr, shl, LOG2E_Q30};
+use crate::numerics::{attention_scale, dot_i8, exp2_q20, normalize, rshr, shl, LOG2E_Q30};
 use rayon::prelude::*;
 
 /// Guard bits of the attention accumulators (scores and values) below their largest term exponent.
@@ -81,10 +81,10 @@ fn scores(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
             for b in 0..qh.s.len() {
                 let r = 32 * b..(32 * b + 32).min(hd);
                 let (qv, kv) = (&qh.q[r.clone()], &kr[r]);
-                // Whole blocks as arrays, so the dot vectorizes.
+                // Whole blocks as arrays, so the dot's length is known and it vectorizes.
                 let dot = match (<&[i8; 32]>::try_from(qv), <&[i8; 32]>::try_from(kv)) {
-                    (Ok(qv), Ok(kv)) => dot32(qv, kv),
-                    _ => qv.iter().zip(kv).map(|(&x, &y)| x as i32 * y as i32).sum(),
+                    (Ok(qv), Ok(kv)) => dot_i8(qv, kv),
+                    _ => dot_i8(qv, kv),
                 };
                 s += shl(dot as i64 * (qh.s[b] * k.c.ks[kb + b]) as i64, qh.e[b] + k.c.ke[kb + b] - a);
             }
@@ -93,16 +93,6 @@ fn scores(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
         out
     }
     with_avx2!(body(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64>)
-}
-
-/// The dot of two int8 blocks (inlined into its caller's AVX2 copy).
-#[inline(always)]
-fn dot32(q: &[i8; 32], k: &[i8; 32]) -> i32 {
-    let mut dot = 0i32;
-    for t in 0..32 {
-        dot += q[t] as i32 * k[t] as i32;
-    }
-    dot
 }
 
 /// One head of attention for one query: returns the head's output accumulator and its exponent.
@@ -215,14 +205,11 @@ fn values_body<'a, V: Value + 'a>(o: &mut [f64; 32], terms: impl Iterator<Item =
     let mut acc = *o;
     let mut terms = terms.peekable();
     while let Some(((ps, sh), v)) = terms.next() {
-        if let (true, Ok(v)) = (sh >= 0, <&[V; 32]>::try_from(v)) {
+        if let Some((c, v)) = whole(ps, sh, v) {
             let mut a32 = acc;
-            add_scaled(&mut a32, (ps << sh) as f64, v);
-            while let Some(&((ps, sh), v)) = terms.peek() {
-                match (sh >= 0, <&[V; 32]>::try_from(v)) {
-                    (true, Ok(v)) => add_scaled(&mut a32, (ps << sh) as f64, v),
-                    _ => break,
-                }
+            add_scaled(&mut a32, c, v);
+            while let Some((c, v)) = terms.peek().and_then(|&((ps, sh), v)| whole(ps, sh, v)) {
+                add_scaled(&mut a32, c, v);
                 terms.next();
             }
             acc = a32;
@@ -242,6 +229,13 @@ fn values_body<'a, V: Value + 'a>(o: &mut [f64; 32], terms: impl Iterator<Item =
         }
     }
     *o = acc;
+}
+
+/// A term of a whole 32-value block at a left shift, as its f64 factor and the block.
+#[inline(always)]
+fn whole<V: Value>(ps: i64, sh: i32, v: &[V]) -> Option<(f64, &[V; 32])> {
+    let v = <&[V; 32]>::try_from(v).ok()?;
+    (sh >= 0).then(|| ((ps << sh) as f64, v))
 }
 
 /// `acc[t] += c · v[t]` over a whole block.
