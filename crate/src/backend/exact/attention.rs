@@ -159,7 +159,7 @@ fn attend_head(
         let span = |j: usize| j * kv_dim + kvo + r.start..j * kv_dim + kvo + r.end;
         let mut acc = [0.0; 32];
         match vf {
-            Some(vf) => values_into_f64(&mut acc, p.iter().zip(lo..=pos).map(|t| (term(t), &vf[span(t.1)]))),
+            Some(vf) => values_into(&mut acc, p.iter().zip(lo..=pos).map(|t| (term(t), &vf[span(t.1)]))),
             None => values_into(&mut acc, p.iter().zip(lo..=pos).map(|t| (term(t), &c.vq[span(t.1)]))),
         }
         out[r].iter_mut().zip(acc).for_each(|(o, a)| *o = a as i64);
@@ -195,9 +195,14 @@ impl Value for f64 {
 /// `o[e] += shl(ps · v[e], sh)` for each `((ps, sh), v)` of `terms`, in f64: every term and
 /// partial sum is an integer below 2^53 in magnitude (attention's values bound them below 2^47),
 /// so each f64 operation is exact and the sum is the i64 one. A left shift is exact, so it goes
-/// on `ps` once per position (and the loop vectorizes); a right shift rounds each term.
+/// on `ps` once per position (and the loop vectorizes); a right shift rounds each term. With
+/// `FMA`, whole blocks multiply and add in one fused operation: the product is exact, so the
+/// same sum.
 #[inline(always)]
-fn values_body<'a, V: Value + 'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [V])>) {
+fn values_body<'a, V: Value + 'a, const FMA: bool>(
+    o: &mut [f64; 32],
+    terms: impl Iterator<Item = ((i64, i32), &'a [V])>,
+) {
     // A local copy and plain loops, so the sums can stay in registers (a closure here would be
     // compiled once, outside the AVX2 copy). Whole 32-value blocks at a left shift (every term
     // in practice: the shift is the position's exponent less the largest, plus 8) take a loop
@@ -207,9 +212,9 @@ fn values_body<'a, V: Value + 'a>(o: &mut [f64; 32], terms: impl Iterator<Item =
     while let Some(((ps, sh), v)) = terms.next() {
         if let Some((c, v)) = whole(ps, sh, v) {
             let mut a32 = acc;
-            add_scaled(&mut a32, c, v);
+            add_scaled::<V, FMA>(&mut a32, c, v);
             while let Some((c, v)) = terms.peek().and_then(|&((ps, sh), v)| whole(ps, sh, v)) {
-                add_scaled(&mut a32, c, v);
+                add_scaled::<V, FMA>(&mut a32, c, v);
                 terms.next();
             }
             acc = a32;
@@ -238,22 +243,32 @@ fn whole<V: Value>(ps: i64, sh: i32, v: &[V]) -> Option<(f64, &[V; 32])> {
     (sh >= 0).then(|| ((ps << sh) as f64, v))
 }
 
-/// `acc[t] += c · v[t]` over a whole block.
+/// `acc[t] += c · v[t]` over a whole block (with `FMA` fused: only where the CPU has it, as a
+/// fused multiply-add is a library call elsewhere).
 #[inline(always)]
-fn add_scaled<V: Value>(acc: &mut [f64; 32], c: f64, v: &[V; 32]) {
+fn add_scaled<V: Value, const FMA: bool>(acc: &mut [f64; 32], c: f64, v: &[V; 32]) {
     for t in 0..32 {
-        acc[t] += c * v[t].f64();
+        if FMA {
+            acc[t] = c.mul_add(v[t].f64(), acc[t]);
+        } else {
+            acc[t] += c * v[t].f64();
+        }
     }
 }
 
-/// [`values_body`] on the cache's int8 values.
-fn values_into<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [i8])>) {
-    with_avx2!(values_body<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [i8])>))
-}
-
-/// [`values_body`] on values already converted to f64 (a batch's, [`attend_rows`]).
-fn values_into_f64<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [f64])>) {
-    with_avx2!(values_body<'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [f64])>))
+/// [`values_body`] on cached values (int8, or a batch's already in f64): with AVX2 and FMA where
+/// the CPU has them.
+fn values_into<'a, V: Value + 'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [V])>) {
+    #[cfg(target_arch = "x86_64")]
+    if super::avx2::present() {
+        #[target_feature(enable = "avx2,fma")]
+        fn wide<'a, V: Value + 'a>(o: &mut [f64; 32], terms: impl Iterator<Item = ((i64, i32), &'a [V])>) {
+            values_body::<V, true>(o, terms)
+        }
+        // SAFETY: AVX2 and FMA are present.
+        return unsafe { wide(o, terms) };
+    }
+    values_body::<V, false>(o, terms)
 }
 
 /// Each row of `q` attends, head by head, to the keys `lo..=hi` of `c` that `visible(row)` gives
@@ -327,12 +342,15 @@ mod tests {
                 values_into(&mut got, terms.iter().map(|(ps, sh, v)| ((*ps, *sh), &v[..])));
                 let vf: Vec<Vec<f64>> = terms.iter().map(|t| t.2.iter().map(|&v| v as f64).collect()).collect();
                 let mut got_f = [0.0; 32];
-                values_into_f64(&mut got_f, terms.iter().zip(&vf).map(|((ps, sh, _), v)| ((*ps, *sh), &v[..])));
+                values_into(&mut got_f, terms.iter().zip(&vf).map(|((ps, sh, _), v)| ((*ps, *sh), &v[..])));
                 assert_eq!(
                     got.map(f64::to_bits),
                     got_f.map(f64::to_bits),
                     "case {case}, {lanes} lanes: int8 and f64 values"
                 );
+                let mut unfused = [0.0; 32];
+                values_body::<_, false>(&mut unfused, terms.iter().map(|(ps, sh, v)| ((*ps, *sh), &v[..])));
+                assert_eq!(got.map(f64::to_bits), unfused.map(f64::to_bits), "case {case}, {lanes} lanes: fused");
                 let mut want = vec![0i64; lanes];
                 for (ps, sh, v) in &terms {
                     want.iter_mut().zip(v).for_each(|(o, &v)| *o += shl(ps * v as i64, *sh));

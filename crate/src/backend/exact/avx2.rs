@@ -1,7 +1,11 @@
 //! x86_64 kernels for CPUs with AVX2, chosen at run time ([`present`]). Each computes the same
-//! terms as the 128-bit kernels (`grid4`, `dots4_v128`): integer dots, then per term the same
-//! f64 multiplies in the same order (no fused multiply-add), rounded onto the grid by adding
-//! `ROUND`, summed as i64. Integer sums are exact in any order, so the bits are the same.
+//! terms as the 128-bit kernels (`grid4`, `dots4_v128`): integer dots, then per term the f64
+//! products, rounded onto the grid by adding `ROUND`, summed as i64. Integer sums are exact in
+//! any order, so the bits are the same. The batched kernels fuse a product with its rounding
+//! add (`dot · (a · f) + ROUND`, `b · m + ROUND` in one `vfmadd`): every product here is exact
+//! (`a · f` under 27 significant bits, `dot · a · f` under 2^43, `b · m` under 38 bits), and
+//! an exact product rounds once either way, so a fused add gives the bits of the separate
+//! ones. (A product that underflows is far below 1/2, so both round it to 0.)
 //!
 //! The one-row kernels (a decode step) and the batched byte kernel (`dots8x4_bytes`) multiply the
 //! weights' bytes by the int8 activations with `vpmaddubsw` (unsigned by signed bytes, adjacent
@@ -17,10 +21,13 @@ use super::{
 use crate::quant::TensorType;
 use std::arch::x86_64::*;
 
-/// Whether this CPU has AVX2 and F16C (std caches the detection; every AVX2 CPU has F16C).
+/// Whether this CPU has AVX2, F16C and FMA (std caches the detection; every AVX2 CPU has both
+/// of the others).
 #[inline(always)]
 pub fn present() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c")
+    std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("f16c")
+        && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// Whether this CPU also has AVX-512 VNNI on 256-bit vectors (`vpdpbusd`), for
@@ -410,8 +417,8 @@ fn q6_k(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
 }
 
 /// `dots4` with AVX2: sixteen i16 lanes per multiply, the four rows' terms in one vector. The
-/// f64 operations are the same (no fused multiply-add), so the same bits.
-#[target_feature(enable = "avx2")]
+/// same terms, their exact products fused with the rounding add (module doc), so the same bits.
+#[target_feature(enable = "avx2,fma")]
 pub unsafe fn dots4<const MIN: bool>(
     w: &[i16],
     a: &[f64],
@@ -434,14 +441,11 @@ pub unsafe fn dots4<const MIN: bool>(
             _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
         };
         let d = super::v128::transpose_sum(dot(0), dot(1), dot(2), dot(3));
-        let v = _mm256_mul_pd(
-            _mm256_mul_pd(_mm256_cvtepi32_pd(d), _mm256_set1_pd(*a.get_unchecked(j))),
-            _mm256_loadu_pd(xf.as_ptr().add(4 * j)),
-        );
-        sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_add_pd(v, round)));
+        let af = _mm256_mul_pd(_mm256_set1_pd(*a.get_unchecked(j)), _mm256_loadu_pd(xf.as_ptr().add(4 * j)));
+        sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_fmadd_pd(_mm256_cvtepi32_pd(d), af, round)));
         if MIN {
-            let v = _mm256_mul_pd(_mm256_set1_pd(*b.get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)));
-            sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_add_pd(v, round)));
+            let v = _mm256_fmadd_pd(_mm256_set1_pd(*b.get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)), round);
+            sum = _mm256_add_epi64(sum, _mm256_castpd_si256(v));
         }
     }
     _mm256_storeu_si256(acc.as_mut_ptr() as *mut __m256i, sum);
@@ -450,7 +454,7 @@ pub unsafe fn dots4<const MIN: bool>(
 /// `dots4` for two weight rows (`w`, `a`, `b`: row 0's, then row 1's) against one group of four
 /// x rows: each x block is loaded once for both, and the eight dots are summed in one
 /// transpose. The same terms as two `dots4` calls, so the same bits.
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 pub unsafe fn dots4x2<const MIN: bool>(
     w: [&[i16]; 2],
     a: [&[f64]; 2],
@@ -478,7 +482,7 @@ pub unsafe fn dots4x2<const MIN: bool>(
 
 /// Block `j`'s terms of two weight rows against four x rows (`d[r]`: row r's four block dots):
 /// `dot · a · f` and, with `MIN`, `b · m`, each rounded onto the grid and added to `sum[r]`.
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn group_terms<const MIN: bool>(
     sum: &mut [__m256i; 2],
@@ -492,11 +496,13 @@ unsafe fn group_terms<const MIN: bool>(
     let round = _mm256_set1_pd(ROUND);
     let f = _mm256_loadu_pd(xf.as_ptr().add(4 * j));
     for r in 0..2 {
-        let v = _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtepi32_pd(d[r]), _mm256_set1_pd(*a[r].get_unchecked(j))), f);
-        sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(_mm256_add_pd(v, round)));
+        // Exact products, so fused with the rounding add they give the same bits (module doc).
+        let af = _mm256_mul_pd(_mm256_set1_pd(*a[r].get_unchecked(j)), f);
+        let v = _mm256_fmadd_pd(_mm256_cvtepi32_pd(d[r]), af, round);
+        sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(v));
         if MIN {
-            let v = _mm256_mul_pd(_mm256_set1_pd(*b[r].get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)));
-            sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(_mm256_add_pd(v, round)));
+            let v = _mm256_fmadd_pd(_mm256_set1_pd(*b[r].get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)), round);
+            sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(v));
         }
     }
 }
@@ -511,7 +517,7 @@ unsafe fn group_terms<const MIN: bool>(
 /// 8·31·127 = 31 496 < 2^15), then one `vpmaddwd` by ones widens them; signed pairs (up to
 /// 2·128·127) widen every step. Less `c · Σx`, the same integer dots as the i16 products, so
 /// the same terms; `acc[k][r]`: x row k, weight row r.
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 pub unsafe fn dots8x4_bytes<const MIN: bool, const SIGNED: bool>(
     u: &[u8],
     a: &[f64],
@@ -550,7 +556,7 @@ pub unsafe fn dots8x4_bytes<const MIN: bool, const SIGNED: bool>(
 /// each step's four products per lane go straight into i32 lanes (no i16 stage, nothing near
 /// saturation even for Q8_0's q + 128), one instruction where AVX2 takes two or three. The
 /// same integer dots, so the same terms.
-#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+#[target_feature(enable = "avx2,fma,avx512vnni,avx512vl")]
 pub unsafe fn dots8x4_vnni<const MIN: bool>(
     u: &[u8],
     a: &[f64],
@@ -711,7 +717,7 @@ unsafe fn broadcast4(p: *const i8) -> __m256i {
 /// Block `j`'s terms of the byte kernels: `d[k]`, x row k's dots with the eight weight rows,
 /// less `c · Σx`, times `a` and the x factor, and with `MIN` `b` times the x min factor, each
 /// rounded onto the grid and added to `sum[k]` (rows 0..4, 4..8).
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn block_terms8x4<const MIN: bool>(
     sum: &mut [[__m256i; 2]; 4],
@@ -729,11 +735,11 @@ unsafe fn block_terms8x4<const MIN: bool>(
         let dots = [_mm256_castsi256_si128(dk), _mm256_extracti128_si256::<1>(dk)].map(|v| _mm256_cvtepi32_pd(v));
         let (f, m) = (_mm256_set1_pd(*xf.get_unchecked(4 * j + k)), _mm256_set1_pd(*xm.get_unchecked(4 * j + k)));
         for h in 0..2 {
-            let v = _mm256_mul_pd(_mm256_mul_pd(dots[h], wa[h]), f);
-            sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(_mm256_add_pd(v, round)));
+            // Exact products, so fused with the rounding add they give the same bits (module doc).
+            let v = _mm256_fmadd_pd(dots[h], _mm256_mul_pd(wa[h], f), round);
+            sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(v));
             if MIN {
-                let v = _mm256_mul_pd(wb[h], m);
-                sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(_mm256_add_pd(v, round)));
+                sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(_mm256_fmadd_pd(wb[h], m, round)));
             }
         }
     }
