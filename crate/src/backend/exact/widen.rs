@@ -230,18 +230,17 @@ fn f16_value(b: &[u8], at: usize) -> Option<f64> {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
     use super::*;
     use crate::backend::exact::tests::assert_same;
 
     /// The byte form's interleaving in AVX2 equals the value-at-a-time loop, flipped or not; the
     /// F16C factors equal `f16_at`'s on every f16 bit pattern (Inf and NaN: none).
-    #[cfg(target_arch = "x86_64")]
     #[test]
     fn interleave8_and_f16x8_equal_scalar() {
         if !avx2::present() {
-            eprintln!("no AVX2 and F16C on this CPU: interleave8 and f16x8 are not used here, and not tested");
+            eprintln!("no AVX2, F16C and FMA on this CPU: interleave8 and f16x8 are not used here, and not tested");
             return;
         }
         let mut rng = crate::tiny::SplitMix64(19);
