@@ -1,8 +1,8 @@
 //! x86_64 kernels for CPUs with AVX2, chosen at run time ([`present`]). Each computes the same
 //! terms as the 128-bit kernels (`grid4`, `dots4_v128`): integer dots, then per term the f64
 //! products, rounded onto the grid by adding `ROUND`, summed as i64. Integer sums are exact in
-//! any order, so the bits are the same. The batched kernels fuse a product with its rounding
-//! add (`dot · (a · f) + ROUND`, `b · m + ROUND` in one `vfmadd`): every product here is exact
+//! any order, so the bits are the same. The kernels fuse a product with its rounding add
+//! (`dot · (a · f) + ROUND`, `b · m + ROUND` in one `vfmadd`): every product here is exact
 //! (`a · f` under 27 significant bits, `dot · a · f` under 2^43, `b · m` under 38 bits), and
 //! an exact product rounds once either way, so a fused add gives the bits of the separate
 //! ones. (A product that underflows is far below 1/2, so both round it to 0.)
@@ -97,13 +97,19 @@ fn transpose_sum16(v: [__m256i; 4]) -> __m128i {
     _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
 }
 
-/// `acc + bits(a · b + ROUND)` per lane.
+/// `acc + bits(a · b + ROUND)` per lane, the product exact (module doc), so fused.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn add_term(acc: __m256i, a: __m256d, b: __m256d) -> __m256i {
+    _mm256_add_epi64(acc, _mm256_castpd_si256(_mm256_fmadd_pd(a, b, _mm256_set1_pd(ROUND))))
+}
+
+/// Four f64 from `v`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn add_term(acc: __m256i, a: __m256d, b: &[f64; 4]) -> __m256i {
-    // SAFETY: `b` holds four f64.
-    let v = _mm256_mul_pd(a, unsafe { _mm256_loadu_pd(b.as_ptr()) });
-    _mm256_add_epi64(acc, _mm256_castpd_si256(_mm256_add_pd(v, _mm256_set1_pd(ROUND))))
+fn load4(v: &[f64; 4]) -> __m256d {
+    // SAFETY: `v` holds four f64.
+    unsafe { _mm256_loadu_pd(v.as_ptr()) }
 }
 
 /// Rows of `nb` blocks of `B` bytes (`w`: the first row's blocks to the end of the matrix)
@@ -118,7 +124,7 @@ fn add_term(acc: __m256i, a: __m256d, b: &[f64; 4]) -> __m256i {
 /// next row's, or zeros after the matrix's last row) add terms of exactly `ROUND` (their scales
 /// are finite: validated at load), counted and taken off like the others. `false` when the
 /// lengths do not match.
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,fma")]
 #[inline]
 fn rows4<const B: usize, const MIN: bool, const SMALL: bool>(
     w: &[u8],
@@ -152,9 +158,9 @@ fn rows4<const B: usize, const MIN: bool, const SMALL: bool>(
             sums
         };
         let dots = _mm256_cvtepi32_pd(sums);
-        let acc = add_term(acc, _mm256_mul_pd(dots, d), fg);
+        let acc = add_term(acc, dots, _mm256_mul_pd(d, load4(fg)));
         if MIN {
-            add_term(acc, m, mg)
+            add_term(acc, m, load4(mg))
         } else {
             acc
         }
@@ -198,14 +204,14 @@ fn rows4<const B: usize, const MIN: bool, const SMALL: bool>(
 }
 
 /// Four f16 (the halves of `h`'s low 64 bits) as f64, exactly.
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,fma")]
 #[inline]
 fn f16x4(h: __m128i) -> __m256d {
     _mm256_cvtps_pd(_mm_cvtph_ps(h))
 }
 
 /// Four blocks' scales when each block starts with its f16 d and has no min (Q8_0, Q5_0).
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,fma")]
 #[inline]
 fn leading_d<const B: usize>(b: &[[u8; B]; 4]) -> (__m256d, __m256d) {
     let h = |i: usize| i16::from_le_bytes([b[i][0], b[i][1]]);
@@ -235,7 +241,7 @@ fn load_x(x: &[i8; 32]) -> __m256i {
     unsafe { _mm256_loadu_si256(x.as_ptr() as *const __m256i) }
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,fma")]
 fn q8_0(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 34], x: &[i8; 32]| {
         // SAFETY: the 32 bytes after the block's f16 scale.
@@ -246,7 +252,7 @@ fn q8_0(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
     rows4::<34, false, false>(w, nb, x, 0, out, dot, |b| leading_d(b))
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,fma")]
 fn q4_1(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 20], x: &[i8; 32]| {
         // SAFETY: the 16 bytes after the block's two f16.
@@ -266,7 +272,7 @@ fn q4_1(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
     rows4::<20, true, true>(w, nb, x, 0, out, dot, scales)
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,fma")]
 fn q5_0(w: &[u8], nb: usize, x: &RowX, out: &mut [i64]) -> bool {
     let dot = |b: &[u8; 22], x: &[i8; 32]| {
         // SAFETY: the 16 bytes after the block's f16 and high bits.
@@ -321,7 +327,7 @@ fn four(v: &[f64], at: usize) -> &[f64; 4] {
     v[at..at + 4].first_chunk().unwrap_or(&[0.0; 4])
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,fma")]
 fn q4_k(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
     let sbs = super_blocks::<144>(row, xq, f, xm)?;
     let mask = _mm256_set1_epi8(0x0F);
@@ -351,16 +357,16 @@ fn q4_k(row: &[u8], xq: &[i8], f: &[f64], xm: &[f64]) -> Option<i64> {
             }
             let (sc, mn) = (four_f64(scs[h]), four_f64(mns[h]));
             let dots = _mm256_cvtepi32_pd(transpose_sum16(p));
-            acc = add_term(acc, _mm256_mul_pd(dots, _mm256_mul_pd(sc, d)), four(f, 8 * sb + j0));
+            acc = add_term(acc, dots, _mm256_mul_pd(_mm256_mul_pd(sc, d), load4(four(f, 8 * sb + j0))));
             // −(dmin · mn): the negation is exact.
             let mins = _mm256_sub_pd(_mm256_setzero_pd(), _mm256_mul_pd(mn, dmin));
-            acc = add_term(acc, mins, four(xm, 8 * sb + j0));
+            acc = add_term(acc, mins, load4(four(xm, 8 * sb + j0)));
         }
     }
     Some(total(acc, 16 * sbs.len()))
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,fma")]
 fn q6_k(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
     let sbs = super_blocks::<210>(row, xq, f, f)?;
     let (m4, m2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03));
@@ -410,7 +416,7 @@ fn q6_k(row: &[u8], xq: &[i8], f: &[f64]) -> Option<i64> {
                 *pi = _mm256_madd_epi16(pq, pick);
             }
             let dots = _mm256_cvtepi32_pd(transpose_sum(p));
-            acc = add_term(acc, _mm256_mul_pd(dots, d), four(f, 8 * sb + 4 * h));
+            acc = add_term(acc, dots, _mm256_mul_pd(d, load4(four(f, 8 * sb + 4 * h))));
         }
     }
     Some(total(acc, 8 * sbs.len()))
@@ -643,7 +649,7 @@ pub fn f16x8(bits: [u16; 8]) -> Option<[f64; 8]> {
     Some(unsafe { f16x8_f16c(bits) })
 }
 
-#[target_feature(enable = "avx2,f16c")]
+#[target_feature(enable = "avx2,f16c,fma")]
 unsafe fn f16x8_f16c(bits: [u16; 8]) -> [f64; 8] {
     let f = _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i));
     let zero = _mm256_setzero_pd();
