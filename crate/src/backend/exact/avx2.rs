@@ -450,7 +450,8 @@ pub unsafe fn dots4<const MIN: bool>(
         let af = _mm256_mul_pd(_mm256_set1_pd(*a.get_unchecked(j)), _mm256_loadu_pd(xf.as_ptr().add(4 * j)));
         sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_fmadd_pd(_mm256_cvtepi32_pd(d), af, round)));
         if MIN {
-            let v = _mm256_fmadd_pd(_mm256_set1_pd(*b.get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)), round);
+            let v =
+                _mm256_fmadd_pd(_mm256_set1_pd(*b.get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)), round);
             sum = _mm256_add_epi64(sum, _mm256_castpd_si256(v));
         }
     }
@@ -507,7 +508,8 @@ unsafe fn group_terms<const MIN: bool>(
         let v = _mm256_fmadd_pd(_mm256_cvtepi32_pd(d[r]), af, round);
         sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(v));
         if MIN {
-            let v = _mm256_fmadd_pd(_mm256_set1_pd(*b[r].get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)), round);
+            let v =
+                _mm256_fmadd_pd(_mm256_set1_pd(*b[r].get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)), round);
             sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(v));
         }
     }
