@@ -55,6 +55,7 @@ struct QHead<'a> {
 }
 
 /// The keys one query head sees: positions `lo..=pos` of KV head `kb0 / nbh`'s cache.
+#[derive(Clone, Copy)]
 struct Keys<'a> {
     c: &'a LayerCache,
     lo: usize,
@@ -67,8 +68,38 @@ struct Keys<'a> {
 }
 
 /// Per visible position, the head's block dots times both scales, each shifted onto the grid
-/// `a` ([`shl`]), summed, times `sm`. Compiled for AVX2 too, where the dots vectorize wider.
+/// `a` ([`shl`]), summed, times `sm`. With AVX2 and whole blocks, four positions at a time
+/// ([`avx2::scores4`](super::avx2::scores4), the same integers); else compiled for AVX2 too,
+/// where the dots vectorize wider.
 fn scores(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
+    #[cfg(target_arch = "x86_64")]
+    if qh.q.len().is_multiple_of(32) && super::avx2::present() {
+        let mut out = Vec::with_capacity(k.pos + 1 - k.lo);
+        let nb = qh.s.len();
+        let key = |j: usize| {
+            let (at, kb) = (j * k.kv_dim + k.kvo, j * k.kv_blocks + k.kb0);
+            (&k.c.kq[at..at + 32 * nb], &k.c.ks[kb..kb + nb], &k.c.ke[kb..kb + nb])
+        };
+        let mut j = k.lo;
+        while j + 3 <= k.pos {
+            let ks = [j, j + 1, j + 2, j + 3].map(key);
+            // SAFETY: AVX2 and FMA are present; `key` gives whole blocks, as many as the query's.
+            let s = unsafe {
+                super::avx2::scores4((qh.q, qh.s, qh.e), ks.map(|t| t.0), ks.map(|t| t.1), ks.map(|t| t.2), a)
+            };
+            out.extend(s.map(|v| v * sm as i64));
+            j += 4;
+        }
+        if j <= k.pos {
+            out.extend(scores_rows(qh, &Keys { lo: j, ..*k }, a, sm));
+        }
+        return out;
+    }
+    scores_rows(qh, k, a, sm)
+}
+
+/// [`scores`] a position at a time.
+fn scores_rows(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
     #[inline(always)]
     fn body(qh: &QHead, k: &Keys, a: i32, sm: i32) -> Vec<i64> {
         // Plain loops: closures here would be compiled once, outside the AVX2 copy.
@@ -313,6 +344,41 @@ pub(super) fn attend_rows(
 mod tests {
     use super::*;
     use crate::backend::exact::tests::assert_same;
+
+    /// [`scores`] four positions at a time (AVX2) equals [`scores_rows`] on random heads of 64
+    /// and 256 values, visible spans that leave 0 to 3 positions over, and block exponents far
+    /// apart (shifts that round, and ones far past the mantissa).
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    #[cfg_attr(not(target_arch = "wasm32"), test)]
+    fn scores_equal_scores_rows() {
+        let mut rng = crate::tiny::SplitMix64(23);
+        let mut int = |lo: i64, hi: i64| lo + (rng.next_u64() % (hi - lo + 1) as u64) as i64;
+        for (hd, kv_heads) in [(64, 3), (256, 1)] {
+            let nbh = hd / 32;
+            let (kv_blocks, kv_dim, n) = (kv_heads * nbh, kv_heads * hd, 45);
+            let mut c = LayerCache::default();
+            for _ in 0..n * kv_dim {
+                c.kq.push(int(-127, 127) as i8);
+            }
+            for _ in 0..n * kv_blocks {
+                c.ks.push(int(1, 130) as i32);
+                c.ke.push(if int(0, 9) == 0 { int(-400, -60) } else { int(-40, 0) } as i32);
+            }
+            let q: Vec<i8> = (0..hd).map(|_| int(-127, 127) as i8).collect();
+            let qs: Vec<i32> = (0..nbh).map(|_| int(1, 130) as i32).collect();
+            let qe: Vec<i32> = (0..nbh).map(|_| int(-40, 0) as i32).collect();
+            for (g, lo, pos) in [(0, 0, 0), (kv_heads - 1, 0, 44), (0, 3, 9), (kv_heads - 1, 7, 13), (0, 1, 39)] {
+                let keys = Keys { c: &c, lo, pos, kv_dim, kvo: g * hd, kv_blocks, kb0: g * nbh };
+                let qh = QHead { q: &q, s: &qs, e: &qe };
+                let kk_max =
+                    (lo..=pos).flat_map(|j| (0..nbh).map(move |b| j * kv_blocks + g * nbh + b)).map(|i| c.ke[i]).max();
+                let a = qe.iter().max().unwrap() + kk_max.unwrap() - GUARD;
+                let sm = int(1, 1 << 15) as i32;
+                let (got, want) = (scores(&qh, &keys, a, sm), scores_rows(&qh, &keys, a, sm));
+                assert_same(&format!("head of {hd}, keys {lo}..={pos}"), &got, &want);
+            }
+        }
+    }
 
     /// Attention's value sums in f64 ([`values_into`]) equal the i64 sums of the same shifted
     /// terms, on random terms and on the largest attention allows (probabilities summing to 2^24,

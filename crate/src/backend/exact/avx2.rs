@@ -80,7 +80,7 @@ fn each_row(w: &[u8], row_bytes: usize, out: &mut [i64], f: impl Fn(&[u8]) -> Op
 /// Lane r of the result: the sum of the eight i32 lanes of `d[r]`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn transpose_sum(d: [__m256i; 4]) -> __m128i {
+pub(super) fn transpose_sum(d: [__m256i; 4]) -> __m128i {
     let s = _mm256_hadd_epi32(_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
     _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s))
 }
@@ -841,4 +841,54 @@ unsafe fn sigmoid4(y: [i64; 4], t: &[i64; crate::numerics::EXP2_TABLE_LEN]) -> [
     let mut out = [0i64; 4];
     _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, q);
     out
+}
+
+/// Attention scores of one query head against four cached positions (`k[t]`: position t's key
+/// values of the head, `nb` whole blocks of 32; `ks[t]`, `ke[t]`: their block scales and
+/// exponents), as [`attention`](super::attention)'s scalar loop makes them: per block
+/// `shl(dot · qs · ks, qe + ke − a)`, summed. Here the dot is `vpmaddubsw` of |q| by k with q's
+/// sign (pairs at most 2·128·127: q and k are in [−127, 127]), the shift a power of two in f64:
+/// `dot · (qs · ks · 2^sh)` is exact (under 2^42, `sh` at most 8), and adding `ROUND` rounds it
+/// half to even as `shl` does; a shift below −200 is taken as −200, where both give 0.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA ([`present`]); `q` holds `32 · nb` values, `qs` and `qe` `nb`,
+/// each `k[t]` `32 · nb` and each `ks[t]` and `ke[t]` `nb`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn scores4(
+    (q, qs, qe): (&[i8], &[i32], &[i32]),
+    k: [&[i8]; 4],
+    ks: [&[i32]; 4],
+    ke: [&[i32]; 4],
+    a: i32,
+) -> [i64; 4] {
+    let nb = qs.len();
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = _mm256_setzero_si256();
+    for b in 0..nb {
+        let qv = _mm256_loadu_si256(q.as_ptr().add(32 * b) as *const __m256i);
+        let qa = _mm256_abs_epi8(qv);
+        let p = [0, 1, 2, 3].map(|t| {
+            let kv = _mm256_loadu_si256(k[t].as_ptr().add(32 * b) as *const __m256i);
+            _mm256_madd_epi16(_mm256_maddubs_epi16(qa, _mm256_sign_epi8(kv, qv)), ones)
+        });
+        let dots = _mm256_cvtepi32_pd(transpose_sum(p));
+        let at = |v: [&[i32]; 4]| {
+            _mm_setr_epi32(
+                *v[0].get_unchecked(b),
+                *v[1].get_unchecked(b),
+                *v[2].get_unchecked(b),
+                *v[3].get_unchecked(b),
+            )
+        };
+        let scale = _mm256_cvtepi32_pd(_mm_mullo_epi32(at(ks), _mm_set1_epi32(*qs.get_unchecked(b))));
+        let sh = _mm_add_epi32(at(ke), _mm_set1_epi32(*qe.get_unchecked(b) - a));
+        let sh = _mm_max_epi32(sh, _mm_set1_epi32(-200));
+        let pow2 = _mm256_slli_epi64::<52>(_mm256_cvtepi32_epi64(_mm_add_epi32(sh, _mm_set1_epi32(1023))));
+        let v = _mm256_fmadd_pd(dots, _mm256_mul_pd(scale, _mm256_castsi256_pd(pow2)), _mm256_set1_pd(ROUND));
+        acc = _mm256_add_epi64(acc, _mm256_castpd_si256(v));
+    }
+    let mut l = [0i64; 4];
+    _mm256_storeu_si256(l.as_mut_ptr() as *mut __m256i, acc);
+    l.map(|v| v.wrapping_sub((nb as i64).wrapping_mul(ROUND.to_bits() as i64)))
 }
