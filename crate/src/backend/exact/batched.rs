@@ -296,7 +296,9 @@ pub(super) fn matmuls<const N: usize>(x: &IMat, ws: [&Matrix; N]) -> [IMat; N] {
     let q = Arc::new(quantize_rows(x, x.cols));
     let xrs = ws.map(|w| {
         assert_eq!(x.cols, w.cols, "matmul of {}-wide rows by a {}-wide weight", x.cols, w.cols);
-        XRows::new(Arc::clone(&q), x, w.max_exp)
+        // The byte kernels read the int8 values themselves: a batch for them needs no i16 copy.
+        let i16s = x.rows == 1 || !matches!(w.data, MatrixData::Blocks { ty, .. } if byte_offset(ty).is_some());
+        XRows::new(Arc::clone(&q), x, w.max_exp, i16s)
     });
     let accs: [Vec<i64>; N] = if x.rows == 1 && ws.iter().all(|w| matches!(w.data, MatrixData::Blocks { .. })) {
         let mut accs = ws.map(|w| vec![0; w.rows]);
@@ -363,7 +365,7 @@ struct XRows {
     n: usize,
     k: usize,
     q: Arc<QRows>,
-    /// The int8 values widened to i16.
+    /// The int8 values widened to i16 (empty where the byte kernels take the batch).
     w: Vec<i16>,
     sh: Vec<i32>,
     /// Block sums times block scales.
@@ -376,11 +378,12 @@ struct XRows {
 }
 
 impl XRows {
-    /// `q`: `x` quantized ([`quantize_rows`]); `max_exp`: the weight's largest scale exponent.
-    fn new(q: Arc<QRows>, x: &IMat, max_exp: i32) -> XRows {
+    /// `q`: `x` quantized ([`quantize_rows`]); `max_exp`: the weight's largest scale exponent;
+    /// `i16s`: whether to widen the values to i16 (`w`, empty otherwise).
+    fn new(q: Arc<QRows>, x: &IMat, max_exp: i32, i16s: bool) -> XRows {
         let nb = q.nb;
         let grid: Vec<i32> = q.emax.iter().map(|&e| max_exp + e - MATMUL_GUARD).collect();
-        let w = q.q.iter().map(|&v| v as i16).collect();
+        let w = if i16s { q.q.iter().map(|&v| v as i16).collect() } else { Vec::new() };
         let sh: Vec<i32> = q.e.iter().enumerate().map(|(b, &e)| e - grid[b / nb]).collect();
         let ssum: Vec<i32> = q.sum.iter().zip(&q.s).map(|(&v, &s)| v * s).collect();
         let f = q.s.iter().zip(&sh).map(|(&s, &e)| ldexp(s as f64, e)).collect();
@@ -638,7 +641,7 @@ mod tests {
                     }
                 }
                 let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
-                let xr = XRows::new(Arc::new(quantize_rows(&x, x.cols)), &x, max_exp);
+                let xr = XRows::new(Arc::new(quantize_rows(&x, x.cols)), &x, max_exp, true);
                 let row_bytes = raw.len() / m;
                 let (kb, xb) = (x.cols, xr.q.nb);
                 let (mut got, mut want) = (vec![], vec![]);
@@ -688,7 +691,7 @@ mod tests {
             for nb in [2, 4, 6, 8, 18, 20] {
                 let (raw, x) = random_case(&mut rng, ty, 5, 1, 32 * nb);
                 let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
-                let xr = XRows::new(Arc::new(quantize_rows(&x, x.cols)), &x, max_exp);
+                let xr = XRows::new(Arc::new(quantize_rows(&x, x.cols)), &x, max_exp, true);
                 let rx = RowX {
                     q: &xr.q.q,
                     w: &xr.w,
@@ -768,7 +771,7 @@ mod tests {
             let k = if ty.block_len() == 32 { 576 } else { 512 };
             let (raw, x) = random_case(&mut rng, ty, m, n, k);
             let max_exp = blocks_max_exp(ty, &raw).expect("finite scales");
-            let xr = XRows::new(Arc::new(quantize_rows(&x, k)), &x, max_exp);
+            let xr = XRows::new(Arc::new(quantize_rows(&x, k)), &x, max_exp, true);
             let all = block_products(ty, &raw, None, m, &xr);
             // The same from rows kept widened (ExactWeight::keep_widened).
             let row_bytes = k / ty.block_len() * ty.block_bytes();
@@ -783,7 +786,8 @@ mod tests {
             assert_eq!(block_products(ty, &raw, Some(&kept), m, &xr), all, "{}: rows kept widened", ty.name());
             for i in 0..n {
                 let xi = IMat { rows: 1, cols: k, m: x.row(i).to_vec(), e: vec![x.e[i]] };
-                let one = block_products(ty, &raw, None, m, &XRows::new(Arc::new(quantize_rows(&xi, k)), &xi, max_exp));
+                let one =
+                    block_products(ty, &raw, None, m, &XRows::new(Arc::new(quantize_rows(&xi, k)), &xi, max_exp, true));
                 for (j, &v) in one.iter().enumerate() {
                     assert_eq!(all[tile_at(m, n, j, i)], v, "{} m={m}: weight row {j}, x row {i}", ty.name());
                 }
