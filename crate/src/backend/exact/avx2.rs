@@ -15,7 +15,7 @@
 //! four pairs are added in i16 before widening (8·31·127 = 31 496 < 2^15).
 
 use super::{
-    batched::{fetch_ahead, ROUND},
+    batched::{fetch_ahead, less_rounds, ROUND},
     rowdot::RowX,
 };
 use crate::quant::TensorType;
@@ -204,14 +204,14 @@ fn rows4<const B: usize, const MIN: bool, const SMALL: bool>(
 }
 
 /// Four f16 (the halves of `h`'s low 64 bits) as f64, exactly.
-#[target_feature(enable = "avx2,f16c,fma")]
+#[target_feature(enable = "avx2,f16c")]
 #[inline]
 fn f16x4(h: __m128i) -> __m256d {
     _mm256_cvtps_pd(_mm_cvtph_ps(h))
 }
 
 /// Four blocks' scales when each block starts with its f16 d and has no min (Q8_0, Q5_0).
-#[target_feature(enable = "avx2,f16c,fma")]
+#[target_feature(enable = "avx2,f16c")]
 #[inline]
 fn leading_d<const B: usize>(b: &[[u8; B]; 4]) -> (__m256d, __m256d) {
     let h = |i: usize| i16::from_le_bytes([b[i][0], b[i][1]]);
@@ -432,7 +432,6 @@ pub unsafe fn dots4<const MIN: bool>(
     (xw, xf, xm): (&[i16], &[f64], &[f64]),
     acc: &mut [i64; 4],
 ) {
-    let round = _mm256_set1_pd(ROUND);
     let mut sum = _mm256_setzero_si256();
     for j in 0..a.len() {
         let wp = w.as_ptr().add(32 * j) as *const __m256i;
@@ -448,11 +447,9 @@ pub unsafe fn dots4<const MIN: bool>(
         };
         let d = super::v128::transpose_sum(dot(0), dot(1), dot(2), dot(3));
         let af = _mm256_mul_pd(_mm256_set1_pd(*a.get_unchecked(j)), _mm256_loadu_pd(xf.as_ptr().add(4 * j)));
-        sum = _mm256_add_epi64(sum, _mm256_castpd_si256(_mm256_fmadd_pd(_mm256_cvtepi32_pd(d), af, round)));
+        sum = add_term(sum, _mm256_cvtepi32_pd(d), af);
         if MIN {
-            let v =
-                _mm256_fmadd_pd(_mm256_set1_pd(*b.get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)), round);
-            sum = _mm256_add_epi64(sum, _mm256_castpd_si256(v));
+            sum = add_term(sum, _mm256_set1_pd(*b.get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)));
         }
     }
     _mm256_storeu_si256(acc.as_mut_ptr() as *mut __m256i, sum);
@@ -500,17 +497,12 @@ unsafe fn group_terms<const MIN: bool>(
     xm: &[f64],
     j: usize,
 ) {
-    let round = _mm256_set1_pd(ROUND);
     let f = _mm256_loadu_pd(xf.as_ptr().add(4 * j));
     for r in 0..2 {
-        // Exact products, so fused with the rounding add they give the same bits (module doc).
         let af = _mm256_mul_pd(_mm256_set1_pd(*a[r].get_unchecked(j)), f);
-        let v = _mm256_fmadd_pd(_mm256_cvtepi32_pd(d[r]), af, round);
-        sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(v));
+        sum[r] = add_term(sum[r], _mm256_cvtepi32_pd(d[r]), af);
         if MIN {
-            let v =
-                _mm256_fmadd_pd(_mm256_set1_pd(*b[r].get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)), round);
-            sum[r] = _mm256_add_epi64(sum[r], _mm256_castpd_si256(v));
+            sum[r] = add_term(sum[r], _mm256_set1_pd(*b[r].get_unchecked(j)), _mm256_loadu_pd(xm.as_ptr().add(4 * j)));
         }
     }
 }
@@ -651,7 +643,7 @@ pub fn f16x8(bits: [u16; 8]) -> Option<[f64; 8]> {
     Some(unsafe { f16x8_f16c(bits) })
 }
 
-#[target_feature(enable = "avx2,f16c,fma")]
+#[target_feature(enable = "avx2,f16c")]
 unsafe fn f16x8_f16c(bits: [u16; 8]) -> [f64; 8] {
     let f = _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr() as *const __m128i));
     let zero = _mm256_setzero_pd();
@@ -735,7 +727,6 @@ unsafe fn block_terms8x4<const MIN: bool>(
     (_, xc, xf, xm): (&[i8], &[i32], &[f64], &[f64]),
     j: usize,
 ) {
-    let round = _mm256_set1_pd(ROUND);
     let wa = [_mm256_loadu_pd(a.as_ptr().add(8 * j)), _mm256_loadu_pd(a.as_ptr().add(8 * j + 4))];
     let wb = [_mm256_loadu_pd(b.as_ptr().add(8 * j)), _mm256_loadu_pd(b.as_ptr().add(8 * j + 4))];
     for (k, dk) in d.into_iter().enumerate() {
@@ -743,11 +734,9 @@ unsafe fn block_terms8x4<const MIN: bool>(
         let dots = [_mm256_castsi256_si128(dk), _mm256_extracti128_si256::<1>(dk)].map(|v| _mm256_cvtepi32_pd(v));
         let (f, m) = (_mm256_set1_pd(*xf.get_unchecked(4 * j + k)), _mm256_set1_pd(*xm.get_unchecked(4 * j + k)));
         for h in 0..2 {
-            // Exact products, so fused with the rounding add they give the same bits (module doc).
-            let v = _mm256_fmadd_pd(dots[h], _mm256_mul_pd(wa[h], f), round);
-            sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(v));
+            sum[k][h] = add_term(sum[k][h], dots[h], _mm256_mul_pd(wa[h], f));
             if MIN {
-                sum[k][h] = _mm256_add_epi64(sum[k][h], _mm256_castpd_si256(_mm256_fmadd_pd(wb[h], m, round)));
+                sum[k][h] = add_term(sum[k][h], wb[h], m);
             }
         }
     }
@@ -885,10 +874,9 @@ pub unsafe fn scores4(
         let sh = _mm_add_epi32(at(ke), _mm_set1_epi32(*qe.get_unchecked(b) - a));
         let sh = _mm_max_epi32(sh, _mm_set1_epi32(-200));
         let pow2 = _mm256_slli_epi64::<52>(_mm256_cvtepi32_epi64(_mm_add_epi32(sh, _mm_set1_epi32(1023))));
-        let v = _mm256_fmadd_pd(dots, _mm256_mul_pd(scale, _mm256_castsi256_pd(pow2)), _mm256_set1_pd(ROUND));
-        acc = _mm256_add_epi64(acc, _mm256_castpd_si256(v));
+        acc = add_term(acc, dots, _mm256_mul_pd(scale, _mm256_castsi256_pd(pow2)));
     }
     let mut l = [0i64; 4];
     _mm256_storeu_si256(l.as_mut_ptr() as *mut __m256i, acc);
-    l.map(|v| v.wrapping_sub((nb as i64).wrapping_mul(ROUND.to_bits() as i64)))
+    l.map(|v| less_rounds(v, nb, false))
 }

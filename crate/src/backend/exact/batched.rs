@@ -201,7 +201,7 @@ fn dots16x4_bytes<const MIN: bool>(
 
 /// A kernel's sum over `nb` blocks less the ROUND each of its terms added (two per block with
 /// `MIN`).
-fn less_rounds(v: i64, nb: usize, min: bool) -> i64 {
+pub(super) fn less_rounds(v: i64, nb: usize, min: bool) -> i64 {
     let terms = (nb * if min { 2 } else { 1 }) as i64;
     v.wrapping_sub(terms.wrapping_mul(ROUND.to_bits() as i64))
 }
