@@ -163,7 +163,8 @@ enum Cmd {
         #[arg(long, default_value_t = 32)]
         decode: usize,
         /// Also time a sampled generation of this many tokens with a receipt, and its
-        /// verification by re-execution, and print the receipt's sizes in each form (0: skip).
+        /// verification by re-execution, both on `--backend`, and print the receipt's sizes in
+        /// each form (0: skip).
         #[arg(long, default_value_t = 0)]
         receipt: u32,
         /// `gpu`: the exact mode on WebGPU instead of the CPU table.
@@ -727,12 +728,31 @@ fn bench_embed(model: &std::path::Path, texts: &std::path::Path, backend: Backen
     Ok(())
 }
 
-/// Ok(false): a receipt did not verify.
-/// Generation with a receipt against its verification (all threads, exact).
-fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
+/// Generation with a receipt against its verification (all threads, exact), both on
+/// `backend`, each on a fresh session, after a short generation that warms the backend up
+/// (the GPU compiles its pipelines on first use).
+fn bench_receipt(model: &std::path::Path, n: u32, backend: Backend) -> Result<()> {
     let (gguf, tok) = load(model)?;
     let m = ModelCommitment::of(&gguf, |_| {})?;
-    let exact = ExactModel::load(&gguf)?;
+    match backend {
+        Backend::Cpu => {
+            let exact = ExactModel::load(&gguf)?;
+            time_receipt(&gguf, &tok, &m, n, &mut || Ok(Box::new(exact.session()?)))
+        }
+        Backend::Gpu => {
+            let g = GpuModel::load(&gguf, Rc::new(GpuContext::new_blocking(GpuOptions::from_env())?))?;
+            time_receipt(&gguf, &tok, &m, n, &mut || Ok(Box::new(g.session()?)))
+        }
+    }
+}
+
+fn time_receipt(
+    gguf: &Gguf,
+    tok: &Tokenizer,
+    m: &ModelCommitment,
+    n: u32,
+    session: &mut dyn FnMut() -> Result<Box<dyn Recording>>,
+) -> Result<()> {
     let req = Request {
         prompt: Prompt::Text("Once upon a time, in a small village by the sea,".into()),
         params: SamplingParams::new(0.7, 40, 0.95, 1)?,
@@ -740,17 +760,24 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
         stop: vec![],
         salt: None,
     };
+    let warm = Request { max_tokens: n.min(4), ..req.clone() };
+    edgeproof::receipt::generate(session()?.as_mut(), gguf, tok, m, &warm, |_| Ok(true))?;
     let t = Instant::now();
-    let r = edgeproof::receipt::generate(&mut exact.session()?, &gguf, &tok, &m, &req, |_| Ok(true))?;
+    let r = edgeproof::receipt::generate(session()?.as_mut(), gguf, tok, m, &req, |_| Ok(true))?;
     let gen = t.elapsed().as_secs_f64();
+    let mut engine = session()?;
+    let on = engine.backend();
     let t = Instant::now();
-    let rep = edgeproof::receipt::verify(&r, &gguf, &tok, Some(&m), &mut exact.session()?, |_, _| {})?;
+    let rep = edgeproof::receipt::verify(&r, gguf, tok, Some(m), engine.as_mut(), |_, _| {})?;
     let ver = t.elapsed().as_secs_f64();
     println!("| receipt | prompt tokens | generated tokens | generate s | verify s | verify / generate | verdict |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     println!(
-        "| exact, {} threads | {} | {} | {gen:.2} | {ver:.2} | {:.2} | {} |",
-        rayon::current_num_threads(),
+        "| exact, {} | {} | {} | {gen:.2} | {ver:.2} | {:.2} | {} |",
+        match on.1 {
+            Some(adapter) => format!("{}: {adapter}", on.0),
+            None => format!("{}, {} threads", on.0, rayon::current_num_threads()),
+        },
         r.public().map_or(0, |p| p.prompt_ids.len()),
         r.steps.len(),
         ver / gen,
@@ -758,10 +785,10 @@ fn bench_receipt(model: &std::path::Path, n: u32) -> Result<()> {
     );
     receipt_sizes(r, || {
         edgeproof::receipt::generate(
-            &mut exact.session()?,
-            &gguf,
-            &tok,
-            &m,
+            session()?.as_mut(),
+            gguf,
+            tok,
+            m,
             &Request { salt: Some(random_salt()?), ..req.clone() },
             |_| Ok(true),
         )
@@ -958,7 +985,7 @@ fn run(cmd: Cmd) -> Result<bool> {
             }
             bench(&model, prefill, decode, backend, profile, numerics)?;
             if receipt > 0 {
-                bench_receipt(&model, receipt)?;
+                bench_receipt(&model, receipt, backend)?;
             }
             Ok(true)
         }
