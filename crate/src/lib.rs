@@ -19,6 +19,8 @@ macro_rules! with_avx2 {
     }};
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod alloc;
 pub mod error;
 pub mod gguf;
 pub mod gpu;

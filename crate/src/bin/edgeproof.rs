@@ -216,6 +216,10 @@ enum KeyCmd {
     New { file: PathBuf },
 }
 
+/// Keeps the large blocks a batched pass frees for the next pass (`edgeproof::alloc`).
+#[global_allocator]
+static ALLOC: edgeproof::alloc::KeepLarge = edgeproof::alloc::KeepLarge::new();
+
 fn main() {
     // A closed pipe (`edgeproof info ... | head`) ends the program as it ends other
     // command-line tools, instead of a panic in `println!`.
@@ -226,7 +230,8 @@ fn main() {
     }
     // Each matmul's sums and outputs are megabytes, made and freed per call: glibc would map
     // them fresh each time (mmap above its threshold, trimmed back on free), and the kernel
-    // zeroes every page on its first touch, a tenth of a prefill's time. Keep them in the heap.
+    // zeroes every page on its first touch, a tenth of a prefill's time. Keep them in the heap
+    // (and those of 4 MiB and more in `KeepLarge`, below).
     // Each thread keeps its own arena (glibc's default): with one for all, the threads waited
     // on its lock for the small buffers of every task (SmolLM2's two-thread prefill and decode
     // 20–30% slower), more than a thread's arena costs by mapping what exceeds its 64 MiB
