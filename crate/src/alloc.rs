@@ -27,8 +27,8 @@ fn large(l: &Layout) -> bool {
     l.size() >= MIN && l.align() <= 4096
 }
 
-/// The blocks kept (`(address, size, align)`, oldest first) and their bytes; the kept blocks lent out for
-/// smaller sizes than theirs (`(address, size)`), to be freed with their own.
+/// The blocks kept (`(address, size, align)`, oldest first) and their bytes; the kept blocks
+/// lent out for smaller sizes than theirs (`(address, size)`), to be freed with their own.
 struct Tables {
     kept: [(usize, usize, usize); SLOTS],
     n_kept: usize,

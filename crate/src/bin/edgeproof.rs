@@ -231,7 +231,7 @@ fn main() {
     // Each matmul's sums and outputs are megabytes, made and freed per call: glibc would map
     // them fresh each time (mmap above its threshold, trimmed back on free), and the kernel
     // zeroes every page on its first touch, a tenth of a prefill's time. Keep them in the heap
-    // (and those of 4 MiB and more in `KeepLarge`, below).
+    // (and those of 4 MiB and more in `KeepLarge`, the global allocator above).
     // Each thread keeps its own arena (glibc's default): with one for all, the threads waited
     // on its lock for the small buffers of every task (SmolLM2's two-thread prefill and decode
     // 20–30% slower), more than a thread's arena costs by mapping what exceeds its 64 MiB
